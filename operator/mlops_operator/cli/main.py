@@ -1,0 +1,128 @@
+"""The `mlops` command: the local cluster (up/down/status/kubeconfig) and the operator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _cmd_up(a: argparse.Namespace) -> int:
+    from mlops_operator.localcluster import cluster
+
+    cfg = cluster.up(a.name, port=a.port, timeout=a.timeout)
+    kc = cfg.kubeconfig_path
+    print(f"""
+Cluster {cfg.name!r} is up: Kubernetes v{cfg.kubernetes_version} at {cfg.server_url}
+  kubeconfig:  {kc}
+  try:         kubectl --kubeconfig {kc} get --raw /version
+               export KUBECONFIG={kc}; kubectl get namespaces
+  stop:        mlops down{'' if cfg.name == 'local' else ' --name ' + cfg.name}""")
+    return 0
+
+
+def _cmd_down(a: argparse.Namespace) -> int:
+    from mlops_operator.localcluster import cluster
+
+    cluster.down(a.name, purge=a.purge)
+    return 0
+
+
+def _cmd_status(a: argparse.Namespace) -> int:
+    from mlops_operator.localcluster import cluster
+
+    st = cluster.status(a.name)
+    if a.json:
+        print(json.dumps(st, indent=2))
+        return 0 if st["running"] else 1
+    if not st["running"]:
+        print(f"cluster {a.name}: not running" + (f" ({st['reason']})" if "reason" in st else ""))
+        return 1
+    print(f"cluster {a.name}: running, Kubernetes v{st['kubernetesVersion']} at {st['server']}")
+    print(f"kubeconfig: {st['kubeconfig']}")
+    for n, c in st["components"].items():
+        state = "healthy" if c["healthy"] else c["state"]
+        print(f"  {n:<24} {state:<10} pid={c['pid']} restarts={c['restarts']}" + (f"  {c['detail']}" if c["detail"] and not c["healthy"] else ""))
+    return 0 if all(c["healthy"] for c in st["components"].values()) else 1
+
+
+def _cmd_kubeconfig(a: argparse.Namespace) -> int:
+    from mlops_operator.localcluster.config import ClusterConfig
+
+    cfg = ClusterConfig.load(a.name)
+    if cfg is None:
+        print(f"no cluster named {a.name}; run `mlops up` first", file=sys.stderr)
+        return 1
+    print(cfg.kubeconfig_path)
+    return 0
+
+
+def _cmd_binaries(a: argparse.Namespace) -> int:
+    from mlops_operator.localcluster import binaries
+
+    for name, path in sorted(binaries.ensure_binaries(allow_download=not a.no_download).items()):
+        print(f"{name:<24} {path}")
+    return 0
+
+
+def _cmd_operator_run(a: argparse.Namespace) -> int:
+    from mlops_operator.controllers.run import run_operator
+
+    run_operator(namespaces=a.namespace, liveness=a.liveness, peering=a.peering, standalone=a.standalone)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlops", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def named(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--name", default="local", help="cluster name (default: local)")
+        return sp
+
+    up = named(sub.add_parser("up", help="start the embedded local cluster (or reuse the running one)"))
+    up.add_argument("--port", type=int, default=None, help="loopback port for the API server (default 16443)")
+    up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for a healthy control plane")
+    up.set_defaults(func=_cmd_up)
+    down = named(sub.add_parser("down", help="stop the local cluster; no process or namespace is left"))
+    down.add_argument("--purge", action="store_true", help="also delete its state (etcd data, certificates)")
+    down.set_defaults(func=_cmd_down)
+    st = named(sub.add_parser("status", help="show the local cluster's components and health"))
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=_cmd_status)
+    named(sub.add_parser("kubeconfig", help="print the admin kubeconfig path")).set_defaults(func=_cmd_kubeconfig)
+    b = sub.add_parser("binaries", help="obtain (download or build) and print the cluster binaries")
+    b.add_argument("--no-download", action="store_true", help="skip the release download; build from Go modules")
+    b.set_defaults(func=_cmd_binaries)
+
+    op = sub.add_parser("operator", help="the operator").add_subparsers(dest="op", required=True)
+    run = op.add_parser("run", help="run the operator against the current kubeconfig or in-cluster config")
+    run.add_argument("--namespace", "-n", action="append", default=[],
+                     help="watch only these namespaces (repeatable; default: all)")
+    run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
+    g = run.add_mutually_exclusive_group()
+    g.add_argument("--peering", default=None, help="kopf peering name for leader election across replicas (default: standalone)")
+    g.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
+    run.set_defaults(func=_cmd_operator_run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a clear message, not a traceback, for expected failures
+        from mlops_operator.localcluster.binaries import BinaryError
+        from mlops_operator.localcluster.cluster import ClusterError
+        from mlops_operator.localcluster.netns import NetnsError
+
+        if isinstance(e, (BinaryError, ClusterError, NetnsError)):
+            print(f"mlops: {e}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

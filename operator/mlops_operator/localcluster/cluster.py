@@ -1,0 +1,240 @@
+"""`up`, `down` and `status` of a named local cluster: the API the CLI and the tests share."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from . import binaries, kubeconfig, netns, pki
+from .config import API_PORT, CLUSTER_DOMAIN, KUBERNETES_SERVICE_IP, NODE_IP, ClusterConfig
+from .forward import free_port
+
+Say = Callable[[str], None]
+
+
+def _say(msg: str) -> None:
+    print(f"[mlops] {msg}", file=sys.stderr, flush=True)
+
+
+class ClusterError(RuntimeError):
+    """The cluster did not come up or go down; the message says why and where the logs are."""
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def session_processes(sid: int) -> list[int]:
+    """Every live process in session `sid` (the supervisor's session: all cluster processes)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # fields after the parenthesised comm: state ppid pgrp session ...
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            pids.append(int(entry))
+    return pids
+
+
+def supervisor_pid(cfg: ClusterConfig) -> int | None:
+    f = cfg.path("run", "supervisor.pid")
+    try:
+        pid = int(f.read_text())
+    except (OSError, ValueError):
+        return None
+    if not _pid_alive(pid):
+        return None
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return pid if b"mlops_operator.localcluster.supervisor" in cmd else None
+
+
+def read_status(cfg: ClusterConfig) -> dict:
+    try:
+        return json.loads(cfg.path("run", "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+# --- up -----------------------------------------------------------------------------------------
+
+def _prepare(cfg: ClusterConfig) -> None:
+    for d in ("logs", "run", "kubeconfigs"):
+        cfg.path(d).mkdir(parents=True, exist_ok=True)
+    pki.ensure_pki(cfg.path("pki"), cfg.node_name, (NODE_IP, KUBERNETES_SERVICE_IP), CLUSTER_DOMAIN)
+    p = cfg.path("pki")
+    inside = f"https://127.0.0.1:{API_PORT}"
+    kubeconfig.write(cfg.kubeconfig_path, cfg.server_url, p, "admin", f"mlops-{cfg.name}", "mlops-admin")
+    kubeconfig.write(cfg.path("kubeconfigs", "admin-internal.conf"), inside, p, "admin", f"mlops-{cfg.name}", "mlops-admin")
+    # Components run inside the cluster namespace and reach the API server on its loopback.
+    for stem, user in (("controller-manager", "system:kube-controller-manager"),
+                       ("scheduler", "system:kube-scheduler"),
+                       ("kube-proxy", "system:kube-proxy"),
+                       ("node", f"system:node:{cfg.node_name}")):
+        kubeconfig.write(cfg.path("kubeconfigs", f"{stem}.conf"), inside, p, stem, f"mlops-{cfg.name}", user)
+
+
+def _cleanup_leftovers(cfg: ClusterConfig, say: Say) -> None:
+    """Remove what a crashed supervisor may have left: its session's processes, the netns."""
+    st = read_status(cfg)
+    sid = st.get("sid")
+    if sid:
+        left = session_processes(int(sid))
+        if left:
+            say(f"cleaning up {len(left)} processes left by an earlier run")
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+    netns.delete_netns(cfg.netns)
+    cfg.path("run", "status.json").unlink(missing_ok=True)
+
+
+def _wait_healthy(cfg: ClusterConfig, timeout: float, say: Say) -> dict:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        st = read_status(cfg)
+        comps = st.get("components", {})
+        if comps and all(c["healthy"] for c in comps.values()):
+            return st
+        if supervisor_pid(cfg) is None:
+            raise ClusterError(
+                "the cluster supervisor exited during start-up; see "
+                f"{cfg.path('logs', 'supervisor.log')}:\n{_tail(cfg.path('logs', 'supervisor.log'))}"
+            )
+        waiting = ", ".join(n for n, c in comps.items() if not c["healthy"])
+        if waiting and waiting != last:
+            say(f"waiting for {waiting}")
+            last = waiting
+        time.sleep(0.25)
+    st = read_status(cfg)
+    bad = [n for n, c in st.get("components", {}).items() if not c["healthy"]]
+    tails = "\n".join(f"--- {n} ---\n{_tail(cfg.path('logs', f'{n}.log'))}" for n in bad)
+    raise ClusterError(f"cluster {cfg.name} not healthy after {timeout:.0f}s: {', '.join(bad)}\n{tails}")
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def up(name: str = "local", port: int | None = None, timeout: float = 180.0, say: Say = _say) -> ClusterConfig:
+    """Start cluster `name` (or reuse it if it is running) and return its config."""
+    netns.require_root()
+    cfg = ClusterConfig.load(name)
+    if cfg is not None and supervisor_pid(cfg) is not None:
+        _wait_healthy(cfg, timeout, say)
+        say(f"cluster {name} is already running at {cfg.server_url}; reusing it")
+        return cfg
+    if cfg is None:
+        cfg = ClusterConfig(name=name, api_host_port=port or (16443 if name == "local" else free_port()))
+    elif port:
+        cfg.api_host_port = port
+    if not _port_free(cfg.api_host_port):
+        if port:
+            raise ClusterError(f"port {port} on 127.0.0.1 is in use; choose another with --port")
+        cfg.api_host_port = free_port()
+    cfg.save()
+    binaries.ensure_binaries(progress=say)
+    _cleanup_leftovers(cfg, say)
+    _prepare(cfg)
+    say(f"starting cluster {name}: etcd, kube-apiserver, kube-controller-manager, kube-scheduler "
+        f"(Kubernetes v{cfg.kubernetes_version}) in network namespace {cfg.netns}")
+    with open(cfg.path("logs", "supervisor.log"), "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "mlops_operator.localcluster.supervisor", name],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, close_fds=True,
+        )
+    _wait_healthy(cfg, timeout, say)
+    say(f"cluster {name} is ready at {cfg.server_url}")
+    return cfg
+
+
+# --- down / status ------------------------------------------------------------------------------
+
+def down(name: str = "local", purge: bool = False, timeout: float = 40.0, say: Say = _say) -> None:
+    """Stop cluster `name`: every process of its session, its namespace; `purge` also its state."""
+    cfg = ClusterConfig.load(name)
+    if cfg is None:
+        say(f"no cluster named {name}")
+        return
+    pid = supervisor_pid(cfg)
+    sid = read_status(cfg).get("sid") or pid
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    if sid:
+        for p in session_processes(int(sid)):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while session_processes(int(sid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    netns.delete_netns(cfg.netns)
+    cfg.path("run", "supervisor.pid").unlink(missing_ok=True)
+    cfg.path("run", "status.json").unlink(missing_ok=True)
+    if purge:
+        import shutil
+        shutil.rmtree(cfg.state_dir, ignore_errors=True)
+        say(f"cluster {name} stopped and its state removed")
+    else:
+        say(f"cluster {name} stopped (state kept in {cfg.state_dir}; `mlops down --purge` removes it)")
+
+
+def status(name: str = "local") -> dict:
+    """What runs: supervisor, components with health and restarts, the kubeconfig to use."""
+    cfg = ClusterConfig.load(name)
+    if cfg is None:
+        return {"name": name, "running": False, "reason": "never created"}
+    pid = supervisor_pid(cfg)
+    st = read_status(cfg) if pid else {}
+    return {
+        "name": name,
+        "running": pid is not None,
+        "server": cfg.server_url,
+        "kubeconfig": str(cfg.kubeconfig_path),
+        "kubernetesVersion": cfg.kubernetes_version,
+        "netns": cfg.netns,
+        "stateDir": str(cfg.state_dir),
+        "components": st.get("components", {}),
+    }

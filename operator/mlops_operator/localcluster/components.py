@@ -1,0 +1,97 @@
+"""Command lines of the control-plane components, as a kubeadm control plane would run them.
+
+Everything listens inside the cluster namespace: etcd and the component health ports on its
+loopback, the API server on all its addresses (the bridge address is what Services and pods
+reach; the host reaches it through the loopback forward).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import (API_PORT, CLUSTER_DOMAIN, NODE_IP, POD_CIDR, SERVICE_CIDR, ClusterConfig)
+
+ETCD_CLIENT = "http://127.0.0.1:2379"
+
+
+@dataclass
+class Component:
+    """One supervised process: its argv, and the URL that says it is healthy (inside the netns)."""
+
+    name: str
+    argv: list[str]
+    health_url: str
+    #: components that must be healthy before this one starts
+    after: list[str] = field(default_factory=list)
+
+
+def control_plane(cfg: ClusterConfig, bins: dict[str, Path]) -> list[Component]:
+    pki = cfg.path("pki")
+    kc = cfg.path("kubeconfigs")
+    etcd = Component(
+        "etcd",
+        [str(bins["etcd"]), "--name", "mlops", "--data-dir", str(cfg.path("etcd")),
+         "--listen-client-urls", ETCD_CLIENT, "--advertise-client-urls", ETCD_CLIENT,
+         "--listen-peer-urls", "http://127.0.0.1:2380",
+         "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+         "--initial-cluster", "mlops=http://127.0.0.1:2380",
+         "--listen-metrics-urls", "http://127.0.0.1:2381",
+         # A development cluster: trade durability on power loss for much faster writes.
+         "--unsafe-no-fsync", "--snapshot-count", "10000", "--quota-backend-bytes", str(2 * 1024**3),
+         "--log-level", "warn"],
+        "http://127.0.0.1:2381/health",
+    )
+    apiserver = Component(
+        "kube-apiserver",
+        [str(bins["kube-apiserver"]),
+         "--etcd-servers", ETCD_CLIENT,
+         "--advertise-address", NODE_IP, "--bind-address", "0.0.0.0", "--secure-port", str(API_PORT),
+         "--service-cluster-ip-range", SERVICE_CIDR,
+         "--authorization-mode", "Node,RBAC",
+         "--enable-admission-plugins", "NodeRestriction",
+         "--allow-privileged", "true",
+         "--client-ca-file", str(pki / "ca.crt"),
+         "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
+         "--kubelet-client-certificate", str(pki / "apiserver-kubelet-client.crt"),
+         "--kubelet-client-key", str(pki / "apiserver-kubelet-client.key"),
+         "--kubelet-certificate-authority", str(pki / "ca.crt"),
+         "--kubelet-preferred-address-types", "InternalIP",
+         "--service-account-issuer", f"https://kubernetes.default.svc.{CLUSTER_DOMAIN}",
+         "--service-account-key-file", str(pki / "sa.pub"),
+         "--service-account-signing-key-file", str(pki / "sa.key"),
+         "--profiling=false", "--v", "1"],
+        f"https://127.0.0.1:{API_PORT}/readyz",
+        after=["etcd"],
+    )
+    common = ["--leader-elect=true", "--bind-address", "127.0.0.1", "--profiling=false", "--v", "1"]
+    cm = Component(
+        "kube-controller-manager",
+        [str(bins["kube-controller-manager"]),
+         "--kubeconfig", str(kc / "controller-manager.conf"),
+         "--authentication-kubeconfig", str(kc / "controller-manager.conf"),
+         "--authorization-kubeconfig", str(kc / "controller-manager.conf"),
+         "--root-ca-file", str(pki / "ca.crt"),
+         "--service-account-private-key-file", str(pki / "sa.key"),
+         "--use-service-account-credentials=true",
+         "--cluster-signing-cert-file", str(pki / "ca.crt"),
+         "--cluster-signing-key-file", str(pki / "ca.key"),
+         "--allocate-node-cidrs=true", "--cluster-cidr", POD_CIDR, "--node-cidr-mask-size", "24",
+         "--service-cluster-ip-range", SERVICE_CIDR,
+         "--cert-dir", str(cfg.path("run", "controller-manager")),
+         *common],
+        "https://127.0.0.1:10257/healthz",
+        after=["kube-apiserver"],
+    )
+    scheduler = Component(
+        "kube-scheduler",
+        [str(bins["kube-scheduler"]),
+         "--kubeconfig", str(kc / "scheduler.conf"),
+         "--authentication-kubeconfig", str(kc / "scheduler.conf"),
+         "--authorization-kubeconfig", str(kc / "scheduler.conf"),
+         "--cert-dir", str(cfg.path("run", "scheduler")),
+         *common],
+        "https://127.0.0.1:10259/healthz",
+        after=["kube-apiserver"],
+    )
+    return [etcd, apiserver, cm, scheduler]
