@@ -65,6 +65,12 @@ def _cmd_binaries(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(a: argparse.Namespace) -> int:
+    from mlops_operator.cli.demo import run_demo
+
+    return run_demo(a.name)
+
+
 def _cmd_operator_run(a: argparse.Namespace) -> int:
     from mlops_operator.controllers.run import run_operator
 
@@ -91,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=_cmd_status)
     named(sub.add_parser("kubeconfig", help="print the admin kubeconfig path")).set_defaults(func=_cmd_kubeconfig)
+    named(sub.add_parser("demo", help="start the local cluster and run the demo (what `make demo` runs)")).set_defaults(func=_cmd_demo)
     b = sub.add_parser("binaries", help="obtain (download or build) and print the cluster binaries")
     b.add_argument("--no-download", action="store_true", help="skip the release download; build from Go modules")
     b.set_defaults(func=_cmd_binaries)

@@ -30,13 +30,12 @@ class ClusterError(RuntimeError):
 # --- processes ----------------------------------------------------------------------------------
 
 def _pid_alive(pid: int) -> bool:
+    """True for a running process; a zombie (exited, not yet reaped by its parent) is dead."""
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def session_processes(sid: int) -> list[int]:

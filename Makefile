@@ -1,0 +1,68 @@
+# The two commands a new user needs:  make demo   and   make test
+# Everything else is a step they depend on.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+CLUSTER ?= local
+BIN      = $(VENV)/bin
+export GOTOOLCHAIN ?= local
+
+.PHONY: help venv binaries demo demo-kind test test-unit up down status constraints bench clean
+
+help:
+	@echo "make demo        set up everything and run the demo on the embedded local cluster"
+	@echo "make demo CLUSTER=kind   the same on a kind cluster (needs Docker and kind)"
+	@echo "make test        run the whole test suite (unit + integration on a real control plane)"
+	@echo "make up / down / status  start, stop, inspect the local cluster"
+	@echo "make bench       run the benchmarks in benchmarks/"
+
+$(BIN)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/.installed
+
+# etcd and the Kubernetes components: cached under ~/.cache/mlops, built once from Go modules
+# when the release download is unreachable.
+binaries: venv
+	$(BIN)/mlops binaries
+
+ifeq ($(CLUSTER),kind)
+demo: demo-kind
+else
+demo: binaries
+	$(BIN)/mlops demo
+endif
+
+demo-kind: venv
+	@command -v kind >/dev/null || { echo "kind is not installed (https://kind.sigs.k8s.io)"; exit 1; }
+	kind get clusters | grep -qx mlops || kind create cluster --name mlops
+	kubectl --context kind-mlops apply -f examples/local-cluster/hello.yaml
+	kubectl --context kind-mlops get deploy,rs,pods -n mlops-hello
+
+test: binaries
+	$(BIN)/pytest
+
+test-unit: venv
+	$(BIN)/pytest tests/unit
+
+up: binaries
+	$(BIN)/mlops up --name $(CLUSTER)
+
+down: venv
+	$(BIN)/mlops down --name $(CLUSTER)
+
+status: venv
+	$(BIN)/mlops status --name $(CLUSTER)
+
+bench: binaries
+	$(BIN)/python -m benchmarks.cluster_start
+
+constraints: venv
+	@{ sed -n '1,3p' constraints.txt; $(BIN)/pip freeze --exclude-editable | grep -v '^mlops-operator'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+clean:
+	rm -rf $(VENV) *.egg-info operator/*.egg-info .pytest_cache

@@ -1,0 +1,65 @@
+"""`mlops up` twice reuses the cluster; `mlops down` leaves no process, port or namespace."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from mlops_operator.localcluster import cluster, netns
+from mlops_operator.localcluster.config import ClusterConfig
+
+pytestmark = pytest.mark.cluster
+
+NAME = "pytest-life"
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _mlops(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mlops_operator.cli.main", *args],
+                          capture_output=True, text=True, timeout=400)
+
+
+def test_up_twice_reuses_and_down_leaves_nothing_behind():
+    try:
+        first = _mlops("up", "--name", NAME)
+        assert first.returncode == 0, first.stderr
+        cfg = ClusterConfig.load(NAME)
+        assert cfg is not None
+        sup = cluster.supervisor_pid(cfg)
+        assert sup is not None
+        procs = cluster.session_processes(sup)
+        # the supervisor plus etcd, kube-apiserver, kube-controller-manager, kube-scheduler
+        assert len(procs) >= 5
+        assert _listening(cfg.api_host_port)
+        assert netns.exists(cfg.netns)
+        assert f"kubeconfig:  {cfg.kubeconfig_path}" in first.stdout
+
+        second = _mlops("up", "--name", NAME)
+        assert second.returncode == 0, second.stderr
+        assert "already running" in second.stderr
+        assert cluster.supervisor_pid(cfg) == sup  # same supervisor: reused, not restarted
+
+        status = _mlops("status", "--name", NAME)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert "kube-apiserver" in status.stdout and "healthy" in status.stdout
+
+        down = _mlops("down", "--name", NAME)
+        assert down.returncode == 0, down.stderr
+        assert cluster.session_processes(sup) == []  # the supervisor's session id is its pid
+        for pid in procs:
+            assert not cluster._pid_alive(pid), f"process {pid} survived mlops down"
+        assert not _listening(cfg.api_host_port)
+        assert not netns.exists(cfg.netns)
+
+        after = _mlops("status", "--name", NAME)
+        assert after.returncode == 1 and "not running" in after.stdout
+    finally:
+        cluster.down(NAME, purge=True)
