@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -69,8 +70,8 @@ def local_cluster() -> Cluster:
 @pytest.fixture
 def namespace(local_cluster: Cluster, request) -> str:
     """A fresh namespace per test, deleted afterwards (without waiting)."""
-    name = "t-" + request.node.name.lower().replace("_", "-")[:40].strip("-") + f"-{os.getpid() % 10000}"
-    name = "".join(c if c.isalnum() or c == "-" else "-" for c in name)[:63].strip("-")
+    base = "".join(c if c.isalnum() else "-" for c in request.node.originalname.lower())[:40].strip("-")
+    name = f"t-{base}-{uuid.uuid4().hex[:6]}"
     local_cluster.kubectl("create", "namespace", name)
     yield name
     local_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

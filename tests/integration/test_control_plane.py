@@ -173,8 +173,8 @@ def test_rbac_refuses_an_unbound_service_account_and_allows_a_bound_one(local_cl
     with pytest.raises(ApiException) as refused:
         as_reader.list_namespaced_pod(namespace)
     assert refused.value.status == 403
-    assert f"system:serviceaccount:{namespace}:reader" in refused.value.body
-    assert 'cannot list resource "pods"' in refused.value.body
+    message = json.loads(refused.value.body)["message"]
+    assert f'User "system:serviceaccount:{namespace}:reader" cannot list resource "pods"' in message
 
     local_cluster.kubectl("create", "role", "pod-reader", "--verb=list", "--resource=pods", "-n", namespace)
     local_cluster.kubectl("create", "rolebinding", "reader", "--role=pod-reader",

@@ -124,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         from mlops_operator.localcluster.binaries import BinaryError
         from mlops_operator.localcluster.cluster import ClusterError
         from mlops_operator.localcluster.netns import NetnsError
+        from mlops_operator.controllers.run import NoClusterCredentials
 
-        if isinstance(e, (BinaryError, ClusterError, NetnsError)):
+        if isinstance(e, (BinaryError, ClusterError, NetnsError, NoClusterCredentials)):
             print(f"mlops: {e}", file=sys.stderr)
             return 1
         raise

@@ -7,7 +7,6 @@ never knows whether it runs on the embedded cluster, kind or a managed cluster.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import kopf
@@ -15,43 +14,58 @@ import kopf
 log = logging.getLogger("mlops.operator")
 
 
-def describe_connection(info: kopf.ConnectionInfo) -> str:
-    """One line naming the cluster: server URL, and the kubeconfig context when there is one."""
-    where = info.server
-    if info.default_namespace:
-        where += f" (default namespace {info.default_namespace})"
-    return where
+class NoClusterCredentials(RuntimeError):
+    """Neither in-cluster config nor a usable kubeconfig: retrying cannot help, so exit."""
+
+
+def load_cluster_config() -> str:
+    """Load in-cluster or kubeconfig credentials into the kubernetes client; return the server."""
+    from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
+
+    errors = []
+    try:
+        config.load_incluster_config()
+    except ConfigException as e:
+        errors.append(f"in-cluster: {e}")
+        try:
+            config.load_kube_config()
+        except (ConfigException, OSError) as e2:
+            errors.append(f"kubeconfig: {e2}")
+            raise NoClusterCredentials("no cluster credentials (" + "; ".join(errors) + ")") from e2
+    return client.Configuration.get_default_copy().host
 
 
 @kopf.on.login()
 def login(logger: kopf.Logger, **kwargs) -> kopf.ConnectionInfo | None:
+    from kubernetes import client
+
     info = kopf.login_via_client(logger=logger, **kwargs)
-    if info is not None:
-        log.info("connecting to cluster %s", describe_connection(info))
+    if info is None:
+        return None
+    try:
+        v = client.VersionApi().get_code()
+        version = f"Kubernetes {v.git_version} ({v.platform})"
+    except Exception as e:  # the line still names the server; kopf reports API errors itself
+        version = f"version unknown: {e}"
+    log.info("connecting to cluster %s; operator started on %s", info.server, version)
     return info
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_) -> None:
-    from kubernetes import client
-
+def startup(settings: kopf.OperatorSettings, **_) -> None:
     settings.posting.level = logging.INFO
     settings.persistence.finalizer = "mlops.dev/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="mlops.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="mlops.dev")
-    try:
-        version = await asyncio.to_thread(lambda: client.VersionApi().get_code())
-        logger.info("operator started on Kubernetes %s (%s)", version.git_version, version.platform)
-    except Exception as e:  # the login handler already named the server; do not block start-up
-        logger.warning("could not read the server version: %s", e)
 
 
 def run_operator(namespaces: list[str], liveness: str, peering: str | None, standalone: bool) -> None:
     """Run kopf until SIGTERM (kopf drains handlers on the way out)."""
     from . import handlers  # noqa: F401  (registers the custom-resource handlers)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     kopf.configure(verbose=False)
+    load_cluster_config()  # fail fast with a clear message instead of kopf's endless login retries
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,

@@ -121,7 +121,8 @@ def _cleanup_leftovers(cfg: ClusterConfig, say: Say) -> None:
     cfg.path("run", "status.json").unlink(missing_ok=True)
 
 
-def _wait_healthy(cfg: ClusterConfig, timeout: float, say: Say) -> dict:
+def _wait_healthy(cfg: ClusterConfig, timeout: float, say: Say,
+                  proc: subprocess.Popen | None = None) -> dict:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -129,11 +130,17 @@ def _wait_healthy(cfg: ClusterConfig, timeout: float, say: Say) -> dict:
         comps = st.get("components", {})
         if comps and all(c["healthy"] for c in comps.values()):
             return st
-        if supervisor_pid(cfg) is None:
+        alive = proc.poll() is None if proc is not None else supervisor_pid(cfg) is not None
+        if not alive:
             raise ClusterError(
                 "the cluster supervisor exited during start-up; see "
                 f"{cfg.path('logs', 'supervisor.log')}:\n{_tail(cfg.path('logs', 'supervisor.log'))}"
             )
+        crashing = [n for n, c in comps.items() if c["restarts"] >= 3]
+        if crashing:
+            tails = "\n".join(f"--- {n} ---\n{_tail(cfg.path('logs', f'{n}.log'))}" for n in crashing)
+            raise ClusterError(f"cluster {cfg.name}: {', '.join(crashing)} keeps exiting during start-up "
+                               f"(`mlops down` stops the rest):\n{tails}")
         waiting = ", ".join(n for n, c in comps.items() if not c["healthy"])
         if waiting and waiting != last:
             say(f"waiting for {waiting}")
@@ -175,12 +182,12 @@ def up(name: str = "local", port: int | None = None, timeout: float = 180.0, say
     say(f"starting cluster {name}: etcd, kube-apiserver, kube-controller-manager, kube-scheduler "
         f"(Kubernetes v{cfg.kubernetes_version}) in network namespace {cfg.netns}")
     with open(cfg.path("logs", "supervisor.log"), "ab") as log:
-        subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "mlops_operator.localcluster.supervisor", name],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, close_fds=True,
         )
-    _wait_healthy(cfg, timeout, say)
+    _wait_healthy(cfg, timeout, say, proc)
     say(f"cluster {name} is ready at {cfg.server_url}")
     return cfg
 

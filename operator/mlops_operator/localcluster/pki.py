@@ -78,7 +78,7 @@ def _builder(subject: x509.Name, issuer: x509.Name, pub) -> x509.CertificateBuil
     )
 
 
-def make_ca(directory: Path, cn: str = "mlops-local-ca") -> None:
+def make_ca(directory: Path, cn: str = "mlops-local-ca", stem: str = "ca") -> None:
     key = _key()
     name = _name(cn)
     cert = (
@@ -88,20 +88,21 @@ def make_ca(directory: Path, cn: str = "mlops-local-ca") -> None:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write_key(directory / "ca.key", key)
-    _write_cert(directory / "ca.crt", cert)
+    _write_key(directory / f"{stem}.key", key)
+    _write_cert(directory / f"{stem}.crt", cert)
 
 
-def _load_ca(directory: Path):
-    key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), None)
-    cert = x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes())
+def _load_ca(directory: Path, stem: str = "ca"):
+    key = serialization.load_pem_private_key((directory / f"{stem}.key").read_bytes(), None)
+    cert = x509.load_pem_x509_certificate((directory / f"{stem}.crt").read_bytes())
     return key, cert
 
 
 def issue(directory: Path, stem: str, cn: str, orgs: tuple[str, ...] = (), *, server: bool = False,
-          client: bool = True, dns: tuple[str, ...] = (), ips: tuple[str, ...] = ()) -> None:
-    """Issue `<stem>.crt`/`<stem>.key` signed by the CA in `directory`."""
-    ca_key, ca_cert = _load_ca(directory)
+          client: bool = True, dns: tuple[str, ...] = (), ips: tuple[str, ...] = (),
+          ca: str = "ca") -> None:
+    """Issue `<stem>.crt`/`<stem>.key` signed by the CA `<ca>.crt` in `directory`."""
+    ca_key, ca_cert = _load_ca(directory, ca)
     key = _key()
     usages = []
     if server:
@@ -146,5 +147,11 @@ def ensure_pki(directory: Path, node_name: str, apiserver_ips: tuple[str, ...], 
     for ident in control_plane_identities(node_name):
         if not (directory / f"{ident.stem}.crt").exists():
             issue(directory, ident.stem, ident.user, ident.groups)
+    # The aggregation layer (metrics-server, custom API servers) trusts requests the API server
+    # proxies only when they carry a client certificate from this separate CA.
+    if not (directory / "front-proxy-ca.crt").exists():
+        make_ca(directory, "mlops-front-proxy-ca", stem="front-proxy-ca")
+    if not (directory / "front-proxy-client.crt").exists():
+        issue(directory, "front-proxy-client", "front-proxy-client", ca="front-proxy-ca")
     if not (directory / "sa.key").exists():
         make_service_account_keys(directory)
