@@ -92,6 +92,7 @@ def _prepare(cfg: ClusterConfig) -> None:
     for d in ("logs", "run", "kubeconfigs"):
         cfg.path(d).mkdir(parents=True, exist_ok=True)
     pki.ensure_pki(cfg.path("pki"), cfg.node_name, (NODE_IP, KUBERNETES_SERVICE_IP), CLUSTER_DOMAIN)
+    pki.ensure_kubelet_serving(cfg.path("pki"), cfg.node_name, NODE_IP)
     p = cfg.path("pki")
     inside = f"https://127.0.0.1:{API_PORT}"
     kubeconfig.write(cfg.kubeconfig_path, cfg.server_url, p, "admin", f"mlops-{cfg.name}", "mlops-admin")
@@ -117,7 +118,7 @@ def _cleanup_leftovers(cfg: ClusterConfig, say: Say) -> None:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-    netns.delete_netns(cfg.netns)
+    netns.delete_cluster_namespaces(cfg.netns)
     cfg.path("run", "status.json").unlink(missing_ok=True)
 
 
@@ -216,7 +217,7 @@ def down(name: str = "local", purge: bool = False, timeout: float = 40.0, say: S
         deadline = time.monotonic() + 10
         while session_processes(int(sid)) and time.monotonic() < deadline:
             time.sleep(0.1)
-    netns.delete_netns(cfg.netns)
+    netns.delete_cluster_namespaces(cfg.netns)
     cfg.path("run", "supervisor.pid").unlink(missing_ok=True)
     cfg.path("run", "status.json").unlink(missing_ok=True)
     if purge:

@@ -7,6 +7,7 @@ reach; the host reaches it through the loopback forward).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +87,8 @@ def control_plane(cfg: ClusterConfig, bins: dict[str, Path]) -> list[Component]:
          "--allocate-node-cidrs=true", "--cluster-cidr", POD_CIDR, "--node-cidr-mask-size", "24",
          "--service-cluster-ip-range", SERVICE_CIDR,
          "--cert-dir", str(cfg.path("run", "controller-manager")),
+         # notice a stopped node agent within ~20s instead of the default 50s
+         "--node-monitor-grace-period", "20s", "--node-monitor-period", "2s",
          *common],
         "https://127.0.0.1:10257/healthz",
         after=["kube-apiserver"],
@@ -101,4 +104,25 @@ def control_plane(cfg: ClusterConfig, bins: dict[str, Path]) -> list[Component]:
         "https://127.0.0.1:10259/healthz",
         after=["kube-apiserver"],
     )
-    return [etcd, apiserver, cm, scheduler]
+    agent = Component(
+        "node-agent",
+        [sys.executable, "-m", "mlops_operator.localcluster.node.agent", cfg.name],
+        "http://127.0.0.1:10248/healthz",
+        after=["kube-apiserver"],
+    )
+    proxy = Component(
+        "kube-proxy",
+        [str(bins["kube-proxy"]),
+         "--kubeconfig", str(kc / "kube-proxy.conf"),
+         "--hostname-override", cfg.node_name,
+         "--proxy-mode", "nftables",
+         "--cluster-cidr", POD_CIDR,
+         # conntrack limits are machine-wide sysctls a network namespace cannot set: leave them
+         "--conntrack-max-per-core", "0",
+         "--conntrack-tcp-timeout-established", "0", "--conntrack-tcp-timeout-close-wait", "0",
+         "--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256",
+         "--v", "1"],
+        "http://127.0.0.1:10256/healthz",
+        after=["node-agent"],
+    )
+    return [etcd, apiserver, cm, scheduler, agent, proxy]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -46,7 +47,7 @@ def require_root() -> None:
         )
 
 
-def create_cluster_netns(name: str, bridge: str, node_cidr_address: str) -> None:
+def create_cluster_netns(name: str, bridge: str, node_cidr_address: str, service_cidr: str) -> None:
     """Create the namespace with loopback up and a bridge holding the node address (idempotent)."""
     require_root()
     if not exists(name):
@@ -58,6 +59,12 @@ def create_cluster_netns(name: str, bridge: str, node_cidr_address: str) -> None
     addrs = ip("-n", name, "-o", "addr", "show", "dev", bridge).stdout
     if node_cidr_address not in addrs:
         ip("-n", name, "addr", "add", node_cidr_address, "dev", bridge)
+    # pods reach Services and each other through this namespace: it must route
+    subprocess.run(["ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv4.ip_forward=1"], check=True)
+    # Locally started connections to a ClusterIP need a route before kube-proxy's DNAT
+    # (output hook) can rewrite them; pods' packets arrive via their default route instead.
+    node_ip = node_cidr_address.split("/")[0]
+    ip("-n", name, "route", "replace", service_cidr, "dev", bridge, "src", node_ip)
 
 
 def delete_netns(name: str) -> None:
@@ -95,5 +102,22 @@ def socket_in(name: str, family: int = socket.AF_INET, type_: int = socket.SOCK_
 
 
 def exec_prefix(name: str) -> list[str]:
-    """Command prefix that runs a program inside the namespace."""
-    return ["ip", "netns", "exec", name]
+    """Command prefix that runs a program inside the namespace.
+
+    nsenter switches only the network namespace; `ip netns exec` would also give the program
+    a private mount namespace, hiding the pod namespaces the node agent mounts under /run/netns.
+    """
+    return ["nsenter", f"--net={NETNS_DIR / name}", "--"]
+
+
+def pod_namespaces(cluster_ns: str) -> list[str]:
+    """Pod namespaces of a cluster: `<cluster_ns>-p<12 hex>` (see node.podnet.netns_name)."""
+    pat = re.compile(re.escape(cluster_ns) + r"-p[0-9a-f]{12}$")
+    return sorted(p.name for p in NETNS_DIR.glob(f"{cluster_ns}-p*") if pat.match(p.name)) if NETNS_DIR.exists() else []
+
+
+def delete_cluster_namespaces(cluster_ns: str) -> None:
+    """The cluster namespace and every pod namespace it made."""
+    for ns in pod_namespaces(cluster_ns):
+        delete_netns(ns)
+    delete_netns(cluster_ns)

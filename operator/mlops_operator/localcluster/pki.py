@@ -155,3 +155,10 @@ def ensure_pki(directory: Path, node_name: str, apiserver_ips: tuple[str, ...], 
         issue(directory, "front-proxy-client", "front-proxy-client", ca="front-proxy-ca")
     if not (directory / "sa.key").exists():
         make_service_account_keys(directory)
+
+
+def ensure_kubelet_serving(directory: Path, node_name: str, node_ip: str) -> None:
+    """The node agent's serving certificate for the kubelet API (kubectl logs via the API server)."""
+    if not (directory / "kubelet.crt").exists():
+        issue(directory, "kubelet", f"system:node:{node_name}", ("system:nodes",), server=True, client=False,
+              dns=(node_name,), ips=(node_ip,))

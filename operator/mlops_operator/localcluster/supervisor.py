@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import binaries, health, netns
 from .components import Component, control_plane
-from .config import API_PORT, BRIDGE, NODE_IP, NODE_NETWORK, ClusterConfig
+from .config import API_PORT, BRIDGE, NODE_IP, NODE_NETWORK, SERVICE_CIDR, ClusterConfig
 from .forward import start_forward
 
 log = logging.getLogger("mlops.localcluster.supervisor")
@@ -138,12 +138,30 @@ class Supervisor:
                 r.state = "stopped"
                 log.info("stopped %s", r.comp.name)
 
+    async def _kill_leftovers(self) -> None:
+        """Pods outlive the node agent by design; on cluster stop, end them (TERM, then KILL)."""
+        from .cluster import session_processes
+
+        me = os.getpid()
+        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
+            pids = [p for p in session_processes(os.getsid(0)) if p != me]
+            if not pids:
+                return
+            for p in pids:
+                try:
+                    os.kill(p, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and [p for p in session_processes(os.getsid(0)) if p != me]:
+                await asyncio.sleep(0.1)
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         prefix = NODE_NETWORK.split("/")[1]
-        netns.create_cluster_netns(self.cfg.netns, BRIDGE, f"{NODE_IP}/{prefix}")
+        netns.create_cluster_netns(self.cfg.netns, BRIDGE, f"{NODE_IP}/{prefix}", SERVICE_CIDR)
         server = await start_forward(self.cfg.netns, self.cfg.api_host_port, (NODE_IP, API_PORT))
         for r in self.procs.values():
             r.task = asyncio.create_task(self._keep_running(r))
@@ -156,7 +174,8 @@ class Supervisor:
             if r.task:
                 r.task.cancel()
         health_task.cancel()
-        netns.delete_netns(self.cfg.netns)
+        await self._kill_leftovers()
+        netns.delete_cluster_namespaces(self.cfg.netns)
         self._write_status()
         log.info("stopped; namespace %s deleted", self.cfg.netns)
 

@@ -1,0 +1,129 @@
+"""Per-container parent process (like a containerd shim): set up, exec, record the exit.
+
+Run as `python -m mlops_operator.localcluster.node.shim SPEC.json`. It forks the container
+process, which joins the pod's network namespace, gets private mount and UTS namespaces
+(bind mounts at the volumeMounts, an optional read-only root, the pod name as hostname),
+its own process group (the agent signals the whole group), the requested uid/gid and cwd,
+and execs the command with stdout/stderr appended to its log file. The shim waits and writes
+`exit.json` atomically, so the agent learns the exit code even if it was restarted meanwhile
+(it then watches the shim through a pidfd). Only the standard library, to start fast.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+import time
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY = 1
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
+
+
+def _mount(src: str | None, dst: str, flags: int) -> None:
+    _check(_libc.mount(src.encode() if src else None, dst.encode(), None, flags, None), f"mount {src} {dst}")
+
+
+def _ensure_target(src: str, dst: str) -> None:
+    if os.path.isdir(src):
+        os.makedirs(dst, exist_ok=True)
+    elif not os.path.exists(dst):
+        os.makedirs(os.path.dirname(dst) or "/", exist_ok=True)
+        open(dst, "a").close()
+
+
+def _child(spec: dict, errw: int) -> None:
+    try:
+        os.setpgid(0, 0)
+        fd = os.open(spec["netns"], os.O_RDONLY)
+        _check(_libc.setns(fd, CLONE_NEWNET), "setns")
+        os.close(fd)
+        _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS), "unshare")
+        _mount(None, "/", MS_REC | MS_PRIVATE)
+        host = spec.get("hostname", "")[:63].encode()
+        _check(_libc.sethostname(host, len(host)), "sethostname")
+        if spec.get("readOnlyRootFilesystem"):
+            _mount(None, "/", MS_REMOUNT | MS_BIND | MS_RDONLY)
+        for m in spec["mounts"]:
+            _mount(m["source"], m["target"], MS_BIND | MS_REC)
+            if m.get("readOnly"):
+                _mount(None, m["target"], MS_REMOUNT | MS_BIND | MS_RDONLY | MS_REC)
+        log = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        devnull = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.chdir(spec.get("workingDir") or "/")
+        gid, uid = spec.get("runAsGroup"), spec.get("runAsUser")
+        if uid is not None or gid is not None:
+            groups = [g for g in spec.get("supplementalGroups", []) if g is not None]
+            os.setgroups(groups)
+            os.setgid(gid if gid is not None else (uid or 0))
+            if uid is not None:
+                os.setuid(uid)
+        argv = spec["argv"]
+        os.execvpe(argv[0], argv, spec["env"])
+    except BaseException as e:  # report why the container could not start, then die
+        try:
+            os.write(errw, f"{type(e).__name__}: {e}".encode()[:4000])
+        finally:
+            os._exit(127)
+
+
+def prepare_targets(spec: dict) -> None:
+    """Create missing mount targets on the host fs (needed before a read-only root)."""
+    for m in spec["mounts"]:
+        _ensure_target(m["source"], m["target"])
+
+
+def main() -> None:
+    spec = json.load(open(sys.argv[1]))
+    prepare_targets(spec)
+    errr, errw = os.pipe2(os.O_CLOEXEC)
+    started = time.time()
+    pid = os.fork()
+    if pid == 0:
+        os.close(errr)
+        _child(spec, errw)
+    os.close(errw)
+    # The shim outlives an agent restart and must not die of signals meant for others; only
+    # the container's own process group is signalled to stop it (SIG_IGN here is not
+    # inherited by the container: it was forked before).
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    with open(spec["pidFile"] + ".tmp", "w") as f:
+        f.write(str(pid))
+    os.replace(spec["pidFile"] + ".tmp", spec["pidFile"])
+    start_error = os.read(errr, 4096).decode(errors="replace")  # EOF at exec (CLOEXEC) or error text
+    os.close(errr)
+    _, status = os.waitpid(pid, 0)
+    result = {"startedAt": started, "finishedAt": time.time(), "startError": start_error or None}
+    if os.WIFSIGNALED(status):
+        result["signal"] = os.WTERMSIG(status)
+        result["exitCode"] = 128 + os.WTERMSIG(status)
+    else:
+        result["exitCode"] = os.WEXITSTATUS(status)
+    tmp = spec["exitFile"] + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f)
+    os.replace(tmp, spec["exitFile"])
+
+
+if __name__ == "__main__":
+    main()
