@@ -41,6 +41,26 @@ class Cluster:
     def get_json(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json").stdout)
 
+    def apply(self, manifest: str, namespace: str | None = None) -> None:
+        args = ["apply", "-f", "-"] + (["-n", namespace] if namespace else [])
+        self.kubectl(*args, input=manifest)
+
+    def pods(self, namespace: str, selector: str = "") -> list[dict]:
+        args = ["pods", "-n", namespace] + (["-l", selector] if selector else [])
+        return self.get_json(*args)["items"]
+
+    def wait_pod(self, namespace: str, name: str, phase: str | tuple[str, ...], timeout: float = 60) -> dict:
+        phases = (phase,) if isinstance(phase, str) else phase
+
+        def check():
+            p = self.kubectl("get", "pod", name, "-n", namespace, "-o", "json", check=False)
+            if p.returncode != 0:
+                return None
+            pod = json.loads(p.stdout)
+            return pod if pod.get("status", {}).get("phase") in phases else None
+
+        return wait_for(check, timeout, what=f"pod {namespace}/{name} in phase {phases}")
+
     def api_client(self):
         from kubernetes import client, config
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from mlops_operator.localcluster import cluster, netns
+from mlops_operator.localcluster import binaries, cluster, netns
 from mlops_operator.localcluster.config import ClusterConfig
 
 pytestmark = pytest.mark.cluster
@@ -36,11 +36,20 @@ def test_up_twice_reuses_and_down_leaves_nothing_behind():
         sup = cluster.supervisor_pid(cfg)
         assert sup is not None
         procs = cluster.session_processes(sup)
-        # the supervisor plus etcd, kube-apiserver, kube-controller-manager, kube-scheduler
-        assert len(procs) >= 5
+        # the supervisor, etcd, kube-apiserver, kube-controller-manager, kube-scheduler, node agent, kube-proxy
+        assert len(procs) >= 7
         assert _listening(cfg.api_host_port)
         assert netns.exists(cfg.netns)
         assert f"kubeconfig:  {cfg.kubeconfig_path}" in first.stdout
+
+        # a running pod: its processes and network namespace must go with the cluster too
+        kubectl = [str(binaries.binary_path("kubectl")), "--kubeconfig", str(cfg.kubeconfig_path)]
+        subprocess.run(kubectl + ["run", "idle", "--image=registry.k8s.io/pause:3.10"], check=True,
+                       capture_output=True)
+        subprocess.run(kubectl + ["wait", "--for=condition=Ready", "pod/idle", "--timeout=60s"], check=True,
+                       capture_output=True)
+        assert len(netns.pod_namespaces(cfg.netns)) == 1
+        procs = cluster.session_processes(sup)
 
         second = _mlops("up", "--name", NAME)
         assert second.returncode == 0, second.stderr
@@ -58,6 +67,7 @@ def test_up_twice_reuses_and_down_leaves_nothing_behind():
             assert not cluster._pid_alive(pid), f"process {pid} survived mlops down"
         assert not _listening(cfg.api_host_port)
         assert not netns.exists(cfg.netns)
+        assert netns.pod_namespaces(cfg.netns) == []
 
         after = _mlops("status", "--name", NAME)
         assert after.returncode == 1 and "not running" in after.stdout

@@ -46,7 +46,8 @@ def test_cli_status_reports_every_component_healthy(local_cluster: Cluster):
 
     st = cluster.status(local_cluster.cfg.name)
     assert st["running"]
-    assert set(st["components"]) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler"}
+    assert set(st["components"]) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
+                                     "node-agent", "kube-proxy"}
     assert all(c["healthy"] and c["pid"] for c in st["components"].values()), st
 
 
@@ -138,26 +139,23 @@ def test_invalid_builtin_object_is_rejected_by_the_api_server(local_cluster: Clu
     assert "`selector` does not match template `labels`" in p.stderr
 
 
-def test_deployment_creates_replicaset_and_pods_that_stay_pending_without_a_node(local_cluster: Cluster,
-                                                                                   namespace: str):
+def test_deployment_makes_replicaset_and_pods_through_the_real_controllers(local_cluster: Cluster, namespace: str):
     local_cluster.kubectl("create", "deployment", "web", "--image=registry.k8s.io/pause:3.10",
                           "--replicas=2", "-n", namespace)
     rs = wait_for(lambda: local_cluster.get_json("rs", "-n", namespace, "-l", "app=web")["items"], 60,
                   what="ReplicaSet from the deployment controller")
     assert rs[0]["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
 
-    def unschedulable_pods():
-        pods = local_cluster.get_json("pods", "-n", namespace, "-l", "app=web")["items"]
-        conds = [next((c for c in p["status"].get("conditions", []) if c["type"] == "PodScheduled"), None)
-                 for p in pods]
-        return len(pods) == 2 and all(c and c["status"] == "False" and c["reason"] == "Unschedulable"
-                                      for c in conds) and pods
+    def scheduled_pods():
+        pods = local_cluster.pods(namespace, "app=web")
+        return len(pods) == 2 and all(p["spec"].get("nodeName") for p in pods) and pods
 
-    pods = wait_for(unschedulable_pods, 60, what="two pods marked Unschedulable by the scheduler")
+    pods = wait_for(scheduled_pods, 60, what="two pods bound to the node by the scheduler")
+    node = local_cluster.cfg.node_name
     for p in pods:
-        assert p["status"]["phase"] == "Pending"
         assert p["metadata"]["ownerReferences"][0]["kind"] == "ReplicaSet"
-        assert "nodeName" not in p["spec"]
+        assert p["spec"]["nodeName"] == node
+    local_cluster.kubectl("rollout", "status", "deploy/web", "-n", namespace, "--timeout=60s")
 
 
 def test_rbac_refuses_an_unbound_service_account_and_allows_a_bound_one(local_cluster: Cluster, namespace: str):

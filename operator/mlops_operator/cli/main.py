@@ -65,6 +65,30 @@ def _cmd_binaries(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_port_forward(a: argparse.Namespace) -> int:
+    import asyncio
+
+    from mlops_operator.localcluster import portforward
+    from mlops_operator.localcluster.config import ClusterConfig
+
+    cfg = ClusterConfig.load(a.name)
+    if cfg is None:
+        print(f"no cluster named {a.name}; run `mlops up` first", file=sys.stderr)
+        return 1
+    local, _, remote = a.ports.partition(":")
+    target = portforward.resolve(cfg, a.namespace, a.target, int(remote or local))
+    asyncio.run(portforward.serve(cfg, target, int(local), a.address))
+    return 0
+
+
+def _cmd_component(a: argparse.Namespace) -> int:
+    from mlops_operator.localcluster import cluster
+
+    cluster.hold_component(a.name, a.component, hold=a.action == "stop")
+    print(f"{a.component}: {'stopped and held' if a.action == 'stop' else 'released; the supervisor starts it'}")
+    return 0
+
+
 def _cmd_demo(a: argparse.Namespace) -> int:
     from mlops_operator.cli.demo import run_demo
 
@@ -98,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=_cmd_status)
     named(sub.add_parser("kubeconfig", help="print the admin kubeconfig path")).set_defaults(func=_cmd_kubeconfig)
     named(sub.add_parser("demo", help="start the local cluster and run the demo (what `make demo` runs)")).set_defaults(func=_cmd_demo)
+    pf = named(sub.add_parser("port-forward", help="forward a loopback port to a Service or Pod of the local cluster"))
+    pf.add_argument("target", help="svc/NAME or pod/NAME")
+    pf.add_argument("ports", help="LOCAL:REMOTE (REMOTE is the Service port, or the pod's container port)")
+    pf.add_argument("--namespace", "-n", default="default")
+    pf.add_argument("--address", default="127.0.0.1")
+    pf.set_defaults(func=_cmd_port_forward)
+    comp = named(sub.add_parser("component", help="stop (and hold) or start one local-cluster component"))
+    comp.add_argument("action", choices=["stop", "start"])
+    comp.add_argument("component", help="e.g. node-agent, kube-proxy, kube-scheduler")
+    comp.set_defaults(func=_cmd_component)
     b = sub.add_parser("binaries", help="obtain (download or build) and print the cluster binaries")
     b.add_argument("--no-download", action="store_true", help="skip the release download; build from Go modules")
     b.set_defaults(func=_cmd_binaries)
@@ -125,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         from mlops_operator.localcluster.cluster import ClusterError
         from mlops_operator.localcluster.netns import NetnsError
         from mlops_operator.controllers.run import NoClusterCredentials
+        from mlops_operator.localcluster.portforward import PortForwardError
 
-        if isinstance(e, (BinaryError, ClusterError, NetnsError, NoClusterCredentials)):
+        if isinstance(e, (BinaryError, ClusterError, NetnsError, NoClusterCredentials, PortForwardError)):
             print(f"mlops: {e}", file=sys.stderr)
             return 1
         raise

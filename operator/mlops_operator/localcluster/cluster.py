@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -120,6 +121,7 @@ def _cleanup_leftovers(cfg: ClusterConfig, say: Say) -> None:
                     pass
     netns.delete_cluster_namespaces(cfg.netns)
     cfg.path("run", "status.json").unlink(missing_ok=True)
+    shutil.rmtree(cfg.path("run", "hold"), ignore_errors=True)
 
 
 def _wait_healthy(cfg: ClusterConfig, timeout: float, say: Say,
@@ -221,7 +223,6 @@ def down(name: str = "local", purge: bool = False, timeout: float = 40.0, say: S
     cfg.path("run", "supervisor.pid").unlink(missing_ok=True)
     cfg.path("run", "status.json").unlink(missing_ok=True)
     if purge:
-        import shutil
         shutil.rmtree(cfg.state_dir, ignore_errors=True)
         say(f"cluster {name} stopped and its state removed")
     else:
@@ -245,3 +246,19 @@ def status(name: str = "local") -> dict:
         "stateDir": str(cfg.state_dir),
         "components": st.get("components", {}),
     }
+
+
+def hold_component(name: str, component: str, hold: bool) -> None:
+    """Stop a component and keep it stopped (hold=True), or let the supervisor start it again."""
+    cfg = ClusterConfig.load(name)
+    if cfg is None or supervisor_pid(cfg) is None:
+        raise ClusterError(f"cluster {name} is not running")
+    known = set(read_status(cfg).get("components", {}))
+    if component not in known:
+        raise ClusterError(f"unknown component {component!r}; one of {', '.join(sorted(known))}")
+    f = cfg.path("run", "hold", component)
+    if hold:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.touch()
+    else:
+        f.unlink(missing_ok=True)

@@ -62,6 +62,9 @@ class Supervisor:
         while not self.stopping.is_set():
             for r in self.procs.values():
                 if r.proc is not None and r.proc.returncode is None:
+                    if self.held(r.comp.name):
+                        r.proc.terminate()
+                        continue
                     r.healthy = await asyncio.to_thread(self._probe, r)
                     r.state = "healthy" if r.healthy else "starting"
                 else:
@@ -92,10 +95,16 @@ class Supervisor:
         tmp.replace(self.cfg.path("run", "status.json"))
 
     # -- processes -------------------------------------------------------------------------------
+    def held(self, name: str) -> bool:
+        """`mlops component stop NAME` holds a component stopped until `mlops component start`."""
+        return self.cfg.path("run", "hold", name).exists()
+
     async def _keep_running(self, r: Running) -> None:
         """Start `r` once its prerequisites are healthy; restart it whenever it exits."""
         while not self.stopping.is_set():
-            while not all(self.procs[d].healthy for d in r.comp.after):
+            while not all(self.procs[d].healthy for d in r.comp.after) or self.held(r.comp.name):
+                if self.held(r.comp.name):
+                    r.state = "held"
                 if self.stopping.is_set():
                     return
                 await asyncio.sleep(0.2)
@@ -117,6 +126,10 @@ class Supervisor:
             # A component that ran a while before failing starts its backoff afresh.
             if time.monotonic() - r.started_at > 60:
                 r.backoff = 1.0
+            if self.held(r.comp.name):
+                r.state = "held"
+                log.info("%s stopped and held (mlops component start %s)", r.comp.name, r.comp.name)
+                continue
             r.restarts += 1
             r.state = "restarting"
             log.warning("%s exited with %s; restarting in %.0fs", r.comp.name, code, r.backoff)
