@@ -7,7 +7,7 @@ CLUSTER ?= local
 BIN      = $(VENV)/bin
 export GOTOOLCHAIN ?= local
 
-.PHONY: help venv binaries demo demo-kind test test-unit up down status constraints bench clean
+.PHONY: help venv system-deps binaries demo demo-kind test test-unit up down status constraints bench clean
 
 help:
 	@echo "make demo        set up everything and run the demo on the embedded local cluster"
@@ -24,9 +24,22 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 venv: $(BIN)/.installed
 
+# The local node needs iproute2 (ip), util-linux (nsenter) and nftables (nft, for kube-proxy).
+# Installed from Debian's packages when missing and we are root; otherwise say what to install.
+system-deps:
+	@missing=""; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	command -v nsenter >/dev/null || missing="$$missing util-linux"; \
+	command -v nft >/dev/null || missing="$$missing nftables"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "please install:$$missing"; exit 1; fi; \
+	fi
+
 # etcd and the Kubernetes components: cached under ~/.cache/mlops, built once from Go modules
 # when the release download is unreachable.
-binaries: venv
+binaries: venv system-deps
 	$(BIN)/mlops binaries
 
 ifeq ($(CLUSTER),kind)

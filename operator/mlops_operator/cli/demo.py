@@ -1,27 +1,31 @@
 """`mlops demo` (what `make demo` runs): bring up the local cluster and show it working.
 
-Until the ML lifecycle lands this shows the control plane: the release it runs, its
-components, the leader leases of the controllers and a Deployment turned into a ReplicaSet
-and Pods by the real controller-manager.
+Until the ML lifecycle lands this shows the platform it stands on: the upstream control
+plane, the node running a Job and a Deployment behind a Service, `kubectl logs`, and the
+Service answering through kube-proxy and through `mlops port-forward`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 from mlops_operator.localcluster import binaries, cluster
+from mlops_operator.localcluster.forward import free_port, start_forward
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "local-cluster" / "hello.yaml"
+NS = "mlops-hello"
 
 
-def _kubectl(kc: Path, *args: str, show: bool = True, input: str | None = None) -> str:
+def _kubectl(kc: Path, *args: str, show: bool = True, timeout: float = 120) -> str:
     argv = [str(binaries.binary_path("kubectl")), "--kubeconfig", str(kc), *args]
     if show:
         print(f"\n$ kubectl {' '.join(args)}", flush=True)
-    p = subprocess.run(argv, capture_output=True, text=True, input=input, timeout=120)
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     out = (p.stdout + p.stderr).rstrip()
     if show and out:
         print(out, flush=True)
@@ -30,33 +34,47 @@ def _kubectl(kc: Path, *args: str, show: bool = True, input: str | None = None) 
     return p.stdout
 
 
+async def _get_through_forward(cfg, ip: str, port: int) -> str:
+    local = free_port()
+    server = await start_forward(cfg.netns, local, (ip, port))
+    try:
+        return await asyncio.to_thread(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=5).read().decode().strip())
+    finally:
+        server.close()
+
+
 def run_demo(name: str = "local") -> int:
     started = time.monotonic()
     cfg = cluster.up(name)
     kc = cfg.kubeconfig_path
     print(f"\n== Local cluster {cfg.name!r} ready in {time.monotonic() - started:.1f}s "
           f"(Kubernetes v{cfg.kubernetes_version}, network namespace {cfg.netns}) ==")
-    version = json.loads(_kubectl(kc, "version", "-o", "json", show=False))
-    print(f"client {version['clientVersion']['gitVersion']}, server {version['serverVersion']['gitVersion']}")
-    st = cluster.status(name)
-    for n, c in st["components"].items():
+    for n, c in cluster.status(name)["components"].items():
         print(f"  {n:<24} {'healthy' if c['healthy'] else c['state']:<8} pid {c['pid']}")
-    _kubectl(kc, "get", "--raw", "/readyz")
-    _kubectl(kc, "get", "leases", "-n", "kube-system")
+    _kubectl(kc, "get", "nodes", "-o", "wide")
     _kubectl(kc, "apply", "-f", str(EXAMPLE))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        pods = json.loads(_kubectl(kc, "get", "pods", "-n", "mlops-hello", "-o", "json", show=False))["items"]
-        if len(pods) == 2:
-            break
-        time.sleep(0.5)
-    _kubectl(kc, "get", "deploy,rs,pods", "-n", "mlops-hello")
+    _kubectl(kc, "wait", "--for=condition=Complete", "job/hello", "-n", NS, "--timeout=120s")
+    _kubectl(kc, "logs", "-n", NS, "job/hello")
+    pod = json.loads(_kubectl(kc, "get", "pods", "-n", NS, "-l", "job-name=hello", "-o", "json", show=False))["items"][0]
+    msg = pod["status"]["containerStatuses"][0]["state"]["terminated"].get("message", "")
+    print(f"termination message of {pod['metadata']['name']}: {msg}")
+    _kubectl(kc, "rollout", "status", "deploy/web", "-n", NS, "--timeout=120s")
+    _kubectl(kc, "get", "deploy,rs,pods,svc,endpointslices", "-n", NS, "-o", "wide")
+    svc = json.loads(_kubectl(kc, "get", "svc", "web", "-n", NS, "-o", "json", show=False))
+    ip = svc["spec"]["clusterIP"]
+    answers = [asyncio.run(_get_through_forward(cfg, ip, 80)) for _ in range(4)]
+    print(f"\nGET http://{ip}/ (ClusterIP, through kube-proxy), four times:")
+    for a in answers:
+        print(f"  {a}")
     print(f"""
-The real controller-manager made a ReplicaSet and two Pods from the Deployment. They stay
-Pending until the local node agent (the next milestone) runs pods as processes.
+The real controllers ran the Job and the Deployment; the node agent runs each pod as processes
+in its own network namespace, and kube-proxy routes the Service.
 
-Point kubectl at the cluster:
+Use it yourself:
   export KUBECONFIG={kc}
-  kubectl get namespaces
+  export PATH={binaries.kube_bin_dir()}:$PATH        # kubectl v{cfg.kubernetes_version}
+  kubectl get pods -A
+  mlops port-forward -n {NS} svc/web 8080:80          # then: curl http://127.0.0.1:8080/
 Stop it with `mlops down` (add --purge to delete its state under {cfg.state_dir}).""")
     return 0
