@@ -16,23 +16,17 @@ from mlops_operator.localcluster.node.podstatus import ContainerRecord, PodRecor
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("$(A)-$(B)", "x-y"),
-    ("$$(A)", "$(A)"),            # `$$` escapes the reference
-    ("cost: $$5", "cost: $5"),
-    ("$(MISSING) stays", "$(MISSING) stays"),
-    ("$(A", "$(A"),              # incomplete reference is literal
-    ("$5 and a trailing $", "$5 and a trailing $"),
-    ("$(REF)", "$(B)"),           # values are not expanded again
+    ("$(A)-$(B)", "x-y"), ("$$(A)", "$(A)"), ("cost: $$5", "cost: $5"),    # `$$` is a literal `$`
+    ("$(MISSING) stays", "$(MISSING) stays"), ("$(A", "$(A"), ("$5 and a trailing $", "$5 and a trailing $"),
+    ("$(REF)", "$(B)"),  # values are not expanded again
 ])
 def test_expand(text, expected):
     assert podspec.expand(text, {"A": "x", "B": "y", "REF": "$(B)"}) == expected
 
 
 @pytest.mark.parametrize("image, base", [
-    ("registry.k8s.io/pause:3.10", "pause"),
-    ("ghcr.io/org/mlops-runtime:0.1@sha256:abc", "mlops-runtime"),
-    ("localhost:5000/team/trainer", "trainer"),
-    ("busybox", "busybox"),
+    ("registry.k8s.io/pause:3.10", "pause"), ("ghcr.io/org/mlops-runtime:0.1@sha256:abc", "mlops-runtime"),
+    ("localhost:5000/team/trainer", "trainer"), ("busybox", "busybox"),
 ])
 def test_image_basename(image, base):
     assert podspec.image_basename(image) == base
@@ -67,19 +61,13 @@ def test_service_env_matches_kubelet_docker_link_variables():
     svc = _svc("foo-bar", "10.96.0.10", [{"name": "http", "port": 80, "protocol": "TCP"},
                                          {"name": "dns-udp", "port": 53, "protocol": "UDP"}])
     assert podspec.service_env([svc]) == {
-        "FOO_BAR_SERVICE_HOST": "10.96.0.10",
-        "FOO_BAR_SERVICE_PORT": "80",
-        "FOO_BAR_SERVICE_PORT_HTTP": "80",
-        "FOO_BAR_SERVICE_PORT_DNS_UDP": "53",
+        "FOO_BAR_SERVICE_HOST": "10.96.0.10", "FOO_BAR_SERVICE_PORT": "80",
+        "FOO_BAR_SERVICE_PORT_HTTP": "80", "FOO_BAR_SERVICE_PORT_DNS_UDP": "53",
         "FOO_BAR_PORT": "tcp://10.96.0.10:80",
-        "FOO_BAR_PORT_80_TCP": "tcp://10.96.0.10:80",
-        "FOO_BAR_PORT_80_TCP_PROTO": "tcp",
-        "FOO_BAR_PORT_80_TCP_PORT": "80",
-        "FOO_BAR_PORT_80_TCP_ADDR": "10.96.0.10",
-        "FOO_BAR_PORT_53_UDP": "udp://10.96.0.10:53",
-        "FOO_BAR_PORT_53_UDP_PROTO": "udp",
-        "FOO_BAR_PORT_53_UDP_PORT": "53",
-        "FOO_BAR_PORT_53_UDP_ADDR": "10.96.0.10",
+        "FOO_BAR_PORT_80_TCP": "tcp://10.96.0.10:80", "FOO_BAR_PORT_80_TCP_PROTO": "tcp",
+        "FOO_BAR_PORT_80_TCP_PORT": "80", "FOO_BAR_PORT_80_TCP_ADDR": "10.96.0.10",
+        "FOO_BAR_PORT_53_UDP": "udp://10.96.0.10:53", "FOO_BAR_PORT_53_UDP_PROTO": "udp",
+        "FOO_BAR_PORT_53_UDP_PORT": "53", "FOO_BAR_PORT_53_UDP_ADDR": "10.96.0.10",
     }
 
 
@@ -89,12 +77,6 @@ def test_service_env_skips_headless_and_ipless_services_and_defaults_to_tcp():
     assert sorted(env) == ["DB_PORT", "DB_PORT_5432_TCP", "DB_PORT_5432_TCP_ADDR", "DB_PORT_5432_TCP_PORT",
                            "DB_PORT_5432_TCP_PROTO", "DB_SERVICE_HOST", "DB_SERVICE_PORT"]
     assert env["DB_PORT"] == "tcp://10.96.0.5:5432"
-
-
-@pytest.mark.xfail(strict=True, reason="kubelet uses net.JoinHostPort: IPv6 cluster IPs are bracketed")
-def test_service_env_brackets_ipv6_cluster_ips():
-    env = podspec.service_env([_svc("kubernetes", "fd00::1", [{"name": "https", "port": 443}])])
-    assert env["KUBERNETES_PORT"] == "tcp://[fd00::1]:443"
 
 
 # --- podspec: downward API and resources ---------------------------------------------------------
@@ -112,8 +94,7 @@ POD = {
 @pytest.mark.parametrize("path, value", [
     ("metadata.name", "web-0"), ("metadata.namespace", "team"), ("metadata.uid", "1234-abcd"),
     ("metadata.labels['app']", "web"), ("metadata.labels['absent']", ""),
-    ("metadata.annotations['note']", 'say "hi"'),
-    ("metadata.labels", 'app="web"\nb="2"'),
+    ("metadata.annotations['note']", 'say "hi"'), ("metadata.labels", 'app="web"\nb="2"'),
     ("spec.nodeName", "node-a"), ("status.podIP", "10.244.0.7"), ("status.podIPs", "10.244.0.7"),
     ("status.hostIP", "10.0.0.2"),
 ])
@@ -128,22 +109,11 @@ def test_unsupported_field_path_is_a_config_error():
     assert "spec.containers[0].name" in ei.value.message
 
 
-@pytest.mark.xfail(strict=True, reason="kubelet fieldpath.FormatMap quotes values with %q (escapes \" and \\n)")
-def test_metadata_annotations_values_are_escaped():
-    assert podspec.field_value(POD, "metadata.annotations") == 'note="say \\"hi\\""'
-
-
 @pytest.mark.parametrize("q, value", [
     ("250m", Decimal("0.25")), ("1Mi", 1024 ** 2), ("1.5Gi", 3 * 2 ** 29), ("2k", 2000), ("1G", 10 ** 9),
     ("2", 2), (3, 3), ("1e3", 1000),
 ])
 def test_parse_quantity(q, value):
-    assert podspec.parse_quantity(q) == value
-
-
-@pytest.mark.xfail(strict=True, reason="P, E, Pi and Ei are documented Kubernetes quantity suffixes")
-@pytest.mark.parametrize("q, value", [("1Pi", 2 ** 50), ("1P", 10 ** 15), ("1Ei", 2 ** 60), ("2E", 2 * 10 ** 18)])
-def test_parse_quantity_large_suffixes(q, value):
     assert podspec.parse_quantity(q) == value
 
 
@@ -155,8 +125,7 @@ ALLOCATABLE = {"cpu": "4", "memory": "8Gi"}
     ({"limits": {"cpu": "250m"}}, "limits.cpu", None, "1"),          # ceil(0.25)
     ({"limits": {"memory": "64Mi"}}, "limits.memory", "1Mi", "64"),
     ({"limits": {"memory": "100M"}}, "limits.memory", "1Mi", "96"),  # ceil(95.37)
-    ({}, "limits.cpu", "1m", "4000"),                                 # node allocatable
-    ({}, "limits.memory", "1Mi", "8192"),
+    ({}, "limits.cpu", "1m", "4000"), ({}, "limits.memory", "1Mi", "8192"),  # node allocatable
     ({"limits": {"cpu": "1"}}, "requests.cpu", "1m", "0"),            # requests default to 0
     ({"requests": {"memory": "32Mi"}}, "requests.memory", "1Ki", "32768"),
 ])
@@ -187,10 +156,8 @@ def _env(container, services=(), **spec):
 
 def test_env_precedence_and_sources():
     c = {"name": "c", "resources": {"limits": {"memory": "64Mi"}}, "envFrom": [
-        {"configMapRef": {"name": "cfg"}},
-        {"configMapRef": {"name": "cfg"}, "prefix": "CFG_"},
-        {"secretRef": {"name": "creds"}, "prefix": "S_"},
-    ], "env": [
+        {"configMapRef": {"name": "cfg"}}, {"configMapRef": {"name": "cfg"}, "prefix": "CFG_"},
+        {"secretRef": {"name": "creds"}, "prefix": "S_"}], "env": [
         {"name": "A", "value": "env-wins"},
         {"name": "URL", "value": "http://$(S_USER):$(PASS)@$(FOO_SERVICE_HOST)/$(LATER)"},
         {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "PASS"}}},
@@ -198,8 +165,7 @@ def test_env_precedence_and_sources():
         {"name": "LATER", "value": "x"},
         {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
-        {"name": "EMPTY"},
-    ]}
+        {"name": "EMPTY"}]}
     env = _env(c, SERVICES[:1])
     assert env["HOSTNAME"] == "p" and env["HOME"] == "/root" and env["PATH"] == podspec.default_path()
     assert env["FOO_SERVICE_PORT"] == "80"               # service links ...
@@ -214,13 +180,11 @@ def test_env_precedence_and_sources():
 
 
 def test_resource_field_ref_can_name_another_container():
-    pod = {**POD, "spec": {**POD["spec"]}}
-    main = pod["spec"]["containers"][0]
-    main = {**main, "env": [
-        {"name": "SIDE_CPU", "valueFrom": {"resourceFieldRef": {"containerName": "side", "resource": "limits.cpu",
-                                                                "divisor": "1m"}}},
-        {"name": "OWN_CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}}]}
-    env = podspec.container_env(pod, main, [], {}, {}, ALLOCATABLE)
+    ref = {"resource": "limits.cpu", "divisor": "1m"}
+    main = {**POD["spec"]["containers"][0], "env": [
+        {"name": "SIDE_CPU", "valueFrom": {"resourceFieldRef": {**ref, "containerName": "side"}}},
+        {"name": "OWN_CPU", "valueFrom": {"resourceFieldRef": ref}}]}
+    env = podspec.container_env(POD, main, [], {}, {}, ALLOCATABLE)
     assert (env["SIDE_CPU"], env["OWN_CPU"]) == ("2000", "500")
 
 
@@ -271,11 +235,10 @@ def test_referenced_objects():
             {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s-key", "key": "k"}}},
             {"name": "C", "value": "plain"}]}],
         "volumes": [{"name": "v1", "configMap": {"name": "vol-cm"}}, {"name": "v2", "secret": {"secretName": "vol-s"}},
-                    {"name": "v3", "projected": {"sources": [{"configMap": {"name": "p-cm"}},
-                                                             {"secret": {"name": "p-s"}},
-                                                             {"serviceAccountToken": {"path": "t"}}]}},
-                    {"name": "v4", "emptyDir": {}}],
-    }}
+                    {"name": "v3", "projected": {"sources": [
+                        {"configMap": {"name": "p-cm"}}, {"secret": {"name": "p-s"}},
+                        {"serviceAccountToken": {"path": "t"}}]}},
+                    {"name": "v4", "emptyDir": {}}]}}
     assert podspec.referenced_objects(pod) == ({"init-cm", "cm-key", "vol-cm", "p-cm"},
                                                {"s-from", "s-key", "vol-s", "p-s"})
 
@@ -292,11 +255,11 @@ def exited(code, name="c"):
                            exit_code=code)
 
 
-def creating(name="c"):
+def creating(name="c"):  # waiting, never started
     return ContainerRecord(name, "img")
 
 
-def backoff(name="c"):
+def backoff(name="c"):  # waiting to be restarted after a failure
     return ContainerRecord(name, "img", reason="CrashLoopBackOff", restart_count=1,
                            last_terminated={"exitCode": 1, "reason": "Error"})
 
@@ -306,22 +269,14 @@ def pod(policy, *containers, init=(), init_done=True, **kw):
 
 
 @pytest.mark.parametrize("policy, containers, expected", [
-    ("Never", [running()], "Running"),
-    ("Never", [exited(0)], "Succeeded"),
-    ("Never", [exited(1)], "Failed"),
-    ("Never", [creating()], "Pending"),
-    ("Never", [exited(0), exited(2, "b")], "Failed"),
-    ("Never", [running(), exited(1, "b")], "Running"),
-    ("OnFailure", [running()], "Running"),
-    ("OnFailure", [exited(0)], "Succeeded"),
-    ("OnFailure", [exited(1)], "Running"),
-    ("OnFailure", [backoff()], "Running"),
+    ("Never", [running()], "Running"), ("Never", [exited(0)], "Succeeded"),
+    ("Never", [exited(1)], "Failed"), ("Never", [creating()], "Pending"),
+    ("Never", [exited(0), exited(2, "b")], "Failed"), ("Never", [running(), exited(1, "b")], "Running"),
+    ("OnFailure", [running()], "Running"), ("OnFailure", [exited(0)], "Succeeded"),
+    ("OnFailure", [exited(1)], "Running"), ("OnFailure", [backoff()], "Running"),  # being restarted
     ("OnFailure", [creating()], "Pending"),
-    ("Always", [running()], "Running"),
-    ("Always", [exited(0)], "Running"),
-    ("Always", [exited(1)], "Running"),
-    ("Always", [backoff()], "Running"),
-    ("Always", [creating()], "Pending"),
+    ("Always", [running()], "Running"), ("Always", [exited(0)], "Running"), ("Always", [exited(1)], "Running"),
+    ("Always", [backoff()], "Running"), ("Always", [creating()], "Pending"),
     ("Always", [running(), backoff("b")], "Running"),
 ])
 def test_phase(policy, containers, expected):
@@ -329,10 +284,8 @@ def test_phase(policy, containers, expected):
 
 
 @pytest.mark.parametrize("policy, init, deleting, expected", [
-    ("Always", [running("i")], False, "Pending"),
-    ("Never", [exited(0, "i"), creating("j")], False, "Pending"),
-    ("Never", [exited(1, "i")], False, "Failed"),
-    ("OnFailure", [exited(1, "i")], False, "Pending"),   # restarted
+    ("Always", [running("i")], False, "Pending"), ("Never", [exited(0, "i"), creating("j")], False, "Pending"),
+    ("Never", [exited(1, "i")], False, "Failed"), ("OnFailure", [exited(1, "i")], False, "Pending"),  # restarted
     ("Always", [running("i")], True, "Failed"),
 ])
 def test_phase_while_initialising(policy, init, deleting, expected):
@@ -341,9 +294,7 @@ def test_phase_while_initialising(policy, init, deleting, expected):
 
 
 @pytest.mark.parametrize("containers, expected", [
-    ([exited(0), exited(0, "b")], "Succeeded"),
-    ([exited(0), exited(137, "b")], "Failed"),
-    ([running()], "Running"),
+    ([exited(0), exited(0, "b")], "Succeeded"), ([exited(0), exited(137, "b")], "Failed"), ([running()], "Running"),
 ])
 def test_phase_of_deleting_pod_ignores_restart_policy(containers, expected):
     assert podstatus.phase(pod("Always", *containers, deleting=True)) == expected
@@ -354,17 +305,8 @@ def test_start_error_keeps_pod_pending_until_deleted():
     assert podstatus.phase(pod("Always", creating(), start_error="boom", deleting=True)) == "Failed"
 
 
-@pytest.mark.xfail(strict=True, reason="kubelet getPhase: any container waiting without a previous "
-                                       "termination makes the pod Pending, even if another one runs/exited")
-@pytest.mark.parametrize("policy, other", [("Always", running("a")), ("Never", exited(1, "a"))])
-def test_phase_is_pending_while_any_container_is_not_yet_created(policy, other):
-    assert podstatus.phase(pod(policy, other, creating("b"))) == "Pending"
-
-
-@pytest.mark.parametrize("policy, code, expected", [
-    ("Always", 0, True), ("Always", 1, True), ("OnFailure", 0, False), ("OnFailure", 3, True),
-    ("Never", 0, False), ("Never", 1, False),
-])
+@pytest.mark.parametrize("policy, code, expected", [("Always", 0, True), ("Always", 1, True), ("OnFailure", 0, False),
+                                                     ("OnFailure", 3, True), ("Never", 0, False), ("Never", 1, False)])
 def test_will_restart(policy, code, expected):
     assert podstatus.will_restart(policy, code) is expected
 
@@ -375,7 +317,7 @@ def _conds(p, transitions=None):
     return {c["type"]: c for c in podstatus.conditions(p, {} if transitions is None else transitions)}
 
 
-def test_ready_only_when_every_container_is_ready():
+def test_ready_only_when_every_container_is_ready_and_initialized():
     ready = _conds(pod("Always", running(ready=True), running("b", ready=True), sandbox_ready=True))
     assert {t: c["status"] for t, c in ready.items()} == {
         "PodReadyToStartContainers": "True", "Initialized": "True", "ContainersReady": "True", "Ready": "True"}
@@ -384,6 +326,8 @@ def test_ready_only_when_every_container_is_ready():
     assert half["PodReadyToStartContainers"]["status"] == "False"
     for t in ("ContainersReady", "Ready"):
         assert (half[t]["status"], half[t]["reason"]) == ("False", "ContainersNotReady")
+    uninit = _conds(pod("Always", creating(), init=[running("i")], init_done=False))["Initialized"]
+    assert (uninit["status"], uninit["reason"]) == ("False", "ContainersNotInitialized")
 
 
 def test_terminal_pod_is_not_ready_with_reason_pod_completed():
@@ -392,11 +336,6 @@ def test_terminal_pod_is_not_ready_with_reason_pod_completed():
     conds = _conds(pod("Never", c))
     for t in ("ContainersReady", "Ready"):
         assert (conds[t]["status"], conds[t]["reason"]) == ("False", "PodCompleted")
-
-
-def test_uninitialised_pod_condition():
-    conds = _conds(pod("Always", creating(), init=[running("i")], init_done=False))
-    assert (conds["Initialized"]["status"], conds["Initialized"]["reason"]) == ("False", "ContainersNotInitialized")
 
 
 def test_last_transition_time_changes_only_with_status(monkeypatch):
@@ -417,12 +356,10 @@ def test_pod_status_fields():
     p = pod("Always", running(ready=True), pod_ip="10.244.0.9", host_ip="10.0.0.2",
             start_time="2030-01-01T00:00:00Z", sandbox_ready=True)
     st = podstatus.pod_status(p, {})
-    assert st["phase"] == "Running"
+    assert (st["phase"], [c["name"] for c in st["containerStatuses"]]) == ("Running", ["c"])
     assert (st["podIP"], st["podIPs"]) == ("10.244.0.9", [{"ip": "10.244.0.9"}])
     assert (st["hostIP"], st["hostIPs"]) == ("10.0.0.2", [{"ip": "10.0.0.2"}])
-    assert st["startTime"] == "2030-01-01T00:00:00Z"
-    assert [c["name"] for c in st["containerStatuses"]] == ["c"]
-    assert "initContainerStatuses" not in st
+    assert st["startTime"] == "2030-01-01T00:00:00Z" and "initContainerStatuses" not in st
     bare = podstatus.pod_status(pod("Always", creating(), init=[exited(0, "i")]), {})
     assert [c["name"] for c in bare["initContainerStatuses"]] == ["i"]
     assert not {"podIP", "podIPs", "hostIP", "hostIPs", "startTime"} & set(bare)
@@ -477,14 +414,8 @@ def test_ipam_allocation(tmp_path):
     assert (ipam.owner_of(a), ipam.owner_of(b), ipam.owner_of("10.244.1.99")) == ("pod-a", "pod-b", None)
     # state survives an agent restart
     assert podnet.IPAM(tmp_path / "ipam", "10.244.1.0/24").allocate("pod-b") == b
-
-
-def test_ipam_release_frees_the_address(tmp_path):
-    ipam = podnet.IPAM(tmp_path, "10.244.1.0/24")
-    a = ipam.allocate("pod-a")
-    ipam.allocate("pod-b")
-    ipam.release("pod-a")
-    assert ipam.owner_of(a) is None
+    ipam.release("pod-a")                         # frees the address for reuse, keeps others
+    assert (ipam.owner_of(a), ipam.owner_of(b)) == (None, "pod-b")
     assert ipam.allocate("pod-c") == a
 
 
@@ -520,8 +451,33 @@ def test_probe_spec_defaults_and_overrides():
 
 def test_resolve_port():
     c = {"name": "web", "ports": [{"name": "metrics", "containerPort": 9090}, {"name": "http", "containerPort": 8080}]}
-    assert probes.resolve_port(8000, c) == 8000
-    assert probes.resolve_port("8000", c) == 8000
-    assert probes.resolve_port("http", c) == 8080
+    assert (probes.resolve_port(8000, c), probes.resolve_port("8000", c), probes.resolve_port("http", c)) == \
+        (8000, 8000, 8080)
     with pytest.raises(ValueError, match="'grpc' is not a named port of container 'web'"):
         probes.resolve_port("grpc", c)
+
+
+# --- suspected bugs: behaviour that differs from the kubelet (xfail until the module is fixed) ---
+
+@pytest.mark.xfail(strict=True, reason="kubelet uses net.JoinHostPort: IPv6 cluster IPs are bracketed")
+def test_service_env_brackets_ipv6_cluster_ips():
+    env = podspec.service_env([_svc("kubernetes", "fd00::1", [{"name": "https", "port": 443}])])
+    assert env["KUBERNETES_PORT"] == "tcp://[fd00::1]:443"
+
+
+@pytest.mark.xfail(strict=True, reason="kubelet fieldpath.FormatMap quotes values with %q (escapes \" and \\n)")
+def test_metadata_annotations_values_are_escaped():
+    assert podspec.field_value(POD, "metadata.annotations") == 'note="say \\"hi\\""'
+
+
+@pytest.mark.xfail(strict=True, reason="P, E, Pi and Ei are documented Kubernetes quantity suffixes")
+@pytest.mark.parametrize("q, value", [("1Pi", 2 ** 50), ("1P", 10 ** 15), ("1Ei", 2 ** 60), ("2E", 2 * 10 ** 18)])
+def test_parse_quantity_large_suffixes(q, value):
+    assert podspec.parse_quantity(q) == value
+
+
+@pytest.mark.xfail(strict=True, reason="kubelet getPhase: any container waiting without a previous "
+                                       "termination makes the pod Pending, even if another one runs/exited")
+@pytest.mark.parametrize("policy, other", [("Always", running("a")), ("Never", exited(1, "a"))])
+def test_phase_is_pending_while_any_container_is_not_yet_created(policy, other):
+    assert podstatus.phase(pod(policy, other, creating("b"))) == "Pending"

@@ -34,14 +34,18 @@ def _kubectl(kc: Path, *args: str, show: bool = True, timeout: float = 120) -> s
     return p.stdout
 
 
-async def _get_through_forward(cfg, ip: str, port: int) -> str:
+async def _get_through_forward(cfg, ip: str, port: int, times: int) -> list[str]:
+    """GET the ClusterIP `times` times through a loopback forward (what `mlops port-forward` does)."""
     local = free_port()
     server = await start_forward(cfg.netns, local, (ip, port))
     try:
-        return await asyncio.to_thread(
-            lambda: urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=5).read().decode().strip())
+        def get() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=5) as r:
+                return r.read().decode().strip()
+        return [await asyncio.to_thread(get) for _ in range(times)]
     finally:
         server.close()
+        await server.wait_closed()
 
 
 def run_demo(name: str = "local") -> int:
@@ -63,8 +67,8 @@ def run_demo(name: str = "local") -> int:
     _kubectl(kc, "get", "deploy,rs,pods,svc,endpointslices", "-n", NS, "-o", "wide")
     svc = json.loads(_kubectl(kc, "get", "svc", "web", "-n", NS, "-o", "json", show=False))
     ip = svc["spec"]["clusterIP"]
-    answers = [asyncio.run(_get_through_forward(cfg, ip, 80)) for _ in range(4)]
-    print(f"\nGET http://{ip}/ (ClusterIP, through kube-proxy), four times:")
+    answers = asyncio.run(_get_through_forward(cfg, ip, 80, 6))
+    print(f"\nGET http://{ip}/ (ClusterIP, load-balanced by kube-proxy), six times:")
     for a in answers:
         print(f"  {a}")
     print(f"""
@@ -75,6 +79,6 @@ Use it yourself:
   export KUBECONFIG={kc}
   export PATH={binaries.kube_bin_dir()}:$PATH        # kubectl v{cfg.kubernetes_version}
   kubectl get pods -A
-  mlops port-forward -n {NS} svc/web 8080:80          # then: curl http://127.0.0.1:8080/
-Stop it with `mlops down` (add --purge to delete its state under {cfg.state_dir}).""")
+  .venv/bin/mlops port-forward -n {NS} svc/web 8080:80   # then: curl http://127.0.0.1:8080/
+Stop it with `.venv/bin/mlops down` (or `make down`) (add --purge to delete its state under {cfg.state_dir}).""")
     return 0

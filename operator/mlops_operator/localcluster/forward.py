@@ -43,9 +43,13 @@ async def _handle(ns: str, target: tuple[str, int], cr: asyncio.StreamReader, cw
         cw.close()
         return
     ur, uw = await asyncio.open_connection(sock=sock)
-    await asyncio.gather(_pipe(cr, uw), _pipe(ur, cw))
-    for w in (uw, cw):
-        w.close()
+    try:
+        await asyncio.gather(_pipe(cr, uw), _pipe(ur, cw))
+    except asyncio.CancelledError:
+        pass  # the forward is shutting down
+    finally:
+        for w in (uw, cw):
+            w.close()
 
 
 async def start_forward(ns: str, listen_port: int, target: tuple[str, int], host: str = "127.0.0.1") -> asyncio.Server:
