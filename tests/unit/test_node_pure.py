@@ -457,27 +457,26 @@ def test_resolve_port():
         probes.resolve_port("grpc", c)
 
 
-# --- suspected bugs: behaviour that differs from the kubelet (xfail until the module is fixed) ---
+# --- kubelet details that an earlier version got wrong (regression tests) ---
 
-@pytest.mark.xfail(strict=True, reason="kubelet uses net.JoinHostPort: IPv6 cluster IPs are bracketed")
+# kubelet uses net.JoinHostPort: IPv6 cluster IPs are bracketed
 def test_service_env_brackets_ipv6_cluster_ips():
     env = podspec.service_env([_svc("kubernetes", "fd00::1", [{"name": "https", "port": 443}])])
     assert env["KUBERNETES_PORT"] == "tcp://[fd00::1]:443"
 
 
-@pytest.mark.xfail(strict=True, reason="kubelet fieldpath.FormatMap quotes values with %q (escapes \" and \\n)")
+# kubelet fieldpath.FormatMap quotes values with %q (escapes \" and \\n)
 def test_metadata_annotations_values_are_escaped():
     assert podspec.field_value(POD, "metadata.annotations") == 'note="say \\"hi\\""'
 
 
-@pytest.mark.xfail(strict=True, reason="P, E, Pi and Ei are documented Kubernetes quantity suffixes")
+# P, E, Pi and Ei are documented Kubernetes quantity suffixes
 @pytest.mark.parametrize("q, value", [("1Pi", 2 ** 50), ("1P", 10 ** 15), ("1Ei", 2 ** 60), ("2E", 2 * 10 ** 18)])
 def test_parse_quantity_large_suffixes(q, value):
     assert podspec.parse_quantity(q) == value
 
 
-@pytest.mark.xfail(strict=True, reason="kubelet getPhase: any container waiting without a previous "
-                                       "termination makes the pod Pending, even if another one runs/exited")
+# kubelet getPhase: any container waiting without a previous termination makes the pod Pending, even if another one runs/exited
 @pytest.mark.parametrize("policy, other", [("Always", running("a")), ("Never", exited(1, "a"))])
 def test_phase_is_pending_while_any_container_is_not_yet_created(policy, other):
     assert podstatus.phase(pod(policy, other, creating("b"))) == "Pending"

@@ -8,6 +8,7 @@ paths, resource divisors, image entrypoints) is unit-tested without a cluster.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import os
 import re
@@ -108,17 +109,18 @@ def service_env(services: list[Obj]) -> dict[str, str]:
             continue
         name = _env_name(svc["metadata"]["name"])
         first = ports[0]
+        hostport = f"[{ip}]" if ":" in ip else ip  # net.JoinHostPort
         env[f"{name}_SERVICE_HOST"] = ip
         env[f"{name}_SERVICE_PORT"] = str(first["port"])
         for p in ports:
             if p.get("name"):
                 env[f"{name}_SERVICE_PORT_{_env_name(p['name'])}"] = str(p["port"])
         proto = first.get("protocol", "TCP")
-        env[f"{name}_PORT"] = f"{proto.lower()}://{ip}:{first['port']}"
+        env[f"{name}_PORT"] = f"{proto.lower()}://{hostport}:{first['port']}"
         for p in ports:
             pr = p.get("protocol", "TCP")
             prefix = f"{name}_PORT_{p['port']}_{pr.upper()}"
-            env[prefix] = f"{pr.lower()}://{ip}:{p['port']}"
+            env[prefix] = f"{pr.lower()}://{hostport}:{p['port']}"
             env[f"{prefix}_PROTO"] = pr.lower()
             env[f"{prefix}_PORT"] = str(p["port"])
             env[f"{prefix}_ADDR"] = ip
@@ -131,7 +133,8 @@ _LABEL_KEY = re.compile(r"^metadata\.(labels|annotations)\['(.+)'\]$")
 
 
 def _format_map(m: Mapping[str, str]) -> str:
-    return "\n".join(f'{k}="{v}"' for k, v in sorted(m.items()))
+    """`key="value"` lines with the value quoted as Go's %q does (JSON quoting is the same for text)."""
+    return "\n".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in sorted(m.items()))
 
 
 def field_value(pod: Obj, path: str) -> str:
@@ -160,9 +163,11 @@ def field_value(pod: Obj, path: str) -> str:
     raise PodSpecError("CreateContainerConfigError", f"unsupported fieldRef path {path!r}")
 
 
-_SUFFIX = {"m": Decimal("0.001"), "k": Decimal(1000), "M": Decimal(1000) ** 2, "G": Decimal(1000) ** 3,
-           "T": Decimal(1000) ** 4, "Ki": Decimal(1024), "Mi": Decimal(1024) ** 2, "Gi": Decimal(1024) ** 3,
-           "Ti": Decimal(1024) ** 4}
+_SUFFIX = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("0.001"),
+           "k": Decimal(1000), "M": Decimal(1000) ** 2, "G": Decimal(1000) ** 3, "T": Decimal(1000) ** 4,
+           "P": Decimal(1000) ** 5, "E": Decimal(1000) ** 6,
+           "Ki": Decimal(1024), "Mi": Decimal(1024) ** 2, "Gi": Decimal(1024) ** 3, "Ti": Decimal(1024) ** 4,
+           "Pi": Decimal(1024) ** 5, "Ei": Decimal(1024) ** 6}
 
 
 def parse_quantity(q: str | int | float) -> Decimal:

@@ -92,36 +92,41 @@ def will_restart(policy: str, exit_code: int | None) -> bool:
 
 
 def phase(p: PodRecord) -> str:
-    """Pod phase from container states (pkg/kubelet/kubelet_pods.go getPhase)."""
-    if p.start_error and not any(c.state != "waiting" for c in p.containers):
-        return "Pending" if not p.deleting else "Failed"
+    """Pod phase from container states, following the kubelet's getPhase.
+
+    A container waiting without ever having run keeps the pod Pending whatever its siblings
+    do; one waiting in restart back-off counts as stopped with its last exit code.
+    """
     if not p.init_done:
         failed_init = [c for c in p.init if c.state == "terminated" and c.exit_code != 0]
-        if failed_init and p.restart_policy == "Never":
+        if (failed_init and p.restart_policy == "Never") or p.deleting:
             return "Failed"
-        return "Failed" if p.deleting else "Pending"
-    cs = p.containers
-    running = sum(c.state == "running" for c in cs)
-    waiting = sum(c.state == "waiting" for c in cs)
-    terminated = [c for c in cs if c.state == "terminated"]
-    succeeded = sum(c.exit_code == 0 for c in terminated)
-    failed = len(terminated) - succeeded
+        return "Pending"
+    running = waiting = stopped = succeeded = 0
+    for c in p.containers:
+        if c.state == "running":
+            running += 1
+        elif c.state == "terminated":
+            stopped += 1
+            succeeded += c.exit_code == 0
+        elif c.last_terminated is not None:
+            stopped += 1
+            succeeded += c.last_terminated.get("exitCode") == 0
+        else:
+            waiting += 1
     if p.deleting and running == 0:
-        return "Succeeded" if cs and succeeded == len(cs) else "Failed"
-    if waiting and not any(c.restart_count or c.state == "terminated" for c in cs) and not running:
+        return "Succeeded" if p.containers and succeeded == len(p.containers) else "Failed"
+    if waiting:
         return "Pending"
     if running:
         return "Running"
-    if len(terminated) == len(cs):
-        if p.restart_policy == "Always":
-            return "Running"  # will be restarted
-        if failed and p.restart_policy == "Never":
-            return "Failed"
-        if failed:  # OnFailure: being restarted
-            return "Running"
+    if p.restart_policy == "Always":
+        return "Running"  # being restarted
+    if stopped and succeeded == stopped:
         return "Succeeded"
-    # a mix of waiting (in restart backoff) and terminated
-    return "Running" if p.restart_policy != "Never" else ("Failed" if failed else "Running")
+    if p.restart_policy == "OnFailure":
+        return "Running"  # failed containers are being restarted
+    return "Failed"
 
 
 def _cond(ctype: str, ok: bool, reason: str | None, transitions: dict[str, tuple[str, str]]) -> dict[str, Any]:
