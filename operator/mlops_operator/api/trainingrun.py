@@ -1,0 +1,173 @@
+"""TrainingRun: one training Job (tuning, evaluation, ONNX export) and its tracked results."""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+from pydantic import Field
+
+from .base import NAME_PATTERN, SHA256_PATTERN, ApiModel, Condition, PodOptions, cel, validations
+
+#: The only estimators a TrainingRun may name (never an import path); each converts to ONNX.
+CLASSIFIERS = (
+    "LogisticRegression", "RandomForestClassifier", "GradientBoostingClassifier",
+    "HistGradientBoostingClassifier", "ExtraTreesClassifier", "DecisionTreeClassifier",
+    "LinearSVC", "SVC", "KNeighborsClassifier",
+)
+REGRESSORS = (
+    "LinearRegression", "Ridge", "Lasso", "ElasticNet", "RandomForestRegressor",
+    "GradientBoostingRegressor", "HistGradientBoostingRegressor", "ExtraTreesRegressor",
+    "DecisionTreeRegressor", "LinearSVR", "SVR", "KNeighborsRegressor",
+)
+EstimatorType = Literal[CLASSIFIERS + REGRESSORS]  # type: ignore[valid-type]
+Scalar = Union[int, float, str, bool]
+
+
+class DatasetRef(ApiModel):
+    name: str = Field(pattern=NAME_PATTERN, max_length=253, description="Dataset in the same namespace.")
+    digest: str | None = Field(None, pattern=SHA256_PATTERN,
+                               description="Pin a version by digest; default: the latest valid version.")
+
+
+class Split(ApiModel):
+    """How rows are divided into train, validation and test sets."""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel("self.testFraction + self.validationFraction < 1.0",
+            "testFraction + validationFraction must leave rows to train on"),
+    )}
+
+    test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Share of rows held out for the final test.")
+    validation_fraction: float = Field(0.0, ge=0.0, lt=1.0,
+                                       description="Share held out for early stopping (0: use cross-validation only).")
+    seed: int = Field(0, ge=0, description="Seed of the random split.")
+    time_column: str | None = Field(None, description="Split by time on this column (newest rows are the test set); "
+                                                      "default: the dataset's timestamp column if it has one.")
+    stratify: bool = Field(True, description="Keep class proportions in each split (classification).")
+
+
+class Range(ApiModel):
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel("self.low < self.high", "low must be below high"),
+    )}
+
+    low: float = Field(description="Lower bound.")
+    high: float = Field(description="Upper bound.")
+
+
+class ParamSpace(ApiModel):
+    """The values one hyperparameter may take: set exactly one of choice, uniform, loguniform, int."""
+
+    # exactly one of the four: min/maxProperties (CEL cannot see `choice`, a list of any scalar)
+    model_config = ApiModel.model_config | {"json_schema_extra": {
+        "minProperties": 1, "maxProperties": 1,
+        **validations(cel("!has(self.loguniform) || self.loguniform.low > 0.0", "loguniform needs low > 0")),
+    }}
+
+    choice: list[Scalar] | None = Field(None, min_length=1, max_length=100, description="A list of values.")
+    uniform: Range | None = Field(None, description="A float drawn uniformly from [low, high].")
+    loguniform: Range | None = Field(None, description="A float drawn log-uniformly from [low, high] (low > 0).")
+    int: Range | None = Field(None, description="An integer drawn uniformly from [low, high].")
+
+
+class Tuning(ApiModel):
+    """Hyperparameter search, each trial scored by cross-validation on the training split."""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel("self.strategy == 'none' || (has(self.space) && size(self.space) > 0)",
+            "tuning.space must declare at least one parameter when a search strategy is set"),
+        cel("self.strategy != 'grid' || !has(self.space) || self.space.all(k, !has(self.space[k].uniform) && "
+            "!has(self.space[k].loguniform) && !has(self.space[k].int))",
+            "grid search needs every parameter as a choice list"),
+    )}
+
+    strategy: Literal["none", "grid", "random"] = Field("none", description="none, grid, or random search.")
+    space: dict[str, ParamSpace] | None = Field(None, max_length=50, description="Parameter name -> its values.")
+    max_trials: int = Field(20, ge=1, le=1000, description="Most trials to run (random search; caps grid search).")
+    cv_folds: int = Field(3, ge=2, le=20, description="Cross-validation folds per trial.")
+    parallelism: int = Field(1, ge=1, le=64, description="Trials run in parallel inside the Job.")
+    early_stop_rounds: int | None = Field(None, ge=1,
+                                          description="Stop after this many trials without improvement.")
+    seed: int = Field(0, ge=0, description="Seed of the random search.")
+
+
+class Estimator(ApiModel):
+    type: EstimatorType = Field(description="Estimator from the allowlist (scikit-learn class name).")
+    params: dict[str, Scalar] | None = Field(None, max_length=100,
+                                             description="Fixed hyperparameters (checked against the estimator).")
+
+
+class Promotion(ApiModel):
+    """Automatic promotion of the new version when it beats the alias holder."""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel("self.policy == 'none' || has(self.metric)", "promotion.metric is required unless policy is none"),
+    )}
+
+    policy: Literal["none", "always", "ifBetter"] = Field("none", description="none: register only; always: move "
+                                                                            "the alias; ifBetter: move it only if the "
+                                                                            "candidate beats the champion.")
+    alias: str = Field("production", pattern=NAME_PATTERN, max_length=63, description="Alias to move.")
+    metric: str | None = Field(None, description="Metric compared on the same newest test data, e.g. roc_auc, rmse.")
+    margin: float = Field(0.0, ge=0.0, description="Least improvement required (absolute, in the metric's units).")
+
+
+class TrainingRunSpec(ApiModel):
+    """Desired training: data, estimator, tuning, evaluation, registration."""
+
+    model_name: str = Field(pattern=NAME_PATTERN, max_length=50,
+                            description="Model this run registers a version of (ModelVersion <model>-v<N>).")
+    dataset: DatasetRef = Field(description="Training data.")
+    task: Literal["auto", "classification", "regression"] = Field("auto", description="auto infers from the label.")
+    target: str | None = Field(None, description="Label column; default: the dataset's label column.")
+    features: list[str] | None = Field(None, description="Columns to use; default: every feature column.")
+    exclude_features: list[str] | None = Field(None, description="Columns not to use.")
+    split: Split = Field(default_factory=Split)
+    estimator: Estimator
+    tuning: Tuning = Field(default_factory=Tuning)
+    metric: str | None = Field(None, description="Metric to optimise and report first; default roc_auc "
+                                                 "(binary), f1_macro (multiclass) or rmse (regression).")
+    parity_tolerance: float = Field(1e-5, gt=0.0, le=0.1, description="Largest |probability difference| allowed "
+                                                                       "between scikit-learn and ONNX Runtime.")
+    promotion: Promotion = Field(default_factory=Promotion)
+    active_deadline_seconds: int | None = Field(None, ge=1, description="Fail the Job after this long.")
+    backoff_limit: int = Field(0, ge=0, le=10, description="Retries of the training Job.")
+    job: PodOptions | None = Field(None, description="Resources and scheduling of the training Job.")
+
+
+class Trial(ApiModel):
+    number: int
+    params: dict[str, Scalar]
+    score: float | None = None
+    std: float | None = None
+    seconds: float | None = None
+    state: Literal["complete", "failed", "pruned"] = "complete"
+
+
+class PromotionResult(ApiModel):
+    decision: Literal["promoted", "kept", "skipped"]
+    alias: str
+    candidate_score: float | None = None
+    champion: str | None = None
+    champion_score: float | None = None
+    reason: str = ""
+
+
+class TrainingRunStatus(ApiModel):
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Succeeded.")
+    phase: Literal["Pending", "Running", "Succeeded", "Failed"] | None = None
+    job_name: str | None = None
+    start_time: str | None = None
+    completion_time: str | None = None
+    duration_seconds: float | None = None
+    dataset_digest: str | None = Field(None, description="Dataset version trained on.")
+    task: str | None = None
+    metric: str | None = None
+    trials: list[Trial] = Field(default_factory=list, description="Every trial (bounded to 200).")
+    best_params: dict[str, Scalar] | None = None
+    metrics: dict[str, float] | None = Field(None, description="Test-set metrics of the final model.")
+    model_version: str | None = Field(None, description="ModelVersion registered by this run.")
+    artifact_digest: str | None = None
+    promotion: PromotionResult | None = None
+    message: str | None = Field(None, description="Why the run failed, with the log tail.")
