@@ -211,6 +211,7 @@ spec:
     volumeMounts: [{name: state, mountPath: /state}]
     livenessProbe:
       exec: {command: ["test", "-f", "/state/alive"]}
+      initialDelaySeconds: 1  # the first probe must not race the `touch`
       periodSeconds: 1
       failureThreshold: 1
   terminationGracePeriodSeconds: 1
