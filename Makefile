@@ -7,7 +7,7 @@ CLUSTER ?= local
 BIN      = $(VENV)/bin
 export GOTOOLCHAIN ?= local
 
-.PHONY: help venv system-deps binaries demo demo-kind test test-unit up down status constraints bench clean
+.PHONY: crds help venv system-deps binaries demo demo-kind test test-unit up down status constraints bench clean
 
 help:
 	@echo "make demo        set up everything and run the demo on the embedded local cluster"
@@ -57,6 +57,10 @@ demo-kind: venv
 
 test: binaries
 	$(BIN)/pytest
+
+# CRDs are generated from the pydantic models in operator/mlops_operator/api
+crds: venv
+	$(BIN)/python -m mlops_operator.api.crd crds
 
 test-unit: venv
 	$(BIN)/pytest tests/unit
