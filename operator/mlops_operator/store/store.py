@@ -1,0 +1,141 @@
+"""The artifact store, addressed by URI: `file://` on a volume today, `s3://` later.
+
+Layout (content-addressed, write-once):
+
+    datasets/<dataset>/<sha256>/data.parquet   profile.json   validation.json
+    models/<model>/<sha256>/model.onnx         model.json
+
+The digest is the sha256 of the primary file (data.parquet, model.onnx). Writers stage into a
+temporary directory on the same volume and rename it into place, so a reader never sees a
+half-written version and a second writer of the same content is a no-op. Every read verifies
+the digest it was given before returning bytes or a path.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.parse
+from pathlib import Path
+from typing import BinaryIO
+
+CHUNK = 1 << 20
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class IntegrityError(StoreError):
+    """Bytes in the store do not match the digest they were addressed by."""
+
+
+def sha256_file(path: Path | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_part(part: str) -> str:
+    if not part or "/" in part or part in (".", "..") or part.startswith("."):
+        raise StoreError(f"invalid store path element {part!r}")
+    return part
+
+
+class ArtifactStore(abc.ABC):
+    """What controllers, Jobs and servers need from a store, whatever the backend."""
+
+    @abc.abstractmethod
+    def put_version(self, kind: str, name: str, primary: Path, extras: dict[str, Path] | None = None) -> tuple[str, str]:
+        """Store `primary` (+ extra files) under its sha256; return (digest, uri)."""
+
+    @abc.abstractmethod
+    def local_path(self, uri: str, filename: str, digest: str | None = None) -> Path:
+        """A local path to `filename` of the version at `uri`, verified against `digest` if given."""
+
+    @abc.abstractmethod
+    def exists(self, kind: str, name: str, digest: str) -> bool: ...
+
+    @abc.abstractmethod
+    def uri(self, kind: str, name: str, digest: str) -> str: ...
+
+
+class FileStore(ArtifactStore):
+    """A directory on a (shared) volume: a PVC in a cluster, a host directory locally."""
+
+    PRIMARY = {"datasets": "data.parquet", "models": "model.onnx"}
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def _dir(self, kind: str, name: str, digest: str) -> Path:
+        if kind not in self.PRIMARY:
+            raise StoreError(f"unknown artifact kind {kind!r}")
+        return self.root / kind / _check_part(name) / _check_part(digest)
+
+    def uri(self, kind: str, name: str, digest: str) -> str:
+        return self._dir(kind, name, digest).resolve().as_uri() + "/"
+
+    def exists(self, kind: str, name: str, digest: str) -> bool:
+        return (self._dir(kind, name, digest) / self.PRIMARY[kind]).exists()
+
+    def put_version(self, kind: str, name: str, primary: Path, extras: dict[str, Path] | None = None) -> tuple[str, str]:
+        digest = sha256_file(primary)
+        final = self._dir(kind, name, digest)
+        if (final / self.PRIMARY[kind]).exists():
+            if sha256_file(final / self.PRIMARY[kind]) != digest:
+                raise IntegrityError(f"{final / self.PRIMARY[kind]} exists but does not match its digest {digest}")
+            return digest, self.uri(kind, name, digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=final.parent))
+        try:
+            shutil.copyfile(primary, stage / self.PRIMARY[kind])
+            for fname, src in (extras or {}).items():
+                shutil.copyfile(src, stage / _check_part(fname))
+            for p in stage.iterdir():
+                p.chmod(0o444)
+            stage.chmod(0o755)
+            try:
+                os.rename(stage, final)
+            except OSError:
+                if not (final / self.PRIMARY[kind]).exists():  # lost a race with an identical writer: fine
+                    raise
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        return digest, self.uri(kind, name, digest)
+
+    def local_path(self, uri: str, filename: str, digest: str | None = None) -> Path:
+        u = urllib.parse.urlsplit(uri)
+        if u.scheme != "file":
+            raise StoreError(f"{uri}: this store reads file:// URIs only")
+        base = Path(urllib.parse.unquote(u.path))
+        try:
+            base.resolve().relative_to(self.root.resolve())
+        except ValueError as e:
+            raise StoreError(f"{uri} is outside the store root {self.root}") from e
+        path = base / _check_part(filename)
+        if not path.exists():
+            raise StoreError(f"{path} is missing from the store")
+        if digest is not None:
+            got = sha256_file(path)
+            if got != digest:
+                raise IntegrityError(f"{path}: sha256 {got} does not match the expected {digest}; refusing to use it")
+        return path
+
+    def open_verified(self, uri: str, filename: str, digest: str) -> BinaryIO:
+        return open(self.local_path(uri, filename, digest), "rb")
+
+
+def open_store(uri: str) -> ArtifactStore:
+    """The store for a root URI: file:///path (s3:// is planned; it fails clearly today)."""
+    u = urllib.parse.urlsplit(uri)
+    if u.scheme == "file":
+        return FileStore(urllib.parse.unquote(u.path))
+    if u.scheme == "s3":
+        raise StoreError("s3:// stores are not implemented yet; use a file:// store on a volume")
+    raise StoreError(f"unsupported store URI {uri!r}: use file:///path")
