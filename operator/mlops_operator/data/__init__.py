@@ -1,0 +1,1 @@
+"""Data management: sources, canonical snapshots, schema, validation and profiles (no kopf here)."""

@@ -1,0 +1,110 @@
+"""The snapshot pipeline on real files: canonical bytes, versions, profile and validation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from mlops_operator.data import snapshot
+
+SCHEMA = [
+    {"name": "customer_id", "type": "categorical", "role": "id", "nullable": False},
+    {"name": "age", "type": "numeric", "nullable": True, "minimum": 18, "maximum": 100},
+    {"name": "device", "type": "categorical", "domain": ["mobile", "desktop"]},
+    {"name": "member", "type": "boolean"},
+    {"name": "purchased", "type": "categorical", "role": "label", "nullable": False},
+]
+GOOD = "customer_id,age,device,member,purchased\n" + "".join(
+    f"c{i},{20 + i % 50},{'mobile' if i % 3 else 'desktop'},{'true' if i % 2 else 'false'},{i % 2}\n"
+    for i in range(300))
+
+
+def _run(tmp_path: Path, csv_text: str, schema=SCHEMA, **spec_extra):
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    (src / "data.csv").write_text(csv_text)
+    spec = {"source": {"type": "file", "file": {"path": "data.csv"}}, "validation": {"minRows": 10}, **spec_extra}
+    if schema is not None:
+        spec["schema"] = {"columns": schema}
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return snapshot.run({"name": "shop", "spec": spec}, (tmp_path / "store").as_uri(), src, work)
+
+
+def test_valid_csv_becomes_a_canonical_version_with_profile(tmp_path):
+    s = _run(tmp_path, GOOD)
+    assert s["validated"] and s["failures"] == []
+    assert s["rows"] == 300 and s["columns"] == 5
+    assert s["labelDistribution"] == {"0": 150, "1": 150}
+    stored = tmp_path / "store" / "datasets" / "shop" / s["digest"]
+    table = pq.read_table(stored / "data.parquet")
+    assert [str(t) for t in table.schema.types] == ["string", "double", "string", "bool", "string"]
+    profile = json.loads((stored / "profile.json").read_text())
+    age = profile["columns"]["age"]
+    assert age["min"] == 20 and age["max"] == 69
+    assert sum(age["binCounts"]) == 300 and len(age["binCounts"]) == len(age["binEdges"]) + 1
+    assert profile["columns"]["device"]["categories"] == {"mobile": 200, "desktop": 100}
+
+
+def test_same_content_gives_the_same_digest_and_new_content_a_new_one(tmp_path):
+    a = _run(tmp_path, GOOD)
+    b = _run(tmp_path, GOOD)
+    c = _run(tmp_path, GOOD + "c999,30,mobile,true,1\n")
+    assert a["digest"] == b["digest"] != c["digest"]
+    assert len(list((tmp_path / "store" / "datasets" / "shop").iterdir())) == 2
+
+
+def test_bad_values_are_reported_per_check_with_examples(tmp_path):
+    bad = GOOD.replace("c5,25,", "c5,twenty,").replace("c7,27,mobile", "c7,270,tablet") + "c1,30,mobile,true,1\n"
+    s = _run(tmp_path, bad)
+    assert not s["validated"]
+    by = {(f["check"], f.get("column")): f for f in s["failures"]}
+    assert by[("type", "age")]["count"] == 1 and by[("type", "age")]["examples"] == ["twenty"]
+    assert by[("range", "age")]["examples"] == ["270.0"]
+    assert by[("domain", "device")]["examples"] == ["tablet"]
+    assert by[("uniqueIds", "customer_id")]["count"] == 1
+    assert "above the maximum 100" in by[("range", "age")]["message"]
+
+
+def test_missing_label_and_constant_label(tmp_path):
+    no_label = "\n".join(",".join(line.split(",")[:4]) for line in GOOD.splitlines()) + "\n"
+    s = _run(tmp_path, no_label)
+    checks = {(f["check"], f.get("column")) for f in s["failures"]}
+    assert ("missingColumn", "purchased") in checks and ("label", "purchased") in checks
+    constant = GOOD.replace(",1\n", ",0\n")
+    s2 = _run(tmp_path, constant)
+    label = next(f for f in s2["failures"] if f["check"] == "label")
+    assert "has 1 distinct value(s); at least 2 are needed" in label["message"]
+
+
+def test_schema_is_inferred_when_not_declared(tmp_path):
+    s = _run(tmp_path, GOOD, schema=None, labelColumn="purchased")
+    types = {c["name"]: (c["type"], c["role"]) for c in s["schema"]}
+    assert types == {"customer_id": ("categorical", "feature"), "age": ("numeric", "feature"),
+                     "device": ("categorical", "feature"), "member": ("boolean", "feature"),
+                     "purchased": ("numeric", "label")}
+    assert s["validated"]
+
+
+def test_too_few_rows_and_unexpected_columns(tmp_path):
+    s = _run(tmp_path, "customer_id,age,device,member,purchased,extra\nc1,30,mobile,true,1,x\n")
+    checks = {f["check"] for f in s["failures"]}
+    assert {"minRows", "unexpectedColumn"} <= checks
+
+
+def test_termination_message_fits_the_kubernetes_limit():
+    summary = {"digest": "d" * 64, "failures": [{"check": "type", "column": f"c{i}", "count": i,
+                                                 "examples": ["x" * 40] * 5, "message": "m" * 80}
+                                                for i in range(200)]}
+    text = snapshot.compact(summary)
+    assert len(text) <= snapshot.TERMINATION_LIMIT
+    assert json.loads(text)["truncated"] is True
+
+
+def test_unreadable_source_is_a_clear_error(tmp_path):
+    with pytest.raises(Exception, match="does not exist"):
+        snapshot.run({"name": "x", "spec": {"source": {"type": "file", "file": {"path": "nope.csv"}}}},
+                     (tmp_path / "s").as_uri(), tmp_path, tmp_path)
