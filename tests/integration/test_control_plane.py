@@ -47,7 +47,7 @@ def test_cli_status_reports_every_component_healthy(local_cluster: Cluster):
     st = cluster.status(local_cluster.cfg.name)
     assert st["running"]
     assert set(st["components"]) == {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler",
-                                     "node-agent", "kube-proxy"}
+                                     "node-agent", "kube-proxy", "local-path-provisioner"}
     assert all(c["healthy"] and c["pid"] for c in st["components"].values()), st
 
 

@@ -391,3 +391,31 @@ spec:
     assert processes_with(marker) == pids  # adopted, not restarted
     local_cluster.kubectl("delete", "pod", "survivor", "-n", namespace, "--wait=true", "--timeout=60s", timeout=70)
     assert processes_with(marker) == []
+
+
+def test_a_plain_pvc_is_provisioned_by_the_default_storage_class(local_cluster: Cluster, namespace: str):
+    local_cluster.apply("""
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: scratch}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+""", namespace)
+    pvc = wait_for(lambda: (lambda p: p if p["status"].get("phase") == "Bound" else None)(
+        local_cluster.get_json("pvc", "scratch", "-n", namespace)), 30, what="PVC Bound")
+    assert pvc["spec"]["storageClassName"] == "standard"
+    pv = local_cluster.get_json("pv", pvc["spec"]["volumeName"])
+    host = Path(pv["spec"]["hostPath"]["path"])
+    assert host.is_relative_to(local_cluster.cfg.path("volumes"))
+    vols = "      volumes: [{name: s, persistentVolumeClaim: {claimName: scratch}}]"
+    mounts = "        volumeMounts: [{name: s, mountPath: /scratch}]"
+    local_cluster.apply(job("touch", ["python", "-c", "open('/scratch/hello','w').write('hi')"],
+                            pod_extra=vols, container_extra=mounts), namespace)
+    wait_job(local_cluster, namespace, "touch", "Complete")
+    assert (host / "hello").read_text() == "hi"
+    local_cluster.kubectl("delete", "job", "touch", "-n", namespace, "--wait=true")
+    local_cluster.kubectl("delete", "pvc", "scratch", "-n", namespace, "--wait=true")
+    wait_for(lambda: local_cluster.kubectl("get", "pv", pv["metadata"]["name"], check=False).returncode != 0, 60,
+             what="released volume deleted")
+    assert not host.exists()

@@ -125,4 +125,10 @@ def control_plane(cfg: ClusterConfig, bins: dict[str, Path]) -> list[Component]:
         "http://127.0.0.1:10256/healthz",
         after=["node-agent"],
     )
-    return [etcd, apiserver, cm, scheduler, agent, proxy]
+    storage = Component(
+        "local-path-provisioner",
+        [sys.executable, "-m", "mlops_operator.localcluster.provisioner", cfg.name],
+        "http://127.0.0.1:10260/healthz",
+        after=["kube-apiserver"],
+    )
+    return [etcd, apiserver, cm, scheduler, agent, proxy, storage]

@@ -40,6 +40,7 @@ def control_plane_identities(node_name: str) -> list[ClientIdentity]:
         ClientIdentity("node", f"system:node:{node_name}", ("system:nodes",)),
         # The API server's identity towards the node agent (kubectl logs/exec/port-forward).
         ClientIdentity("apiserver-kubelet-client", "kube-apiserver-kubelet-client"),
+        ClientIdentity("local-path-provisioner", "mlops:local-path-provisioner"),
     ]
 
 
