@@ -419,3 +419,24 @@ spec:
     wait_for(lambda: local_cluster.kubectl("get", "pv", pv["metadata"]["name"], check=False).returncode != 0, 60,
              what="released volume deleted")
     assert not host.exists()
+
+
+def test_restricted_pod_runs_as_its_user_with_a_read_only_root(local_cluster: Cluster, namespace: str):
+    script = ("import json, os, sklearn\n"
+              "out = {'uid': os.getuid(), 'gid': os.getgid(), 'home': os.environ['HOME']}\n"
+              "open('/tmp/scratch', 'w').write('ok')\n"
+              "try:\n    open('/etc/not-allowed', 'w')\n    out['root'] = 'writable'\n"
+              "except OSError as e:\n    out['root'] = e.errno\n"
+              "open('/dev/termination-log', 'w').write(json.dumps(out))\n")
+    pod_extra = """      securityContext: {runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000,
+                        seccompProfile: {type: RuntimeDefault}}
+      volumes: [{name: tmp, emptyDir: {}}]"""
+    container_extra = """        volumeMounts: [{name: tmp, mountPath: /tmp}]
+        securityContext: {readOnlyRootFilesystem: true, allowPrivilegeEscalation: false,
+                          capabilities: {drop: [ALL]}}"""
+    local_cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    local_cluster.apply(job("restricted", ["python", "-c", script], pod_extra=pod_extra,
+                            container_extra=container_extra), namespace)
+    wait_job(local_cluster, namespace, "restricted", "Complete")
+    term = local_cluster.pods(namespace, "job-name=restricted")[0]["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert json.loads(term["message"]) == {"uid": 1000, "gid": 1000, "home": "/", "root": 30}  # EROFS

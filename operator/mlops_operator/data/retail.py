@@ -37,9 +37,11 @@ The same (rows, seed, behaviour_shift, start) give the same table, whatever ``ba
 rows are generated in fixed blocks of :data:`BLOCK_ROWS`, and every column of every block
 draws from its own random stream derived from (seed, block index, column), so batching only
 changes how blocks are grouped, and a column whose parameters depend on the shift never
-perturbs the draws of another. The shift only transforms draws, it never adds or removes
-any, so shift 0 is exactly the unshifted code path and a small shift moves the same
-customers a little (common random numbers), rather than drawing different ones.
+perturbs the draws of another. The shift only changes parameters (probabilities, rates,
+weights), never which streams are drawn from, and at shift 0 every parameter is exactly its
+unshifted value (the shifted one is not even read), so shift 0 is the unshifted code path;
+a small shift moves the same customers a little (common random numbers) instead of drawing
+different ones.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ ARROW_SCHEMA = pa.schema([
 _STREAMS = {name: i for i, name in enumerate([
     "event_time", "segment", "region", "age", "age_missing", "tenure", "is_member", "device", "channel",
     "intent", "sessions", "pages", "time_on_site", "items", "cart_value", "coupon", "discount",
-    "recency", "order_value", "email", "returns", "label", "promo",
+    "recency", "order_value", "email", "returns", "label", "promo", "wishlist",
 ])}
 _GENERATOR_TAG = 0x5E7A11  # separates these streams from any other generator's with the same seed
 
@@ -130,15 +132,18 @@ _CHANNEL_P = (np.array([0.30, 0.25, 0.13, 0.14, 0.18]), np.array([0.20, 0.20, 0.
 _SESSION_RATE = (1.0, 0.55)        # multiplies each segment's rate of visits
 _COUPON_P = (0.15, 0.45)           # chance a session has a coupon
 _PROMO_P = (0.10, 0.40)            # chance of a site-wide promotion discount on top
-_W_DISCOUNT = (0.045, 0.005)       # logit weight per discount point: discount fatigue
-_W_ITEMS = (0.42, 0.08)            # logit weight per log(1 + items in cart): carts as wish lists
+_WISHLIST = (0.0, 1.5)             # items parked in mobile carts without intent to buy
+_W_BASE = (-2.95, -2.55)           # intercept: campaigns win back part of the lost conversions
+_W_DISCOUNT = (0.07, -0.02)        # logit weight per discount point: discount fatigue, deal hunters
+_W_ITEMS = (0.85, 0.15)            # logit weight per log(1 + items in cart): carts as wish lists
 _W_MOBILE = (-0.15, -0.75)         # mobile checkout friction
-_W_MEMBER = (0.35, 1.10)           # members keep buying
-_W_RECENCY = (-0.006, -0.022)      # per day since the last purchase
+_W_MEMBER = (0.60, 1.30)           # members keep buying
+_W_RECENCY = (-0.012, -0.03)       # per day since the last purchase
 _W_SOCIAL = (-0.35, -0.10)         # social traffic converts a little better once it is the norm
 
 
 def _lerp(pair: tuple[Any, Any], s: float) -> Any:
+    """The parameter at shift ``s``; at 0 exactly the unshifted value, without arithmetic on it."""
     a, b = pair
     return a + s * (b - a) if s else a
 
@@ -182,8 +187,9 @@ def _start_us(start: str | _dt.datetime | _dt.date) -> int:
 def _session_ids(seed: int, index: np.ndarray) -> np.ndarray:
     """Unique, non-sequential positive int64 ids: a bijection of the row index on [0, 2**62).
 
-    Multiplying by an odd constant and xor-ing a key are both invertible modulo 2**62, so ids
-    never collide within a table, yet they reveal neither the row order nor the row count.
+    Multiplying by an odd constant, xor-ing a key and an xorshift are each invertible modulo
+    2**62, so ids never collide within a table, yet they reveal neither the row order nor the
+    row count (a model or a join cannot lean on them by accident).
     """
     mask = np.uint64((1 << 62) - 1)
     key = np.uint64(int(np.random.SeedSequence(seed, spawn_key=(_GENERATOR_TAG,)).generate_state(1, np.uint64)[0])
@@ -234,15 +240,16 @@ def _block(seed: int, block: int, rows: int, shift: float, t0_us: int) -> pa.Rec
     device = _choice(rng("device").random(n), _lerp(_DEVICE_P, shift))
     mobile, desktop = device == 0, device == 1
     channel = _choice(rng("channel").random(n), _lerp(_CHANNEL_P, shift))
-    intent = rng("intent").normal(0.0, 1.0, n)  # unobserved purchase intent
+    intent = rng("intent").normal(0.0, 1.0, n)  # unobserved purchase intent, partly shown by behaviour
     sessions = 1 + rng("sessions").poisson(np.array([1.0, 5.0, 9.0])[segment] * _lerp(_SESSION_RATE, shift))
     sessions = np.minimum(sessions, 200)
-    pages = 1 + rng("pages").poisson(np.exp(1.45 + 0.35 * intent + 0.35 * desktop - 0.15 * mobile))
+    pages = 1 + rng("pages").poisson(np.exp(1.3 + 0.45 * intent + 0.3 * desktop - 0.15 * mobile))
     pages = np.minimum(pages, 300)
-    time_on_site = pages * rng("time_on_site").lognormal(np.log(np.where(mobile, 28.0, 45.0)), 0.6, n)
-    time_on_site = np.clip(np.round(time_on_site, 1), 1.0, 14_400.0)
-    items = rng("items").poisson(np.exp(-0.2 + 0.6 * intent + 0.2 * desktop + 0.2 * loyal))
-    items = np.minimum(items, 50)
+    dwell = rng("time_on_site").lognormal(np.log(np.where(mobile, 28.0, 45.0)) + 0.15 * intent, 0.5, n)
+    time_on_site = np.clip(np.round(pages * dwell, 1), 1.0, 14_400.0)
+    items = rng("items").poisson(np.exp(-0.4 + 0.7 * intent + 0.2 * desktop + 0.2 * loyal))
+    # after the shift, mobile customers also park items in the cart with no intent to buy
+    items = np.minimum(items + rng("wishlist").poisson(_lerp(_WISHLIST, shift) * mobile), 50)
     prices = rng("cart_value").gamma(np.maximum(items, 1) * 2.0, 20.0)  # sum of items' prices
     cart_value = np.clip(np.where(items > 0, np.round(prices, 2), 0.0), 0.0, 25_000.0)
     u_coupon = rng("coupon").random(n)
@@ -255,21 +262,21 @@ def _block(seed: int, block: int, rows: int, shift: float, t0_us: int) -> pa.Rec
     discount = np.clip(np.where(has_coupon, coupon_pct, 0.0) + np.where(promo, promo_pct, 0.0), 0.0, 70.0)
 
     # the label: a logistic model of the features and the hidden intent; the shift changes weights
-    logit = (-2.45 + 0.9 * intent
+    logit = (_lerp(_W_BASE, shift) + 0.5 * intent
              + _lerp(_W_ITEMS, shift) * np.log1p(items)
              + _lerp(_W_DISCOUNT, shift) * discount
-             + 0.02 * np.minimum(sessions, 30)
-             + 0.16 * np.log1p(pages)
+             + 0.03 * np.minimum(sessions, 30)
+             + 0.2 * np.log1p(pages)
              + _lerp(_W_MEMBER, shift) * is_member
-             + np.where(new, -0.35, _lerp(_W_RECENCY, shift) * recency + 0.25 * loyal)
-             + 0.06 * np.minimum(email_opens, 15)
-             - 0.30 * returns
+             + np.where(new, -0.4, _lerp(_W_RECENCY, shift) * recency + 0.3 * loyal)
+             + 0.10 * np.minimum(email_opens, 15)
+             - 0.35 * returns
              + _lerp(_W_MOBILE, shift) * mobile
              + np.array([0.0, 0.30, _lerp(_W_SOCIAL, shift), 0.45, 0.20])[channel])
     purchased = (rng("label").random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
 
     def cat(domain: list[str], codes: np.ndarray) -> pa.Array:
-        return pa.array(np.array(domain, dtype=object)[codes], type=pa.string())
+        return pa.array(domain, type=pa.string()).take(pa.array(codes))
 
     columns = {
         "session_id": pa.array(_session_ids(seed, index)),

@@ -48,9 +48,48 @@ def _ensure_target(src: str, dst: str) -> None:
         open(dst, "a").close()
 
 
+def _blocker(path: str) -> str | None:
+    """The highest ancestor of `path` that other users cannot traverse (e.g. /root, mode 700)."""
+    cur = "/"
+    for part in [p for p in path.split("/") if p]:
+        cur = os.path.join(cur, part)
+        try:
+            if not os.stat(cur).st_mode & 0o001:
+                return cur
+        except OSError:
+            return None
+    return None
+
+
+def expose(paths: list[str], stage: str) -> None:
+    """Let a non-root container reach `paths` (the interpreter, the venv, the project) when an
+    ancestor such as /root is closed: in the container's own mount namespace, the closed
+    directory is covered by an empty tmpfs into which only those paths are bind-mounted back.
+    The host's permissions are never changed."""
+    groups: dict[str, list[str]] = {}
+    for p in paths:
+        b = _blocker(p)
+        if b is not None and p != b:
+            groups.setdefault(b, []).append(p)
+    for i, (blocker, inner) in enumerate(sorted(groups.items())):
+        staged = []
+        for j, p in enumerate(sorted(set(inner))):
+            tmp = os.path.join(stage, f"{i}-{j}")
+            os.makedirs(tmp, exist_ok=True)
+            _mount(p, tmp, MS_BIND | MS_REC)
+            staged.append((tmp, p))
+        _check(_libc.mount(b"tmpfs", blocker.encode(), b"tmpfs", 0, b"mode=0755"), f"mount tmpfs {blocker}")
+        for tmp, p in staged:
+            os.makedirs(p, mode=0o755, exist_ok=True)
+            _mount(tmp, p, MS_BIND | MS_REC)
+
+
 def _child(spec: dict, errw: int) -> None:
     try:
         os.setpgid(0, 0)
+        # opened before any mount can hide the node's state directory
+        log = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        devnull = os.open("/dev/null", os.O_RDONLY)
         fd = os.open(spec["netns"], os.O_RDONLY)
         _check(_libc.setns(fd, CLONE_NEWNET), "setns")
         os.close(fd)
@@ -58,14 +97,16 @@ def _child(spec: dict, errw: int) -> None:
         _mount(None, "/", MS_REC | MS_PRIVATE)
         host = spec.get("hostname", "")[:63].encode()
         _check(_libc.sethostname(host, len(host)), "sethostname")
-        if spec.get("readOnlyRootFilesystem"):
-            _mount(None, "/", MS_REMOUNT | MS_BIND | MS_RDONLY)
+        # volumes first: their sources (the node's state dir) may sit under a directory that
+        # expose() covers next
         for m in spec["mounts"]:
             _mount(m["source"], m["target"], MS_BIND | MS_REC)
             if m.get("readOnly"):
                 _mount(None, m["target"], MS_REMOUNT | MS_BIND | MS_RDONLY | MS_REC)
-        log = os.open(spec["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        devnull = os.open("/dev/null", os.O_RDONLY)
+        if spec.get("runAsUser"):
+            expose(spec.get("exposePaths", []), f"/run/mlops-shim/{os.getpid()}")
+        if spec.get("readOnlyRootFilesystem"):
+            _mount(None, "/", MS_REMOUNT | MS_BIND | MS_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(log, 1)
         os.dup2(log, 2)
@@ -113,6 +154,12 @@ def main() -> None:
     start_error = os.read(errr, 4096).decode(errors="replace")  # EOF at exec (CLOEXEC) or error text
     os.close(errr)
     _, status = os.waitpid(pid, 0)
+    try:  # staging mount points of expose(): empty directories on the host's /run
+        for d in os.listdir(f"/run/mlops-shim/{pid}"):
+            os.rmdir(f"/run/mlops-shim/{pid}/{d}")
+        os.rmdir(f"/run/mlops-shim/{pid}")
+    except OSError:
+        pass
     result = {"startedAt": started, "finishedAt": time.time(), "startError": start_error or None}
     if os.WIFSIGNALED(status):
         result["signal"] = os.WTERMSIG(status)

@@ -44,6 +44,13 @@ class NodeContext:
     on_finished: Callable[[str], None] = lambda uid: None
 
 
+def _runtime_paths() -> list[str]:
+    import mlops_operator
+
+    pkg_root = Path(mlops_operator.__file__).resolve().parents[1]
+    return sorted({sys.base_prefix, sys.prefix, str(pkg_root)})
+
+
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
@@ -364,6 +371,8 @@ class PodWorker:
         mounts.append(volumes.Mount(str(tfile), tpath, False))
         sc = dict(self.pod["spec"].get("securityContext") or {})
         sc.update(ctl.spec.get("securityContext") or {})
+        if sc.get("runAsUser") and not any(e["name"] == "HOME" for e in ctl.spec.get("env") or []):
+            env["HOME"] = "/"  # a non-root user has no home in the project's environment
         return {
             "argv": argv, "env": env, "workingDir": ctl.spec.get("workingDir") or "",
             "netns": str(Path("/run/netns") / self.netns), "hostname": self.name,
@@ -372,6 +381,8 @@ class PodWorker:
             "runAsUser": sc.get("runAsUser"), "runAsGroup": sc.get("runAsGroup"),
             "supplementalGroups": list(sc.get("supplementalGroups") or []) + (
                 [sc["fsGroup"]] if sc.get("fsGroup") is not None else []),
+            # what a process of the project's environment must reach (see shim.expose)
+            "exposePaths": _runtime_paths(),
             "log": str(d / f"{ctl.rec.restart_count}.log"),
             "pidFile": str(d / "pid"), "exitFile": str(d / "exit.json"),
         }
