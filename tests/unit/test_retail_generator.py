@@ -184,6 +184,13 @@ def test_first_rows_do_not_depend_on_the_row_count_beyond_time():
             assert short[name].equals(long[name].slice(0, 1000)), name
 
 
+def test_every_block_draws_fresh_customers():
+    t = generate(2 * BLOCK_ROWS, seed=0)
+    first, second = t.slice(0, 1000), t.slice(BLOCK_ROWS, 1000)
+    for name in COLUMNS:
+        assert not first[name].equals(second[name]), name
+
+
 def test_batches_are_lazy_so_memory_stays_bounded():
     started = time.perf_counter()
     stream = batches(50_000_000, seed=0, batch_rows=1000)

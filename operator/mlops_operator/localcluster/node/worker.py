@@ -368,6 +368,7 @@ class PodWorker:
         tpath = ctl.spec.get("terminationMessagePath") or "/dev/termination-log"
         tfile = d / "termination-log"
         tfile.write_bytes(b"")
+        tfile.chmod(0o666)  # writable by any container user, as the kubelet makes it
         mounts.append(volumes.Mount(str(tfile), tpath, False))
         sc = dict(self.pod["spec"].get("securityContext") or {})
         sc.update(ctl.spec.get("securityContext") or {})
