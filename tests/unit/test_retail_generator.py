@@ -127,6 +127,8 @@ def test_ids_are_unique_and_timestamps_strictly_increase_over_the_period(table):
     ids = table["session_id"].to_numpy()
     assert len(np.unique(ids)) == ROWS and (ids >= 0).all()
     assert not (np.diff(ids) == 1).all(), "ids should not be a row counter"
+    # exact in the snapshot's canonical float64 (a lossy cast would raise)
+    assert len(np.unique(pc.cast(table["session_id"], pa.float64()).to_numpy())) == ROWS
     times = table["event_time"].cast(pa.int64()).to_numpy()
     assert (np.diff(times) > 0).all()
     start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

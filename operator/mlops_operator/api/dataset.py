@@ -182,4 +182,5 @@ class DatasetStatus(ApiModel):
     validation: ValidationReport | None = Field(None, description="Report of the latest snapshot's validation.")
     active_job: str | None = Field(None, description="Snapshot Job in progress.")
     last_snapshot_time: str | None = None
-    last_refresh_token: str | None = Field(None, description="Value of the mlops.dev/refresh annotation last acted on.")
+    last_snapshot_trigger: str | None = Field(None, description="Trigger (generation, mlops.dev/refresh annotation, "
+                                                                "refresh period) of the last finished snapshot.")

@@ -98,7 +98,8 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 def _cmd_operator_run(a: argparse.Namespace) -> int:
     from mlops_operator.controllers.run import run_operator
 
-    run_operator(namespaces=a.namespace, liveness=a.liveness, peering=a.peering, standalone=a.standalone)
+    run_operator(namespaces=a.namespace, liveness=a.liveness, peering=a.peering, standalone=a.standalone,
+                 metrics_port=a.metrics_port)
     return 0
 
 
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--namespace", "-n", action="append", default=[],
                      help="watch only these namespaces (repeatable; default: all)")
     run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
+    run.add_argument("--metrics-port", type=int, default=8081, help="Prometheus /metrics port (0: off)")
     g = run.add_mutually_exclusive_group()
     g.add_argument("--peering", default=None, help="kopf peering name for leader election across replicas (default: standalone)")
     g.add_argument("--standalone", action="store_true", help="no peering (a single replica)")

@@ -1,1 +1,12 @@
-"""Imports every controller module so its kopf handlers register (one module per kind)."""
+"""Registers every controller's kopf handlers (one module per kind)."""
+
+from __future__ import annotations
+
+from . import dataset
+from .settings import Settings
+
+
+def register_all(settings: Settings | None = None) -> Settings:
+    settings = settings or Settings.from_env()
+    dataset.register(settings)
+    return settings

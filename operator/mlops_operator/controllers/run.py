@@ -60,12 +60,18 @@ def startup(settings: kopf.OperatorSettings, **_) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="mlops.dev")
 
 
-def run_operator(namespaces: list[str], liveness: str, peering: str | None, standalone: bool) -> None:
+def run_operator(namespaces: list[str], liveness: str, peering: str | None, standalone: bool,
+                 metrics_port: int = 8081) -> None:
     """Run kopf until SIGTERM (kopf drains handlers on the way out)."""
-    from . import handlers  # noqa: F401  (registers the custom-resource handlers)
+    from prometheus_client import start_http_server
+
+    from .handlers import register_all
 
     kopf.configure(verbose=False)
     load_cluster_config()  # fail fast with a clear message instead of kopf's endless login retries
+    register_all()
+    if metrics_port:
+        start_http_server(metrics_port)
     kopf.run(
         clusterwide=not namespaces,
         namespaces=namespaces,

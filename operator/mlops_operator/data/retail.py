@@ -200,20 +200,21 @@ def _start_us(start: str | _dt.datetime | _dt.date) -> int:
 
 
 def _session_ids(seed: int, index: np.ndarray) -> np.ndarray:
-    """Unique, non-sequential positive int64 ids: a bijection of the row index on [0, 2**62).
+    """Unique, non-sequential positive int64 ids: a bijection of the row index on [0, 2**53).
 
     Multiplying by an odd constant, xor-ing a key and an xorshift are each invertible modulo
-    2**62, so ids never collide within a table, yet they reveal neither the row order nor the
-    row count (a model or a join cannot lean on them by accident).
+    2**53, so ids never collide within a table, yet they reveal neither the row order nor the
+    row count (a model or a join cannot lean on them by accident). 53 bits, because the
+    snapshot's canonical numeric type is float64, which holds such integers exactly.
     """
-    mask = np.uint64((1 << 62) - 1)
-    key = np.uint64(int(np.random.SeedSequence(seed, spawn_key=(_GENERATOR_TAG,)).generate_state(1, np.uint64)[0])
-                    & ((1 << 62) - 1))
+    bits = 53
+    mask = np.uint64((1 << bits) - 1)
+    key = np.random.SeedSequence(seed, spawn_key=(_GENERATOR_TAG,)).generate_state(1, np.uint64)[0] & mask
     with np.errstate(over="ignore"):
         x = (index.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) & mask
         x ^= key
         x = (x * np.uint64(0xBF58476D1CE4E5B9)) & mask
-        x ^= x >> np.uint64(31)
+        x ^= x >> np.uint64(27)
     return x.astype(np.int64)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -139,12 +140,14 @@ def compact(summary: dict[str, Any], limit: int = TERMINATION_LIMIT) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mlops_operator.data.snapshot")
-    ap.add_argument("--spec", required=True, type=Path)
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--spec", type=Path, help="file holding the snapshot spec")
+    src.add_argument("--spec-env", help="environment variable holding the snapshot spec")
     ap.add_argument("--store", required=True)
     ap.add_argument("--source-root", default="/source", type=Path)
     ap.add_argument("--termination-log", default="/dev/termination-log", type=Path)
     a = ap.parse_args(argv)
-    spec_doc = json.loads(a.spec.read_text())
+    spec_doc = json.loads(os.environ[a.spec_env] if a.spec_env else a.spec.read_text())
     with tempfile.TemporaryDirectory(prefix="snapshot-") as tmp:
         try:
             summary = run(spec_doc, a.store, a.source_root, Path(tmp))

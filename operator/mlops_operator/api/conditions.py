@@ -1,0 +1,43 @@
+"""Status conditions in the Kubernetes convention, as plain dicts (the wire form).
+
+`set_condition` keeps `lastTransitionTime` when the status does not change, so a reconcile
+that re-asserts the same state never looks like a transition (and emits no Event).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def get_condition(conditions: list[dict[str, Any]] | None, ctype: str) -> dict[str, Any] | None:
+    return next((c for c in conditions or [] if c.get("type") == ctype), None)
+
+
+def is_true(conditions: list[dict[str, Any]] | None, ctype: str) -> bool:
+    c = get_condition(conditions, ctype)
+    return bool(c and c.get("status") == "True")
+
+
+def set_condition(conditions: list[dict[str, Any]] | None, ctype: str, status: bool | str, reason: str,
+                  message: str = "", generation: int | None = None) -> tuple[list[dict[str, Any]], bool]:
+    """Return (new conditions, whether the status changed)."""
+    st = status if isinstance(status, str) else ("True" if status else "False")
+    out = [dict(c) for c in conditions or []]
+    cur = get_condition(out, ctype)
+    changed = cur is None or cur.get("status") != st
+    new = {"type": ctype, "status": st, "reason": reason, "message": message[:32768],
+           "lastTransitionTime": now() if changed else cur.get("lastTransitionTime", now())}
+    if generation is not None:
+        new["observedGeneration"] = generation
+    if cur is None:
+        out.append(new)
+    else:
+        out[out.index(cur)] = new
+    order = {"Ready": 0}
+    out.sort(key=lambda c: (order.get(c["type"], 1), c["type"]))
+    return out, changed

@@ -1,0 +1,104 @@
+"""Thin async wrappers over the official kubernetes client for what controllers do often:
+create-or-adopt children, patch a custom object's status, read a Job's outcome.
+
+Create-or-adopt is what makes reconcilers idempotent: children have deterministic names, so a
+restarted operator that repeats a create gets 409 and adopts the existing object instead of
+making a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from ..api.base import GROUP, VERSION
+
+
+def _api() -> client.ApiClient:
+    return client.ApiClient()
+
+
+async def call(fn, *args, **kwargs):
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def _create_fn(obj: dict[str, Any]):
+    api = _api()
+    kind, ns = obj["kind"], obj["metadata"].get("namespace")
+    if kind == "Job":
+        return client.BatchV1Api(api).create_namespaced_job, client.BatchV1Api(api).read_namespaced_job, ns
+    if kind == "PersistentVolumeClaim":
+        core = client.CoreV1Api(api)
+        return core.create_namespaced_persistent_volume_claim, core.read_namespaced_persistent_volume_claim, ns
+    if kind == "ConfigMap":
+        core = client.CoreV1Api(api)
+        return core.create_namespaced_config_map, core.read_namespaced_config_map, ns
+    raise ValueError(f"create_or_adopt does not handle {kind}")
+
+
+async def create_or_adopt(obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """Create `obj`; if it exists already, return the existing one. (object, created)."""
+    create, read, ns = _create_fn(obj)
+    try:
+        made = await call(create, ns, obj)
+        return _api().sanitize_for_serialization(made), True
+    except ApiException as e:
+        if e.status != 409:
+            raise
+    got = await call(read, obj["metadata"]["name"], ns)
+    return _api().sanitize_for_serialization(got), False
+
+
+async def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return await call(client.CustomObjectsApi(_api()).get_namespaced_custom_object,
+                          GROUP, VERSION, namespace, plural, name)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+async def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    await call(client.CustomObjectsApi(_api()).patch_namespaced_custom_object_status,
+               GROUP, VERSION, namespace, plural, name, {"status": status})
+
+
+async def read_job(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        job = await call(client.BatchV1Api(_api()).read_namespaced_job, name, namespace)
+        return _api().sanitize_for_serialization(job)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def job_state(job: dict[str, Any]) -> str:
+    """Running, Complete or Failed, from the Job's conditions."""
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("status") == "True" and c.get("type") in ("Complete", "Failed"):
+            return c["type"]
+    return "Running"
+
+
+async def job_termination_message(namespace: str, job_name: str) -> tuple[str | None, str]:
+    """The newest pod's termination message of a Job, and a log tail for failures."""
+    core = client.CoreV1Api(_api())
+    pods = await call(core.list_namespaced_pod, namespace, label_selector=f"job-name={job_name}")
+    items = sorted(pods.items, key=lambda p: p.metadata.creation_timestamp, reverse=True)
+    for pod in items:
+        for cs in pod.status.container_statuses or []:
+            term = cs.state.terminated if cs.state else None
+            if term is not None:
+                tail = ""
+                if term.exit_code != 0:
+                    try:
+                        tail = await call(core.read_namespaced_pod_log, pod.metadata.name, namespace, tail_lines=20)
+                    except ApiException:
+                        tail = ""
+                return term.message, tail
+    return None, ""

@@ -1,0 +1,34 @@
+"""Operator settings from the environment (set in the operator Deployment's manifest)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: image of the trainer/snapshot/server runtime (images/runtime)
+    runtime_image: str
+    #: per-namespace PVC holding that namespace's artifact store (created when missing)
+    store_claim: str
+    store_size: str
+    store_access_mode: str
+    store_storage_class: str | None
+    #: where the store PVC is mounted inside workload pods
+    store_mount: str = "/store"
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        e = os.environ.get
+        return cls(
+            runtime_image=e("MLOPS_RUNTIME_IMAGE", "ghcr.io/mlops-dev/mlops-runtime:0.1.0"),
+            store_claim=e("MLOPS_STORE_CLAIM", "mlops-store"),
+            store_size=e("MLOPS_STORE_SIZE", "10Gi"),
+            store_access_mode=e("MLOPS_STORE_ACCESS_MODE", "ReadWriteOnce"),
+            store_storage_class=e("MLOPS_STORE_STORAGE_CLASS") or None,
+        )
+
+    @property
+    def store_uri(self) -> str:
+        return f"file://{self.store_mount}"

@@ -1,0 +1,67 @@
+"""The Job that snapshots, validates and profiles a Dataset (runs mlops_operator.data.snapshot)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..controllers.settings import Settings
+from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, pod_options
+from .store import store_volume
+
+SOURCE_MOUNT = "/source"
+
+
+def job_name(dataset: str, trigger: str) -> str:
+    return f"{dataset[:40]}-snap-{trigger}"
+
+
+def snapshot_job(dataset: dict[str, Any], trigger: str, frozen_schema: list[dict[str, Any]] | None,
+                 s: Settings) -> dict[str, Any]:
+    meta, spec = dataset["metadata"], dataset["spec"]
+    name = job_name(meta["name"], trigger)
+    doc = {"name": meta["name"], "spec": spec, "frozenSchema": frozen_schema}
+    lab = labels("dataset-snapshot", "snapshot", meta["name"], {"mlops.dev/dataset": meta["name"],
+                                                                 "mlops.dev/trigger": trigger})
+    vol, mount = store_volume(s)
+    volumes = [vol, {"name": "tmp", "emptyDir": {}}]
+    mounts = [mount, {"name": "tmp", "mountPath": "/tmp"}]
+    src = spec["source"]
+    if src["type"] == "file":
+        claim = (src.get("file") or {}).get("claimName")
+        if claim and claim != s.store_claim:
+            volumes.append({"name": "source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+            mounts.append({"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True})
+            source_root = SOURCE_MOUNT
+        else:
+            source_root = s.store_mount
+    else:
+        source_root = SOURCE_MOUNT
+    pod_extra, resources = pod_options(spec.get("job"))
+    container = {
+        "name": "snapshot",
+        "image": s.runtime_image,
+        "command": ["python", "-m", "mlops_operator.data.snapshot", "--spec-env", "MLOPS_SNAPSHOT_SPEC",
+                    "--store", s.store_uri, "--source-root", source_root],
+        "env": [{"name": "MLOPS_SNAPSHOT_SPEC", "value": json.dumps(doc, separators=(",", ":"))},
+                {"name": "PYTHONUNBUFFERED", "value": "1"}],
+        "volumeMounts": mounts,
+        "securityContext": CONTAINER_SECURITY,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if resources:
+        container["resources"] = resources
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": name, "namespace": meta["namespace"], "labels": lab,
+                     "ownerReferences": [owner_reference(dataset)]},
+        "spec": {
+            "backoffLimit": 1,
+            "ttlSecondsAfterFinished": 3600,
+            "template": {
+                "metadata": {"labels": lab},
+                "spec": {"restartPolicy": "Never", "securityContext": POD_SECURITY, "volumes": volumes,
+                         "containers": [container], "automountServiceAccountToken": False, **pod_extra},
+            },
+        },
+    }
