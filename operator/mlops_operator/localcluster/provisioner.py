@@ -105,7 +105,11 @@ class Provisioner:
             if pvc.get("status", {}).get("phase") not in (None, "Pending"):
                 continue
             body = pv_for(pvc, self.root)
-            Path(body["spec"]["hostPath"]["path"]).mkdir(parents=True, exist_ok=True)
+            vol = Path(body["spec"]["hostPath"]["path"])
+            vol.mkdir(parents=True, exist_ok=True)
+            # world-writable like kind's local-path volumes: hostPath volumes get no fsGroup
+            # ownership change, and workload pods run as non-root users
+            vol.chmod(0o777)
             try:
                 await self.api.create("/api/v1/persistentvolumes", body)
                 log.info("provisioned %s for %s/%s", body["metadata"]["name"], pvc["metadata"]["namespace"],
