@@ -95,3 +95,49 @@ def namespace(local_cluster: Cluster, request) -> str:
     local_cluster.kubectl("create", "namespace", name)
     yield name
     local_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class OperatorProcess:
+    """`mlops operator run` as a local process against the test cluster (restartable)."""
+
+    def __init__(self, cluster: Cluster, log: Path):
+        self.cluster, self.log = cluster, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        import sys
+
+        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig), MLOPS_RUNTIME_IMAGE="mlops-runtime:test")
+        out = open(self.log, "a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlops_operator.cli.main", "operator", "run", "--standalone",
+             "--liveness", "http://127.0.0.1:0/healthz", "--metrics-port", "0"],
+            env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def operator(local_cluster: Cluster, tmp_path_factory) -> OperatorProcess:
+    """CRDs installed and the operator running (as a process; the in-cluster path is issue 9's)."""
+    local_cluster.kubectl("apply", "-f", str(REPO / "crds"))
+    for crd in (REPO / "crds").glob("*.yaml"):
+        local_cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd.stem}", "--timeout=60s")
+    op = OperatorProcess(local_cluster, tmp_path_factory.mktemp("operator") / "operator.log")
+    op.start()
+    yield op
+    op.stop()
