@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import pytest
 
+from mlops_operator.localcluster.forward import free_port
+
 from mlops_operator.localcluster import binaries, cluster
 from mlops_operator.localcluster.config import ClusterConfig
 
@@ -114,7 +116,7 @@ class OperatorProcess:
         out = open(self.log, "a")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlops_operator.cli.main", "operator", "run", "--standalone",
-             "--liveness", "http://127.0.0.1:0/healthz", "--metrics-port", "0"],
+             "--liveness", f"http://127.0.0.1:{free_port()}/healthz", "--metrics-port", "0"],
             env=env, stdout=out, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:

@@ -99,7 +99,7 @@ def _cmd_operator_run(a: argparse.Namespace) -> int:
     from mlops_operator.controllers.run import run_operator
 
     run_operator(namespaces=a.namespace, liveness=a.liveness, peering=a.peering, standalone=a.standalone,
-                 metrics_port=a.metrics_port)
+                 metrics_port=a.metrics_port, priority=a.priority, log_format=a.log_format)
     return 0
 
 
@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="watch only these namespaces (repeatable; default: all)")
     run.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL")
     run.add_argument("--metrics-port", type=int, default=8081, help="Prometheus /metrics port (0: off)")
+    run.add_argument("--priority", type=int, default=None,
+                     help="peering priority (default: random); the highest-priority replica is the active one")
+    run.add_argument("--log-format", choices=["plain", "json"], default="plain", help="json: structured logs")
     g = run.add_mutually_exclusive_group()
     g.add_argument("--peering", default=None, help="kopf peering name for leader election across replicas (default: standalone)")
     g.add_argument("--standalone", action="store_true", help="no peering (a single replica)")

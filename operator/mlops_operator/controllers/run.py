@@ -8,6 +8,7 @@ never knows whether it runs on the embedded cluster, kind or a managed cluster.
 from __future__ import annotations
 
 import logging
+import random
 
 import kopf
 
@@ -61,13 +62,14 @@ def startup(settings: kopf.OperatorSettings, **_) -> None:
 
 
 def run_operator(namespaces: list[str], liveness: str, peering: str | None, standalone: bool,
-                 metrics_port: int = 8081) -> None:
+                 metrics_port: int = 8081, priority: int | None = None, log_format: str = "plain") -> None:
     """Run kopf until SIGTERM (kopf drains handlers on the way out)."""
     from prometheus_client import start_http_server
 
     from .handlers import register_all
 
-    kopf.configure(verbose=False)
+    # JSON lines for log collectors in a cluster; plain text for people at a terminal
+    kopf.configure(verbose=False, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN)
     load_cluster_config()  # fail fast with a clear message instead of kopf's endless login retries
     register_all()
     if metrics_port:
@@ -78,4 +80,6 @@ def run_operator(namespaces: list[str], liveness: str, peering: str | None, stan
         liveness_endpoint=liveness,
         standalone=standalone or not peering,
         peering_name=None if standalone else peering,
+        # replicas need distinct priorities: the highest runs, the others pause (leader election)
+        priority=priority if priority is not None else random.randint(1, 1_000_000),
     )
