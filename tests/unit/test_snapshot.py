@@ -108,3 +108,38 @@ def test_unreadable_source_is_a_clear_error(tmp_path):
     with pytest.raises(Exception, match="does not exist"):
         snapshot.run({"name": "x", "spec": {"source": {"type": "file", "file": {"path": "nope.csv"}}}},
                      (tmp_path / "s").as_uri(), tmp_path, tmp_path)
+
+
+def test_nulls_in_a_nullable_domain_column_are_not_domain_failures(tmp_path):
+    with_null = GOOD.replace("c4,24,mobile,", "c4,24,,")
+    s = _run(tmp_path, with_null)
+    assert s["validated"], s["failures"]
+    schema = [dict(c, nullable=False) if c["name"] == "device" else c for c in SCHEMA]
+    s2 = _run(tmp_path, with_null, schema=schema)
+    assert [(f["check"], f["column"], f["count"]) for f in s2["failures"]] == [("nulls", "device", 1)]
+
+
+def test_the_digest_depends_on_content_not_on_how_the_source_was_read(tmp_path, monkeypatch):
+    from mlops_operator.data import sources
+
+    big = "customer_id,age,device,member,purchased\n" + "".join(
+        f"c{i},{20 + i % 50},{'mobile' if i % 3 else 'desktop'},{'true' if i % 2 else 'false'},{i % 2}\n"
+        for i in range(150_000))
+    a = _run(tmp_path, big)["digest"]
+    monkeypatch.setattr(sources, "CSV_BLOCK", 1 << 16)  # many more, smaller batches
+    b = _run(tmp_path, big)["digest"]
+    assert a == b
+    stored = tmp_path / "store" / "datasets" / "shop" / a / "data.parquet"
+    (tmp_path / "src" / "data.parquet").write_bytes(stored.read_bytes())
+    (tmp_path / "src" / "data.csv").unlink()
+    spec = {"source": {"type": "file", "file": {"path": "data.parquet"}}, "schema": {"columns": SCHEMA},
+            "validation": {"minRows": 10}}
+    c = snapshot.run({"name": "shop", "spec": spec}, (tmp_path / "store").as_uri(), tmp_path / "src", tmp_path / "work")
+    assert c["digest"] == a
+    assert pq.ParquetFile(stored).metadata.num_row_groups == 3  # 65536 + 65536 + 18928
+
+
+def test_duplicate_ids_are_counted_with_examples(tmp_path):
+    s = _run(tmp_path, GOOD + "c1,30,mobile,true,1\nc1,31,mobile,true,1\nc2,30,mobile,true,0\n")
+    f = next(f for f in s["failures"] if f["check"] == "uniqueIds")
+    assert f["count"] == 3 and sorted(f["examples"]) == ["c1", "c2"]

@@ -109,7 +109,11 @@ def register(settings: Settings) -> None:
     async def dataset_changed(namespace: str, name: str, **_: Any) -> None:
         await reconcile(namespace, name, settings)
 
-    @kopf.timer("mlops.dev", "v1alpha1", PLURAL, interval=15, initial_delay=5)
+    # Only Datasets with a refreshInterval get a timer: kopf puts a finalizer on objects with
+    # timers, and a finalizer would block deleting a Dataset while the operator is away.
+    # Job completion arrives through the Job events below; restarts go through `resume`.
+    @kopf.timer("mlops.dev", "v1alpha1", PLURAL, interval=15, initial_delay=5,
+                when=lambda spec, **_: bool(spec.get("refreshInterval")))
     async def dataset_tick(namespace: str, name: str, **_: Any) -> None:
         await reconcile(namespace, name, settings)
 

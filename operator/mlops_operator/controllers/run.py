@@ -61,6 +61,22 @@ def startup(settings: kopf.OperatorSettings, **_) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="mlops.dev")
 
 
+def ensure_peering(name: str) -> None:
+    """Create the ClusterKopfPeering replicas elect a leader in, so one `kubectl apply -k` is enough."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}
+    try:
+        client.CustomObjectsApi().create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", body)
+    except ApiException as e:
+        if e.status == 404:
+            raise NoClusterCredentials(  # same exit path: a set-up problem retries cannot fix
+                "peering needs kopf's CRDs: kubectl apply -f manifests/base/kopf-peering-crds.yaml") from e
+        if e.status not in (409, 403):  # exists already / not ours to create (then it must exist)
+            raise
+
+
 def run_operator(namespaces: list[str], liveness: str, peering: str | None, standalone: bool,
                  metrics_port: int = 8081, priority: int | None = None, log_format: str = "plain") -> None:
     """Run kopf until SIGTERM (kopf drains handlers on the way out)."""
@@ -72,6 +88,8 @@ def run_operator(namespaces: list[str], liveness: str, peering: str | None, stan
     kopf.configure(verbose=False, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN)
     load_cluster_config()  # fail fast with a clear message instead of kopf's endless login retries
     register_all()
+    if peering and not standalone:
+        ensure_peering(peering)
     if metrics_port:
         start_http_server(metrics_port)
     kopf.run(

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 
 BATCH_ROWS = 65536
-CSV_BLOCK = 1 << 22
+CSV_BLOCK = 1 << 20  # 1 MiB: as fast as 4 MiB, ~120 MB less peak memory (benchmarks/dataset)
 
 
 class SourceError(RuntimeError):

@@ -23,7 +23,7 @@ class Failure:
 
     def to_api(self, max_examples: int) -> dict[str, Any]:
         d: dict[str, Any] = {"check": self.check, "count": self.count, "message": self.message,
-                             "examples": [e[:40] for e in self.examples[:max_examples]]}
+                             "examples": [str(e)[:40] for e in self.examples[:max_examples]]}
         if self.column:
             d["column"] = self.column
         return d
@@ -38,8 +38,7 @@ class Validator:
         self._acc: dict[tuple[str, str | None], Failure] = {}
         self.rows = 0
         self.nulls = {c: 0 for c in self.schema}
-        self.ids: set = set()
-        self.duplicate_ids = 0
+        self.id_chunks: list[pa.Array] = []
         self.id_col = next((c for c, d in self.schema.items() if d.get("role") == "id"), None)
 
     def fail(self, check: str, column: str | None, count: int, examples: list[str], message: str) -> None:
@@ -83,17 +82,14 @@ class Validator:
                     self.fail("range", name, len(bad), [repr(v) for v in bad.slice(0, 5).to_pylist()],
                               f"values of {name!r} above the maximum {hi}")
             if d.get("domain") and d["type"] in ("categorical", "boolean"):
-                vals = pc.cast(col, pa.string())
-                unknown = pc.filter(vals, pc.invert(pc.fill_null(pc.is_in(vals, pa.array(d["domain"])), True)))
+                vals = pc.cast(col.drop_null(), pa.string())  # a missing value is the nulls check's business
+                unknown = pc.filter(vals, pc.invert(pc.is_in(vals, pa.array(d["domain"]))))
                 if len(unknown):
                     ex = pc.unique(unknown).slice(0, 5).to_pylist()
                     self.fail("domain", name, len(unknown), ex,
                               f"values of {name!r} outside its domain {d['domain'][:10]}")
         if self.id_col:
-            ids = batch.column(self.id_col).drop_null().to_pylist()
-            before = len(self.ids)
-            self.ids.update(ids)
-            self.duplicate_ids += len(ids) - (len(self.ids) - before)
+            self.id_chunks.append(batch.column(self.id_col).drop_null())
 
     def finish(self, profile: dict[str, Any]) -> tuple[bool, list[dict[str, Any]]]:
         r = self.rules
@@ -105,9 +101,14 @@ class Validator:
             if self.rows and n / self.rows > max_null and self.schema[name].get("nullable", True):
                 self.fail("nullFraction", name, n, [],
                           f"{n / self.rows:.1%} of {name!r} is missing, more than maxNullFraction {max_null:.1%}")
-        if self.id_col and r.get("uniqueIds", True) and self.duplicate_ids:
-            self.fail("uniqueIds", self.id_col, self.duplicate_ids, [],
-                      f"{self.duplicate_ids} duplicate values in id column {self.id_col!r}")
+        if self.id_col and r.get("uniqueIds", True) and self.id_chunks:
+            ids = pa.chunked_array(self.id_chunks)
+            counts = pc.value_counts(ids)
+            dup = pc.filter(counts, pc.greater(counts.field("counts"), 1))
+            n = len(ids) - len(counts)
+            if n:
+                self.fail("uniqueIds", self.id_col, n, [str(v) for v in dup.field("values").slice(0, 5).to_pylist()],
+                          f"{n} duplicate values in id column {self.id_col!r}")
         label = profile.get("label")
         need = int(r.get("labelMinClasses", 2))
         if self.label and label is not None and label["classes"] < need:
