@@ -136,8 +136,8 @@ class OperatorProcess:
 @pytest.fixture(scope="session")
 def operator(local_cluster: Cluster, tmp_path_factory) -> OperatorProcess:
     """CRDs installed and the operator running (as a process; the in-cluster path is issue 9's)."""
-    local_cluster.kubectl("apply", "-f", str(REPO / "crds"))
-    for crd in (REPO / "crds").glob("*.yaml"):
+    local_cluster.kubectl("apply", "-k", str(REPO / "crds"))
+    for crd in (REPO / "crds").glob("*.mlops.dev.yaml"):
         local_cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd.stem}", "--timeout=60s")
     op = OperatorProcess(local_cluster, tmp_path_factory.mktemp("operator") / "operator.log")
     op.start()

@@ -480,3 +480,12 @@ def test_parse_quantity_large_suffixes(q, value):
 @pytest.mark.parametrize("policy, other", [("Always", running("a")), ("Never", exited(1, "a"))])
 def test_phase_is_pending_while_any_container_is_not_yet_created(policy, other):
     assert podstatus.phase(pod(policy, other, creating("b"))) == "Pending"
+
+
+def test_ipam_restores_a_pods_reported_ip(tmp_path):
+    ipam = podnet.IPAM(tmp_path, "10.244.0.0/24")
+    assert ipam.allocate("a", prefer="10.244.0.9") == "10.244.0.9"
+    assert ipam.allocate("a") == "10.244.0.9"  # held: stable
+    with pytest.raises(podnet.PodNetError, match="held by another pod"):
+        ipam.allocate("b", prefer="10.244.0.9")
+    assert ipam.allocate("c", prefer="192.168.1.1") == "10.244.0.2"  # outside the CIDR: ignored

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 
 import kopf
 
@@ -67,14 +68,20 @@ def ensure_peering(name: str) -> None:
     from kubernetes.client.rest import ApiException
 
     body = {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": name}}
-    try:
-        client.CustomObjectsApi().create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", body)
-    except ApiException as e:
-        if e.status == 404:
-            raise NoClusterCredentials(  # same exit path: a set-up problem retries cannot fix
-                "peering needs kopf's CRDs: kubectl apply -f manifests/base/kopf-peering-crds.yaml") from e
-        if e.status not in (409, 403):  # exists already / not ours to create (then it must exist)
-            raise
+    deadline = time.monotonic() + 60  # CRDs applied together with the operator take a moment
+    while True:
+        try:
+            client.CustomObjectsApi().create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", body)
+            return
+        except ApiException as e:
+            if e.status in (409, 403):  # exists already / not ours to create (then it must exist)
+                return
+            if e.status != 404:
+                raise
+            if time.monotonic() > deadline:
+                raise NoClusterCredentials(  # same exit path: a set-up problem retries cannot fix
+                    "peering needs kopf's CRDs: kubectl apply -f manifests/base/kopf-peering-crds.yaml") from e
+            time.sleep(1)
 
 
 def run_operator(namespaces: list[str], liveness: str, peering: str | None, standalone: bool,

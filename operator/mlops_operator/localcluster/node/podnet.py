@@ -45,10 +45,18 @@ class IPAM:
         except OSError:
             return None
 
-    def allocate(self, owner: str) -> str:
+    def allocate(self, owner: str, prefer: str | None = None) -> str:
+        """An address for `owner`: the one it holds, else `prefer` (the pod's reported podIP,
+        which the API server will not let change), else the lowest free one."""
         for existing in self.dir.iterdir():
             if existing.read_text() == owner:
                 return existing.name
+        if prefer and ipaddress.ip_address(prefer) in self.net:
+            holder = self.owner_of(prefer)
+            if holder is None:
+                (self.dir / prefer).write_text(owner)
+                return prefer
+            raise PodNetError(f"pod IP {prefer} is held by another pod ({holder}); cannot restore it")
         hosts = self.net.hosts()
         next(hosts)  # the gateway
         for addr in hosts:

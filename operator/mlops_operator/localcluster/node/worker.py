@@ -206,7 +206,7 @@ class PodWorker:
 
     async def _setup(self) -> bool:
         """Network and volumes; a missing ConfigMap/Secret/PVC is retried until it appears."""
-        ip = self.ctx.ipam.allocate(self.uid)
+        ip = self.ctx.ipam.allocate(self.uid, prefer=(self.pod.get("status") or {}).get("podIP"))
         await asyncio.to_thread(podnet.setup, self.netns, self.veth, ip, self.ctx.ipam.gateway)
         self.rec.pod_ip = ip
         self.rec.sandbox_ready = True
