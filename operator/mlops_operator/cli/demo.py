@@ -17,7 +17,8 @@ from pathlib import Path
 from mlops_operator.localcluster import binaries, cluster
 from mlops_operator.localcluster.forward import free_port, start_forward
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "local-cluster" / "hello.yaml"
+REPO = Path(__file__).resolve().parents[3]
+EXAMPLE = REPO / "examples" / "local-cluster" / "hello.yaml"
 NS = "mlops-hello"
 
 
@@ -71,14 +72,36 @@ def run_demo(name: str = "local") -> int:
     print(f"\nGET http://{ip}/ (ClusterIP, load-balanced by kube-proxy), six times:")
     for a in answers:
         print(f"  {a}")
-    print(f"""
+    print("""
 The real controllers ran the Job and the Deployment; the node agent runs each pod as processes
 in its own network namespace, and kube-proxy routes the Service.
+
+== The operator, deployed from manifests/ (CRDs, RBAC, 2 replicas with leader election) ==""")
+    _kubectl(kc, "apply", "-k", str(REPO / "manifests" / "overlays" / "local"))
+    _kubectl(kc, "rollout", "status", "deploy/mlops-operator", "-n", "mlops-system", "--timeout=180s", timeout=190)
+    print("\n== Data: the retail company's sessions, snapshotted, profiled and validated ==")
+    _kubectl(kc, "apply", "-f", str(REPO / "examples" / "retail" / "dataset.yaml"))
+    deadline = time.monotonic() + 300
+    st: dict = {}
+    while time.monotonic() < deadline:
+        st = json.loads(_kubectl(kc, "get", "dataset", "retail-sessions", "-o", "json", show=False)).get("status") or {}
+        if st.get("latestValid") and not st.get("activeJob"):
+            break
+        time.sleep(1)
+    _kubectl(kc, "get", "mlops")
+    if st.get("latestValid"):
+        v, prof = st["latestValid"], st.get("profile") or {}
+        print(f"version {v['id']}: {v['rows']} rows, {v['columns']} columns, stored at {v['uri']}")
+        print(f"label distribution: {prof.get('labelDistribution')}; missing values: {prof.get('nullCounts')}")
+    print(f"""
 
 Use it yourself:
   export KUBECONFIG={kc}
   export PATH={binaries.kube_bin_dir()}:$PATH        # kubectl v{cfg.kubernetes_version}
   kubectl get pods -A
+  kubectl get mlops; kubectl describe dataset retail-sessions
+  kubectl annotate dataset retail-sessions mlops.dev/refresh="$(date +%s)" --overwrite   # snapshot again
+  kubectl logs -n mlops-system deploy/mlops-operator
   .venv/bin/mlops port-forward -n {NS} svc/web 8080:80   # then: curl http://127.0.0.1:8080/
 Stop it with `.venv/bin/mlops down` (or `make down`) (add --purge to delete its state under {cfg.state_dir}).""")
     return 0
