@@ -8,11 +8,12 @@ from pydantic import Field
 
 from .base import NAME_PATTERN, SHA256_PATTERN, ApiModel, Condition, PodOptions, cel, validations
 
-#: The only estimators a TrainingRun may name (never an import path); each converts to ONNX.
+#: The only estimators a TrainingRun may name (never an import path); each converts to ONNX
+#: (tests/unit/test_training_convert.py). Kept equal to training.estimators.ALLOWED.
 CLASSIFIERS = (
     "LogisticRegression", "RandomForestClassifier", "GradientBoostingClassifier",
     "HistGradientBoostingClassifier", "ExtraTreesClassifier", "DecisionTreeClassifier",
-    "LinearSVC", "SVC", "KNeighborsClassifier",
+    "SVC", "KNeighborsClassifier",
 )
 REGRESSORS = (
     "LinearRegression", "Ridge", "Lasso", "ElasticNet", "RandomForestRegressor",
