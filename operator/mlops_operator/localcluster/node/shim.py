@@ -61,25 +61,36 @@ def _blocker(path: str) -> str | None:
     return None
 
 
-def expose(paths: list[str], stage: str) -> None:
-    """Let a non-root container reach `paths` (the interpreter, the venv, the project) when an
-    ancestor such as /root is closed: in the container's own mount namespace, the closed
-    directory is covered by an empty tmpfs into which only those paths are bind-mounted back.
-    The host's permissions are never changed."""
-    groups: dict[str, list[str]] = {}
-    for p in paths:
-        b = _blocker(p)
-        if b is not None and p != b:
-            groups.setdefault(b, []).append(p)
-    for i, (blocker, inner) in enumerate(sorted(groups.items())):
-        staged = []
-        for j, p in enumerate(sorted(set(inner))):
-            tmp = os.path.join(stage, f"{i}-{j}")
-            os.makedirs(tmp, exist_ok=True)
-            _mount(p, tmp, MS_BIND | MS_REC)
-            staged.append((tmp, p))
-        _check(_libc.mount(b"tmpfs", blocker.encode(), b"tmpfs", 0, b"mode=0755"), f"mount tmpfs {blocker}")
-        for tmp, p in staged:
+def stage_paths(paths: list[str], stage: str) -> list[tuple[str, str]]:
+    """Bind each runtime path to a staging directory before anything can cover it."""
+    staged = []
+    for i, p in enumerate(sorted(set(paths))):
+        if not os.path.isdir(p):
+            continue
+        tmp = os.path.join(stage, str(i))
+        os.makedirs(tmp, exist_ok=True)
+        _mount(p, tmp, MS_BIND | MS_REC)
+        staged.append((tmp, p))
+    return staged
+
+
+def expose(staged: list[tuple[str, str]], targets: list[str], non_root: bool) -> None:
+    """Keep the project's environment (interpreter, venv, package) reachable in the container.
+
+    Two things can hide it: a volume mounted over an ancestor (an emptyDir at /tmp hides a
+    checkout under /tmp), and, for a non-root user, a closed ancestor such as /root (mode
+    700). A closed ancestor is covered by an empty tmpfs; then every hidden path is
+    bind-mounted back from its staged copy. Only this container's mount namespace changes;
+    the host's permissions never do."""
+    blockers = sorted({b for _, p in staged if non_root and (b := _blocker(p)) is not None and b != p})
+    for b in blockers:
+        _check(_libc.mount(b"tmpfs", b.encode(), b"tmpfs", 0, b"mode=0755"), f"mount tmpfs {b}")
+
+    def covered(p: str) -> bool:
+        return any(p == t or p.startswith(t.rstrip("/") + "/") for t in [*blockers, *targets])
+
+    for tmp, p in staged:
+        if covered(p):
             os.makedirs(p, mode=0o755, exist_ok=True)
             _mount(tmp, p, MS_BIND | MS_REC)
 
@@ -97,14 +108,14 @@ def _child(spec: dict, errw: int) -> None:
         _mount(None, "/", MS_REC | MS_PRIVATE)
         host = spec.get("hostname", "")[:63].encode()
         _check(_libc.sethostname(host, len(host)), "sethostname")
-        # volumes first: their sources (the node's state dir) may sit under a directory that
-        # expose() covers next
+        staged = stage_paths(spec.get("exposePaths", []), f"/run/mlops-shim/{os.getpid()}")
+        # volumes before expose(): their sources (the node's state dir) may sit under a
+        # directory that expose() covers
         for m in spec["mounts"]:
             _mount(m["source"], m["target"], MS_BIND | MS_REC)
             if m.get("readOnly"):
                 _mount(None, m["target"], MS_REMOUNT | MS_BIND | MS_RDONLY | MS_REC)
-        if spec.get("runAsUser"):
-            expose(spec.get("exposePaths", []), f"/run/mlops-shim/{os.getpid()}")
+        expose(staged, [m["target"] for m in spec["mounts"]], bool(spec.get("runAsUser")))
         if spec.get("readOnlyRootFilesystem"):
             _mount(None, "/", MS_REMOUNT | MS_BIND | MS_RDONLY)
         os.dup2(devnull, 0)
