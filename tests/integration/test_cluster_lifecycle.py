@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from mlops_operator.localcluster import binaries, cluster, netns
+from mlops_operator.localcluster import binaries, cluster, netns, procs
 from mlops_operator.localcluster.config import ClusterConfig
 
 pytestmark = pytest.mark.cluster
@@ -64,7 +64,7 @@ def test_up_twice_reuses_and_down_leaves_nothing_behind():
         assert down.returncode == 0, down.stderr
         assert cluster.session_processes(sup) == []  # the supervisor's session id is its pid
         for pid in procs:
-            assert not cluster._pid_alive(pid), f"process {pid} survived mlops down"
+            assert not procs.pid_alive(pid), f"process {pid} survived mlops down"
         assert not _listening(cfg.api_host_port)
         assert not netns.exists(cfg.netns)
         assert netns.pod_namespaces(cfg.netns) == []

@@ -58,8 +58,10 @@ def login(logger: kopf.Logger, **kwargs) -> kopf.ConnectionInfo | None:
 def startup(settings: kopf.OperatorSettings, **_) -> None:
     settings.posting.level = logging.INFO
     settings.persistence.finalizer = "mlops.dev/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="mlops.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="mlops.dev")
+    # kopf ignores changes to annotations under its own prefix: keep it away from
+    # `mlops.dev/...`, or `mlops.dev/refresh` would never reach the update handlers
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kopf.mlops.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="kopf.mlops.dev")
 
 
 def ensure_peering(name: str) -> None:

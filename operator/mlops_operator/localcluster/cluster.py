@@ -16,6 +16,8 @@ from typing import Callable
 from . import binaries, kubeconfig, netns, pki
 from .config import API_PORT, CLUSTER_DOMAIN, KUBERNETES_SERVICE_IP, NODE_IP, ClusterConfig
 from .forward import free_port
+from .procs import pid_alive as _pid_alive
+from .procs import session_processes
 
 Say = Callable[[str], None]
 
@@ -29,32 +31,6 @@ class ClusterError(RuntimeError):
 
 
 # --- processes ----------------------------------------------------------------------------------
-
-def _pid_alive(pid: int) -> bool:
-    """True for a running process; a zombie (exited, not yet reaped by its parent) is dead."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-
-
-def session_processes(sid: int) -> list[int]:
-    """Every live process in session `sid` (the supervisor's session: all cluster processes)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # fields after the parenthesised comm: state ppid pgrp session ...
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z" and int(fields[3]) == sid:
-            pids.append(int(entry))
-    return pids
-
 
 def supervisor_pid(cfg: ClusterConfig) -> int | None:
     f = cfg.path("run", "supervisor.pid")

@@ -100,3 +100,15 @@ class ClusterConfig:
         if not f.exists():
             return None
         return cls(**json.loads(f.read_text()))
+
+
+def daemon_config(argv: list[str]) -> ClusterConfig:
+    """The config of the cluster a daemon (supervisor, node agent, provisioner) serves, with
+    the log format they share; exits with a message when the cluster does not exist."""
+    import logging
+
+    cfg = ClusterConfig.load(argv[0]) if argv else None
+    if cfg is None:
+        raise SystemExit(f"no cluster named {argv[0] if argv else '(none given)'!r}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return cfg

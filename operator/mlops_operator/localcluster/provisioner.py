@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .config import API_PORT, ClusterConfig
+from .config import API_PORT, ClusterConfig, daemon_config
 from .node.apiclient import ApiClient, ApiError
 
 log = logging.getLogger("mlops.localcluster.provisioner")
@@ -161,11 +161,7 @@ class Provisioner:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    cfg = ClusterConfig.load(argv[0])
-    if cfg is None:
-        raise SystemExit(f"no cluster named {argv[0]!r}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    cfg = daemon_config(sys.argv[1:] if argv is None else argv)
     asyncio.run(Provisioner(cfg).run())
 
 

@@ -22,8 +22,9 @@ from pathlib import Path
 
 from . import binaries, health, netns
 from .components import Component, control_plane
-from .config import API_PORT, BRIDGE, NODE_IP, NODE_NETWORK, SERVICE_CIDR, ClusterConfig
+from .config import API_PORT, BRIDGE, NODE_IP, NODE_NETWORK, SERVICE_CIDR, ClusterConfig, daemon_config
 from .forward import start_forward
+from .procs import session_processes
 
 log = logging.getLogger("mlops.localcluster.supervisor")
 
@@ -153,8 +154,6 @@ class Supervisor:
 
     async def _kill_leftovers(self) -> None:
         """Pods outlive the node agent by design; on cluster stop, end them (TERM, then KILL)."""
-        from .cluster import session_processes
-
         me = os.getpid()
         for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
             pids = [p for p in session_processes(os.getsid(0)) if p != me]
@@ -194,11 +193,7 @@ class Supervisor:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    cfg = ClusterConfig.load(argv[0])
-    if cfg is None:
-        raise SystemExit(f"no cluster named {argv[0]!r}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    cfg = daemon_config(sys.argv[1:] if argv is None else argv)
     bins = {n: binaries.binary_path(n) for n in (*binaries.KUBE_COMPONENTS, "etcd")}
     sup = Supervisor(cfg, control_plane(cfg, bins))
     cfg.path("run", "supervisor.pid").write_text(str(os.getpid()))

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from ... import __version__
-from ..config import API_PORT, BRIDGE, NODE_IP, ClusterConfig
+from ..config import API_PORT, BRIDGE, NODE_IP, ClusterConfig, daemon_config
 from . import kubeletapi, podnet, worker
 from .apiclient import ApiClient, ApiError
 from .podstatus import now
@@ -256,11 +256,7 @@ class Agent:
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    cfg = ClusterConfig.load(argv[0])
-    if cfg is None:
-        raise SystemExit(f"no cluster named {argv[0]!r}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    cfg = daemon_config(sys.argv[1:] if argv is None else argv)
     asyncio.run(Agent(cfg).run())
 
 

@@ -99,6 +99,20 @@ def _downward(pod: Obj, items: list[Obj], dest: Path, default_mode: int, alloc: 
         _write(dest / it["path"], val.encode(), it.get("mode", default_mode))
 
 
+async def _object_source(api: ApiClient, ns: str, kind: str, obj_name: str, ref: Obj, mode: int,
+                         dest: Path) -> None:
+    """Write a ConfigMap's or Secret's keys (or the selected `items`) as files under `dest`."""
+    plural = "configmaps" if kind == "configMap" else "secrets"
+    obj = await _get_or_none(api, f"/api/v1/namespaces/{ns}/{plural}/{obj_name}")
+    dest.mkdir(parents=True, exist_ok=True)
+    if obj is None:
+        if not ref.get("optional"):
+            raise PodSpecError("ContainerCreating", f'{kind.lower()} "{obj_name}" not found')
+        return
+    data = _cm_bytes(obj) if kind == "configMap" else _secret_bytes(obj)
+    _items(data, ref.get("items"), mode, dest, f"{kind.lower()} {obj_name}", bool(ref.get("optional")))
+
+
 async def request_token(api: ApiClient, pod: Obj, sa: str, audiences: list[str], seconds: int) -> str:
     ns, meta = pod["metadata"]["namespace"], pod["metadata"]
     body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
@@ -123,27 +137,11 @@ async def materialize(api: ApiClient, pod: Obj, pod_dir: Path, alloc: Mapping[st
         if "emptyDir" in v:
             dest.mkdir(parents=True, exist_ok=True)
             dest.chmod(0o777)
-        elif "configMap" in v:
-            ref = v["configMap"]
-            cm = await _get_or_none(api, f"/api/v1/namespaces/{ns}/configmaps/{ref['name']}")
-            dest.mkdir(parents=True, exist_ok=True)
-            if cm is None:
-                if not ref.get("optional"):
-                    raise PodSpecError("ContainerCreating", f'configmap "{ref["name"]}" not found')
-            else:
-                _items(_cm_bytes(cm), ref.get("items"), ref.get("defaultMode", 0o644), dest,
-                       f"configmap {ref['name']}", bool(ref.get("optional")))
-            vs.read_only.add(name)
-        elif "secret" in v:
-            ref = v["secret"]
-            s = await _get_or_none(api, f"/api/v1/namespaces/{ns}/secrets/{ref['secretName']}")
-            dest.mkdir(parents=True, exist_ok=True)
-            if s is None:
-                if not ref.get("optional"):
-                    raise PodSpecError("ContainerCreating", f'secret "{ref["secretName"]}" not found')
-            else:
-                _items(_secret_bytes(s), ref.get("items"), ref.get("defaultMode", 0o644), dest,
-                       f"secret {ref['secretName']}", bool(ref.get("optional")))
+        elif "configMap" in v or "secret" in v:
+            kind = "configMap" if "configMap" in v else "secret"
+            ref = v[kind]
+            await _object_source(api, ns, kind, ref["name"] if kind == "configMap" else ref["secretName"],
+                                 ref, ref.get("defaultMode", 0o644), dest)
             vs.read_only.add(name)
         elif "downwardAPI" in v:
             dest.mkdir(parents=True, exist_ok=True)
@@ -160,22 +158,9 @@ async def materialize(api: ApiClient, pod: Obj, pod_dir: Path, alloc: Mapping[st
                                      int(t.get("expirationSeconds", 3607)))
                     await write_token(api, pod, ts)
                     vs.tokens.append(ts)
-                elif "configMap" in src:
-                    ref = src["configMap"]
-                    cm = await _get_or_none(api, f"/api/v1/namespaces/{ns}/configmaps/{ref['name']}")
-                    if cm is None and not ref.get("optional"):
-                        raise PodSpecError("ContainerCreating", f'configmap "{ref["name"]}" not found')
-                    if cm is not None:
-                        _items(_cm_bytes(cm), ref.get("items"), mode, dest, f"configmap {ref['name']}",
-                               bool(ref.get("optional")))
-                elif "secret" in src:
-                    ref = src["secret"]
-                    s = await _get_or_none(api, f"/api/v1/namespaces/{ns}/secrets/{ref['name']}")
-                    if s is None and not ref.get("optional"):
-                        raise PodSpecError("ContainerCreating", f'secret "{ref["name"]}" not found')
-                    if s is not None:
-                        _items(_secret_bytes(s), ref.get("items"), mode, dest, f"secret {ref['name']}",
-                               bool(ref.get("optional")))
+                elif "configMap" in src or "secret" in src:
+                    kind = "configMap" if "configMap" in src else "secret"
+                    await _object_source(api, ns, kind, src[kind]["name"], src[kind], mode, dest)
                 elif "downwardAPI" in src:
                     _downward(pod, src["downwardAPI"].get("items") or [], dest, mode, alloc)
             vs.read_only.add(name)
@@ -235,7 +220,3 @@ def mounts_for(container: Obj, vs: VolumeSet) -> list[Mount]:
 
 def remove_pod_dir(pod_dir: Path) -> None:
     shutil.rmtree(pod_dir, ignore_errors=True)
-
-
-def ensure_parent(path: str) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..procs import pid_alive as _pid_alive
 from . import podnet, podspec, podstatus, probes, volumes
 from .apiclient import ApiClient, ApiError
 from .podspec import PodSpecError
@@ -53,14 +54,6 @@ def _runtime_paths() -> list[str]:
 
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 async def wait_pid_exit(pid: int) -> None:
