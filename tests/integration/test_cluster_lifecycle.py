@@ -35,9 +35,9 @@ def test_up_twice_reuses_and_down_leaves_nothing_behind():
         assert cfg is not None
         sup = cluster.supervisor_pid(cfg)
         assert sup is not None
-        procs = cluster.session_processes(sup)
+        pids = cluster.session_processes(sup)
         # the supervisor, etcd, kube-apiserver, kube-controller-manager, kube-scheduler, node agent, kube-proxy
-        assert len(procs) >= 7
+        assert len(pids) >= 7
         assert _listening(cfg.api_host_port)
         assert netns.exists(cfg.netns)
         assert f"kubeconfig:  {cfg.kubeconfig_path}" in first.stdout
@@ -49,7 +49,7 @@ def test_up_twice_reuses_and_down_leaves_nothing_behind():
         subprocess.run(kubectl + ["wait", "--for=condition=Ready", "pod/idle", "--timeout=60s"], check=True,
                        capture_output=True)
         assert len(netns.pod_namespaces(cfg.netns)) == 1
-        procs = cluster.session_processes(sup)
+        pids = cluster.session_processes(sup)
 
         second = _mlops("up", "--name", NAME)
         assert second.returncode == 0, second.stderr
@@ -63,7 +63,7 @@ def test_up_twice_reuses_and_down_leaves_nothing_behind():
         down = _mlops("down", "--name", NAME)
         assert down.returncode == 0, down.stderr
         assert cluster.session_processes(sup) == []  # the supervisor's session id is its pid
-        for pid in procs:
+        for pid in pids:
             assert not procs.pid_alive(pid), f"process {pid} survived mlops down"
         assert not _listening(cfg.api_host_port)
         assert not netns.exists(cfg.netns)
