@@ -429,12 +429,14 @@ def test_restricted_pod_runs_as_its_user_with_a_read_only_root(local_cluster: Cl
               "except OSError as e:\n    out['root'] = e.errno\n"
               "open('/dev/termination-log', 'w').write(json.dumps(out))\n")
     # a volume over the project's own directory (as an emptyDir at /tmp is over a checkout
-    # under /tmp) must not hide the interpreter and packages the container runs with
+    # under /tmp) must not hide the interpreter and packages the container runs with; and a
+    # mount target inside another volume is created in the container's view
     project = Path(sys.prefix).parent
     pod_extra = """      securityContext: {runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000,
                         seccompProfile: {type: RuntimeDefault}}
-      volumes: [{name: tmp, emptyDir: {}}, {name: over, emptyDir: {}}]"""
-    container_extra = f"""        volumeMounts: [{{name: tmp, mountPath: /tmp}}, {{name: over, mountPath: {project}}}]
+      volumes: [{name: tmp, emptyDir: {}}, {name: over, emptyDir: {}}, {name: nested, emptyDir: {}}]"""
+    container_extra = f"""        volumeMounts: [{{name: tmp, mountPath: /tmp}}, {{name: over, mountPath: {project}}},
+                       {{name: nested, mountPath: /tmp/inside/a/volume}}]
         securityContext: {{readOnlyRootFilesystem: true, allowPrivilegeEscalation: false,
                           capabilities: {{drop: [ALL]}}}}"""
     local_cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")

@@ -45,6 +45,9 @@ spec:
         logs = "".join(local_cluster.kubectl("logs", "-n", "mlops-system", p["metadata"]["name"]).stdout for p in pods)
         lines = [json.loads(x) for x in logs.splitlines() if x.startswith("{")]
         assert any("connecting to cluster https://10.96.0.1:443" in x["message"] for x in lines)
+        # structured logs: the object a line is about is a field, not only text
+        assert any(x.get("object", {}).get("name") == "incluster" and "dataset_changed" in x["message"]
+                   for x in lines)
         # the replicas elected one: exactly one handled the dataset
         acted = [p for p in pods if "dataset_changed" in
                  local_cluster.kubectl("logs", "-n", "mlops-system", p["metadata"]["name"]).stdout]

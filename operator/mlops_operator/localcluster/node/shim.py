@@ -112,6 +112,9 @@ def _child(spec: dict, errw: int) -> None:
         # volumes before expose(): their sources (the node's state dir) may sit under a
         # directory that expose() covers
         for m in spec["mounts"]:
+            # a target inside an earlier volume (e.g. /tmp/x under an emptyDir at /tmp) exists
+            # only in the container's view: create it there, as a container runtime does
+            _ensure_target(m["source"], m["target"])
             _mount(m["source"], m["target"], MS_BIND | MS_REC)
             if m.get("readOnly"):
                 _mount(None, m["target"], MS_REMOUNT | MS_BIND | MS_RDONLY | MS_REC)
