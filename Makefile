@@ -7,7 +7,7 @@ CLUSTER ?= local
 BIN      = $(VENV)/bin
 export GOTOOLCHAIN ?= local
 
-.PHONY: crds help venv system-deps binaries demo demo-kind test test-unit up down status constraints bench clean
+.PHONY: images deploy crds help venv system-deps binaries demo demo-kind test test-unit up down status constraints bench clean
 
 help:
 	@echo "make demo        set up everything and run the demo on the embedded local cluster"
@@ -15,6 +15,7 @@ help:
 	@echo "make test        run the whole test suite (unit + integration on a real control plane)"
 	@echo "make up / down / status  start, stop, inspect the local cluster"
 	@echo "make bench       run the benchmarks in benchmarks/"
+	@echo "make deploy      install the operator into the current kube context (kubectl apply -k)"
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +58,14 @@ demo-kind: venv
 
 test: binaries
 	$(BIN)/pytest
+
+images:
+	docker build -f images/runtime.Dockerfile -t ghcr.io/mlops-dev/mlops-runtime:0.1.0 .
+	docker build -f images/operator.Dockerfile -t ghcr.io/mlops-dev/mlops-operator:0.1.0 .
+
+# The operator into the current kube context (kind or any cluster): CRDs, RBAC, Deployment.
+deploy:
+	kubectl apply -k manifests/overlays/dev
 
 # CRDs are generated from the pydantic models in operator/mlops_operator/api
 crds: venv

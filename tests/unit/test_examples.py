@@ -29,3 +29,14 @@ def test_example_specs_validate_against_the_models(doc):
 def test_retail_example_declares_the_generator_schema():
     doc = yaml.safe_load((EXAMPLES / "retail" / "dataset.yaml").read_text())
     assert doc["spec"]["schema"]["columns"] == RETAIL_SCHEMA
+
+
+def test_images_keep_the_entrypoints_the_local_node_assumes():
+    from mlops_operator.localcluster.node.podspec import IMAGE_ENTRYPOINTS
+
+    images = EXAMPLES.parent / "images"
+    for name, dockerfile in (("mlops-runtime", "runtime.Dockerfile"), ("mlops-operator", "operator.Dockerfile")):
+        text = (images / dockerfile).read_text()
+        entry = next(line for line in text.splitlines() if line.startswith("ENTRYPOINT"))
+        assert entry == "ENTRYPOINT " + str(IMAGE_ENTRYPOINTS[name]).replace("'", '"')
+        assert "USER 1000" in text
