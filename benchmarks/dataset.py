@@ -360,6 +360,13 @@ def child_ours(inp: Path, spec_path: Path, validate_only: bool) -> dict[str, Any
             "phases": phases, "cpu_s": cpu, "rss_after_import_mb": rss_imported / 1024}
 
 
+def _declared(spec_path: Path) -> tuple[list[dict[str, Any]], dict[str, Any], str | None]:
+    """Schema columns, validation rules and label column of the Dataset spec every tool checks."""
+    spec = json.loads(spec_path.read_text())["spec"]
+    columns = spec["schema"]["columns"]
+    return columns, spec["validation"], next((c["name"] for c in columns if c.get("role") == "label"), None)
+
+
 def child_pandera(inp: Path, spec_path: Path, validate_only: bool) -> dict[str, Any]:
     t_start = time.perf_counter()
     import pandas as pd
@@ -367,9 +374,7 @@ def child_pandera(inp: Path, spec_path: Path, validate_only: bool) -> dict[str, 
 
     imported = time.perf_counter()
     rss_imported = _status_kb("VmRSS")
-    spec = json.loads(spec_path.read_text())
-    schema_decl, rules = spec["spec"]["schema"]["columns"], spec["spec"]["validation"]
-    label = next((c["name"] for c in schema_decl if c.get("role") == "label"), None)
+    schema_decl, rules, label = _declared(spec_path)
     cpu0 = _cpu_s()
     ph = Phases()
     schema = pandera_schema(schema_decl, rules, label)
@@ -413,9 +418,7 @@ def child_gx(inp: Path, spec_path: Path, validate_only: bool) -> dict[str, Any]:
 
     imported = time.perf_counter()
     rss_imported = _status_kb("VmRSS")
-    spec = json.loads(spec_path.read_text())
-    schema_decl, rules = spec["spec"]["schema"]["columns"], spec["spec"]["validation"]
-    label = next((c["name"] for c in schema_decl if c.get("role") == "label"), None)
+    schema_decl, rules, label = _declared(spec_path)
     cpu0 = _cpu_s()
     ph = Phases()
     context = gx.get_context(mode="ephemeral")

@@ -56,6 +56,7 @@ class Agent:
                          "ephemeral-storage": "100Gi"}
         self.stopping = asyncio.Event()
         self.ready = False
+        self._transitions: dict[str, tuple[str, str]] = {}  # node condition -> (status, since)
 
     # -- node and lease --------------------------------------------------------------------------
     def _node_status(self) -> dict[str, Any]:
@@ -84,8 +85,6 @@ class Agent:
                 "operatingSystem": "linux", "architecture": "amd64",
             },
         }
-
-    _transitions: dict[str, tuple[str, str]] = {}
 
     def _since(self, ctype: str, status: str, t: str) -> str:
         prev = self._transitions.get(ctype)

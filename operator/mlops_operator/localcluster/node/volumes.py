@@ -69,7 +69,8 @@ def _items(data: Mapping[str, bytes], items: list[Obj] | None, default_mode: int
             _write(dest / k, v, default_mode)
 
 
-async def _get_or_none(api: ApiClient, path: str) -> Obj | None:
+async def get_or_none(api: ApiClient, path: str) -> Obj | None:
+    """The object at `path`, or None when it does not exist (404)."""
     try:
         return await api.get(path)
     except ApiError as e:
@@ -103,7 +104,7 @@ async def _object_source(api: ApiClient, ns: str, kind: str, obj_name: str, ref:
                          dest: Path) -> None:
     """Write a ConfigMap's or Secret's keys (or the selected `items`) as files under `dest`."""
     plural = "configmaps" if kind == "configMap" else "secrets"
-    obj = await _get_or_none(api, f"/api/v1/namespaces/{ns}/{plural}/{obj_name}")
+    obj = await get_or_none(api, f"/api/v1/namespaces/{ns}/{plural}/{obj_name}")
     dest.mkdir(parents=True, exist_ok=True)
     if obj is None:
         if not ref.get("optional"):
@@ -177,7 +178,7 @@ async def materialize(api: ApiClient, pod: Obj, pod_dir: Path, alloc: Mapping[st
                 raise PodSpecError("ContainerCreating", f"hostPath {dest} does not exist")
         elif "persistentVolumeClaim" in v:
             claim = v["persistentVolumeClaim"]["claimName"]
-            pvc = await _get_or_none(api, f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{claim}")
+            pvc = await get_or_none(api, f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{claim}")
             if pvc is None:
                 raise PodSpecError("ContainerCreating", f'persistentvolumeclaim "{claim}" not found')
             pv_name = pvc.get("spec", {}).get("volumeName")

@@ -129,7 +129,8 @@ class PodWorker:
         self.netns = podnet.netns_name(ctx.cluster, self.uid)
         self.veth = podnet.veth_name(self.uid)
         self.vols: volumes.VolumeSet | None = None
-        self.tasks: list[asyncio.Task] = []
+        self.tasks: list[asyncio.Task] = []  # every background task, cancelled when the worker ends
+        self.container_loops: list[asyncio.Task] = []
         self.main: asyncio.Task | None = None
         self.gone_status = False  # True for a pod that finished before this agent started
         self.saved = self._load_state()
@@ -174,7 +175,8 @@ class PodWorker:
             self.mark()
             for ctl in self.ctls.values():
                 if not ctl.init:
-                    self.tasks.append(asyncio.create_task(self._container_loop(ctl)))
+                    self.container_loops.append(asyncio.create_task(self._container_loop(ctl)))
+            self.tasks.extend(self.container_loops)
             self.tasks.append(asyncio.create_task(self._token_refresher()))
             await self._wait_until_done()
             await self._wait_deleted_then_cleanup()
@@ -241,7 +243,7 @@ class PodWorker:
         return True
 
     async def _wait_until_done(self) -> None:
-        loops = [t for t in self.tasks if t.get_coro().__name__ == "_container_loop"]
+        loops = self.container_loops
         deleted = asyncio.create_task(self.deleted.wait())
         await asyncio.wait([*loops, deleted], return_when=asyncio.FIRST_COMPLETED)
         while not self.deleted.is_set() and not all(t.done() for t in loops):
@@ -336,19 +338,10 @@ class PodWorker:
 
     async def _prepare(self, ctl: ContainerCtl) -> dict[str, Any]:
         cms, secrets = podspec.referenced_objects({"spec": {"containers": [ctl.spec], "volumes": []}})
-        cm_objs, sec_objs = {}, {}
-        for n in cms:
-            try:
-                cm_objs[n] = await self.ctx.api.get(f"/api/v1/namespaces/{self.ns}/configmaps/{n}")
-            except ApiError as e:
-                if e.status != 404:
-                    raise
-        for n in secrets:
-            try:
-                sec_objs[n] = await self.ctx.api.get(f"/api/v1/namespaces/{self.ns}/secrets/{n}")
-            except ApiError as e:
-                if e.status != 404:
-                    raise
+        base = f"/api/v1/namespaces/{self.ns}"
+        # a missing object is left out: container_env decides whether it was optional
+        cm_objs = {n: o for n in cms if (o := await volumes.get_or_none(self.ctx.api, f"{base}/configmaps/{n}"))}
+        sec_objs = {n: o for n in secrets if (o := await volumes.get_or_none(self.ctx.api, f"{base}/secrets/{n}"))}
         pod = dict(self.pod)
         pod["status"] = dict(pod.get("status") or {}, podIP=self.rec.pod_ip, hostIP=self.ctx.node_ip,
                              podIPs=[{"ip": self.rec.pod_ip}], hostIPs=[{"ip": self.ctx.node_ip}])
