@@ -14,7 +14,8 @@ import yaml
 from mlops_operator.data import snapshot
 from mlops_operator.store.model_manifest import read_manifest
 from mlops_operator.store.store import FileStore
-from mlops_operator.training import evaluate, job, search
+from mlops_operator.registry import promotion
+from mlops_operator.training import job, search
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,7 +131,7 @@ def test_champion_is_scored_on_the_candidates_test_split(env, tmp_path):
     doc["champion"] = {"name": "propensity-v1", "uri": weak["uri"], "digest": weak["digest"]}
     strong = job.train(doc, store_uri)
     assert strong["champion"]["score"] < strong["candidateScore"]
-    assert evaluate.better("roc_auc", strong["candidateScore"], strong["champion"]["score"], 0.01)
+    assert promotion.better("roc_auc", strong["candidateScore"], strong["champion"]["score"], 0.01)
     doc["champion"]["digest"] = "f" * 64
     broken = job.train(doc, store_uri)
     assert "score" not in broken["champion"] and "does not match" in broken["champion"]["reason"]

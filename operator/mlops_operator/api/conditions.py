@@ -41,3 +41,9 @@ def set_condition(conditions: list[dict[str, Any]] | None, ctype: str, status: b
     order = {"Ready": 0}
     out.sort(key=lambda c: (order.get(c["type"], 1), c["type"]))
     return out, changed
+
+
+def seconds_between(start: str, end: str) -> float:
+    """Seconds between two RFC 3339 timestamps as written by `now()`."""
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    return (dt.datetime.strptime(end, fmt) - dt.datetime.strptime(start, fmt)).total_seconds()

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel
 
 from . import dataset, driftmonitor, inferenceservice, modelversion, trainingrun
-from .base import GROUP, VERSION
+from .base import GROUP, VERSION, cel
 from .schema import openapi_schema
 
 CATEGORY = "mlops"
@@ -29,6 +29,8 @@ class Kind:
     status: type[BaseModel]
     description: str
     columns: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    #: CEL rules on the whole spec of this kind only (not where its model is embedded)
+    spec_rules: tuple[dict[str, str], ...] = ()
 
     @property
     def crd_name(self) -> str:
@@ -64,8 +66,10 @@ KINDS: tuple[Kind, ...] = (
                  {"name": "Estimator", "type": "string", "jsonPath": ".spec.estimator.type"},
                  {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                  {"name": "Metric", "type": "string", "jsonPath": ".status.metric"},
+                 {"name": "Score", "type": "number", "jsonPath": ".status.score"},
                  {"name": "Version", "type": "string", "jsonPath": ".status.modelVersion"},
-                 {"name": "Trials", "type": "integer", "priority": 1, "jsonPath": ".spec.tuning.maxTrials"}))),
+                 {"name": "Trials", "type": "integer", "priority": 1, "jsonPath": ".status.trialCount"})),
+         spec_rules=(cel("self == oldSelf", "a TrainingRun's spec is immutable; create a new TrainingRun"),)),
     Kind("ModelVersion", "modelversions", ("mv",), modelversion.ModelVersionSpec, modelversion.ModelVersionStatus,
          "An immutable registered model version (ONNX artifact, digest, lineage) and its aliases.",
          _ready(({"name": "Model", "type": "string", "jsonPath": ".spec.model"},
@@ -97,6 +101,8 @@ def kind(name: str) -> Kind:
 
 def crd(k: Kind) -> dict[str, Any]:
     spec_schema = openapi_schema(k.spec)
+    if k.spec_rules:
+        spec_schema["x-kubernetes-validations"] = [*spec_schema.get("x-kubernetes-validations", []), *k.spec_rules]
     status_schema = openapi_schema(k.status)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

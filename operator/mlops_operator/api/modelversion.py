@@ -57,3 +57,8 @@ class ModelVersionStatus(ApiModel):
     alias_history: list[AliasEvent] = Field(default_factory=list)
     served_by: list[str] = Field(default_factory=list, description="InferenceServices serving this version.")
     verified_at: str | None = None
+    held_aliases: list[str] = Field(default_factory=list, description="Aliases as of the last reconcile "
+                                                                      "(what the history was recorded against).")
+    verify_job: str | None = Field(None, description="The digest-verification Job running now.")
+    last_verify_trigger: str | None = None
+    message: str | None = None

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 from pydantic import Field
 
 from .base import NAME_PATTERN, SHA256_PATTERN, ApiModel, Condition, PodOptions, cel, validations
+from .estimator_params import PARAMS
+
+#: (a CEL rule for parameter names exceeds the API server's cost budget and cannot type the
+#: free-form params map; the operator checks names against PARAMS before it starts a Job)
 
 #: The only estimators a TrainingRun may name (never an import path); each converts to ONNX
 #: (tests/unit/test_training_convert.py). Kept equal to training.estimators.ALLOWED.
@@ -101,20 +105,18 @@ class Estimator(ApiModel):
 class Promotion(ApiModel):
     """Automatic promotion of the new version when it beats the alias holder."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": validations(
-        cel("self.policy == 'none' || has(self.metric)", "promotion.metric is required unless policy is none"),
-    )}
-
     policy: Literal["none", "always", "ifBetter"] = Field("none", description="none: register only; always: move "
                                                                             "the alias; ifBetter: move it only if the "
                                                                             "candidate beats the champion.")
     alias: str = Field("production", pattern=NAME_PATTERN, max_length=63, description="Alias to move.")
-    metric: str | None = Field(None, description="Metric compared on the same newest test data, e.g. roc_auc, rmse.")
+    metric: str | None = Field(None, description="Metric compared on the same newest test data, e.g. roc_auc, "
+                                                 "rmse; default: the run's metric.")
     margin: float = Field(0.0, ge=0.0, description="Least improvement required (absolute, in the metric's units).")
 
 
 class TrainingRunSpec(ApiModel):
-    """Desired training: data, estimator, tuning, evaluation, registration."""
+    """Desired training: data, estimator, tuning, evaluation, registration. Immutable once
+    created (the CRD's `spec_rules`): a run is a record of what was trained."""
 
     model_name: str = Field(pattern=NAME_PATTERN, max_length=50,
                             description="Model this run registers a version of (ModelVersion <model>-v<N>).")
@@ -165,6 +167,7 @@ class TrainingRunStatus(ApiModel):
     dataset_digest: str | None = Field(None, description="Dataset version trained on.")
     task: str | None = None
     metric: str | None = None
+    score: float | None = Field(None, description="The metric's value on the test split.")
     trials: list[Trial] = Field(default_factory=list, description="Every trial (bounded to 200).")
     best_params: dict[str, Scalar] | None = None
     metrics: dict[str, float] | None = Field(None, description="Test-set metrics of the final model.")
@@ -172,3 +175,18 @@ class TrainingRunStatus(ApiModel):
     artifact_digest: str | None = None
     promotion: PromotionResult | None = None
     message: str | None = Field(None, description="Why the run failed, with the log tail.")
+    trial_count: int | None = Field(None, description="Trials run (the trials list keeps the best when cut).")
+    trials_truncated: bool | None = None
+    stopped_early: bool | None = None
+    split: dict[str, Union[int, str]] | None = Field(None, description="How rows were split, and the row counts.")
+    evaluation: dict[str, Any] | None = Field(None, description="Confusion matrix and per-class metrics.",
+                                              json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    parity: dict[str, float] | None = Field(None, description="ONNX vs scikit-learn on the test split.")
+    trainer_version: str | None = None
+
+
+def unknown_params(spec: dict) -> list[str]:
+    """Parameter names (fixed or tuned, wire form) the chosen estimator does not have."""
+    known = set(PARAMS.get(spec["estimator"]["type"], ()))
+    names = set((spec["estimator"].get("params") or {})) | set(((spec.get("tuning") or {}).get("space") or {}))
+    return sorted(names - known)

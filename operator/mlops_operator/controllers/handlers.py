@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from . import dataset
+from . import dataset, modelversion, trainingrun
 from .settings import Settings
 
 
 def register_all(settings: Settings | None = None) -> Settings:
     settings = settings or Settings.from_env()
     dataset.register(settings)
+    trainingrun.register(settings)
+    modelversion.register(settings)
     return settings

@@ -102,3 +102,33 @@ async def job_termination_message(namespace: str, job_name: str) -> tuple[str | 
                         tail = ""
                 return term.message, tail
     return None, ""
+
+
+async def list_custom(plural: str, namespace: str, selector: str | None = None) -> list[dict[str, Any]]:
+    got = await call(client.CustomObjectsApi(_api()).list_namespaced_custom_object, GROUP, VERSION, namespace,
+                     plural, label_selector=selector or "")
+    return got.get("items") or []
+
+
+async def create_custom(plural: str, namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
+    return await call(client.CustomObjectsApi(_api()).create_namespaced_custom_object, GROUP, VERSION, namespace,
+                      plural, obj)
+
+
+async def patch_custom(plural: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (lists are replaced whole, `None` deletes a key)."""
+    api = client.CustomObjectsApi(_api())
+    return await call(api.patch_namespaced_custom_object, GROUP, VERSION, namespace, plural, name, patch)
+
+
+async def delete_custom(plural: str, namespace: str, name: str) -> None:
+    try:
+        await call(client.CustomObjectsApi(_api()).delete_namespaced_custom_object, GROUP, VERSION, namespace,
+                   plural, name)
+    except ApiException as e:
+        if e.status != 404:
+            raise
+
+
+def is_conflict(e: Exception) -> bool:
+    return isinstance(e, ApiException) and e.status == 409

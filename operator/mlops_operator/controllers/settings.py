@@ -15,6 +15,8 @@ class Settings:
     store_size: str
     store_access_mode: str
     store_storage_class: str | None
+    #: archived ModelVersions kept per model (older ones are deleted; served ones never)
+    model_retention: int = 10
     #: where the store PVC is mounted inside workload pods
     store_mount: str = "/store"
 
@@ -27,6 +29,7 @@ class Settings:
             store_size=e("MLOPS_STORE_SIZE", "10Gi"),
             store_access_mode=e("MLOPS_STORE_ACCESS_MODE", "ReadWriteOnce"),
             store_storage_class=e("MLOPS_STORE_STORAGE_CLASS") or None,
+            model_retention=int(e("MLOPS_MODEL_RETENTION", "10")),
         )
 
     @property

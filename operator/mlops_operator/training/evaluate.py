@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as m
 
-LOWER_IS_BETTER = {"rmse", "mae", "log_loss"}
+from ..registry.promotion import LOWER_IS_BETTER  # one definition for trainer and operator
 
 #: metric name -> scikit-learn scorer used to rank tuning trials (higher is better)
 SCORERS = {
@@ -73,10 +73,3 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     return {"rmse": float(np.sqrt(m.mean_squared_error(y_true, y_pred))),
             "mae": float(m.mean_absolute_error(y_true, y_pred)),
             "r2": float(m.r2_score(y_true, y_pred))}
-
-
-def better(metric: str, candidate: float, champion: float, margin: float) -> bool:
-    """Does the candidate beat the champion by at least `margin` (in the metric's units)?"""
-    if metric in LOWER_IS_BETTER:
-        return candidate <= champion - margin and candidate < champion
-    return candidate >= champion + margin and candidate > champion

@@ -125,8 +125,8 @@ def train(doc: dict[str, Any], store_uri: str) -> dict[str, Any]:
         raise TrainingError(str(e)) from e
     split_spec = spec.get("split") or {}
     time_col = split_spec.get("timeColumn") or next((c["name"] for c in schema if c.get("role") == "timestamp"), None)
-    columns = sorted({c["name"] for c in feats} | {target} | ({time_col} if time_col else set()))
-    df = pq.read_table(data_path, columns=columns).to_pandas()
+    # every column: the champion may use features this run leaves out
+    df = pq.read_table(data_path).to_pandas()
     df = df[df[target].notna()].reset_index(drop=True)
     if len(df) < 10:
         raise TrainingError(f"only {len(df)} labelled rows in dataset {ds['name']}@{ds['digest'][:12]}")
@@ -189,9 +189,10 @@ def train(doc: dict[str, Any], store_uri: str) -> dict[str, Any]:
                             f"{parity.tolerance:g}; the model is not registered")
     str_classes = [str(c) for c in classes] if classes else None
     got = onnx_predict(onnx_bytes, feats, x_test)
-    candidate = _onnx_metrics(task, got, y_test, str_classes).get(metric)
+    promo_metric = (spec.get("promotion") or {}).get("metric") or metric
+    candidate = _onnx_metrics(task, got, y_test, str_classes).get(promo_metric)
     test_raw = df.iloc[sp.test]
-    champ = champion_score(doc.get("champion"), store, test_raw, y_test, task, metric)
+    champ = champion_score(doc.get("champion"), store, test_raw, y_test, task, promo_metric)
     label_dtype = "INT64" if task == "classification" and y.dtype != object else "BYTES"
     manifest = ModelManifest(
         model=doc["modelName"], task=task, estimator=est_name, target=target,
@@ -205,7 +206,7 @@ def train(doc: dict[str, Any], store_uri: str) -> dict[str, Any]:
     return {
         "digest": digest, "uri": uri, "task": task, "metric": metric, "metrics": mets,
         "bestParams": best, "params": {**fixed, **best}, "trials": [t.wire() for t in result.trials],
-        "stoppedEarly": result.stopped_early, "candidateScore": candidate, "champion": champ,
+        "stoppedEarly": result.stopped_early, "promotionMetric": promo_metric, "candidateScore": candidate, "champion": champ,
         "evaluation": details if len(classes or []) <= 10 else {},
         "parity": {"rows": parity.rows, "maxAbsDiff": parity.max_abs_diff, "labelMismatches": parity.label_mismatches},
         "split": {"how": sp.how, "train": len(sp.train), "validation": len(sp.validation), "test": len(sp.test)},

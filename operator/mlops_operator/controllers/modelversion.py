@@ -1,0 +1,166 @@
+"""ModelVersion controller (thin): verify the artifact's digest in a Job, keep each alias on one
+version per model with its history, derive stages, apply retention, and refuse to delete a
+version an InferenceService serves (finalizer).
+
+All alias bookkeeping for a model happens under one lock per model, from fresh reads, so two
+versions claiming an alias at once settle on one (the newest claim).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+import kopf
+
+from ..api.conditions import now, set_condition
+from ..registry import aliases as reg
+from ..resources.model_version import verify_job
+from . import kube
+from .metrics import measured
+from .settings import Settings
+from .trainingrun import model_locks
+
+log = logging.getLogger("mlops.controllers.modelversion")
+PLURAL = "modelversions"
+VERIFY_ANNOTATION = "mlops.dev/verify"
+
+
+def _event(obj: dict[str, Any], etype: str, reason: str, message: str) -> None:
+    kopf.event(obj, type=etype, reason=reason, message=message[:1000])
+
+
+def verify_trigger(mv: dict[str, Any]) -> str:
+    token = ((mv["metadata"].get("annotations") or {}).get(VERIFY_ANNOTATION, ""))
+    return hashlib.sha256(f"{mv['spec']['artifact']['digest']}/{token}".encode()).hexdigest()[:8]
+
+
+async def serving(namespace: str, name: str) -> list[str]:
+    """InferenceServices whose pods serve (or are rolling away from) this version."""
+    out = []
+    for isvc in await kube.list_custom("inferenceservices", namespace):
+        st = isvc.get("status") or {}
+        if name in (st.get("modelVersion"), st.get("previousModelVersion"), st.get("canaryModelVersion")):
+            out.append(isvc["metadata"]["name"])
+    return out
+
+
+async def reconcile_model(namespace: str, model: str, settings: Settings) -> None:
+    """Aliases unique per model, history, stages, retention: for every version of `model`."""
+    async with model_locks[(namespace, model)]:
+        versions = [v for v in await kube.list_custom(PLURAL, namespace, f"mlops.dev/model={model}")
+                    if not v["metadata"].get("deletionTimestamp")]
+        plan = reg.plan_moves(versions)
+        for name, (aliases, by, reason) in plan.removals.items():
+            await kube.patch_custom(PLURAL, namespace, name, {
+                "metadata": {"annotations": {reg.BY_ANNOTATION: by, reg.REASON_ANNOTATION: reason}},
+                "spec": {"aliases": aliases}})
+        if plan.removals:
+            versions = [v for v in await kube.list_custom(PLURAL, namespace, f"mlops.dev/model={model}")
+                        if not v["metadata"].get("deletionTimestamp")]
+        when = now()
+        for v in versions:
+            history, changes = reg.history_updates(v, when)
+            stage = reg.stage_of(v, versions, history)
+            st = v.get("status") or {}
+            if changes or stage != st.get("stage"):
+                await kube.patch_status(PLURAL, namespace, v["metadata"]["name"], {
+                    "aliasHistory": history, "heldAliases": reg.aliases_of(v), "stage": stage})
+                v.setdefault("status", {}).update(stage=stage)
+            for alias, action in changes:
+                h = history[-1] if history else {}
+                verb = "now holds" if action == "assigned" else "no longer holds"
+                _event(v, "Normal", "AliasAssigned" if action == "assigned" else "AliasRemoved",
+                       f"{v['metadata']['name']} {verb} {alias} (by {h.get('by')}{': ' + h['reason'] if h.get('reason') else ''})")
+            if changes and (v["metadata"].get("annotations") or {}).get(reg.BY_ANNOTATION):
+                await kube.patch_custom(PLURAL, namespace, v["metadata"]["name"], {"metadata": {"annotations": {
+                    reg.BY_ANNOTATION: None, reg.REASON_ANNOTATION: None}}})
+        protected = set()
+        for v in versions:
+            if await serving(namespace, v["metadata"]["name"]):
+                protected.add(v["metadata"]["name"])
+        for name in reg.retention(versions, settings.model_retention, protected):
+            log.info("retention: deleting archived version %s/%s", namespace, name)
+            victim = next(v for v in versions if v["metadata"]["name"] == name)
+            _event(victim, "Normal", "Retention", f"deleting archived {name}: more than "
+                                                  f"{settings.model_retention} archived versions of {model}")
+            await kube.delete_custom(PLURAL, namespace, name)
+
+
+async def reconcile_verification(namespace: str, name: str, settings: Settings) -> None:
+    mv = await kube.get_custom(PLURAL, namespace, name)
+    if mv is None or mv["metadata"].get("deletionTimestamp"):
+        return
+    st = mv.get("status") or {}
+    gen = mv["metadata"].get("generation")
+    if st.get("verifyJob"):
+        job = await kube.read_job(namespace, st["verifyJob"])
+        if job is not None and kube.job_state(job) == "Running":
+            return
+        msg, tail = await kube.job_termination_message(namespace, st["verifyJob"]) if job else (None, "")
+        try:
+            result = json.loads(msg or "")
+        except ValueError:
+            result = {"ok": False, "error": (msg or tail or "the verification Job failed without output")[-1000:]}
+        if job is None:
+            result = {"ok": False, "error": "the verification Job disappeared"}
+        digest = mv["spec"]["artifact"]["digest"]
+        if result.get("ok"):
+            conds, changed = set_condition(st.get("conditions"), "Ready", True, "Verified",
+                                           f"model.onnx matches sha256 {digest[:12]}", gen)
+            conds, _ = set_condition(conds, "Degraded", False, "Verified", "", gen)
+            if changed:
+                _event(mv, "Normal", "Verified", f"artifact sha256 {digest[:12]} verified")
+        else:
+            err = str(result.get("error"))
+            conds, changed = set_condition(st.get("conditions"), "Ready", False, "ArtifactInvalid", err, gen)
+            conds, _ = set_condition(conds, "Degraded", True, "ArtifactInvalid", err, gen)
+            if changed:
+                _event(mv, "Warning", "ArtifactInvalid", err)
+        await kube.patch_status(PLURAL, namespace, name, {"conditions": conds, "verifyJob": None,
+                                                          "verifiedAt": now(), "observedGeneration": gen,
+                                                          "message": None if result.get("ok") else result.get("error")})
+        return
+    trigger = verify_trigger(mv)
+    if st.get("lastVerifyTrigger") == trigger:
+        return
+    job, _ = await kube.create_or_adopt(verify_job(mv, trigger, settings))
+    conds = st.get("conditions")
+    if not conds:
+        conds, _ = set_condition(conds, "Ready", False, "Verifying", "checking the artifact's sha256", gen)
+    await kube.patch_status(PLURAL, namespace, name, {"verifyJob": job["metadata"]["name"],
+                                                      "lastVerifyTrigger": trigger, "conditions": conds})
+    if kube.job_state(job) != "Running":
+        await reconcile_verification(namespace, name, settings)
+
+
+def register(settings: Settings) -> None:
+    @kopf.on.resume("mlops.dev", "v1alpha1", PLURAL)
+    @kopf.on.create("mlops.dev", "v1alpha1", PLURAL)
+    @kopf.on.update("mlops.dev", "v1alpha1", PLURAL)
+    async def modelversion_changed(namespace: str, name: str, spec: Any, **_: Any) -> None:
+        with measured("ModelVersion"):
+            await reconcile_model(namespace, spec["model"], settings)
+            await reconcile_verification(namespace, name, settings)
+
+    @kopf.on.event("batch", "v1", "jobs", labels={"mlops.dev/model-version": kopf.PRESENT})
+    async def verify_job_changed(namespace: str, labels: dict[str, str], body: Any, **_: Any) -> None:
+        if kube.job_state(dict(body)) != "Running":
+            await reconcile_verification(namespace, labels["mlops.dev/model-version"], settings)
+
+    @kopf.on.delete("mlops.dev", "v1alpha1", PLURAL)
+    async def modelversion_deleted(namespace: str, name: str, body: Any, **_: Any) -> None:
+        users = await serving(namespace, name)
+        if users:
+            msg = f"{name} is served by InferenceService {', '.join(users)}; deletion waits until it is not"
+            _event(dict(body), "Warning", "InUse", msg)
+            raise kopf.TemporaryError(msg, delay=15)
+
+    @kopf.on.field("mlops.dev", "v1alpha1", "inferenceservices", field="status.modelVersion")
+    async def serving_changed(namespace: str, old: Any, new: Any, **_: Any) -> None:
+        for mv_name in {old, new} - {None}:
+            mv = await kube.get_custom(PLURAL, namespace, mv_name)
+            if mv is not None:
+                await kube.patch_status(PLURAL, namespace, mv_name, {"servedBy": await serving(namespace, mv_name)})

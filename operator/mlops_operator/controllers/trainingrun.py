@@ -1,0 +1,277 @@
+"""TrainingRun controller (thin): resolve the Dataset version and the champion, run one trainer
+Job, then register the ModelVersion and apply the promotion policy from the Job's result.
+
+Every step is idempotent by name: the Job is `<run>-train`, the ModelVersion is found by its
+`mlops.dev/training-run` label before a new number is taken, and a promotion already applied
+is recognised. An operator restarted at any point therefore makes no second Job or version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from typing import Any
+
+import kopf
+
+from ..api.estimator_params import PARAMS
+from ..api.trainingrun import unknown_params
+from ..api.conditions import now, seconds_between, set_condition
+from ..data.versions import describe_failures
+from ..registry import aliases as reg
+from ..registry.promotion import decide
+from ..resources.model_version import model_version
+from ..resources.store import store_claim
+from ..resources.training_job import job_name, spec_configmap, training_job
+from . import kube
+from .metrics import measured
+from .settings import Settings
+
+log = logging.getLogger("mlops.controllers.trainingrun")
+PLURAL = "trainingruns"
+MV = "modelversions"
+TERMINAL = ("Succeeded", "Failed")
+_locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+model_locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+
+
+class Waiting(Exception):
+    """Not an error: something the run needs is not there yet (condition says what)."""
+
+
+def _event(obj: dict[str, Any], etype: str, reason: str, message: str) -> None:
+    kopf.event(obj, type=etype, reason=reason, message=message[:1000])
+
+
+def dataset_input(ds: dict[str, Any] | None, ref: dict[str, Any]) -> dict[str, Any]:
+    """The dataset version to train on (latest valid, or the pinned digest), as the trainer needs it."""
+    if ds is None:
+        raise Waiting(f"Dataset {ref['name']} does not exist")
+    st = ds.get("status") or {}
+    if ref.get("digest"):
+        entry = next((v for v in st.get("versions") or [] if v.get("digest") == ref["digest"]), None)
+        if entry is None:
+            raise Waiting(f"Dataset {ref['name']} has no version {ref['digest'][:12]}")
+        if not entry.get("validated"):
+            raise kopf.PermanentError(f"Dataset {ref['name']} version {ref['digest'][:12]} failed validation")
+    else:
+        entry = st.get("latestValid")
+        if not entry:
+            report = st.get("validation") or {}
+            if report.get("passed") is False:
+                raise kopf.PermanentError(f"Dataset {ref['name']} has no valid version: its latest snapshot "
+                                          f"{str(report.get('digest'))[:12]} failed validation: "
+                                          f"{describe_failures(report.get('failures') or [])}")
+            raise Waiting(f"Dataset {ref['name']} has no valid version yet")
+    schema = ((ds["spec"].get("schema") or {}).get("columns") or (st.get("schema") or {}).get("columns") or [])
+    label = ds["spec"].get("labelColumn") or next((c["name"] for c in schema if c.get("role") == "label"), None)
+    return {"name": ref["name"], "digest": entry["digest"], "uri": entry["uri"], "schema": schema, "label": label}
+
+
+async def _champion(namespace: str, run: dict[str, Any]) -> dict[str, Any] | None:
+    promo = run["spec"].get("promotion") or {}
+    if promo.get("policy", "none") != "ifBetter":
+        return None
+    versions = await kube.list_custom(MV, namespace, f"mlops.dev/model={run['spec']['modelName']}")
+    h = reg.holder(versions, promo.get("alias", "production"))
+    if h is None:
+        return None
+    return {"name": h["metadata"]["name"], "uri": h["spec"]["artifact"]["uri"], "digest": h["spec"]["artifact"]["digest"]}
+
+
+async def _start(run: dict[str, Any], status: dict[str, Any], settings: Settings) -> None:
+    meta, spec = run["metadata"], run["spec"]
+    ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
+    unknown = unknown_params(spec)
+    if unknown:
+        raise kopf.PermanentError(f"{spec['estimator']['type']} has no parameter(s) {', '.join(unknown)}; "
+                                  f"known: {', '.join(PARAMS[spec['estimator']['type']])}")
+    ds = await kube.get_custom("datasets", ns, spec["dataset"]["name"])
+    try:
+        dsin = dataset_input(ds, spec["dataset"])
+    except Waiting as w:
+        conds, changed = set_condition(status.get("conditions"), "Ready", False, "DatasetNotReady", str(w), gen)
+        await kube.patch_status(PLURAL, ns, name, {"phase": "Pending", "conditions": conds, "message": str(w)})
+        if changed:
+            _event(run, "Normal", "Waiting", str(w))
+        raise kopf.TemporaryError(str(w), delay=10)
+    doc = {"name": name, "namespace": ns, "modelName": spec["modelName"], "spec": spec, "dataset": dsin,
+           "champion": await _champion(ns, run)}
+    await kube.create_or_adopt(store_claim(ns, settings))
+    await kube.create_or_adopt(spec_configmap(run, doc))
+    job, created = await kube.create_or_adopt(training_job(run, settings))
+    conds, _ = set_condition(status.get("conditions"), "Ready", False, "Training",
+                             f"Job {job['metadata']['name']} is training on {dsin['name']}@{dsin['digest'][:12]}", gen)
+    conds, _ = set_condition(conds, "Succeeded", "Unknown", "Training", "", gen)
+    await kube.patch_status(PLURAL, ns, name, {
+        "phase": "Running", "jobName": job["metadata"]["name"], "startTime": status.get("startTime") or now(),
+        "datasetDigest": dsin["digest"], "conditions": conds, "observedGeneration": gen, "message": None})
+    if created:
+        _event(run, "Normal", "Started", f"training Job {job['metadata']['name']} on {dsin['name']}@{dsin['digest'][:12]}")
+    if kube.job_state(job) != "Running":
+        await _finish(run, dict(status, jobName=job["metadata"]["name"], conditions=conds), job)
+
+
+def _job_failure(job: dict[str, Any] | None, msg: str | None, tail: str) -> str:
+    if job is None:
+        return "the training Job disappeared before its result was read"
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Failed" and c.get("status") == "True" and c.get("reason") == "DeadlineExceeded":
+            return (f"the training Job exceeded activeDeadlineSeconds="
+                    f"{job['spec'].get('activeDeadlineSeconds')} and was stopped")
+    try:
+        doc = json.loads(msg) if msg else {}
+    except ValueError:
+        doc = {}
+    if isinstance(doc, dict) and doc.get("error"):
+        return str(doc["error"])
+    return ("the training Job failed; log tail:\n" + (msg or tail or "(no output)").strip()[-1500:])
+
+
+async def _register(run: dict[str, Any], summary: dict[str, Any]) -> str:
+    """The run's ModelVersion: adopted if it exists, else the next free version number."""
+    ns, spec = run["metadata"]["namespace"], run["spec"]
+    mine = await kube.list_custom(MV, ns, f"mlops.dev/training-run={run['metadata']['name']}")
+    if mine:
+        return mine[0]["metadata"]["name"]
+    async with model_locks[(ns, spec["modelName"])]:
+        for _ in range(10):
+            versions = await kube.list_custom(MV, ns, f"mlops.dev/model={spec['modelName']}")
+            obj = model_version(run, summary, reg.next_version(versions))
+            try:
+                made = await kube.create_custom(MV, ns, obj)
+                _event(run, "Normal", "Registered", f"registered ModelVersion {made['metadata']['name']} "
+                                                    f"(sha256 {summary['digest'][:12]})")
+                return made["metadata"]["name"]
+            except Exception as e:
+                if not kube.is_conflict(e):
+                    raise
+    raise kopf.TemporaryError("could not take a free version number", delay=5)
+
+
+async def _promote(run: dict[str, Any], summary: dict[str, Any], mv_name: str, status: dict[str, Any]) -> dict:
+    if status.get("promotion"):
+        return status["promotion"]
+    ns, spec = run["metadata"]["namespace"], run["spec"]
+    promo = spec.get("promotion") or {}
+    alias, policy = promo.get("alias", "production"), promo.get("policy", "none")
+    mv = await kube.get_custom(MV, ns, mv_name)
+    if mv is not None and alias in reg.aliases_of(mv):
+        return {"decision": "promoted", "alias": alias, "candidateScore": summary.get("candidateScore"),
+                "reason": f"{mv_name} already holds {alias}"}
+    metric = summary.get("promotionMetric") or summary.get("metric")
+    candidate, champion = summary.get("candidateScore"), summary.get("champion")
+    result = decide(policy, alias, metric or "", float(promo.get("margin", 0.0)), candidate, champion)
+    if result["decision"] == "promoted" and mv is not None:
+        await kube.patch_custom(MV, ns, mv_name, {
+            "metadata": {"annotations": {reg.BY_ANNOTATION: f"TrainingRun/{run['metadata']['name']}",
+                                         reg.REASON_ANNOTATION: result["reason"][:500]}},
+            "spec": {"aliases": sorted(set(reg.aliases_of(mv)) | {alias})}})
+        _event(run, "Normal", "Promoted", f"{mv_name} now holds {alias}: {result['reason']}")
+    elif result["decision"] == "kept":
+        _event(run, "Normal", "PromotionRefused", f"{mv_name} stays a candidate: {result['reason']}")
+    return result
+
+
+async def _finish(run: dict[str, Any], status: dict[str, Any], job: dict[str, Any] | None) -> None:
+    meta = run["metadata"]
+    ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
+    msg, tail = (None, "")
+    if job is not None:
+        msg, tail = await kube.job_termination_message(ns, job["metadata"]["name"])
+    ok = job is not None and kube.job_state(job) == "Complete"
+    summary: dict[str, Any] = {}
+    if ok:
+        try:
+            summary = json.loads(msg or "")
+        except ValueError:
+            summary = {}
+        ok = bool(summary.get("digest"))
+    finished = now()
+    if not ok:
+        reason = _job_failure(job, msg, tail) if job is None or kube.job_state(job) == "Failed" or not msg else \
+            f"the training Job reported no result: {(msg or tail)[-1000:]}"
+        conds, _ = set_condition(status.get("conditions"), "Ready", False, "TrainingFailed", reason, gen)
+        conds, _ = set_condition(conds, "Succeeded", False, "TrainingFailed", reason, gen)
+        await kube.patch_status(PLURAL, ns, name, {"phase": "Failed", "conditions": conds, "message": reason,
+                                                   "completionTime": finished})
+        _event(run, "Warning", "Failed", reason)
+        return
+    mv_name = await _register(run, summary)
+    promotion = await _promote(run, summary, mv_name, status)
+    metric = summary.get("metric")
+    score = (summary.get("metrics") or {}).get(metric)
+    text = f"{metric} {score:.4f}" if isinstance(score, (int, float)) else "done"
+    conds, _ = set_condition(status.get("conditions"), "Ready", True, "Succeeded",
+                             f"registered {mv_name}: {text}", gen)
+    conds, _ = set_condition(conds, "Succeeded", True, "Succeeded", f"registered {mv_name}", gen)
+    started = status.get("startTime")
+    st = {
+        "phase": "Succeeded", "conditions": conds, "completionTime": finished, "message": None,
+        "task": summary.get("task"), "metric": metric, "score": score, "metrics": summary.get("metrics"),
+        "bestParams": summary.get("bestParams") or None, "trials": summary.get("trials") or [],
+        "trialCount": summary.get("trialCount", len(summary.get("trials") or [])),
+        "trialsTruncated": bool(summary.get("trialsTruncated")), "stoppedEarly": summary.get("stoppedEarly"),
+        "split": {k: v for k, v in (summary.get("split") or {}).items()}, "evaluation": summary.get("evaluation") or None,
+        "parity": summary.get("parity"), "trainerVersion": summary.get("trainerVersion"),
+        "modelVersion": mv_name, "artifactDigest": summary["digest"], "promotion": promotion,
+        "datasetDigest": summary.get("datasetDigest"),
+    }
+    if started:
+        st["durationSeconds"] = seconds_between(started, finished)
+    await kube.patch_status(PLURAL, ns, name, st)
+    _event(run, "Normal", "Succeeded", f"{text}; registered {mv_name}")
+
+
+async def reconcile(namespace: str, name: str, settings: Settings) -> None:
+    async with _locks[(namespace, name)]:
+        with measured("TrainingRun"):
+            run = await kube.get_custom(PLURAL, namespace, name)
+            if run is None or run["metadata"].get("deletionTimestamp"):
+                return
+            status = dict(run.get("status") or {})
+            if status.get("phase") in TERMINAL:
+                return
+            try:
+                if status.get("jobName"):
+                    job = await kube.read_job(namespace, status["jobName"])
+                    if job is not None and kube.job_state(job) == "Running":
+                        return
+                    await _finish(run, status, job)
+                    return
+                await _start(run, status, settings)
+            except kopf.PermanentError as e:
+                gen = run["metadata"].get("generation")
+                conds, _ = set_condition(status.get("conditions"), "Ready", False, "InvalidInput", str(e), gen)
+                conds, _ = set_condition(conds, "Succeeded", False, "InvalidInput", str(e), gen)
+                await kube.patch_status(PLURAL, namespace, name, {"phase": "Failed", "conditions": conds,
+                                                                  "message": str(e), "completionTime": now()})
+                _event(run, "Warning", "Failed", str(e))
+
+
+def register(settings: Settings) -> None:
+    @kopf.on.resume("mlops.dev", "v1alpha1", PLURAL)
+    @kopf.on.create("mlops.dev", "v1alpha1", PLURAL)
+    async def trainingrun_changed(namespace: str, name: str, **_: Any) -> None:
+        await reconcile(namespace, name, settings)
+
+    @kopf.on.event("batch", "v1", "jobs", labels={"mlops.dev/training-run": kopf.PRESENT})
+    async def training_job_changed(namespace: str, labels: dict[str, str], body: Any, **_: Any) -> None:
+        if kube.job_state(dict(body)) != "Running":
+            await reconcile(namespace, labels["mlops.dev/training-run"], settings)
+
+    # a run waiting for its Dataset retries through TemporaryError; when the Dataset becomes
+    # ready first, this starts the runs that wait on it without waiting for the retry
+    @kopf.on.field("mlops.dev", "v1alpha1", "datasets", field="status.latestValid")
+    async def dataset_ready(namespace: str, name: str, **_: Any) -> None:
+        for run in await kube.list_custom(PLURAL, namespace):
+            if run["spec"]["dataset"]["name"] == name and (run.get("status") or {}).get("phase") in (None, "Pending"):
+                try:
+                    await reconcile(namespace, run["metadata"]["name"], settings)
+                except kopf.TemporaryError:
+                    pass  # still waiting: the run's own handler retries
+
+
+__all__ = ["register", "reconcile", "dataset_input", "job_name"]

@@ -1,0 +1,70 @@
+"""The ConfigMap holding a TrainingRun's resolved spec and the Job that runs the trainer."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..controllers.settings import Settings
+from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, pod_options
+from .store import store_volume
+
+SPEC_MOUNT = "/etc/mlops/run"
+
+
+def job_name(run: str) -> str:
+    return f"{run[:50]}-train"
+
+
+def spec_configmap(run: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+    meta = run["metadata"]
+    return {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": job_name(meta["name"]) + "-spec", "namespace": meta["namespace"],
+                     "labels": labels("training", "training-spec", meta["name"],
+                                      {"mlops.dev/training-run": meta["name"]}),
+                     "ownerReferences": [owner_reference(run)]},
+        "data": {"spec.json": json.dumps(doc, separators=(",", ":"), sort_keys=True)},
+    }
+
+
+def training_job(run: dict[str, Any], s: Settings) -> dict[str, Any]:
+    meta, spec = run["metadata"], run["spec"]
+    name = job_name(meta["name"])
+    lab = labels("training", "trainer", meta["name"], {"mlops.dev/training-run": meta["name"],
+                                                        "mlops.dev/model": spec["modelName"]})
+    vol, mount = store_volume(s)
+    pod_extra, resources = pod_options(spec.get("job"))
+    container = {
+        "name": "trainer",
+        "image": s.runtime_image,
+        "command": ["python", "-m", "mlops_operator.training", "--spec", f"{SPEC_MOUNT}/spec.json",
+                    "--store", s.store_uri],
+        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
+                # joblib/loky and BLAS write temp files; the root filesystem is read-only
+                {"name": "JOBLIB_TEMP_FOLDER", "value": "/tmp"},
+                {"name": "OMP_NUM_THREADS", "value": str((spec.get("tuning") or {}).get("parallelism", 1))}],
+        "volumeMounts": [mount, {"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": CONTAINER_SECURITY,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if resources:
+        container["resources"] = resources
+    job_spec: dict[str, Any] = {
+        "backoffLimit": int(spec.get("backoffLimit", 0)),
+        "ttlSecondsAfterFinished": 86400,
+        "template": {
+            "metadata": {"labels": lab},
+            "spec": {"restartPolicy": "Never", "securityContext": POD_SECURITY,
+                     "volumes": [vol, {"name": "spec", "configMap": {"name": name + "-spec"}},
+                                 {"name": "tmp", "emptyDir": {}}],
+                     "containers": [container], "automountServiceAccountToken": False, **pod_extra},
+        },
+    }
+    if spec.get("activeDeadlineSeconds"):
+        job_spec["activeDeadlineSeconds"] = int(spec["activeDeadlineSeconds"])
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "namespace": meta["namespace"], "labels": lab,
+                         "ownerReferences": [owner_reference(run)]},
+            "spec": job_spec}

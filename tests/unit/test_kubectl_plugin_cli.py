@@ -1,0 +1,374 @@
+"""`kubectl mlops` end to end against a small fake API server (no cluster): the thin kubernetes-client
+layer sends the right requests (merge patch, raw pod log, pod create/delete) and the commands print
+what people and scripts expect. The real control plane is exercised by the integration tests."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import re
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlops_operator.cli import kubectl_plugin as plugin
+from mlops_operator.store import FileStore
+from mlops_operator.store import dump
+
+GROUP_PATH = re.compile(r"^/apis/mlops\.dev/v1alpha1/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?$")
+POD_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+))?(/log)?$")
+
+
+class FakeApi:
+    def __init__(self, store_root: Path):
+        self.objects: dict[tuple[str, str, str], dict] = {}
+        self.patches: list[tuple[str, str, dict]] = []
+        self.pods: dict[str, dict] = {}
+        self.logs: dict[str, str] = {}
+        self.deleted: list[str] = []
+        self.conflicts = 0  # answer this many patches with 409 first
+        self.pod_outcome = "run"  # run | pending | corrupt
+        self.store_root = store_root
+
+    def add(self, plural: str, obj: dict, ns: str = "ml") -> None:
+        obj["metadata"].setdefault("namespace", ns)
+        obj["metadata"].setdefault("resourceVersion", "1")
+        self.objects[(ns, plural, obj["metadata"]["name"])] = obj
+
+    def run_pod(self, pod: dict) -> None:
+        name = pod["metadata"]["name"]
+        cmd = pod["spec"]["containers"][0]["command"]
+        args = cmd[3:]  # python -m mlops_operator.store.dump ...
+        args[args.index("--store-root") + 1] = str(self.store_root)
+        i = args.index("--uri") + 1
+        args[i] = args[i].replace("file:///store/", self.store_root.resolve().as_uri() + "/")
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = dump.main(args)
+        log = out.getvalue() + err.getvalue()
+        if self.pod_outcome == "corrupt":
+            log = log.replace(":", ":AAAA", 1)
+        self.logs[name] = log
+        pod["status"] = {"phase": "Succeeded" if rc == 0 else "Failed",
+                         "containerStatuses": [{"name": "dump", "state": {"terminated": {"exitCode": rc}}}]}
+
+
+def _serve(api: FakeApi):
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):  # quiet
+            pass
+
+        def _send(self, code: int, body, ctype="application/json"):
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _status(self, code: int, message: str):
+            self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
+                              "code": code})
+
+        def _body(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            return json.loads(self.rfile.read(n) or b"null")
+
+        def do_GET(self):
+            u = urllib.parse.urlsplit(self.path)
+            q = urllib.parse.parse_qs(u.query)
+            if m := GROUP_PATH.match(u.path):
+                ns, plural, name = m.groups()
+                if name:
+                    obj = api.objects.get((ns, plural, name))
+                    return self._send(200, obj) if obj else self._status(404, f'{plural} "{name}" not found')
+                items = [o for (n, p, _), o in api.objects.items() if n == ns and p == plural]
+                if "labelSelector" in q:
+                    k, _, v = q["labelSelector"][0].partition("=")
+                    items = [o for o in items if (o["metadata"].get("labels") or {}).get(k) == v]
+                return self._send(200, {"apiVersion": "mlops.dev/v1alpha1", "kind": "List",
+                                        "items": [{k: v for k, v in o.items() if k != "kind"} for o in items]})
+            if m := POD_PATH.match(u.path):
+                ns, name, log = m.groups()
+                if name not in api.pods:
+                    return self._status(404, f'pods "{name}" not found')
+                if log:
+                    return self._send(200, api.logs.get(name, "").encode(), "text/plain")
+                return self._send(200, api.pods[name])
+            if u.path.endswith("/events"):
+                return self._send(200, {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": [
+                    {"metadata": {"name": "e1"}, "involvedObject": {}, "type": "Warning", "reason": "Failed",
+                     "message": "Back-off pulling image"}]})
+            self._status(404, "the server could not find the requested resource")
+
+        def do_PATCH(self):
+            m = GROUP_PATH.match(urllib.parse.urlsplit(self.path).path)
+            ns, plural, name = m.groups()
+            body = self._body()
+            api.patches.append((self.headers.get("Content-Type"), name, body))
+            obj = api.objects.get((ns, plural, name))
+            if obj is None:
+                return self._status(404, f'{plural} "{name}" not found')
+            rv = (body.get("metadata") or {}).get("resourceVersion")
+            if api.conflicts:
+                api.conflicts -= 1
+                obj["metadata"]["resourceVersion"] = str(int(obj["metadata"]["resourceVersion"]) + 1)
+            if rv and rv != obj["metadata"]["resourceVersion"]:
+                return self._status(409, "the object has been modified; please apply your changes to the latest "
+                                         "version and try again")
+            obj["metadata"].setdefault("annotations", {}).update((body.get("metadata") or {}).get("annotations", {}))
+            obj["spec"].update(body.get("spec") or {})
+            obj["metadata"]["resourceVersion"] = str(int(obj["metadata"]["resourceVersion"]) + 1)
+            self._send(200, obj)
+
+        def do_POST(self):
+            m = POD_PATH.match(urllib.parse.urlsplit(self.path).path)
+            pod = self._body()
+            pod["metadata"]["namespace"] = m.group(1)
+            api.pods[pod["metadata"]["name"]] = pod
+            if api.pod_outcome == "pending":
+                pod["status"] = {"phase": "Pending", "containerStatuses": [
+                    {"name": "dump", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}
+            else:
+                api.run_pod(pod)
+            self._send(201, pod)
+
+        def do_DELETE(self):
+            m = POD_PATH.match(urllib.parse.urlsplit(self.path).path)
+            api.deleted.append(m.group(2))
+            api.pods.pop(m.group(2), None)
+            self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    api = FakeApi(tmp_path / "store")
+    srv = _serve(api)
+    kc = tmp_path / "kubeconfig"
+    kc.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "dev",
+        "clusters": [{"name": "fake", "cluster": {"server": f"http://127.0.0.1:{srv.server_address[1]}"}}],
+        "users": [{"name": "alice", "user": {"token": "t"}}, {"name": "bob", "user": {"token": "u"}}],
+        "contexts": [{"name": "dev", "context": {"cluster": "fake", "user": "alice", "namespace": "ml"}},
+                     {"name": "other", "context": {"cluster": "fake", "user": "bob"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(kc))
+    monkeypatch.delenv("MLOPS_DEBUG", raising=False)
+    yield api, tmp_path
+    srv.shutdown()
+
+
+def cli(capsys, *args):
+    rc = plugin.main(list(args))
+    cap = capsys.readouterr()
+    return rc, cap.out, cap.err
+
+
+def _mv(name, version, aliases=(), ready="True", digest="1" * 64, metrics=None):
+    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelVersion",
+            "metadata": {"name": name, "labels": {"mlops.dev/model": "retail"},
+                         "creationTimestamp": "2025-01-01T00:00:00Z"},
+            "spec": {"model": "retail", "version": version,
+                     "artifact": {"uri": f"file:///store/models/retail/{digest}/", "digest": digest},
+                     "lineage": {"trainingRun": f"run-{version}", "dataset": "retail", "datasetDigest": "a" * 64,
+                                 "estimator": "LogisticRegression", "params": {"C": float(version)}},
+                     "metrics": metrics or {"roc_auc": 0.8 + version / 100}, "aliases": list(aliases)},
+            "status": {"conditions": [{"type": "Ready", "status": ready, "reason": "R", "message": "m",
+                                       "lastTransitionTime": "2025-01-01T00:00:00Z"}]}}
+
+
+def _run(name, version):
+    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "TrainingRun",
+            "metadata": {"name": name, "creationTimestamp": f"2025-01-01T00:0{version}:00Z"},
+            "spec": {"modelName": "retail", "dataset": {"name": "retail"}, "estimator": {"type": "LogisticRegression"}},
+            "status": {"phase": "Succeeded", "metric": "roc_auc", "metrics": {"roc_auc": 0.8 + version / 100},
+                       "bestParams": {"C": float(version)}, "modelVersion": f"retail-v{version}",
+                       "datasetDigest": "a" * 64}}
+
+
+def test_not_found_and_bad_context_are_one_line_errors(env, capsys):
+    rc, out, err = cli(capsys, "lineage", "nope")
+    assert rc == 1 and out == ""
+    assert err.strip() == 'error: ModelVersion "nope" not found in namespace ml'
+    rc, _, err = cli(capsys, "compare", "x", "y")
+    assert rc == 1 and 'no ModelVersion or TrainingRun named "x" in namespace ml' in err
+    rc, _, err = cli(capsys, "--context", "missing", "runs")
+    assert rc == 1 and "context 'missing' not found" in err and "Traceback" not in err
+
+
+def test_runs_versions_and_namespaces(env, capsys):
+    api, _ = env
+    api.add("trainingruns", _run("run-2", 2))
+    api.add("trainingruns", _run("run-1", 1))
+    api.add("modelversions", _mv("retail-v1", 1))
+    api.add("modelversions", _mv("retail-v2", 2, aliases=["production"]))
+    rc, out, _ = cli(capsys, "runs")
+    lines = out.splitlines()
+    assert rc == 0 and lines[0].split()[:3] == ["NAME", "MODEL", "PHASE"]
+    assert [ln.split()[0] for ln in lines[1:]] == ["run-1", "run-2"]
+    assert "roc_auc=0.82" in lines[2] and f"retail@{'a' * 12}" in lines[2]
+    rc, out, _ = cli(capsys, "versions", "--model", "retail", "-o", "json")
+    doc = json.loads(out)
+    assert [i["name"] for i in doc["items"]] == ["retail-v1", "retail-v2"]
+    assert doc["items"][1]["aliases"] == ["production"]
+    rc, out, _ = cli(capsys, "runs", "-n", "empty")
+    assert rc == 0 and out.strip() == "No TrainingRuns in namespace empty."
+    rc, out, _ = cli(capsys, "--context", "other", "versions")  # context without namespace: default
+    assert out.strip() == "No ModelVersions in namespace default."
+    rc, out, _ = cli(capsys, "runs", "-o", "yaml")
+    assert yaml.safe_load(out)["items"][0]["name"] == "run-1"
+
+
+def test_compare_resolves_versions_then_runs(env, capsys):
+    api, _ = env
+    api.add("modelversions", _mv("retail-v1", 1))
+    api.add("trainingruns", _run("run-2", 2))
+    rc, out, _ = cli(capsys, "compare", "retail-v1", "run-2", "-o", "json")
+    doc = json.loads(out)
+    assert rc == 0 and [i["ref"] for i in doc["items"]] == ["mv/retail-v1", "tr/run-2"]
+    assert doc["metrics"]["roc_auc"]["best"] == [1] and doc["params"]["C"]["differs"] is True
+    rc, out, _ = cli(capsys, "compare", "mv/retail-v1", "tr/run-2")
+    assert "0.82 (best)" in out and "* C" in out
+    rc, _, err = cli(capsys, "compare", "tr/retail-v1", "run-2")
+    assert rc == 1 and 'TrainingRun "retail-v1" not found' in err
+
+
+def test_lineage_through_the_api(env, capsys):
+    api, _ = env
+    api.add("modelversions", _mv("retail-v2", 2, aliases=["production"]))
+    api.add("trainingruns", _run("run-2", 2))
+    api.add("datasets", {"kind": "Dataset", "metadata": {"name": "retail"}, "spec": {},
+                         "status": {"versions": [{"id": "a" * 12, "digest": "a" * 64, "rows": 500,
+                                                  "createdAt": "t", "validated": True}]}})
+    api.add("inferenceservices", {"kind": "InferenceService", "metadata": {"name": "api"},
+                                  "spec": {"model": "retail", "alias": "production"},
+                                  "status": {"modelVersion": "retail-v2"}})
+    rc, out, _ = cli(capsys, "lineage", "retail-v2")
+    assert rc == 0 and "500 rows" in out and "InferenceService api  serving it" in out
+    rc, out, _ = cli(capsys, "lineage", "mv/retail-v2", "-o", "json")
+    doc = json.loads(out)
+    assert doc["trainingRun"]["name"] == "run-2" and doc["dataset"]["rows"] == 500
+
+
+def test_promote_sends_a_merge_patch_and_retries_conflicts(env, capsys):
+    api, _ = env
+    api.add("modelversions", _mv("retail-v1", 1, aliases=["production"]))
+    api.add("modelversions", _mv("retail-v2", 2, aliases=["champion"]))
+    api.conflicts = 1
+    rc, out, err = cli(capsys, "promote", "retail-v2", "--reason", "better auc")
+    assert rc == 0, err
+    ctype, name, body = api.patches[-1]
+    assert ctype == "application/merge-patch+json" and name == "retail-v2"
+    assert body["spec"] == {"aliases": ["champion", "production"]}
+    assert body["metadata"]["annotations"] == {"mlops.dev/alias-changed-by": "alice",
+                                               "mlops.dev/alias-change-reason": "better auc"}
+    assert len(api.patches) == 2  # the first got 409 and was rebuilt from a fresh read
+    assert "retail-v2 now holds alias production" in out and "takes production off retail-v1" in out
+    rc, out, _ = cli(capsys, "promote", "retail-v2")
+    assert rc == 0 and "already holds" in out and len(api.patches) == 2
+    rc, out, _ = cli(capsys, "demote", "retail-v2", "--alias", "champion", "-o", "json")
+    assert json.loads(out)["changed"] is True
+    assert api.patches[-1][2]["spec"] == {"aliases": ["production"]}
+    assert api.patches[-1][2]["metadata"]["annotations"]["mlops.dev/alias-change-reason"] == \
+        "demoted with kubectl mlops"
+
+
+def test_promote_refuses_unready(env, capsys):
+    api, _ = env
+    api.add("modelversions", _mv("retail-v3", 3, ready="False"))
+    rc, _, err = cli(capsys, "promote", "retail-v3")
+    assert rc == 1 and "not Ready" in err and "--force" in err and api.patches == []
+    rc, _, _ = cli(capsys, "promote", "retail-v3", "--force", "--alias", "staging")
+    assert rc == 0 and api.patches[-1][2]["spec"]["aliases"] == ["staging"]
+
+
+def _stored_model(api: FakeApi, tmp: Path) -> str:
+    onnx = tmp / "src.onnx"
+    onnx.write_bytes(b"\x08\x07onnx-model-bytes" * 1000)
+    digest = hashlib.sha256(onnx.read_bytes()).hexdigest()
+    man = tmp / "model.json"
+    man.write_text(json.dumps({"format": "mlops.dev/model/v1", "onnxSha256": digest}))
+    got, _ = FileStore(api.store_root).put_version("models", "retail", onnx, {"model.json": man})
+    assert got == digest
+    api.add("modelversions", _mv("retail-v2", 2, digest=digest))
+    return digest
+
+
+def test_export_through_a_dump_pod(env, capsys, monkeypatch):
+    api, tmp = env
+    digest = _stored_model(api, tmp)
+    monkeypatch.setenv("MLOPS_RUNTIME_IMAGE", "example/runtime:1")
+    rc, out, err = cli(capsys, "export", "retail-v2", "-o", str(tmp / "bundle"), "--store-claim", "claim-x")
+    assert rc == 0, err
+    assert hashlib.sha256((tmp / "bundle" / "model.onnx").read_bytes()).hexdigest() == digest
+    assert json.loads((tmp / "bundle" / "model.json").read_text())["onnxSha256"] == digest
+    assert f"model.onnx sha256 {digest} verified" in out
+    (pod_name,) = api.deleted
+    assert pod_name.startswith("mlops-export-") and api.pods == {}
+    # the pod as sent: image from the environment, claim from the flag
+    result = json.loads(cli(capsys, "export", "retail-v2", "-o", str(tmp / "b2"), "--format", "json")[1])
+    assert result["digest"] == digest and set(result["files"]) == {"model.onnx", "model.json"}
+
+
+def test_export_failures_delete_the_pod_and_keep_no_bad_file(env, capsys):
+    api, tmp = env
+    _stored_model(api, tmp)
+    api.pod_outcome = "corrupt"
+    rc, _, err = cli(capsys, "export", "retail-v2", "-o", str(tmp / "bad"))
+    assert rc == 1 and "could not read the export pod's output" in err
+    assert not (tmp / "bad" / "model.onnx").exists() and len(api.deleted) == 1
+    api.pod_outcome = "pending"
+    rc, _, err = cli(capsys, "export", "retail-v2", "-o", str(tmp / "slow"), "--timeout", "0.5")
+    assert rc == 1 and "did not finish within 0.5s" in err and "ImagePullBackOff" in err
+    assert "Back-off pulling image" in err and len(api.deleted) == 2
+    # the store's bytes do not match the recorded digest: the dump pod refuses, the plugin says why
+    api.pod_outcome = "run"
+    mv = api.objects[("ml", "modelversions", "retail-v2")]
+    real = mv["spec"]["artifact"]["digest"]
+    fake = "f" * 64
+    (api.store_root / "models" / "retail" / real).rename(api.store_root / "models" / "retail" / fake)
+    mv["spec"]["artifact"] = {"uri": f"file:///store/models/retail/{fake}/", "digest": fake}
+    rc, _, err = cli(capsys, "export", "retail-v2", "-o", str(tmp / "tampered"))
+    assert rc == 1 and "failed" in err and "does not match" in err and len(api.deleted) == 3
+    assert not (tmp / "tampered" / "model.onnx").exists()
+
+
+def test_unreachable_server_and_missing_credentials(tmp_path, monkeypatch, capsys):
+    kc = tmp_path / "kc"
+    kc.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "x", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "c", "context": {"cluster": "x", "user": "u"}}]}))
+    rc, out, err = cli(capsys, "--kubeconfig", str(kc), "versions")
+    assert rc == 1 and out == ""
+    assert err.startswith("error: cannot reach the Kubernetes API server at http://127.0.0.1:9")
+    assert len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    rc, _, err = cli(capsys, "runs")
+    assert rc == 1 and err.startswith("error: no cluster credentials")
+    empty = tmp_path / "empty"
+    empty.write_text("apiVersion: v1\nkind: Config\n")
+    rc, _, err = cli(capsys, "--kubeconfig", str(empty), "runs")
+    assert rc == 1 and "cluster credentials" in err and "Traceback" not in err
+
+
+def test_api_errors_are_one_line(env, capsys):
+    rc, _, err = cli(capsys, "runs", "-n", "ml")  # fine
+    assert rc == 0
+    # a kind the fake server does not know answers like a cluster without the CRDs
+    from mlops_operator.cli.kubeapi import Kube, NotFound
+
+    kube = Kube.connect()
+    with pytest.raises(NotFound, match="CRD installed"):
+        kube._call("X", kube._custom().get_cluster_custom_object, "mlops.dev", "v1alpha1", "x", "y")
