@@ -269,3 +269,53 @@ def test_corrupted_artifact_is_degraded(local_cluster: Cluster, operator: Operat
         get(c, "modelversion", ns, mv["metadata"]["name"])), 60, interval=0.5, what="Degraded")
     assert cond(bad, "Ready")["status"] == "False" and "does not match" in cond(bad, "Degraded")["message"]
     assert any(e["reason"] == "ArtifactInvalid" for e in events(c, ns, mv["metadata"]["name"]))
+
+
+def test_kubectl_mlops_plugin(local_cluster: Cluster, operator: OperatorProcess, namespace: str, tmp_path, capsys):
+    """runs / compare / lineage / promote / export against the real API server and node."""
+    import hashlib
+
+    import onnxruntime as ort
+
+    from mlops_operator.cli.kubectl_plugin import main
+    from mlops_operator.store.model_manifest import read_manifest
+
+    c, ns = local_cluster, namespace
+    kc = ["--kubeconfig", str(c.kubeconfig), "-n", ns]
+    c.apply(retail_dataset(rows=2000), ns)
+    c.apply(run("lr", "  estimator: {type: LogisticRegression}\n  promotion: {policy: always}"), ns)
+    assert wait_phase(c, ns, "lr")["phase"] == "Succeeded"
+    c.apply(run("tree", "  estimator: {type: DecisionTreeClassifier, params: {max_depth: 4}}"), ns)
+    assert wait_phase(c, ns, "tree")["phase"] == "Succeeded"
+    wait_mv_ready(c, ns, "propensity-v1")
+    wait_mv_ready(c, ns, "propensity-v2")
+    capsys.readouterr()
+
+    assert main([*kc, "runs"]) == 0
+    out = capsys.readouterr().out
+    assert "lr" in out and "tree" in out and "propensity-v2" in out and "roc_auc" in out.lower()
+    assert main([*kc, "compare", "propensity-v1", "propensity-v2", "-o", "json"]) == 0
+    cmp = json.loads(capsys.readouterr().out)
+    assert "LogisticRegression" in json.dumps(cmp) and "DecisionTreeClassifier" in json.dumps(cmp)
+
+    assert main([*kc, "promote", "propensity-v2", "--reason", "integration test"]) == 0
+    wait_for(lambda: production(c, ns) == ["propensity-v2"], 30, what="v2 production via the plugin")
+    v2 = wait_for(lambda: (lambda m: m if (m.get("status") or {}).get("aliasHistory") else None)(
+        get(c, "modelversion", ns, "propensity-v2")), 30, what="v2 history")
+    assert v2["status"]["aliasHistory"][-1]["reason"] == "integration test"
+    capsys.readouterr()
+    assert main([*kc, "lineage", "propensity-v2", "-o", "json"]) == 0
+    lin = json.dumps(json.loads(capsys.readouterr().out))
+    assert "retail" in lin and '"tree"' in lin and "production" in lin
+
+    digest = v2["spec"]["artifact"]["digest"]
+    assert main([*kc, "export", "propensity-v2", "-o", str(tmp_path / "bundle")]) == 0
+    onnx = (tmp_path / "bundle" / "model.onnx").read_bytes()
+    assert hashlib.sha256(onnx).hexdigest() == digest
+    man = read_manifest(tmp_path / "bundle" / "model.json")
+    sess = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == [f.name for f in man.inputs]
+    assert not c.pods(ns, "app.kubernetes.io/component=export")
+
+    assert main([*kc, "lineage", "no-such-version"]) == 1
+    assert "not found" in capsys.readouterr().err.lower()
