@@ -123,10 +123,10 @@ def test_versions_table_orders_by_model_and_number_and_picks_key_metrics():
     assert [r[5] for r in chosen] == [None, "accuracy=0.8"]
 
 
-def test_lower_is_better_covers_the_trainers_metrics():
+def test_lower_is_better_is_the_trainers():
     from mlops_operator.training.evaluate import LOWER_IS_BETTER
 
-    assert set(LOWER_IS_BETTER) <= tab.LOWER_IS_BETTER
+    assert LOWER_IS_BETTER is tab.LOWER_IS_BETTER
 
 
 # ------------------------------------------------------------------------------------ compare

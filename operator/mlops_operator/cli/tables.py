@@ -9,9 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-#: Metrics where a smaller value is better (kept a superset of training.evaluate.LOWER_IS_BETTER,
-#: which the CLI does not import: it would pull scikit-learn into every `kubectl mlops` call).
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "log_loss", "mse", "mape", "brier_score"})
+from ..registry.promotion import LOWER_IS_BETTER  # one definition (no scikit-learn import)
 
 #: Metrics shown first in the versions table, in this order, when a version has them.
 KEY_METRICS = ("roc_auc", "f1_macro", "f1", "accuracy", "log_loss", "rmse", "mae", "r2")
