@@ -52,3 +52,6 @@ class InferenceServiceStatus(ApiModel):
     ready_replicas: int = 0
     replicas: int = 0
     last_rollout_time: str | None = None
+    failed_model_version: str | None = Field(None, description="A version that failed to roll out (not retried "
+                                                               "until the alias or pin changes).")
+    failure_message: str | None = None

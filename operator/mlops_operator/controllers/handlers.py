@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import dataset, modelversion, trainingrun
+from . import dataset, inferenceservice, modelversion, trainingrun
 from .settings import Settings
 
 
@@ -11,4 +11,5 @@ def register_all(settings: Settings | None = None) -> Settings:
     dataset.register(settings)
     trainingrun.register(settings)
     modelversion.register(settings)
+    inferenceservice.register(settings)
     return settings

@@ -36,6 +36,12 @@ def _create_fn(obj: dict[str, Any]):
     if kind == "ConfigMap":
         core = client.CoreV1Api(api)
         return core.create_namespaced_config_map, core.read_namespaced_config_map, ns
+    if kind == "Deployment":
+        apps = client.AppsV1Api(api)
+        return apps.create_namespaced_deployment, apps.read_namespaced_deployment, ns
+    if kind == "Service":
+        core = client.CoreV1Api(api)
+        return core.create_namespaced_service, core.read_namespaced_service, ns
     raise ValueError(f"create_or_adopt does not handle {kind}")
 
 
@@ -132,3 +138,21 @@ async def delete_custom(plural: str, namespace: str, name: str) -> None:
 
 def is_conflict(e: Exception) -> bool:
     return isinstance(e, ApiException) and e.status == 409
+
+
+async def ensure_deployment(obj: dict[str, Any], spec_hash: str) -> dict[str, Any]:
+    """Create the Deployment, or replace its spec when `spec_hash` (an annotation) differs."""
+    obj = dict(obj, metadata=dict(obj["metadata"], annotations={**(obj["metadata"].get("annotations") or {}),
+                                                                 "mlops.dev/spec-hash": spec_hash}))
+    cur, created = await create_or_adopt(obj)
+    if created or (cur["metadata"].get("annotations") or {}).get("mlops.dev/spec-hash") == spec_hash:
+        return cur
+    obj["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
+    apps = client.AppsV1Api(_api())
+    got = await call(apps.replace_namespaced_deployment, obj["metadata"]["name"], obj["metadata"]["namespace"], obj)
+    return _api().sanitize_for_serialization(got)
+
+
+async def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
+    pods = await call(client.CoreV1Api(_api()).list_namespaced_pod, namespace, label_selector=selector)
+    return _api().sanitize_for_serialization(pods).get("items") or []

@@ -1,0 +1,96 @@
+"""The Deployment and Service of an InferenceService (the model server, `mlops_operator.serving`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..controllers.settings import Settings
+from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, pod_options
+from .store import store_volume
+
+PORT = 8080
+#: a new version that never becomes ready is reported (and never takes traffic) after this
+PROGRESS_DEADLINE = 120
+
+
+def deployment_name(isvc: str) -> str:
+    return f"{isvc[:50]}-predictor"
+
+
+def selector(isvc: str) -> dict[str, str]:
+    return {"mlops.dev/inference-service": isvc}
+
+
+def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[str, Any]:
+    meta, spec = isvc["metadata"], isvc["spec"]
+    name = meta["name"]
+    mvspec = mv["spec"]
+    server, mon, roll = spec.get("server") or {}, spec.get("monitoring") or {}, spec.get("rollout") or {}
+    lab = labels("model-server", "predictor", name, {**selector(name), "mlops.dev/model": mvspec["model"]})
+    pod_lab = {**lab, "mlops.dev/model-version": mv["metadata"]["name"]}
+    vol, mount = store_volume(s)
+    pod_extra, resources = pod_options(spec.get("pod"))
+    probe = {"httpGet": {"path": "/v2/health/ready", "port": PORT}, "periodSeconds": 2, "failureThreshold": 2}
+    container = {
+        "name": "server", "image": s.runtime_image,
+        "command": ["python", "-m", "mlops_operator.serving",
+                    "--store-uri", s.store_uri, "--model-uri", mvspec["artifact"]["uri"],
+                    "--digest", mvspec["artifact"]["digest"], "--name", mvspec["model"],
+                    "--version", str(mvspec["version"]), "--port", str(PORT),
+                    "--threads", str(server.get("threads", 1)),
+                    "--max-batch-size", str(server.get("maxBatchSize", 1024)),
+                    "--max-body-bytes", str(server.get("maxBodyBytes", 4 * 1024 * 1024)),
+                    "--reservoir-size", str(mon.get("reservoirSize", 1000)),
+                    "--window-seconds", str(mon.get("windowSeconds", 300))],
+        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "ports": [{"name": "http", "containerPort": PORT}],
+        "readinessProbe": probe,
+        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": PORT}, "periodSeconds": 10,
+                          "failureThreshold": 3},
+        "startupProbe": {"httpGet": {"path": "/v2/health/live", "port": PORT}, "periodSeconds": 1,
+                         "failureThreshold": 120},
+        "volumeMounts": [dict(mount, readOnly=True), {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": CONTAINER_SECURITY,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if resources:
+        container["resources"] = resources
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": deployment_name(name), "namespace": meta["namespace"], "labels": lab,
+                     "ownerReferences": [owner_reference(isvc)]},
+        "spec": {
+            "replicas": int(spec.get("replicas", 1)),
+            "selector": {"matchLabels": selector(name)},
+            "progressDeadlineSeconds": PROGRESS_DEADLINE,
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": int(roll.get("maxSurge", 1)),
+                                           "maxUnavailable": int(roll.get("maxUnavailable", 0))}},
+            "template": {
+                "metadata": {"labels": pod_lab,
+                             "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT),
+                                             "prometheus.io/path": "/metrics"}},
+                "spec": {"securityContext": POD_SECURITY, "automountServiceAccountToken": False,
+                         "terminationGracePeriodSeconds": 30,
+                         "volumes": [vol, {"name": "tmp", "emptyDir": {}}], "containers": [container], **pod_extra},
+            },
+        },
+    }
+
+
+def service(isvc: dict[str, Any]) -> dict[str, Any]:
+    meta = isvc["metadata"]
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"],
+                     "labels": labels("model-server", "predictor", meta["name"], selector(meta["name"])),
+                     "ownerReferences": [owner_reference(isvc)]},
+        "spec": {"selector": selector(meta["name"]),
+                 "ports": [{"name": "http", "port": 80, "targetPort": PORT, "protocol": "TCP"}]},
+    }
+
+
+def url(isvc: dict[str, Any], model: str) -> str:
+    meta = isvc["metadata"]
+    return f"http://{meta['name']}.{meta['namespace']}.svc/v2/models/{model}"

@@ -1,0 +1,279 @@
+"""The aiohttp application: routes of the Open Inference Protocol V2, KServe V1, stats, feedback.
+
+Routes (`{name}` must be the served model, `{version}` its version, else 404):
+
+    GET  /v2/health/live                         200 {"live": true}
+    GET  /v2/health/ready                        200 {"ready": true}, 503 while loading or draining
+    GET  /v2                                     server metadata
+    GET  /v2/models/{name}[/versions/{version}]  model metadata (inputs, outputs, classes)
+    GET  /v2/models/{name}[/versions/{version}]/ready
+    POST /v2/models/{name}[/versions/{version}]/infer
+    POST /v1/models/{name}:predict               {"instances": [...]} -> {"predictions": [...]}
+    GET  /v1/models/{name}                       {"name": ..., "ready": true}
+    GET  /v2/models/{name}[/versions/{version}]/stats     the drift monitor's JSON (see below)
+    POST /v2/models/{name}[/versions/{version}]/feedback  ground truth (see feedback.py)
+    GET  /metrics                                Prometheus (see metrics.py)
+
+Every error, including unknown routes and methods, is JSON `{"error": "..."}`; bad input is
+always a 4xx, never a 500.
+
+Stats document (`GET /v2/models/{name}/stats`)
+----------------------------------------------
+All counts are cumulative since the process started; `startId` changes with every start, so a
+reader diffs successive scrapes of the same `startId` and treats a new one as a reset::
+
+    {"format": "mlops.dev/serving-stats/v1",
+     "model": "retail", "version": "3", "digest": "<sha256 of model.onnx>",
+     "instance": "<pod name>", "startId": "<uuid4 hex>", "startTime": "2026-01-01T12:00:00Z",
+     "startTimeEpoch": 1767268800.0, "now": "...", "nowEpoch": ...,
+     "requests": {"infer": {"200": 1200, "422": 3}, "predict": {...}, "feedback": {...}},
+     "rows": 35000,                       # rows predicted
+     "features": {
+        "age": {"type": "numeric", "binEdges": [e0, ..., e8], "counts": [c0, ..., c9], "nulls": 12},
+        "is_member": {"type": "boolean", "categories": ["false", "true"], "counts": [a, b],
+                      "other": 0, "nulls": 0},
+        "device": {"type": "categorical", "categories": ["mobile", ...], "counts": [...],
+                   "other": 4, "nulls": 0}, ...},
+     "prediction": {"type": "score", "positiveClass": "1", "binEdges": [0.1, ..., 0.9],
+                    "counts": [10 counts], "count": 35000, "sum": 8123.4},
+                   # multiclass: {"type": "class", "classes": [...], "counts": [...], ...}
+                   # regression: {"type": "value", "binEdges": [reference edges], "counts": [...], ...}
+     "feedback": {"requests": 10, "count": 500, "correct": 430, "classes": ["0", "1"],
+                  "confusion": [[t0p0, t0p1], [t1p0, t1p1]],
+                  "scoreBinEdges": [...], "scoreCountsByLabel": {"0": [...], "1": [...]}},
+                 # regression: count, sumAbsError, sumSquaredError, sumLabel, sumSquaredLabel, sumPrediction
+     "reservoir": {"size": 1000, "windowSeconds": 300,
+                   "current": {"windowStart": "...", "windowStartEpoch": ..., "seen": 4000,
+                               "columns": [feature names in model.json order],
+                               "rows": [[value or null, ...], ...], "predictions": [...]},
+                   "previous": {... the last complete window ...} or null}}
+
+Numeric bins: bin i holds edges[i-1] <= v < edges[i] (`searchsorted(edges, v, side="right")`),
+the convention of the reference in model.json, so live and reference counts compare bin for bin.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from mlops_operator import __version__
+
+from .batcher import Batcher
+from .config import ServeConfig
+from .feedback import Feedback
+from .metrics import RequestStats, registry
+from .model import LoadedModel
+from .monitor import Monitor, _iso
+from .protocol import (JSON_HEADERS, ServingError, Spec, error_body, model_metadata, parse_v1, parse_v2,
+                       server_metadata, v1_response, v2_response)
+
+log = logging.getLogger(__name__)
+STATS_FORMAT = "mlops.dev/serving-stats/v1"
+_HEADER_LEN = "Inference-Header-Content-Length"
+
+
+def _json(doc: Any, status: int = 200) -> web.Response:
+    import orjson
+
+    return web.Response(body=orjson.dumps(doc), status=status, headers=JSON_HEADERS)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.Response(body=error_body(message), status=status, headers=JSON_HEADERS)
+
+
+class ModelServer:
+    """One served model version and everything counted about it."""
+
+    def __init__(self, model: LoadedModel, cfg: ServeConfig, seed: int | None = None, clock=time.time):
+        self.model = model
+        self.cfg = cfg
+        self.spec = Spec(model, cfg.name, cfg.version, cfg.max_batch_size)
+        self.monitor = Monitor(model, cfg.reservoir_size, cfg.window_seconds, seed=seed, clock=clock)
+        self.batcher = Batcher(model, self.spec, self.monitor)
+        self.feedback = Feedback(model.classifier, model.classes, cfg.max_batch_size)
+        self.requests = RequestStats()
+        self.ready = True
+        self.draining = False
+        self.start_id = uuid.uuid4().hex
+        self.start_time = time.time()
+        self.instance = cfg.instance or os.environ.get("POD_NAME") or socket.gethostname()
+        self.registry = registry(self)
+        self.max_body = cfg.max_body_bytes
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _check_model(self, request: web.Request) -> None:
+        mi = request.match_info
+        name = mi.get("name")
+        if name != self.spec.name:
+            raise ServingError(404, f"model {name!r} is not served here; this server serves {self.spec.name!r}")
+        v = mi.get("version")
+        if v is not None and v != self.spec.version:
+            raise ServingError(404, f"model {name!r} has no version {v!r} here; this server serves version "
+                                    f"{self.spec.version!r}")
+
+    async def _body(self, request: web.Request) -> bytes:
+        cl = request.content_length
+        if cl is not None and cl > self.max_body:
+            raise ServingError(413, f"request body of {cl} bytes is over the limit of {self.max_body} bytes")
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise ServingError(413, f"request body is over the limit of {self.max_body} bytes") from None
+
+    # -- the data plane --------------------------------------------------------------------------
+    async def infer(self, request: web.Request) -> web.Response:
+        t0 = time.perf_counter()
+        stats = self.requests
+        stats.inflight += 1
+        rows = 0
+        try:
+            self._check_model(request)
+            body = await self._body(request)
+            req = parse_v2(body, self.spec, request.headers.get(_HEADER_LEN))
+            rows = req.n
+            result = await self.batcher.submit(req)
+            out, headers = v2_response(self.spec, req, result)
+            resp = web.Response(body=out, headers=headers)
+        except ServingError as e:
+            resp = _error(e.status, e.message)
+        except Exception as e:  # a bug, not bad input: still JSON, and logged
+            log.exception("infer failed")
+            resp = _error(500, f"internal error: {type(e).__name__}: {e}")
+        stats.inflight -= 1
+        stats.done("infer", resp.status, time.perf_counter() - t0, rows)
+        return resp
+
+    async def predict_v1(self, request: web.Request) -> web.Response:
+        t0 = time.perf_counter()
+        stats = self.requests
+        stats.inflight += 1
+        rows = 0
+        try:
+            self._check_model(request)
+            body = await self._body(request)
+            req = parse_v1(body, self.spec)
+            rows = req.n
+            result = await self.batcher.submit(req)
+            resp = web.Response(body=v1_response(self.spec, result), headers=JSON_HEADERS)
+        except ServingError as e:
+            resp = _error(e.status, e.message)
+        except Exception as e:
+            log.exception("predict failed")
+            resp = _error(500, f"internal error: {type(e).__name__}: {e}")
+        stats.inflight -= 1
+        stats.done("predict", resp.status, time.perf_counter() - t0, rows)
+        return resp
+
+    async def feedback_post(self, request: web.Request) -> web.Response:
+        t0 = time.perf_counter()
+        self.requests.inflight += 1
+        rows = 0
+        try:
+            self._check_model(request)
+            body = await self._body(request)
+            answer = self.feedback.add(body)
+            rows = answer["rows"]
+            resp = _json(answer)
+        except ServingError as e:
+            resp = _error(e.status, e.message)
+        except Exception as e:
+            log.exception("feedback failed")
+            resp = _error(500, f"internal error: {type(e).__name__}: {e}")
+        self.requests.inflight -= 1
+        self.requests.done("feedback", resp.status, time.perf_counter() - t0, rows)
+        return resp
+
+    # -- health and metadata ---------------------------------------------------------------------
+    async def live(self, request: web.Request) -> web.Response:
+        return _json({"live": True})
+
+    async def server_ready(self, request: web.Request) -> web.Response:
+        if self.ready:
+            return _json({"ready": True})
+        return _json({"ready": False, "error": "draining: shutting down" if self.draining else "not ready"}, 503)
+
+    async def server_meta(self, request: web.Request) -> web.Response:
+        return _json(server_metadata(__version__))
+
+    async def model_meta(self, request: web.Request) -> web.Response:
+        try:
+            self._check_model(request)
+        except ServingError as e:
+            return _error(e.status, e.message)
+        return _json(model_metadata(self.spec))
+
+    async def model_ready(self, request: web.Request) -> web.Response:
+        try:
+            self._check_model(request)
+        except ServingError as e:
+            return _error(e.status, e.message)
+        return _json({"name": self.spec.name, "ready": self.ready}, 200 if self.ready else 503)
+
+    async def stats(self, request: web.Request) -> web.Response:
+        try:
+            self._check_model(request)
+        except ServingError as e:
+            return _error(e.status, e.message)
+        return _json(self.stats_doc())
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        return _error(404, f"no route for {request.method} {request.path}")
+
+    async def not_allowed(self, request: web.Request) -> web.Response:
+        return _error(405, f"method {request.method} is not allowed on {request.path}")
+
+    def stats_doc(self) -> dict[str, Any]:
+        now = time.time()
+        mon = self.monitor
+        return {
+            "format": STATS_FORMAT, "model": self.spec.name, "version": self.spec.version,
+            "digest": self.model.digest, "instance": self.instance, "startId": self.start_id,
+            "startTime": _iso(self.start_time), "startTimeEpoch": self.start_time,
+            "now": _iso(now), "nowEpoch": now,
+            "requests": self.requests.by_code(), "rows": mon.rows,
+            "features": mon.features_doc(), "prediction": mon.prediction.stats(),
+            "feedback": self.feedback.stats(), "reservoir": mon.reservoir_doc(self.spec.order),
+        }
+
+    # -- the app ---------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.max_body)
+        routes: list[tuple[str, str, Any]] = [
+            ("GET", "/v2/health/live", self.live),
+            ("GET", "/v2/health/ready", self.server_ready),
+            ("GET", "/v2", self.server_meta),
+            ("GET", "/v2/models/{name}", self.model_meta),
+            ("GET", "/v2/models/{name}/versions/{version}", self.model_meta),
+            ("GET", "/v2/models/{name}/ready", self.model_ready),
+            ("GET", "/v2/models/{name}/versions/{version}/ready", self.model_ready),
+            ("POST", "/v2/models/{name}/infer", self.infer),
+            ("POST", "/v2/models/{name}/versions/{version}/infer", self.infer),
+            ("GET", "/v2/models/{name}/stats", self.stats),
+            ("GET", "/v2/models/{name}/versions/{version}/stats", self.stats),
+            ("POST", "/v2/models/{name}/feedback", self.feedback_post),
+            ("POST", "/v2/models/{name}/versions/{version}/feedback", self.feedback_post),
+            ("POST", "/v1/models/{name}:predict", self.predict_v1),
+            ("GET", "/v1/models/{name}", self.model_ready),
+            ("GET", "/metrics", self.metrics),
+        ]
+        paths: list[str] = []
+        for method, path, handler in routes:
+            app.router.add_route(method, path, handler)
+            if path not in paths:
+                paths.append(path)
+        for path in paths:
+            app.router.add_route("*", path, self.not_allowed)
+        app.router.add_route("*", "/{tail:.*}", self.not_found)
+        return app

@@ -1,0 +1,100 @@
+"""Options of the model server: command-line flags, each also settable as `MLOPS_SERVE_<FLAG>`.
+
+The InferenceService controller renders the Deployment with these flags; the environment
+variables are for running the server by hand (a flag given on the command line wins).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+
+ENV_PREFIX = "MLOPS_SERVE_"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    store_uri: str
+    model_uri: str
+    digest: str
+    name: str
+    version: str = "1"
+    host: str = "0.0.0.0"
+    port: int = 8080
+    threads: int = 1
+    max_batch_size: int = 1024
+    max_body_bytes: int = 4 * 1024 * 1024
+    reservoir_size: int = 1000
+    window_seconds: int = 300
+    drain_delay_seconds: float = 3.0
+    grace_seconds: float = 20.0
+    instance: str | None = None
+    log_level: str = "INFO"
+    uvloop: bool = True
+
+
+# flag -> (type, default, help); None default = required
+_OPTIONS: list[tuple[str, type, object, str]] = [
+    ("store-uri", str, None, "root of the artifact store, e.g. file:///store"),
+    ("model-uri", str, None, "URI of the model version directory in the store (holds model.onnx + model.json)"),
+    ("digest", str, None, "sha256 of model.onnx; the server refuses to load anything else"),
+    ("name", str, None, "model name served under /v2/models/<name>"),
+    ("version", str, "1", "model version served under /v2/models/<name>/versions/<version>"),
+    ("host", str, "0.0.0.0", "address to listen on"),
+    ("port", int, 8080, "port to listen on"),
+    ("threads", int, 1, "ONNX Runtime intra-op threads"),
+    ("max-batch-size", int, 1024, "most rows in one request (more: HTTP 413)"),
+    ("max-body-bytes", int, 4 * 1024 * 1024, "largest request body (more: HTTP 413)"),
+    ("reservoir-size", int, 1000, "raw rows sampled per statistics window (0: none)"),
+    ("window-seconds", int, 300, "length of a statistics window (windows align to multiples of it since the epoch)"),
+    ("drain-delay-seconds", float, 3.0, "after SIGTERM: keep serving, not ready, for this long (endpoints update)"),
+    ("grace-seconds", float, 20.0, "then: stop listening and wait this long at most for in-flight requests"),
+    ("instance", str, None, "instance id in stats (default: $POD_NAME or the host name)"),
+    ("log-level", str, "INFO", "logging level"),
+]
+
+
+def _env(flag: str) -> str | None:
+    return os.environ.get(ENV_PREFIX + flag.upper().replace("-", "_"))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m mlops_operator.serving",
+        description="Serve one ONNX model version over the Open Inference Protocol (V2) with drift statistics. "
+                    f"Every flag can also be set as an environment variable {ENV_PREFIX}<FLAG> "
+                    f"(e.g. {ENV_PREFIX}STORE_URI).")
+    for flag, typ, default, help_ in _OPTIONS:
+        env = _env(flag)
+        if env is not None:
+            try:
+                default = typ(env)
+            except ValueError:
+                p.error(f"{ENV_PREFIX}{flag.upper().replace('-', '_')}={env!r} is not a valid {typ.__name__}")
+        p.add_argument(f"--{flag}", type=typ, default=default, required=default is None and flag != "instance",
+                       help=help_)
+    env_uv = _env("uvloop")
+    p.add_argument("--no-uvloop", dest="uvloop", action="store_false",
+                   default=(env_uv or "1").lower() not in ("0", "false", "no"),
+                   help="use the standard asyncio event loop even when uvloop is installed")
+    return p
+
+
+def parse(argv: list[str] | None = None) -> ServeConfig:
+    p = parser()
+    a = p.parse_args(argv)
+    cfg = ServeConfig(**{k: v for k, v in vars(a).items()})
+    problems = []
+    if not 0 <= cfg.port < 65536:
+        problems.append("--port must be 0..65535 (0: any free port)")
+    for field, lo in (("threads", 1), ("max_batch_size", 1), ("max_body_bytes", 64), ("window_seconds", 1)):
+        if getattr(cfg, field) < lo:
+            problems.append(f"--{field.replace('_', '-')} must be >= {lo}")
+    if cfg.reservoir_size < 0:
+        problems.append("--reservoir-size must be >= 0")
+    if len(cfg.digest) != 64 or any(c not in "0123456789abcdef" for c in cfg.digest):
+        problems.append("--digest must be a lowercase hex sha256 (64 characters)")
+    if problems:
+        p.error("; ".join(problems))
+    return cfg

@@ -1,0 +1,98 @@
+"""`python -m mlops_operator.serving ...` (and `mlops serve ...`): load, verify, warm up, serve.
+
+Lifecycle: the model is loaded, verified and warmed up before the server listens (a model that
+cannot be served exits with status 2 and says why on stderr). On SIGTERM (or SIGINT) the
+server stops being ready (readiness answers 503) but keeps serving for `--drain-delay-seconds`
+while Kubernetes takes the pod out of its endpoints, then stops listening, lets in-flight
+requests finish for up to `--grace-seconds`, and exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from . import config
+from .model import ModelLoadError, load
+
+log = logging.getLogger("mlops_operator.serving")
+
+
+async def serve(server: Any, cfg: config.ServeConfig, started: Any = None) -> int:
+    from aiohttp import web
+
+    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, shutdown_timeout=cfg.grace_seconds)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.host, cfg.port, backlog=2048, reuse_address=True)
+    await site.start()
+    port = cfg.port
+    srv = getattr(site, "_server", None)
+    if srv is not None and srv.sockets:
+        port = srv.sockets[0].getsockname()[1]
+    log.info("serving model %s version %s (%s) on http://%s:%d", cfg.name, cfg.version, server.model.digest[:12],
+             cfg.host, port)
+    print(f"listening on http://{cfg.host}:{port}", flush=True)
+    if started is not None:
+        started(port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests): stop via the event
+            pass
+    server.stop_event = stop
+    await stop.wait()
+    server.ready = False
+    server.draining = True
+    log.info("shutting down: not ready; serving for %.1fs more, then draining for up to %.1fs",
+             cfg.drain_delay_seconds, cfg.grace_seconds)
+    await asyncio.sleep(cfg.drain_delay_seconds)
+    # Stop listening, then wait for the requests in flight, including those still sending their
+    # body (aiohttp's own shutdown stops reading from connections at once, so it would drop
+    # them); then close the idle connections.
+    for s in list(runner.sites):
+        await s.stop()
+    deadline = loop.time() + cfg.grace_seconds
+    while server.requests.inflight > 0 and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    if server.requests.inflight:
+        log.warning("grace period over with %d requests in flight", server.requests.inflight)
+    if hasattr(runner, "_shutdown_timeout"):
+        runner._shutdown_timeout = max(0.5, deadline - loop.time())
+    await runner.cleanup()
+    log.info("stopped after %d requests", sum(server.requests.codes.values()))
+    return 0
+
+
+def _loop_factory(cfg: config.ServeConfig):
+    if not cfg.uvloop:
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = config.parse(argv)
+    logging.basicConfig(level=getattr(logging, cfg.log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        model = load(cfg.store_uri, cfg.model_uri, cfg.digest, cfg.threads)
+    except ModelLoadError as e:
+        print(f"error: cannot serve the model: {e}", file=sys.stderr, flush=True)
+        return 2
+    from .app import ModelServer
+
+    server = ModelServer(model, cfg)
+    with asyncio.Runner(loop_factory=_loop_factory(cfg)) as runner:
+        return runner.run(serve(server, cfg))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

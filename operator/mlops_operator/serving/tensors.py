@@ -1,0 +1,167 @@
+"""Raw request columns -> checked arrays the ONNX graph takes.
+
+Two paths give the same result. The fast path converts the columns of many requests at once
+(one `np.array` over nested lists, a fixed number of vectorised checks per batch, whatever the
+number of rows or requests); when anything there looks wrong (strings or objects among
+numbers, a null in a non-nullable feature, a number outside float32, a boolean that is not
+0/1, a non-string category) it gives up, and the careful path converts each request on its
+own and names the feature, row and value at fault, so one bad request fails alone.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+from typing import Any
+
+import numpy as np
+
+from .protocol import ParsedRequest, Spec, unfit
+
+F32_MAX = float(np.finfo(np.float32).max)
+_NONE = type(None)
+
+
+class Layout:
+    """Per-feature checks, as index arrays over the numeric features."""
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.n_num = len(spec.num)
+        self.nonnull = np.array([j for j, f in enumerate(spec.num) if not f.nullable], dtype=np.intp)
+        self.boolean = np.array([j for j, f in enumerate(spec.num) if f.type == "boolean"], dtype=np.intp)
+        self.cat_nullable = [f.nullable for f in spec.cat]
+
+    def _checks_pass(self, x: np.ndarray) -> bool:
+        """x: float64 [..., F, n]."""
+        if self.nonnull.size and np.isnan(x[..., self.nonnull, :]).any():
+            return False
+        if (np.abs(x) > F32_MAX).any():
+            return False
+        if self.boolean.size:
+            b = x[..., self.boolean, :]
+            if (np.abs(b * (b - 1.0)) > 0).any():
+                return False
+        return True
+
+    # ----------------------------------------------------------------------------------------
+    def fast(self, reqs: list[ParsedRequest]) -> tuple[np.ndarray, list[list[str]]] | None:
+        """(float64 [F_num, N], categorical columns) for all requests, or None: use `careful`."""
+        n_num = self.n_num
+        total = 0
+        for r in reqs:
+            if r.careful:
+                return None
+            total += r.n
+        if n_num:
+            x = None
+            try:
+                if len(reqs) == 1:
+                    x = np.array(reqs[0].num)
+                else:
+                    y = np.array([r.num for r in reqs])  # [k, F, n] when every request has n rows
+                    if y.ndim == 3 and y.dtype.kind in "fiub":
+                        x = np.ascontiguousarray(y.transpose(1, 0, 2)).reshape(n_num, total)
+            except (ValueError, TypeError, OverflowError):
+                pass
+            if x is None:
+                try:
+                    x = np.array([list(chain.from_iterable(r.num[j] for r in reqs)) for j in range(n_num)])
+                except (ValueError, TypeError, OverflowError):
+                    return None
+            if x.dtype.kind not in "fiub" or x.shape != (n_num, total):
+                return None
+            x = x.astype(np.float64, copy=False)
+            if not self._checks_pass(x):
+                return None
+        else:
+            x = np.empty((0, total), dtype=np.float64)
+        cats = []
+        for j, nullable in enumerate(self.cat_nullable):
+            col = reqs[0].cat[j] if len(reqs) == 1 else list(chain.from_iterable(r.cat[j] for r in reqs))
+            kinds = set(map(type, col))
+            if kinds != {str}:
+                if not kinds <= {str, _NONE} or not nullable:
+                    return None
+                col = ["" if v is None else v for v in col]
+            cats.append(col)
+        return x, cats
+
+    # ----------------------------------------------------------------------------------------
+    def careful(self, req: ParsedRequest) -> tuple[np.ndarray, list[list[str]]]:
+        """One request's arrays, or a ServingError (422) naming the feature, row and value."""
+        spec = self.spec
+        x = np.empty((self.n_num, req.n), dtype=np.float64)
+        for j, f in enumerate(spec.num):
+            x[j] = _numeric(f.name, req.num[j], f.type == "boolean")
+            if not f.nullable:
+                nan = np.isnan(x[j])
+                if nan.any():
+                    raise unfit(f"feature {f.name!r} is not nullable: row {int(np.argmax(nan))} is null/NaN")
+        cats = []
+        for j, f in enumerate(spec.cat):
+            cats.append(_categorical(f.name, req.cat[j], f.nullable))
+        return x, cats
+
+
+def _numeric(name: str, part: Any, boolean: bool) -> np.ndarray:
+    if isinstance(part, np.ndarray):
+        if part.dtype == object:
+            raise unfit(f"feature {name!r}: values must be numbers, got strings")
+        a = part.astype(np.float64)
+    else:
+        try:
+            a = np.array(part)
+        except (ValueError, TypeError):
+            a = np.array(part, dtype=object)
+        if a.dtype.kind in "fiub" and a.ndim == 1:
+            a = a.astype(np.float64)
+        elif a.dtype.kind in "US":
+            bad_v = next((v for v in part if type(v) is str), None)
+            raise unfit(f"feature {name!r}: values must be numbers, got the string {_short(bad_v)}")
+        else:
+            out = np.empty(len(part), dtype=np.float64)
+            for i, v in enumerate(part):
+                t = type(v)
+                if v is None:
+                    out[i] = np.nan
+                elif t is float or t is int or t is bool:
+                    try:
+                        out[i] = v
+                    except OverflowError:
+                        raise unfit(f"feature {name!r}: row {i}: {_short(v)} is outside the float32 range") from None
+                else:
+                    raise unfit(f"feature {name!r}: row {i}: expected a number or null, got "
+                                f"{t.__name__} {_short(v)}")
+            a = out
+    with np.errstate(invalid="ignore"):
+        big = np.abs(a) > F32_MAX
+    if big.any():
+        i = int(np.argmax(big))
+        raise unfit(f"feature {name!r}: row {i}: {a[i]!r} is outside the float32 range")
+    if boolean:
+        off = np.abs(a * (a - 1.0)) > 0
+        if off.any():
+            i = int(np.argmax(off))
+            raise unfit(f"feature {name!r} is boolean: row {i} is {a[i]!r}, not true/false or 0/1")
+    return a
+
+
+def _categorical(name: str, part: Any, nullable: bool) -> list[str]:
+    col = part.tolist() if isinstance(part, np.ndarray) else part
+    out = []
+    for i, v in enumerate(col):
+        if type(v) is str:
+            out.append(v)
+        elif v is None:
+            if not nullable:
+                raise unfit(f"feature {name!r} is not nullable: row {i} is null")
+            out.append("")
+        else:
+            raise unfit(f"feature {name!r} is categorical: row {i}: expected a string, got "
+                        f"{type(v).__name__} {_short(v)}")
+    return out
+
+
+def _short(v: Any, n: int = 40) -> str:
+    s = repr(v)
+    return s if len(s) <= n else s[: n - 3] + "..."

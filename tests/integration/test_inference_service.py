@@ -1,0 +1,194 @@
+"""InferenceService on the real control plane: Deployment + Service of the model server, V2
+inference through the Service, a rollout under load with no failed request, and a broken
+version that never takes traffic."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mlops_operator.localcluster.forward import free_port
+from tests.conftest import Cluster, OperatorProcess, wait_for
+from tests.integration.test_training import cond, get, production, retail_dataset, run, wait_mv_ready, wait_phase
+
+pytestmark = pytest.mark.cluster
+
+ISVC = """
+apiVersion: mlops.dev/v1alpha1
+kind: InferenceService
+metadata: {name: propensity}
+spec:
+  model: propensity
+  alias: production
+  replicas: 2
+"""
+
+
+def isvc_status(c: Cluster, ns: str) -> dict:
+    return get(c, "inferenceservice", ns, "propensity").get("status") or {}
+
+
+def serving(c: Cluster, ns: str, version: str, timeout: float = 180) -> dict:
+    def done():
+        st = isvc_status(c, ns)
+        ok = st.get("modelVersion") == version and cond({"status": st}, "Ready").get("status") == "True"
+        return st if ok and st.get("readyReplicas") == 2 else None
+    return wait_for(done, timeout, interval=0.5, what=f"InferenceService serving {version}")
+
+
+class Forward:
+    def __init__(self, c: Cluster, ns: str):
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, "-m", "mlops_operator.cli.main", "port-forward", "--name",
+                                      c.cfg.name, "-n", ns, "svc/propensity", f"{self.port}:80"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert "Forwarding from 127.0.0.1" in self.proc.stdout.readline()
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def post(self, path: str, body: dict, timeout: float = 10) -> tuple[int, dict]:
+        req = urllib.request.Request(self.base + path, data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def rows_from_store(c: Cluster, ns: str, mv: dict, n: int = 50):
+    """Test rows and the served model's own ONNX predictions on them (the model that passed
+    parity with scikit-learn at training time)."""
+    import onnxruntime as ort
+
+    from mlops_operator.data import retail
+    from mlops_operator.store.model_manifest import read_manifest
+    from mlops_operator.training import convert, pipeline
+
+    pvc = c.get_json("pvc", "mlops-store", "-n", ns)
+    root = Path(c.get_json("pv", pvc["spec"]["volumeName"])["spec"]["hostPath"]["path"])
+    d = root / mv["spec"]["artifact"]["uri"].split("/store/", 1)[1]
+    man = read_manifest(d / "model.json")
+    feats = [{"name": f.name, "type": f.type} for f in man.inputs]
+    df = retail.generate(n, seed=99).to_pandas()
+    x = pipeline.prepare_frame(df, feats)
+    sess = ort.InferenceSession((d / "model.onnx").read_bytes(), providers=["CPUExecutionProvider"])
+    out = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, convert.feeds(x, feats))))
+    instances = [{f["name"]: (None if (isinstance(v, float) and np.isnan(v)) else v)
+                  for f, v in zip(feats, row)} for row in x.itertuples(index=False)]
+    return man, feats, x, instances, out
+
+
+def test_serve_infer_roll_out_under_load_and_refuse_a_broken_version(local_cluster: Cluster,
+                                                                      operator: OperatorProcess, namespace: str):
+    c, ns = local_cluster, namespace
+    c.apply(retail_dataset(rows=3000), ns)
+    c.apply(run("v1", "  estimator: {type: LogisticRegression}\n  promotion: {policy: always}"), ns)
+    assert wait_phase(c, ns, "v1")["phase"] == "Succeeded"
+    wait_mv_ready(c, ns, "propensity-v1")
+    c.apply(ISVC, ns)
+    st = serving(c, ns, "propensity-v1")
+    assert st["url"].endswith("/v2/models/propensity")
+    dep = c.get_json("deployment", "propensity-predictor", "-n", ns)
+    assert dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    tmpl = dep["spec"]["template"]
+    assert tmpl["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert tmpl["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+    fwd = Forward(c, ns)
+    try:
+        man, feats, x, instances, want = rows_from_store(c, ns, get(c, "modelversion", ns, "propensity-v1"))
+        # V2 with one tensor per feature, as a raw JSON client sends it
+        inputs = []
+        for f in feats:
+            col = x[f["name"]]
+            if f["type"] == "categorical":
+                inputs.append({"name": f["name"], "datatype": "BYTES", "shape": [len(x), 1], "data": col.tolist()})
+            else:
+                inputs.append({"name": f["name"], "datatype": "FP32", "shape": [len(x), 1],
+                               "data": [None if np.isnan(v) else float(v) for v in col]})
+        code, body = fwd.post("/v2/models/propensity/infer", {"id": "req-1", "inputs": inputs})
+        assert code == 200, body
+        assert body["id"] == "req-1" and body["model_name"] == "propensity"
+        outs = {o["name"]: o for o in body["outputs"]}
+        assert [str(v) for v in outs["label"]["data"]] == [str(v) for v in want["label"].reshape(-1)]
+        np.testing.assert_allclose(np.array(outs["probabilities"]["data"]).reshape(-1, 2), want["probabilities"],
+                                   atol=1e-6)
+        # bad input: 4xx with a message, never a 5xx
+        code, body = fwd.post("/v2/models/propensity/infer", {"inputs": [{"name": "nope", "datatype": "FP32",
+                                                                          "shape": [1], "data": [1]}]})
+        assert 400 <= code < 500 and body.get("error"), body
+
+        # roll out v2 under steady load: no failed request
+        failures: list[str] = []
+        done = threading.Event()
+        sent = [0]
+
+        def load():
+            while not done.is_set():
+                code, body = fwd.post("/v2/models/propensity/infer", {"inputs": inputs[:]}, timeout=10)
+                sent[0] += 1
+                if code != 200:
+                    failures.append(f"{code}: {body}")
+                time.sleep(0.02)
+
+        threads = [threading.Thread(target=load) for _ in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            c.apply(run("v2", "  estimator: {type: RandomForestClassifier, params: {n_estimators: 20}}\n"
+                              "  promotion: {policy: always}"), ns)
+            assert wait_phase(c, ns, "v2")["phase"] == "Succeeded"
+            st = serving(c, ns, "propensity-v2")
+            time.sleep(2)
+        finally:
+            done.set()
+            for t in threads:
+                t.join(15)
+        assert sent[0] > 20 and not failures, (sent[0], failures[:5])
+        assert st["previousModelVersion"] == "propensity-v1"
+        pods = c.pods(ns, "mlops.dev/inference-service=propensity")
+        assert {p["metadata"]["labels"]["mlops.dev/model-version"] for p in pods
+                if not p["metadata"].get("deletionTimestamp")} == {"propensity-v2"}
+    finally:
+        fwd.close()
+
+    # a corrupted version gets production: it is never rolled out, v2 keeps serving, status says why
+    c.apply(run("v3", "  estimator: {type: LogisticRegression, params: {C: 0.5}}"), ns)
+    assert wait_phase(c, ns, "v3")["phase"] == "Succeeded"
+    mv3 = wait_mv_ready(c, ns, "propensity-v3")
+    pvc = c.get_json("pvc", "mlops-store", "-n", ns)
+    root = Path(c.get_json("pv", pvc["spec"]["volumeName"])["spec"]["hostPath"]["path"])
+    onnx = root / mv3["spec"]["artifact"]["uri"].split("/store/", 1)[1] / "model.onnx"
+    onnx.chmod(0o644)
+    onnx.write_bytes(b"not a model")
+    c.kubectl("annotate", "modelversion", "propensity-v3", "-n", ns, "mlops.dev/verify=after-corruption")
+    wait_for(lambda: cond(get(c, "modelversion", ns, "propensity-v3"), "Degraded").get("status") == "True", 60,
+             what="v3 Degraded")
+    c.kubectl("patch", "modelversion", "propensity-v3", "-n", ns, "--type=merge", "-p",
+              '{"spec": {"aliases": ["production"]}}')
+    wait_for(lambda: production(c, ns) == ["propensity-v3"], 30, what="production on v3")
+    st = wait_for(lambda: (lambda s: s if cond({"status": s}, "Degraded").get("status") == "True" else None)(
+        isvc_status(c, ns)), 60, interval=0.5, what="InferenceService Degraded")
+    assert st["modelVersion"] == "propensity-v2"
+    assert "propensity-v3 is not Ready" in cond({"status": st}, "Degraded")["message"]
+    assert cond({"status": st}, "Ready")["status"] == "True"
+    # the served version cannot be deleted
+    c.kubectl("delete", "modelversion", "propensity-v2", "-n", ns, "--wait=false")
+    time.sleep(3)
+    mv2 = get(c, "modelversion", ns, "propensity-v2")
+    assert mv2["metadata"].get("deletionTimestamp")
+    assert any(e["reason"] == "InUse" for e in c.get_json("events", "-n", ns)["items"]
+               if e["involvedObject"]["name"] == "propensity-v2")
