@@ -192,3 +192,71 @@ def test_serve_infer_roll_out_under_load_and_refuse_a_broken_version(local_clust
     assert mv2["metadata"].get("deletionTimestamp")
     assert any(e["reason"] == "InUse" for e in c.get_json("events", "-n", ns)["items"]
                if e["involvedObject"]["name"] == "propensity-v2")
+
+
+CANARY = """
+apiVersion: mlops.dev/v1alpha1
+kind: InferenceService
+metadata: {name: propensity}
+spec:
+  model: propensity
+  alias: production
+  replicas: 1
+  rollout:
+    strategy: canary
+    canary: {steps: [50], pauseSeconds: 4, minRequests: 10, maxErrorRate: 0.05, readyTimeoutSeconds: 90}
+"""
+
+
+def test_canary_rolls_back_a_failing_version_and_promotes_a_good_one(local_cluster: Cluster,
+                                                                     operator: OperatorProcess, namespace: str):
+    c, ns = local_cluster, namespace
+    c.apply(retail_dataset(rows=2000), ns)
+    two = "  features: [age, tenure_days]\n"
+    c.apply(run("v1", two + "  estimator: {type: LogisticRegression}\n  promotion: {policy: always}"), ns)
+    assert wait_phase(c, ns, "v1")["phase"] == "Succeeded"
+    wait_mv_ready(c, ns, "propensity-v1")
+    c.apply(CANARY, ns)
+    wait_for(lambda: isvc_status(c, ns).get("modelVersion") == "propensity-v1", 120, what="v1 serving")
+    fwd = Forward(c, ns)
+    done = threading.Event()
+    codes: list[int] = []
+
+    def load():  # clients that know the two features of v1
+        body = {"inputs": [{"name": "age", "datatype": "FP32", "shape": [1, 1], "data": [35.0]},
+                           {"name": "tenure_days", "datatype": "FP32", "shape": [1, 1], "data": [400.0]}]}
+        while not done.is_set():
+            codes.append(fwd.post("/v2/models/propensity/infer", body)[0])
+            time.sleep(0.05)
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        # v2 needs every feature: a canary the v1 clients cannot use
+        c.apply(run("v2", "  estimator: {type: LogisticRegression}\n  promotion: {policy: always}"), ns)
+        assert wait_phase(c, ns, "v2")["phase"] == "Succeeded"
+        st = wait_for(lambda: (lambda s: s if (s.get("lastCanary") or {}).get("result") else None)(isvc_status(c, ns)),
+                      180, interval=0.5, what="canary verdict")
+        assert st["lastCanary"]["result"] == "rolledBack" and st["lastCanary"]["version"] == "propensity-v2", st
+        assert st["modelVersion"] == "propensity-v1" and st["failedModelVersion"] == "propensity-v2"
+        deg = cond({"status": st}, "Degraded")
+        assert deg["status"] == "True" and "propensity-v2" in deg["message"] and "error rate" in deg["message"]
+        wait_for(lambda: not c.get_json("deployments", "-n", ns, "-l", "mlops.dev/track=canary")["items"], 30,
+                 what="canary Deployment gone")
+        assert any(e["reason"] == "CanaryRolledBack" for e in c.get_json("events", "-n", ns)["items"])
+
+        # a good version passes the canary and becomes the stable one
+        c.apply(run("v3", two + "  estimator: {type: DecisionTreeClassifier, params: {max_depth: 3}}\n"
+                                "  promotion: {policy: always}"), ns)
+        assert wait_phase(c, ns, "v3")["phase"] == "Succeeded"
+        st = wait_for(lambda: (lambda s: s if s.get("modelVersion") == "propensity-v3" else None)(isvc_status(c, ns)),
+                      240, interval=0.5, what="v3 promoted through the canary")
+        assert st["lastCanary"]["result"] == "promoted" and st["previousModelVersion"] == "propensity-v1"
+        n = len(codes)
+        time.sleep(1)
+        assert all(code == 200 for code in codes[n:]), codes[n:]
+    finally:
+        done.set()
+        t.join(10)
+        fwd.close()
+    assert codes.count(200) > 20

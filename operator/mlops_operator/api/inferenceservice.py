@@ -20,9 +20,47 @@ class MonitoringOptions(ApiModel):
     window_seconds: int = Field(300, ge=10, description="Length of a statistics window.")
 
 
+class CanaryOptions(ApiModel):
+    """A second Deployment of the new version behind the same Service, its share of traffic
+    stepped up while its error rate and latency stay within bounds, else rolled back."""
+
+    steps: list[int] = Field(default_factory=lambda: [25, 50], min_length=1, max_length=10,
+                             description="Traffic shares in percent (approximated by the replica share).",
+                             json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 99}})
+    pause_seconds: int = Field(30, ge=1, le=86400, description="Observation time per step.")
+    max_error_rate: float = Field(0.01, ge=0.0, le=1.0, description="Most share of failed (non-2xx) canary requests "
+                                                                   "above the stable version's rate.")
+    max_latency_p99_ms: float | None = Field(None, gt=0, description="Highest p99 latency of the canary.")
+    min_requests: int = Field(20, ge=0, description="Requests the canary must answer per step before a verdict.")
+    ready_timeout_seconds: int = Field(120, ge=10, description="Rolled back when not ready within this time.")
+
+
 class RolloutOptions(ApiModel):
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel("self.strategy != 'canary' || has(self.canary)", "rollout.canary is required for strategy canary"),
+    )}
+
+    strategy: Literal["rolling", "canary"] = Field("rolling", description="rolling: replace pods one by one, each "
+                                                                          "new one ready first; canary: see canary.")
     max_surge: int = Field(1, ge=0, description="Extra pods during a rollout.")
     max_unavailable: int = Field(0, ge=0, description="Pods that may be unavailable during a rollout.")
+    canary: CanaryOptions | None = None
+
+
+class Autoscaling(ApiModel):
+    """Passed to a HorizontalPodAutoscaler (autoscaling/v2) of the predictor Deployment."""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas"),
+    )}
+
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(ge=1, le=1000)
+    metrics: list[dict] | None = Field(None, description="autoscaling/v2 MetricSpec list; default: 70% CPU.",
+                                       json_schema_extra={"items": {"type": "object",
+                                                                    "x-kubernetes-preserve-unknown-fields": True}})
+    behavior: dict | None = Field(None, description="autoscaling/v2 HorizontalPodAutoscalerBehavior.",
+                                  json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
 
 
 class InferenceServiceSpec(ApiModel):
@@ -36,7 +74,8 @@ class InferenceServiceSpec(ApiModel):
     alias: str | None = Field(None, pattern=NAME_PATTERN, max_length=63,
                               description="Serve the version holding this alias (e.g. production); follows it.")
     version: int | None = Field(None, ge=1, description="Serve this version number (pinned).")
-    replicas: int = Field(1, ge=0, le=100, description="Serving pods.")
+    replicas: int = Field(1, ge=0, le=100, description="Serving pods (ignored when autoscaling is set).")
+    autoscaling: Autoscaling | None = Field(None, description="Scale with a HorizontalPodAutoscaler.")
     server: ServerOptions = Field(default_factory=ServerOptions)
     monitoring: MonitoringOptions = Field(default_factory=MonitoringOptions)
     rollout: RolloutOptions = Field(default_factory=RolloutOptions)
@@ -55,3 +94,7 @@ class InferenceServiceStatus(ApiModel):
     failed_model_version: str | None = Field(None, description="A version that failed to roll out (not retried "
                                                                "until the alias or pin changes).")
     failure_message: str | None = None
+    canary: dict | None = Field(None, description="The canary in progress: version, step, replicas, last verdict.",
+                                json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    last_canary: dict | None = Field(None, description="How the last canary ended (promoted or rolledBack, why).",
+                                     json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})

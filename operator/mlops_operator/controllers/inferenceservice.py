@@ -20,7 +20,9 @@ import kopf
 
 from ..api.conditions import is_true, now, set_condition
 from ..registry import aliases as reg
-from ..resources.serving import deployment, deployment_name, service, url
+from ..resources.serving import (PORT, autoscaler, canary_deployment, canary_name, deployment, service,
+                                 url)
+from ..rollout import canary as canary_rules
 from ..resources.store import store_claim
 from . import kube
 from .metrics import measured
@@ -108,10 +110,21 @@ async def _reconcile(isvc: dict[str, Any], settings: Settings) -> None:
         return
     await kube.create_or_adopt(store_claim(ns, settings))
     await kube.create_or_adopt(service(isvc))
-    want = deployment(isvc, target, settings)
-    h = hashlib.sha256(json.dumps(want["spec"], sort_keys=True).encode()).hexdigest()[:16]
-    dep = await kube.ensure_deployment(want, h)
+    if spec.get("autoscaling"):
+        await kube.ensure_hpa(autoscaler(isvc))
     target_name = target["metadata"]["name"]
+    roll = spec.get("rollout") or {}
+    last = st.get("lastCanary") or {}
+    passed = last.get("version") == target_name and last.get("result") == "promoted"
+    if roll.get("strategy") == "canary" and serving_now and target_name != serving_now and not passed:
+        stable = await kube.get_custom("modelversions", ns, serving_now)
+        if stable is not None:
+            await _canary(isvc, st, stable, target, settings)
+            return
+    if st.get("canary"):  # a canary left over (strategy changed, or the alias went back)
+        await kube.delete_deployment(ns, canary_name(name))
+        await kube.patch_status(PLURAL, ns, name, {"canary": None})
+    dep = await _ensure(isvc, target, settings)
     state, msg = rollout_state(dep)
     patch: dict[str, Any] = {"observedGeneration": gen, "url": url(isvc, spec["model"]),
                              "replicas": int(spec.get("replicas", 1)),
@@ -129,8 +142,7 @@ async def _reconcile(isvc: dict[str, Any], settings: Settings) -> None:
         if serving_now:  # put the Deployment back on the version that served
             old = await kube.get_custom("modelversions", ns, serving_now)
             if old is not None:
-                back = deployment(isvc, old, settings)
-                await kube.ensure_deployment(back, hashlib.sha256(json.dumps(back["spec"], sort_keys=True).encode()).hexdigest()[:16])
+                await _ensure(isvc, old, settings)
         return
     if state == "complete":
         if target_name != serving_now:
@@ -151,6 +163,125 @@ async def _reconcile(isvc: dict[str, Any], settings: Settings) -> None:
             _event(isvc, "Normal", "RollingOut", f"rolling out {target_name}")
     patch["conditions"] = conds
     await kube.patch_status(PLURAL, ns, name, patch)
+
+
+def _hash(obj: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(obj["spec"], sort_keys=True).encode()).hexdigest()[:16]
+
+
+async def _ensure(isvc: dict[str, Any], mv: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    want = deployment(isvc, mv, settings)
+    return await kube.ensure_deployment(want, _hash(want))
+
+
+def _later(namespace: str, name: str, settings: Settings, delay: float) -> None:
+    """Look again after `delay` (canary steps); a restarted operator resumes through `resume`."""
+    async def again() -> None:
+        await asyncio.sleep(delay)
+        try:
+            await reconcile(namespace, name, settings)
+        except Exception:  # logged; the next event or resume picks it up
+            log.exception("canary follow-up of %s/%s failed", namespace, name)
+    asyncio.get_running_loop().create_task(again())
+
+
+async def _pod_stats(namespace: str, selector: str) -> canary_rules.ServerStats:
+    parts = []
+    for p in await kube.list_pods(namespace, selector):
+        if (p.get("status") or {}).get("phase") != "Running" or p["metadata"].get("deletionTimestamp"):
+            continue
+        try:
+            parts.append(canary_rules.parse(await kube.pod_proxy_get(namespace, p["metadata"]["name"], PORT, "metrics")))
+        except Exception as e:  # a pod that cannot be scraped counts as no data, never as success
+            log.warning("could not read metrics of %s/%s: %s", namespace, p["metadata"]["name"], e)
+    return canary_rules.combine(parts)
+
+
+def _age(ts: str | None) -> float:
+    import datetime as dt
+
+    if not ts:
+        return 0.0
+    t = dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    return (dt.datetime.now(dt.timezone.utc) - t).total_seconds()
+
+
+async def _canary(isvc: dict[str, Any], st: dict[str, Any], stable: dict[str, Any], target: dict[str, Any],
+                  settings: Settings) -> None:
+    """One look at the canary: start it, wait for it, judge a step, go on, promote or roll back."""
+    meta, spec = isvc["metadata"], isvc["spec"]
+    ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
+    opts = (spec.get("rollout") or {}).get("canary") or {}
+    steps = opts.get("steps") or [25, 50]
+    version, stable_name = target["metadata"]["name"], stable["metadata"]["name"]
+    c = dict(st.get("canary") or {})
+    if c.get("version") != version:
+        c = {"version": version, "step": 0, "startedAt": now(), "stepStartedAt": now()}
+        _event(isvc, "Normal", "CanaryStarted", f"canary {version} at {steps[0]}% next to {stable_name}")
+    dep = await _ensure(isvc, stable, settings)  # the stable track stays on the serving version
+    replicas = canary_rules.canary_replicas(steps[c["step"]], int(dep["spec"].get("replicas") or 1))
+    cdep = canary_deployment(isvc, target, replicas, settings)
+    cdep = await kube.ensure_deployment(cdep, _hash(cdep))
+    c["replicas"], c["share"] = replicas, steps[c["step"]]
+    conds = st.get("conditions")
+    ready = int((cdep.get("status") or {}).get("availableReplicas") or 0) >= replicas
+    if not ready:
+        if _age(c["stepStartedAt"]) > int(opts.get("readyTimeoutSeconds", 120)):
+            why = why_pods_fail(await kube.list_pods(ns, f"mlops.dev/inference-service={name},mlops.dev/track=canary"),
+                                version)
+            return await _rollback(isvc, st, c, f"canary pods not ready: {why}")
+        c["message"] = f"waiting for {replicas} canary pod(s) to be ready"
+        conds, _ = set_condition(conds, "Progressing", True, "Canary", f"{version}: {c['message']}", gen)
+        await kube.patch_status(PLURAL, ns, name, {"canary": c, "conditions": conds, "observedGeneration": gen})
+        _later(ns, name, settings, 2)
+        return
+    c.setdefault("readyAt", now())
+    pause = int(opts.get("pauseSeconds", 30))
+    waited = _age(c.get("readyAt") if c["step"] == 0 else c["stepStartedAt"])
+    if waited < pause:
+        c["message"] = f"observing step {c['step'] + 1}/{len(steps)} ({steps[c['step']]}%)"
+        conds, _ = set_condition(conds, "Progressing", True, "Canary", f"{version}: {c['message']}", gen)
+        await kube.patch_status(PLURAL, ns, name, {"canary": c, "conditions": conds})
+        _later(ns, name, settings, max(1.0, pause - waited))
+        return
+    sel = f"mlops.dev/inference-service={name}"
+    verdict, why = canary_rules.verdict(await _pod_stats(ns, sel + ",mlops.dev/track=canary"),
+                                        await _pod_stats(ns, sel + ",mlops.dev/track=stable"),
+                                        float(opts.get("maxErrorRate", 0.01)), opts.get("maxLatencyP99Ms"),
+                                        int(opts.get("minRequests", 20)))
+    c["verdict"] = why
+    if verdict == "fail":
+        return await _rollback(isvc, st, c, why)
+    if verdict == "wait":
+        c["message"] = why
+        await kube.patch_status(PLURAL, ns, name, {"canary": c})
+        _later(ns, name, settings, 5)
+        return
+    if c["step"] + 1 < len(steps):
+        c.update(step=c["step"] + 1, stepStartedAt=now())
+        _event(isvc, "Normal", "CanaryStep", f"{version}: {why}; now {steps[c['step']]}%")
+        await kube.patch_status(PLURAL, ns, name, {"canary": c})
+        _later(ns, name, settings, 1)
+        return
+    # every step passed: the stable track rolls to the new version, then the canary goes
+    _event(isvc, "Normal", "CanaryPromoted", f"{version} passed every step ({why}); rolling it out")
+    await _ensure(isvc, target, settings)
+    await kube.delete_deployment(ns, canary_name(name))
+    await kube.patch_status(PLURAL, ns, name, {"canary": None, "lastCanary": {**c, "result": "promoted"}})
+    _later(ns, name, settings, 1)
+
+
+async def _rollback(isvc: dict[str, Any], st: dict[str, Any], c: dict[str, Any], why: str) -> None:
+    meta = isvc["metadata"]
+    ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
+    await kube.delete_deployment(ns, canary_name(name))
+    text = f"canary {c['version']} rolled back: {why}; {st.get('modelVersion')} keeps serving"
+    conds, _ = set_condition(st.get("conditions"), "Degraded", True, "CanaryRolledBack", text, gen)
+    conds, _ = set_condition(conds, "Progressing", False, "CanaryRolledBack", text, gen)
+    await kube.patch_status(PLURAL, ns, name, {"canary": None, "failedModelVersion": c["version"],
+                                               "failureMessage": why, "conditions": conds,
+                                               "lastCanary": {**c, "result": "rolledBack"}})
+    _event(isvc, "Warning", "CanaryRolledBack", text)
 
 
 def _ready_reason(mv: dict[str, Any]) -> str:

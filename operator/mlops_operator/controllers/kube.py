@@ -148,6 +148,8 @@ async def ensure_deployment(obj: dict[str, Any], spec_hash: str) -> dict[str, An
     if created or (cur["metadata"].get("annotations") or {}).get("mlops.dev/spec-hash") == spec_hash:
         return cur
     obj["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"]
+    if obj["spec"].get("replicas") is None:  # an autoscaler owns the replica count
+        obj["spec"]["replicas"] = cur["spec"].get("replicas")
     apps = client.AppsV1Api(_api())
     got = await call(apps.replace_namespaced_deployment, obj["metadata"]["name"], obj["metadata"]["namespace"], obj)
     return _api().sanitize_for_serialization(got)
@@ -156,3 +158,29 @@ async def ensure_deployment(obj: dict[str, Any], spec_hash: str) -> dict[str, An
 async def list_pods(namespace: str, selector: str) -> list[dict[str, Any]]:
     pods = await call(client.CoreV1Api(_api()).list_namespaced_pod, namespace, label_selector=selector)
     return _api().sanitize_for_serialization(pods).get("items") or []
+
+
+async def delete_deployment(namespace: str, name: str) -> None:
+    try:
+        await call(client.AppsV1Api(_api()).delete_namespaced_deployment, name, namespace)
+    except ApiException as e:
+        if e.status != 404:
+            raise
+
+
+async def pod_proxy_get(namespace: str, pod: str, port: int, path: str) -> str:
+    """GET a pod's HTTP endpoint through the API server's pod proxy (works wherever the operator
+    runs, in or out of the cluster; needs `pods/proxy` get)."""
+    api = client.CoreV1Api(_api())
+    return await call(api.connect_get_namespaced_pod_proxy_with_path, f"{pod}:{port}", namespace, path.lstrip("/"))
+
+
+async def ensure_hpa(obj: dict[str, Any]) -> None:
+    api = client.AutoscalingV2Api(_api())
+    ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    try:
+        await call(api.create_namespaced_horizontal_pod_autoscaler, ns, obj)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+        await call(api.patch_namespaced_horizontal_pod_autoscaler, name, ns, {"spec": obj["spec"]})

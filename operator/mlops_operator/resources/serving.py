@@ -27,7 +27,7 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
     mvspec = mv["spec"]
     server, mon, roll = spec.get("server") or {}, spec.get("monitoring") or {}, spec.get("rollout") or {}
     lab = labels("model-server", "predictor", name, {**selector(name), "mlops.dev/model": mvspec["model"]})
-    pod_lab = {**lab, "mlops.dev/model-version": mv["metadata"]["name"]}
+    pod_lab = {**lab, "mlops.dev/model-version": mv["metadata"]["name"], "mlops.dev/track": "stable"}
     vol, mount = store_volume(s)
     pod_extra, resources = pod_options(spec.get("pod"))
     probe = {"httpGet": {"path": "/v2/health/ready", "port": PORT}, "periodSeconds": 2, "failureThreshold": 2}
@@ -61,8 +61,9 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
         "metadata": {"name": deployment_name(name), "namespace": meta["namespace"], "labels": lab,
                      "ownerReferences": [owner_reference(isvc)]},
         "spec": {
-            "replicas": int(spec.get("replicas", 1)),
-            "selector": {"matchLabels": selector(name)},
+            # with an autoscaler the HPA owns the count (None: keep the Deployment's current one)
+            "replicas": None if spec.get("autoscaling") else int(spec.get("replicas", 1)),
+            "selector": {"matchLabels": {**selector(name), "mlops.dev/track": "stable"}},
             "progressDeadlineSeconds": PROGRESS_DEADLINE,
             "strategy": {"type": "RollingUpdate",
                          "rollingUpdate": {"maxSurge": int(roll.get("maxSurge", 1)),
@@ -94,3 +95,35 @@ def service(isvc: dict[str, Any]) -> dict[str, Any]:
 def url(isvc: dict[str, Any], model: str) -> str:
     meta = isvc["metadata"]
     return f"http://{meta['name']}.{meta['namespace']}.svc/v2/models/{model}"
+
+
+def canary_deployment(isvc: dict[str, Any], mv: dict[str, Any], replicas: int, s: Settings) -> dict[str, Any]:
+    """The new version next to the stable one, behind the same Service (same selector label)."""
+    d = deployment(isvc, mv, s)
+    d["metadata"]["name"] = canary_name(isvc["metadata"]["name"])
+    d["metadata"]["labels"] = {**d["metadata"]["labels"], "mlops.dev/track": "canary"}
+    d["spec"]["replicas"] = replicas
+    d["spec"]["selector"] = {"matchLabels": {**selector(isvc["metadata"]["name"]), "mlops.dev/track": "canary"}}
+    d["spec"]["template"]["metadata"]["labels"]["mlops.dev/track"] = "canary"
+    return d
+
+
+def canary_name(isvc: str) -> str:
+    return f"{isvc[:50]}-canary"
+
+
+def autoscaler(isvc: dict[str, Any]) -> dict[str, Any]:
+    meta, auto = isvc["metadata"], isvc["spec"]["autoscaling"]
+    metrics = auto.get("metrics") or [{"type": "Resource", "resource": {
+        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]
+    spec: dict[str, Any] = {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                               "name": deployment_name(meta["name"])},
+                            "minReplicas": int(auto.get("minReplicas", 1)), "maxReplicas": int(auto["maxReplicas"]),
+                            "metrics": metrics}
+    if auto.get("behavior"):
+        spec["behavior"] = auto["behavior"]
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"],
+                         "labels": labels("model-server", "autoscaler", meta["name"], selector(meta["name"])),
+                         "ownerReferences": [owner_reference(isvc)]},
+            "spec": spec}

@@ -1,0 +1,1 @@
+"""Rollout decisions of an InferenceService (no kopf): canary sizing and the canary verdict."""
