@@ -56,7 +56,7 @@ def parse(text: str) -> ServerStats:
     """Inference requests, failed ones (any non-2xx) and the latency histogram from /metrics."""
     out = ServerStats()
     for fam in text_string_to_metric_families(text):
-        if fam.name == REQUESTS:
+        if fam.name in (REQUESTS, REQUESTS + "_total"):  # the parser names counter families either way
             for s in fam.samples:
                 if s.name.endswith("_total") and _is_inference(s.labels):
                     out.requests += s.value
