@@ -11,10 +11,11 @@ Routes (`{name}` must be the served model, `{version}` its version, else 404):
     POST /v1/models/{name}:predict               {"instances": [...]} -> {"predictions": [...]}
     GET  /v1/models/{name}                       {"name": ..., "ready": true}
     GET  /v2/models/{name}[/versions/{version}]/stats     the drift monitor's JSON (see below)
+    GET  /v2/models/{name}/reference             model.json's training reference (bins, categories)
     POST /v2/models/{name}[/versions/{version}]/feedback  ground truth (see feedback.py)
     GET  /metrics                                Prometheus (see metrics.py)
 
-Every error, including unknown routes and methods, is JSON `{"error": "..."}`; bad input is
+Every error, including unknown routes (404) and methods (405), is JSON `{"error": "..."}`; bad input is
 always a 4xx, never a 500.
 
 Stats document (`GET /v2/models/{name}/stats`)
@@ -54,10 +55,12 @@ the convention of the reference in model.json, so live and reference counts comp
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 import time
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -98,7 +101,8 @@ class ModelServer:
         self.cfg = cfg
         self.spec = Spec(model, cfg.name, cfg.version, cfg.max_batch_size)
         self.monitor = Monitor(model, cfg.reservoir_size, cfg.window_seconds, seed=seed, clock=clock)
-        self.batcher = Batcher(model, self.spec, self.monitor)
+        self.batcher = Batcher(model, self.spec, self.monitor,
+                               offload_rows=cfg.thread_rows if cfg.thread_rows > 0 else 1 << 62)
         self.feedback = Feedback(model.classifier, model.classes, cfg.max_batch_size)
         self.requests = RequestStats()
         self.ready = True
@@ -110,8 +114,7 @@ class ModelServer:
         self.max_body = cfg.max_body_bytes
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _check_model(self, request: web.Request) -> None:
-        mi = request.match_info
+    def _check_model(self, mi: dict[str, str]) -> None:
         name = mi.get("name")
         if name != self.spec.name:
             raise ServingError(404, f"model {name!r} is not served here; this server serves {self.spec.name!r}")
@@ -120,7 +123,7 @@ class ModelServer:
             raise ServingError(404, f"model {name!r} has no version {v!r} here; this server serves version "
                                     f"{self.spec.version!r}")
 
-    async def _body(self, request: web.Request) -> bytes:
+    async def _body(self, request: web.BaseRequest) -> bytes:
         cl = request.content_length
         if cl is not None and cl > self.max_body:
             raise ServingError(413, f"request body of {cl} bytes is over the limit of {self.max_body} bytes")
@@ -130,13 +133,13 @@ class ModelServer:
             raise ServingError(413, f"request body is over the limit of {self.max_body} bytes") from None
 
     # -- the data plane --------------------------------------------------------------------------
-    async def infer(self, request: web.Request) -> web.Response:
+    async def infer(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         t0 = time.perf_counter()
         stats = self.requests
         stats.inflight += 1
         rows = 0
         try:
-            self._check_model(request)
+            self._check_model(params)
             body = await self._body(request)
             req = parse_v2(body, self.spec, request.headers.get(_HEADER_LEN))
             rows = req.n
@@ -152,13 +155,13 @@ class ModelServer:
         stats.done("infer", resp.status, time.perf_counter() - t0, rows)
         return resp
 
-    async def predict_v1(self, request: web.Request) -> web.Response:
+    async def predict_v1(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         t0 = time.perf_counter()
         stats = self.requests
         stats.inflight += 1
         rows = 0
         try:
-            self._check_model(request)
+            self._check_model(params)
             body = await self._body(request)
             req = parse_v1(body, self.spec)
             rows = req.n
@@ -173,12 +176,12 @@ class ModelServer:
         stats.done("predict", resp.status, time.perf_counter() - t0, rows)
         return resp
 
-    async def feedback_post(self, request: web.Request) -> web.Response:
+    async def feedback_post(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         t0 = time.perf_counter()
         self.requests.inflight += 1
         rows = 0
         try:
-            self._check_model(request)
+            self._check_model(params)
             body = await self._body(request)
             answer = self.feedback.add(body)
             rows = answer["rows"]
@@ -193,50 +196,58 @@ class ModelServer:
         return resp
 
     # -- health and metadata ---------------------------------------------------------------------
-    async def live(self, request: web.Request) -> web.Response:
+    async def live(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         return _json({"live": True})
 
-    async def server_ready(self, request: web.Request) -> web.Response:
+    async def server_ready(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         if self.ready:
             return _json({"ready": True})
         return _json({"ready": False, "error": "draining: shutting down" if self.draining else "not ready"}, 503)
 
-    async def server_meta(self, request: web.Request) -> web.Response:
+    async def server_meta(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         return _json(server_metadata(__version__))
 
-    async def model_meta(self, request: web.Request) -> web.Response:
+    async def model_meta(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         try:
-            self._check_model(request)
+            self._check_model(params)
         except ServingError as e:
             return _error(e.status, e.message)
         return _json(model_metadata(self.spec))
 
-    async def model_ready(self, request: web.Request) -> web.Response:
+    async def model_ready(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         try:
-            self._check_model(request)
+            self._check_model(params)
         except ServingError as e:
             return _error(e.status, e.message)
         return _json({"name": self.spec.name, "ready": self.ready}, 200 if self.ready else 503)
 
-    async def stats(self, request: web.Request) -> web.Response:
+    async def stats(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         try:
-            self._check_model(request)
+            self._check_model(params)
         except ServingError as e:
             return _error(e.status, e.message)
         return _json(self.stats_doc())
 
-    async def metrics(self, request: web.Request) -> web.Response:
+    async def reference(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
+        """The training reference of the served model (model.json's `reference`): what the
+        drift monitor compares the stats' counts with, bin for bin."""
+        try:
+            self._check_model(params)
+        except ServingError as e:
+            return _error(e.status, e.message)
+        ref = self.model.manifest.reference
+        if ref is None:
+            return _error(404, f"model {self.spec.name} has no reference distribution in its model.json")
+        return _json({"model": self.spec.name, "version": self.spec.version, "digest": self.model.digest,
+                      "reference": ref.model_dump(by_alias=True, exclude_none=True, mode="json")})
+
+    async def metrics(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def not_found(self, request: web.Request) -> web.Response:
-        return _error(404, f"no route for {request.method} {request.path}")
-
-    async def not_allowed(self, request: web.Request) -> web.Response:
-        return _error(405, f"method {request.method} is not allowed on {request.path}")
 
     def stats_doc(self) -> dict[str, Any]:
         now = time.time()
         mon = self.monitor
+        mon.sync()
         return {
             "format": STATS_FORMAT, "model": self.spec.name, "version": self.spec.version,
             "digest": self.model.digest, "instance": self.instance, "startId": self.start_id,
@@ -247,10 +258,12 @@ class ModelServer:
             "feedback": self.feedback.stats(), "reservoir": mon.reservoir_doc(self.spec.order),
         }
 
-    # -- the app ---------------------------------------------------------------------------------
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.max_body)
-        routes: list[tuple[str, str, Any]] = [
+    # -- the HTTP server ----------------------------------------------------------------------
+    def routes(self) -> list[tuple[str, str, Any]]:
+        return [
+            ("POST", "/v2/models/{name}/infer", self.infer),
+            ("POST", "/v2/models/{name}/versions/{version}/infer", self.infer),
+            ("POST", "/v1/models/{name}:predict", self.predict_v1),
             ("GET", "/v2/health/live", self.live),
             ("GET", "/v2/health/ready", self.server_ready),
             ("GET", "/v2", self.server_meta),
@@ -258,22 +271,84 @@ class ModelServer:
             ("GET", "/v2/models/{name}/versions/{version}", self.model_meta),
             ("GET", "/v2/models/{name}/ready", self.model_ready),
             ("GET", "/v2/models/{name}/versions/{version}/ready", self.model_ready),
-            ("POST", "/v2/models/{name}/infer", self.infer),
-            ("POST", "/v2/models/{name}/versions/{version}/infer", self.infer),
             ("GET", "/v2/models/{name}/stats", self.stats),
             ("GET", "/v2/models/{name}/versions/{version}/stats", self.stats),
+            ("GET", "/v2/models/{name}/reference", self.reference),
             ("POST", "/v2/models/{name}/feedback", self.feedback_post),
             ("POST", "/v2/models/{name}/versions/{version}/feedback", self.feedback_post),
-            ("POST", "/v1/models/{name}:predict", self.predict_v1),
             ("GET", "/v1/models/{name}", self.model_ready),
             ("GET", "/metrics", self.metrics),
         ]
-        paths: list[str] = []
+
+    def http_server(self) -> web.Server:
+        """aiohttp's low-level server with a small router of our own (the Application router
+        and its middleware machinery cost about a tenth of the CPU of a small request)."""
+        router = Router(self.routes())
+        max_body = self.max_body
+        loop = asyncio.get_running_loop()  # called from the coroutine that starts the server
+
+        async def handle(request: web.BaseRequest) -> web.StreamResponse:
+            try:
+                handler, params = router.resolve(request.method, request.raw_path)
+            except ServingError as e:
+                return _error(e.status, e.message)
+            return await handler(request, params)
+
+        def request_factory(message, payload, protocol, writer, task):  # the body limit applies to read()
+            return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=max_body)
+
+        return web.Server(handle, request_factory=request_factory, access_log=None)
+
+
+class Router:
+    """Exact segments and `{param}` segments (optionally with a literal suffix, `{name}:predict`)."""
+
+    def __init__(self, routes: list[tuple[str, str, Any]]):
+        self.table: dict[tuple[int, str | None], list[tuple[list[tuple[str | None, str]], dict[str, Any]]]] = {}
         for method, path, handler in routes:
-            app.router.add_route(method, path, handler)
-            if path not in paths:
-                paths.append(path)
-        for path in paths:
-            app.router.add_route("*", path, self.not_allowed)
-        app.router.add_route("*", "/{tail:.*}", self.not_found)
-        return app
+            pat = []
+            for seg in path.strip("/").split("/"):
+                if seg.startswith("{"):
+                    name, _, suffix = seg[1:].partition("}")
+                    pat.append((name, suffix))
+                else:
+                    pat.append((None, seg))
+            last = pat[-1][1] if pat[-1][0] is None else None
+            entries = self.table.setdefault((len(pat), last), [])
+            for p, methods in entries:
+                if p == pat:
+                    methods[method] = handler
+                    break
+            else:
+                entries.append((pat, {method: handler}))
+
+    def resolve(self, method: str, raw_path: str) -> tuple[Any, dict[str, str]]:
+        path = raw_path.split("?", 1)[0]
+        segs = path.strip("/").split("/")
+        if "%" in path:
+            segs = [urllib.parse.unquote(x) for x in segs]
+        n = len(segs)
+        allowed: list[str] = []
+        for key in ((n, segs[-1]), (n, None)):
+            for pat, methods in self.table.get(key, ()):
+                params = {}
+                for (name, lit), seg in zip(pat, segs):
+                    if name is None:
+                        if seg != lit:
+                            break
+                    elif lit:
+                        if not seg.endswith(lit) or len(seg) == len(lit):
+                            break
+                        params[name] = seg[: -len(lit)]
+                    elif seg:
+                        params[name] = seg
+                    else:
+                        break
+                else:
+                    handler = methods.get(method)
+                    if handler is not None:
+                        return handler, params
+                    allowed.extend(methods)
+        if allowed:
+            raise ServingError(405, f"method {method} is not allowed on {path}; use {', '.join(sorted(set(allowed)))}")
+        raise ServingError(404, f"no route for {method} {path}")

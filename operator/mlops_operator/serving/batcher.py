@@ -8,12 +8,19 @@ monitor once, and hands each request its slice of the outputs. One request alone
 loop iteration (microseconds); under concurrency the per-request cost of the model run, the
 numpy conversions and the drift counting is shared. The answers are the same as one run per
 request: the graph computes each row independently.
+
+With `--thread-rows N` (off by default: on a 2-core machine shared with the load generator it
+did not pay), runs of at least N rows go to one inference thread (ONNX Runtime releases the
+GIL) while the event loop goes on reading, parsing and answering; the requests that arrive
+meanwhile wait and then go together in the next run, so the batch size adapts to the load, as
+in Triton's dynamic batcher.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -27,7 +34,8 @@ log = logging.getLogger(__name__)
 
 
 class Batcher:
-    def __init__(self, model: LoadedModel, spec: Spec, monitor: Monitor, max_rows_per_run: int = 4096):
+    def __init__(self, model: LoadedModel, spec: Spec, monitor: Monitor, max_rows_per_run: int = 4096,
+                 offload_rows: int = 128):
         self.model = model
         self.spec = spec
         self.monitor = monitor
@@ -40,6 +48,13 @@ class Batcher:
         self.cat_names = [f.name for f in spec.cat]
         self.runs = 0
         self.run_rows = 0
+        #: runs of at least this many rows go to the inference thread
+        self.offload_rows = offload_rows
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="onnxruntime")
+        self.busy = False
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False)
 
     def submit(self, req: ParsedRequest) -> asyncio.Future:
         loop = self.loop
@@ -54,53 +69,85 @@ class Batcher:
 
     def flush(self) -> None:
         self.scheduled = False
-        pending, self.pending = self.pending, []
-        i, n = 0, len(pending)
-        while i < n:
-            rows, j = 0, i
-            while j < n and (j == i or rows + pending[j][0].n <= self.max_rows):
+        while self.pending and not self.busy:
+            pending = self.pending
+            rows, j = 0, 0
+            while j < len(pending) and (j == 0 or rows + pending[j][0].n <= self.max_rows):
                 rows += pending[j][0].n
                 j += 1
-            chunk = [p for p in pending[i:j] if not p[1].done()]  # a cancelled handler drops out
+            chunk = [p for p in pending[:j] if not p[1].done()]  # a cancelled handler drops out
+            self.pending = pending[j:]
             if chunk:
                 try:
                     self._run(chunk)
                 except Exception as e:  # never leave a handler waiting
-                    log.exception("model run failed")
-                    for _, fut in chunk:
-                        if not fut.done():
-                            fut.set_exception(ServingError(500, f"internal error running the model: {e}"))
-            i = j
+                    self._fail(chunk, e)
+
+    def _fail(self, chunk: list[tuple[ParsedRequest, asyncio.Future]], e: BaseException) -> None:
+        log.exception("model run failed", exc_info=e)
+        for _, fut in chunk:
+            if not fut.done():
+                fut.set_exception(ServingError(500, f"internal error running the model: {e}"))
 
     def _run(self, chunk: list[tuple[ParsedRequest, asyncio.Future]]) -> None:
         reqs = [r for r, _ in chunk]
         conv = self.layout.fast(reqs)
         if conv is None:
-            good, xs, cat_parts = [], [], []
+            good, xs, x32s, cat_parts = [], [], [], []
             for r, fut in chunk:
                 try:
-                    x, cats = self.layout.careful(r)
+                    x, x32, cats = self.layout.careful(r)
                 except ServingError as e:
                     fut.set_exception(e)
                     continue
                 good.append((r, fut))
                 xs.append(x)
+                x32s.append(x32)
                 cat_parts.append(cats)
             if not good:
                 return
             chunk = good
             x = xs[0] if len(xs) == 1 else np.concatenate(xs, axis=1)
+            x32 = x32s[0] if len(xs) == 1 else np.concatenate(x32s, axis=1)
             cats = cat_parts[0] if len(cat_parts) == 1 else [
                 [v for part in cat_parts for v in part[j]] for j in range(len(self.cat_names))]
         else:
-            x, cats = conv
-        result = self._predict(chunk, x, cats)
-        if result is None:
+            x, x32, cats = conv
+        feeds = self.feeds(x32, cats)
+        if x.shape[1] < self.offload_rows:
+            try:
+                result = self.model.run(feeds)
+            except Exception as e:
+                self._refused(chunk, x, x32, cats, e)
+                return
+            self._deliver(chunk, x, cats, result)
             return
+        # a big run: ONNX Runtime releases the GIL, so the event loop keeps reading, parsing and
+        # answering other requests meanwhile; those queue up and go together in the next run
+        self.busy = True
+        done = self.loop.run_in_executor(self.executor, self.model.run, feeds)
+        done.add_done_callback(lambda f: self._finished(f, chunk, x, x32, cats))
+
+    def _finished(self, f: asyncio.Future, chunk, x, x32, cats) -> None:
+        self.busy = False
+        try:
+            e = f.exception()
+            if e is None:
+                self._deliver(chunk, x, cats, f.result())
+            else:
+                self._refused(chunk, x, x32, cats, e)
+        except Exception as err:
+            self._fail(chunk, err)
+        if self.pending and not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def _deliver(self, chunk, x: np.ndarray, cats: list[list[str]], result: dict[str, np.ndarray]) -> None:
         self.monitor.observe(x, cats, result)
         self.runs += 1
         if len(chunk) == 1:
-            chunk[0][1].set_result(result)
+            if not chunk[0][1].done():
+                chunk[0][1].set_result(result)
             self.run_rows += x.shape[1]
             return
         start = 0
@@ -111,34 +158,35 @@ class Batcher:
             start = end
         self.run_rows += start
 
-    def feeds(self, x: np.ndarray, cats: list[list[str]]) -> dict[str, Any]:
-        x32 = x.astype(np.float32)
-        feeds: dict[str, Any] = {name: x32[j].reshape(-1, 1) for j, name in enumerate(self.num_names)}
+    def feeds(self, x32: np.ndarray, cats: list[list[str]]) -> dict[str, Any]:
+        """x32: float32 [F_num, N] -> one [N, 1] tensor per feature (views), strings as [N, 1]."""
+        cols = x32.reshape(x32.shape[0], -1, 1)
+        feeds: dict[str, Any] = dict(zip(self.num_names, cols))
+        n = x32.shape[1]
         for name, col in zip(self.cat_names, cats):
-            feeds[name] = np.array(col, dtype=object).reshape(-1, 1)
+            a = np.empty((n, 1), dtype=object)
+            a[:, 0] = col
+            feeds[name] = a
         return feeds
 
-    def _predict(self, chunk, x: np.ndarray, cats: list[list[str]]) -> dict[str, np.ndarray] | None:
-        try:
-            return self.model.run(self.feeds(x, cats))
-        except Exception as e:
-            if len(chunk) == 1:
-                log.warning("ONNX Runtime refused a request: %s", e)
-                chunk[0][1].set_exception(ServingError(422, f"the model cannot take this input: {e}"))
-                return None
-        # a merged run failed: answer each request on its own so only the bad one fails
-        log.warning("a batched model run failed; retrying the %d requests one by one", len(chunk))
+    def _refused(self, chunk, x: np.ndarray, x32: np.ndarray, cats: list[list[str]], e: BaseException) -> None:
+        """ONNX Runtime refused a run: answer each request on its own, so only a bad one fails."""
+        if len(chunk) == 1:
+            log.warning("ONNX Runtime refused a request: %s", e)
+            chunk[0][1].set_exception(ServingError(422, f"the model cannot take this input: {e}"))
+            return
+        log.warning("a batched model run failed (%s); retrying the %d requests one by one", e, len(chunk))
         start = 0
         for r, fut in chunk:
             end = start + r.n
             sub_x = x[:, start:end]
             sub_c = [c[start:end] for c in cats]
+            sub_32 = np.ascontiguousarray(x32[:, start:end])
             start = end
             try:
-                res = self.model.run(self.feeds(sub_x, sub_c))
-            except Exception as e:
-                fut.set_exception(ServingError(422, f"the model cannot take this input: {e}"))
+                res = self.model.run(self.feeds(sub_32, sub_c))
+            except Exception as err:
+                if not fut.done():
+                    fut.set_exception(ServingError(422, f"the model cannot take this input: {err}"))
                 continue
-            self.monitor.observe(sub_x, sub_c, res)
-            fut.set_result(res)
-        return None
+            self._deliver([(r, fut)], sub_x, sub_c, res)

@@ -30,6 +30,7 @@ class ServeConfig:
     drain_delay_seconds: float = 3.0
     grace_seconds: float = 20.0
     instance: str | None = None
+    thread_rows: int = 0
     log_level: str = "INFO"
     uvloop: bool = True
 
@@ -51,6 +52,8 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
     ("drain-delay-seconds", float, 3.0, "after SIGTERM: keep serving, not ready, for this long (endpoints update)"),
     ("grace-seconds", float, 20.0, "then: stop listening and wait this long at most for in-flight requests"),
     ("instance", str, None, "instance id in stats (default: $POD_NAME or the host name)"),
+    ("thread-rows", int, 0, "model runs of at least this many rows go to an inference thread while the event "
+                            "loop goes on; helps when the pod has a spare core (0: every run in the event loop)"),
     ("log-level", str, "INFO", "logging level"),
 ]
 

@@ -100,6 +100,7 @@ class ServingCollector(Collector):
 
     def collect(self):  # noqa: C901 - a flat list of families
         s = self.server
+        s.monitor.sync()
         base = [s.spec.name, s.spec.version]
         bl = ["model", "version"]
 

@@ -127,7 +127,15 @@ class LoadedModel:
 
     def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         names = outputs or self.output_names
-        return dict(zip(names, self.sess.run(names, feeds)))
+        # InferenceSession.run re-checks the feed names in Python on every call; the checked
+        # feeds built by the server always name every input, so call the C++ session directly
+        run = self._run
+        return dict(zip(names, run(names, feeds, None) if run is not None else self.sess.run(names, feeds)))
+
+    @property
+    def _run(self) -> Any:
+        inner = getattr(self.sess, "_sess", None)
+        return getattr(inner, "run", None)
 
     def example_feeds(self, rows: int = 1) -> dict[str, np.ndarray]:
         """Plausible inputs (reference medians / most frequent categories) for the warm-up."""

@@ -12,14 +12,17 @@
   window; windows are aligned to multiples of `window_seconds` since the epoch, so the
   replicas of a model share window boundaries. The last complete window is kept.
 
-Every update is a fixed number of numpy calls per batch of rows (no per-row Python), whatever
-the batch size; a batch here is the rows of all requests answered by one model run.
+Counting is deferred and done in bulk: a model run only appends references to its arrays to a
+bounded buffer (at most `FLUSH_ROWS` rows, or until the window ends, or until someone reads the
+counts), and the buffer is counted with a fixed number of numpy calls (no per-row Python),
+so the cost per row is small and independent of how the rows arrived.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -31,8 +34,10 @@ from .model import LoadedModel
 SCORE_EDGES = [round(0.1 * i, 1) for i in range(1, 10)]
 _TRUE = ("true", "True", "TRUE", "1", "1.0", "yes")
 _FALSE = ("false", "False", "FALSE", "0", "0.0", "no")
+#: rows buffered before they are counted
+FLUSH_ROWS = 2048
 #: above this many comparisons per batch, bin with one searchsorted per feature instead
-_BROADCAST_LIMIT = 1 << 21
+_BROADCAST_LIMIT = 1 << 14
 
 
 def _bool_keys(col: ReferenceColumn | None) -> tuple[str, str]:
@@ -194,6 +199,10 @@ class Reservoir:
         self.current = self._new(clock())
         self.previous: Window | None = None
 
+    @property
+    def end(self) -> float:
+        return self.current.start + self.window_seconds
+
     def _new(self, now: float) -> Window:
         start = float(int(now // self.window_seconds) * self.window_seconds)
         return Window(start, self.size, self.n_num, self.n_cat)
@@ -208,11 +217,13 @@ class Reservoir:
             self.current = nxt
 
     def observe(self, x: np.ndarray, cats: list[list[str]], pred: np.ndarray) -> None:
-        """x: float64 [F_num, N]; cats: F_cat columns of N strings; pred: [N]."""
-        if self.size == 0:
-            return
-        self.roll()
+        """Add rows to the current window (the caller rolls windows: see Monitor.observe).
+
+        x: float64 [F_num, N]; cats: F_cat columns of N strings; pred: [N]."""
         w = self.current
+        if self.size == 0:
+            w.seen += pred.size
+            return
         n = pred.size
         take = min(n, w.size - w.filled)
         if take:
@@ -274,18 +285,43 @@ class Monitor:
                                    len(model.cat_features), seed, clock)
         self.rows = 0
         self.batches = 0
+        self.clock = clock
+        self.pending: list[tuple[np.ndarray, list[list[str]], dict[str, np.ndarray]]] = []
+        self.pending_rows = 0
 
     def observe(self, x: np.ndarray, cats: list[list[str]], result: dict[str, np.ndarray]) -> None:
+        """Buffer one model run's rows (x: float64 [F_num, N]; cats: F_cat columns; the outputs)."""
+        n = x.shape[1]
+        if self.clock() >= self.reservoir.end:
+            self.sync()  # the buffered rows belong to the window that is ending
+            self.reservoir.roll()
+        self.pending.append((x, cats, result))
+        self.pending_rows += n
+        self.rows += n
+        self.batches += 1
+        if self.pending_rows >= FLUSH_ROWS:
+            self.sync()
+
+    def sync(self) -> None:
+        """Count the buffered rows."""
+        if not self.pending:
+            return
+        pend, self.pending, self.pending_rows = self.pending, [], 0
+        if len(pend) == 1:
+            x, cats, result = pend[0]
+        else:
+            x = np.concatenate([p[0] for p in pend], axis=1)
+            cats = [list(chain.from_iterable(p[1][j] for p in pend)) for j in range(len(self.categorical))]
+            result = {k: np.concatenate([p[2][k] for p in pend]) for k in pend[0][2]}
         self.numeric.observe(x)
         for c, col in zip(self.categorical, cats):
             c.observe(col)
         pred = self.prediction.values(result)
         self.prediction.observe(pred)
         self.reservoir.observe(x, cats, pred)
-        self.rows += pred.size
-        self.batches += 1
 
     def features_doc(self) -> dict[str, Any]:
+        self.sync()
         out: dict[str, Any] = {}
         num_i = {f.name: i for i, f in enumerate(self.model.num_features)}
         cat_i = {f.name: i for i, f in enumerate(self.model.cat_features)}
@@ -294,6 +330,7 @@ class Monitor:
         return out
 
     def reservoir_doc(self, order: list[tuple[bool, int]]) -> dict[str, Any]:
+        self.sync()
         r = self.reservoir
         r.roll()
         cols = [f.name for f in self.model.features]

@@ -113,6 +113,11 @@ class Spec:
             self.index[f.name] = (False, j)
         for j, f in enumerate(self.cat):
             self.index[f.name] = (True, j)
+        #: (feature name, datatype) -> (is_cat, j) for every datatype a feature takes
+        self.accept: dict[tuple[str, str], tuple[bool, int]] = {}
+        for feature, (is_cat, j) in self.index.items():
+            for dt in (["BYTES"] if is_cat else list(NUMERIC_DATATYPES)):
+                self.accept[feature, dt] = (is_cat, j)
         #: position of each manifest feature in (is_cat, j) terms, in manifest order
         self.order = [self.index[f.name] for f in self.features]
         self.outputs = list(model.output_names)
@@ -282,25 +287,25 @@ def parse_v2(body: bytes, spec: Spec, header_length: str | None = None) -> Parse
     n = -1
     first_name = ""
     offset = 0
+    accept = spec.accept
+    max_rows = spec.max_rows
     for t in inputs:
         if type(t) is not dict:
             raise bad("each input must be an object with name, datatype, shape and data")
         name = t.get("name")
-        if type(name) is not str:
-            raise bad("each input needs a string name")
-        slot = index.get(name)
-        if slot is None:
-            raise unfit(f"unknown input {name!r}: this model's inputs are {', '.join(f.name for f in spec.features)}"
-                        + (f" (or one [N, {spec.n_features}] tensor)" if spec.n_features > 1 else ""))
-        is_cat, j = slot
         dt = t.get("datatype")
-        if is_cat:
-            if dt != "BYTES":
-                raise unfit(f"input {name!r} is categorical: datatype must be BYTES, got {_short(dt)}")
-        elif type(dt) is not str or dt not in NUMERIC_DATATYPES:
-            raise unfit(f"input {name!r} is {spec.num[j].type}: datatype must be one of {_NUMERIC_LIST}, "
-                        f"got {_short(dt)}")
-        rows = _rows_of(name, t.get("shape"), spec, None)
+        try:
+            is_cat, j = accept[name, dt]
+        except (KeyError, TypeError):
+            _refuse_input(t, spec)
+            raise
+        shape = t.get("shape")
+        if type(shape) is list and (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+            rows = shape[0]
+            if type(rows) is not int or rows <= 0 or rows > max_rows:
+                rows = _rows_of(name, shape, spec, None)
+        else:
+            rows = _rows_of(name, shape, spec, None)
         if n != rows:
             if n != -1:
                 raise unfit(f"inputs disagree on the batch size: {name!r} has {rows} rows but {first_name!r} "
@@ -317,7 +322,7 @@ def parse_v2(body: bytes, spec: Spec, header_length: str | None = None) -> Parse
             data = _binary(name, dt, raw[offset:offset + size], rows)
             offset += size
             req.careful = True
-        else:
+        elif type(data) is not list or len(data) != rows or (rows and type(data[0]) is list):
             data = _flat(name, data, rows)
         if is_cat:
             if cat[j] is not None:
@@ -336,6 +341,21 @@ def parse_v2(body: bytes, spec: Spec, header_length: str | None = None) -> Parse
     req.num = num
     req.cat = cat
     return req
+
+
+def _refuse_input(t: dict, spec: Spec) -> None:
+    """Raise the error that says why `t` is not one of the model's feature tensors."""
+    name, dt = t.get("name"), t.get("datatype")
+    if type(name) is not str:
+        raise bad("each input needs a string name")
+    slot = spec.index.get(name)
+    if slot is None:
+        raise unfit(f"unknown input {name!r}: this model's inputs are {', '.join(f.name for f in spec.features)}"
+                    + (f" (or one [N, {spec.n_features}] tensor)" if spec.n_features > 1 else ""))
+    is_cat, j = slot
+    if is_cat:
+        raise unfit(f"input {name!r} is categorical: datatype must be BYTES, got {_short(dt)}")
+    raise unfit(f"input {name!r} is {spec.num[j].type}: datatype must be one of {_NUMERIC_LIST}, got {_short(dt)}")
 
 
 def _bytes_numeric(name: str, col: list) -> np.ndarray:

@@ -24,7 +24,7 @@ log = logging.getLogger("mlops_operator.serving")
 async def serve(server: Any, cfg: config.ServeConfig, started: Any = None) -> int:
     from aiohttp import web
 
-    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False, shutdown_timeout=cfg.grace_seconds)
+    runner = web.ServerRunner(server.http_server(), handle_signals=False, shutdown_timeout=cfg.grace_seconds)
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port, backlog=2048, reuse_address=True)
     await site.start()
@@ -64,6 +64,7 @@ async def serve(server: Any, cfg: config.ServeConfig, started: Any = None) -> in
     if hasattr(runner, "_shutdown_timeout"):
         runner._shutdown_timeout = max(0.5, deadline - loop.time())
     await runner.cleanup()
+    server.batcher.close()
     log.info("stopped after %d requests", sum(server.requests.codes.values()))
     return 0
 

@@ -31,21 +31,22 @@ class Layout:
         self.boolean = np.array([j for j, f in enumerate(spec.num) if f.type == "boolean"], dtype=np.intp)
         self.cat_nullable = [f.nullable for f in spec.cat]
 
-    def _checks_pass(self, x: np.ndarray) -> bool:
-        """x: float64 [..., F, n]."""
-        if self.nonnull.size and np.isnan(x[..., self.nonnull, :]).any():
+    def _checks_pass(self, x32: np.ndarray) -> bool:
+        """x32: float32 [F, N] (a number beyond float32 became inf there)."""
+        if np.isinf(x32).any():
             return False
-        if (np.abs(x) > F32_MAX).any():
+        if self.nonnull.size and np.isnan(x32[self.nonnull]).any():
             return False
         if self.boolean.size:
-            b = x[..., self.boolean, :]
+            b = x32[self.boolean]
             if (np.abs(b * (b - 1.0)) > 0).any():
                 return False
         return True
 
     # ----------------------------------------------------------------------------------------
-    def fast(self, reqs: list[ParsedRequest]) -> tuple[np.ndarray, list[list[str]]] | None:
-        """(float64 [F_num, N], categorical columns) for all requests, or None: use `careful`."""
+    def fast(self, reqs: list[ParsedRequest]) -> tuple[np.ndarray, np.ndarray, list[list[str]]] | None:
+        """(float64 [F_num, N], the same as float32, categorical columns) for all requests, or
+        None: use `careful`."""
         n_num = self.n_num
         total = 0
         for r in reqs:
@@ -53,28 +54,34 @@ class Layout:
                 return None
             total += r.n
         if n_num:
+            # float64 straight from the lists: None -> NaN; anything but numbers, None and
+            # numeric strings raises (ValueError/TypeError) or changes the shape
             x = None
             try:
                 if len(reqs) == 1:
-                    x = np.array(reqs[0].num)
+                    x = np.array(reqs[0].num, dtype=np.float64)
                 else:
-                    y = np.array([r.num for r in reqs])  # [k, F, n] when every request has n rows
-                    if y.ndim == 3 and y.dtype.kind in "fiub":
+                    y = np.array([r.num for r in reqs], dtype=np.float64)  # [k, F, n]: all of n rows
+                    if y.ndim == 3:
                         x = np.ascontiguousarray(y.transpose(1, 0, 2)).reshape(n_num, total)
             except (ValueError, TypeError, OverflowError):
-                pass
+                if len(reqs) == 1:
+                    return None
             if x is None:
                 try:
-                    x = np.array([list(chain.from_iterable(r.num[j] for r in reqs)) for j in range(n_num)])
+                    x = np.array([list(chain.from_iterable(r.num[j] for r in reqs)) for j in range(n_num)],
+                                 dtype=np.float64)
                 except (ValueError, TypeError, OverflowError):
                     return None
-            if x.dtype.kind not in "fiub" or x.shape != (n_num, total):
+            if x.shape != (n_num, total):
                 return None
-            x = x.astype(np.float64, copy=False)
-            if not self._checks_pass(x):
+            with np.errstate(over="ignore"):
+                x32 = x.astype(np.float32)
+            if not self._checks_pass(x32):
                 return None
         else:
             x = np.empty((0, total), dtype=np.float64)
+            x32 = np.empty((0, total), dtype=np.float32)
         cats = []
         for j, nullable in enumerate(self.cat_nullable):
             col = reqs[0].cat[j] if len(reqs) == 1 else list(chain.from_iterable(r.cat[j] for r in reqs))
@@ -84,10 +91,10 @@ class Layout:
                     return None
                 col = ["" if v is None else v for v in col]
             cats.append(col)
-        return x, cats
+        return x, x32, cats
 
     # ----------------------------------------------------------------------------------------
-    def careful(self, req: ParsedRequest) -> tuple[np.ndarray, list[list[str]]]:
+    def careful(self, req: ParsedRequest) -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
         """One request's arrays, or a ServingError (422) naming the feature, row and value."""
         spec = self.spec
         x = np.empty((self.n_num, req.n), dtype=np.float64)
@@ -100,7 +107,7 @@ class Layout:
         cats = []
         for j, f in enumerate(spec.cat):
             cats.append(_categorical(f.name, req.cat[j], f.nullable))
-        return x, cats
+        return x, x.astype(np.float32), cats
 
 
 def _numeric(name: str, part: Any, boolean: bool) -> np.ndarray:
@@ -115,9 +122,6 @@ def _numeric(name: str, part: Any, boolean: bool) -> np.ndarray:
             a = np.array(part, dtype=object)
         if a.dtype.kind in "fiub" and a.ndim == 1:
             a = a.astype(np.float64)
-        elif a.dtype.kind in "US":
-            bad_v = next((v for v in part if type(v) is str), None)
-            raise unfit(f"feature {name!r}: values must be numbers, got the string {_short(bad_v)}")
         else:
             out = np.empty(len(part), dtype=np.float64)
             for i, v in enumerate(part):
@@ -129,6 +133,12 @@ def _numeric(name: str, part: Any, boolean: bool) -> np.ndarray:
                         out[i] = v
                     except OverflowError:
                         raise unfit(f"feature {name!r}: row {i}: {_short(v)} is outside the float32 range") from None
+                elif t is str:
+                    try:
+                        out[i] = float(v)
+                    except ValueError:
+                        raise unfit(f"feature {name!r}: row {i}: expected a number or null, got the string "
+                                    f"{_short(v)}") from None
                 else:
                     raise unfit(f"feature {name!r}: row {i}: expected a number or null, got "
                                 f"{t.__name__} {_short(v)}")

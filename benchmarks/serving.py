@@ -1,0 +1,536 @@
+"""Benchmark: the model server (mlops_operator.serving) side by side with MLServer 1.7.1's
+scikit-learn runtime and a bare aiohttp hello-world, on loopback, in one run.
+
+    .venv/bin/python -m benchmarks.serving [--duration 8] [--rows 20000] [--batches 1,32]
+                                           [--concurrency 1,8,32] [--servers ours,mlserver,hello]
+
+The model: a GradientBoostingClassifier (100 trees, depth 3) in the project's preprocessing
+pipeline (median imputation; one-hot categories), trained on `retail.generate(rows)` with all
+18 features (12 numeric, 2 boolean, 4 categorical). Ours serves its ONNX export with every
+feature on: input validation, per-feature drift counts, prediction histogram, reservoir sample,
+Prometheus metrics. MLServer serves the same fitted pipeline from a joblib file that exists only
+in this benchmark's temporary directory (our code never loads it), in its best configuration on
+this machine: httptools, uvloop<0.22, metrics endpoint off, and `parallel_workers` picked by a
+short sweep at batch 1 / 8 connections. The hello-world answers every POST with a fixed JSON
+body without reading it: the ceiling of aiohttp on this machine. Ours and the hello-world run
+on the same event loop (uvloop when installed; `--no-uvloop` for both with --asyncio-loop).
+
+Every server gets the same V2 requests (one tensor per feature; batch 1 and 32 rows of the
+test split, with their nulls; request parameter `content_type: pd`, which MLServer needs to
+decode several input tensors into the DataFrame the pipeline takes), from `wrk` (one thread, keep-alive connections) for `--duration`
+seconds per point after a warm-up. Before loading, each server's answers are checked against
+scikit-learn (ours: probabilities within 1e-5; MLServer: the predicted labels). MLServer
+answers `predict` only (its default output); ours answers label and probabilities.
+Memory is the RSS of the server's whole process tree after the runs.
+
+MLServer lives in its own virtualenv (default ~/.cache/mlops/serving-bench-venv, pinned by
+benchmarks/requirements-serving.txt), created on first use. Results: benchmarks/results/serving.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results" / "serving.json"
+REQUIREMENTS = HERE / "requirements-serving.txt"
+DEFAULT_VENV = Path(os.environ.get("MLOPS_SERVING_BENCH_VENV",
+                                   Path.home() / ".cache" / "mlops" / "serving-bench-venv"))
+MODEL = "retail"
+VERSION = "1"
+
+HELLO = r"""
+import sys
+from aiohttp import web
+port, loop = int(sys.argv[1]), sys.argv[2]
+BODY = b'{"model_name":"retail","outputs":[{"name":"label","datatype":"INT64","shape":[1],"data":[0]}]}'
+async def hello(request):
+    return web.Response(body=BODY, content_type="application/json")
+async def ready(request):
+    return web.Response(body=b'{"ready":true}', content_type="application/json")
+app = web.Application()
+app.router.add_post("/v2/models/retail/infer", hello)
+app.router.add_get("/v2/health/ready", ready)
+kw = {}
+if loop == "uvloop":
+    import uvloop
+    kw["loop"] = uvloop.new_event_loop()
+web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, **kw)
+"""
+
+LUA = """
+local f = io.open(os.getenv("MLOPS_BENCH_BODY"), "rb")
+local body = f:read("*a")
+f:close()
+wrk.method = "POST"
+wrk.body = body
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+# ------------------------------------------------------------------------------------------------
+# the model and the requests
+
+def build(work: Path, rows: int, seed: int) -> dict[str, Any]:
+    import joblib
+    import numpy as np
+    import orjson
+
+    from mlops_operator.data import retail
+    from mlops_operator.store.model_manifest import (Feature, ModelManifest, Output, Reference,
+                                                     ReferenceColumn)
+    from mlops_operator.store.store import FileStore
+    from mlops_operator.training import convert, estimators, pipeline
+
+    df = retail.generate(rows, seed=seed).to_pandas()
+    feats = pipeline.feature_columns(retail.RETAIL_SCHEMA, retail.LABEL)
+    x = pipeline.prepare_frame(df, feats)
+    y = df[retail.LABEL].astype(int)
+    cut = rows * 4 // 5
+    model = pipeline.build(feats, estimators.make("GradientBoostingClassifier", {"n_estimators": 100}, seed=0))
+    model.fit(x.iloc[:cut], y.iloc[:cut])
+    onnx_bytes = convert.export(model, feats, True)
+    digest = hashlib.sha256(onnx_bytes).hexdigest()
+    train = x.iloc[:cut]
+    cols = {}
+    for c in feats:
+        v = train[c["name"]]
+        if c["type"] == "numeric":
+            a = v.to_numpy(dtype=np.float64)
+            a = a[~np.isnan(a)]
+            edges = np.unique(np.quantile(a, np.linspace(0, 1, 11)[1:-1]))
+            counts = np.bincount(np.searchsorted(edges, a, side="right"), minlength=len(edges) + 1)
+            cols[c["name"]] = ReferenceColumn(type="numeric", bin_edges=edges.tolist(), bin_counts=counts.tolist(),
+                                              nulls=int(v.isna().sum()))
+        elif c["type"] == "boolean":
+            cols[c["name"]] = ReferenceColumn(type="boolean", categories={"false": int((v == 0).sum()),
+                                                                          "true": int((v == 1).sum())})
+        else:
+            cols[c["name"]] = ReferenceColumn(type="categorical",
+                                              categories={str(k): int(n) for k, n in v.value_counts().items()})
+    manifest = ModelManifest(
+        model=MODEL, task="classification", estimator="GradientBoostingClassifier", target=retail.LABEL,
+        inputs=[Feature(name=c["name"], type=c["type"], datatype="BYTES" if c["type"] == "categorical" else "FP32",
+                        nullable=bool(c.get("nullable", True))) for c in feats],
+        outputs=[Output(name="label", datatype="INT64", shape=[-1]),
+                 Output(name="probabilities", datatype="FP32", shape=[-1, 2])],
+        classes=[str(c) for c in model.classes_], onnx_sha256=digest,
+        reference=Reference(rows=len(train), columns=cols))
+    stage = work / "stage"
+    stage.mkdir(parents=True)
+    (stage / "model.onnx").write_bytes(onnx_bytes)
+    (stage / "model.json").write_bytes(orjson.dumps(manifest.dump()))
+    store = FileStore(work / "store")
+    _, uri = store.put_version("models", MODEL, stage / "model.onnx", {"model.json": stage / "model.json"})
+    mls = work / "mlserver"
+    (mls / MODEL).mkdir(parents=True)
+    joblib.dump(model, mls / MODEL / "model.joblib")
+
+    test = x.iloc[cut:].reset_index(drop=True)
+    bodies, expected = {}, {}
+    for n in (1, 32):
+        frame = test.iloc[:n]
+        inputs = []
+        for c in feats:
+            v = frame[c["name"]]
+            if c["type"] == "categorical":
+                inputs.append({"name": c["name"], "datatype": "BYTES", "shape": [n, 1], "data": [str(s) for s in v]})
+            else:
+                data = [None if d != d else float(d) for d in v.to_numpy(dtype=np.float64)]
+                inputs.append({"name": c["name"], "datatype": "FP32", "shape": [n, 1], "data": data})
+        path = work / f"request-{n}.json"
+        # MLServer decodes multiple input tensors into a DataFrame only when told so ("pd");
+        # ours ignores the parameter (and echoes it back, as V2 asks)
+        path.write_bytes(orjson.dumps({"parameters": {"content_type": "pd"}, "inputs": inputs}))
+        bodies[n] = path
+        expected[n] = {"proba": model.predict_proba(frame).tolist(), "label": model.predict(frame).tolist()}
+    return {"store": (work / "store").resolve().as_uri(), "uri": uri, "digest": digest, "mlserver_dir": mls,
+            "bodies": bodies, "expected": expected, "onnx_bytes": len(onnx_bytes),
+            "nulls_in_batch32": sum(1 for t in orjson.loads(bodies[32].read_bytes())["inputs"]
+                                    for d in t["data"] if d is None)}
+
+
+# ------------------------------------------------------------------------------------------------
+# servers
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
+
+
+def _post(url: str, body: bytes) -> tuple[int, Any]:
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+
+
+class Server:
+    def __init__(self, label: str, cmd: list[str], port: int, ready_path: str, cwd: Path | None = None,
+                 env: dict[str, str] | None = None):
+        self.label, self.cmd, self.port, self.ready_path = label, cmd, port, ready_path
+        self.cwd, self.env = cwd, env
+        self.proc: subprocess.Popen | None = None
+        self.log = tempfile.NamedTemporaryFile(prefix="bench-serving-", suffix=".log", delete=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120.0) -> None:
+        self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.label} exited with {self.proc.returncode}: {self.tail()}")
+            if _get(self.url + self.ready_path)[0] == 200:
+                return
+            time.sleep(0.25)
+        raise RuntimeError(f"{self.label} did not become ready in {timeout}s: {self.tail()}")
+
+    def tail(self) -> str:
+        try:
+            return Path(self.log.name).read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+    def rss_mb(self) -> float:
+        if self.proc is None:
+            return 0.0
+        return sum(_rss_kb(p) for p in _tree(self.proc.pid)) / 1024
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+                self.proc.wait(20)
+            except (subprocess.TimeoutExpired, ProcessLookupError):
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(5)
+        self.log.close()
+
+
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for t in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{t}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def ours(model: dict[str, Any], uvloop: bool) -> Server:
+    port = free_port()
+    cmd = [sys.executable, "-m", "mlops_operator.serving", "--store-uri", model["store"], "--model-uri", model["uri"],
+           "--digest", model["digest"], "--name", MODEL, "--version", VERSION, "--host", "127.0.0.1",
+           "--port", str(port), "--threads", "1", "--max-batch-size", "1024", "--max-body-bytes", "4194304",
+           "--reservoir-size", "1000", "--window-seconds", "300", "--log-level", "WARNING"]
+    if not uvloop:
+        cmd.append("--no-uvloop")
+    return Server("ours" + ("" if uvloop else " (asyncio loop)"), cmd, port, "/v2/health/ready",
+                  env={**os.environ, "PYTHONPATH": str(ROOT / "operator")})
+
+
+def hello(loop: str) -> Server:
+    port = free_port()
+    return Server(f"aiohttp hello-world ({loop})", [sys.executable, "-c", HELLO, str(port), loop], port,
+                  "/v2/health/ready")
+
+
+def mlserver(py: Path, model: dict[str, Any], workers: int, root: Path) -> Server:
+    port = free_port()
+    d = root / f"mlserver-w{workers}"
+    if d.exists():
+        shutil.rmtree(d)
+    shutil.copytree(model["mlserver_dir"], d)
+    (d / "settings.json").write_text(json.dumps({
+        "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "host": "127.0.0.1",
+        "parallel_workers": workers, "metrics_endpoint": None, "debug": False,
+    }))
+    (d / MODEL / "model-settings.json").write_text(json.dumps({
+        "name": MODEL, "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": "./model.joblib", "version": VERSION},
+    }))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER")}
+    return Server(f"MLServer 1.7.1 sklearn (parallel_workers={workers})", [str(py.parent / "mlserver"), "start", str(d)],
+                  port, f"/v2/models/{MODEL}/ready", cwd=d, env=env)
+
+
+def check_answers(srv: Server, model: dict[str, Any], kind: str) -> str | None:
+    import numpy as np
+
+    for n, path in model["bodies"].items():
+        code, doc = _post(srv.url + f"/v2/models/{MODEL}/infer", path.read_bytes())
+        if code != 200:
+            return f"{srv.label}: batch {n}: HTTP {code}: {str(doc)[:300]}"
+        if kind == "hello":
+            continue
+        outs = {o["name"]: o for o in doc["outputs"]}
+        want = model["expected"][n]
+        if kind == "ours":
+            got = np.array(outs["probabilities"]["data"]).reshape(n, 2)
+            if np.max(np.abs(got - np.array(want["proba"]))) > 1e-5:
+                return f"{srv.label}: batch {n}: probabilities differ from scikit-learn"
+        else:
+            got = [int(v) for v in next(iter(outs.values()))["data"]]
+            if got != want["label"]:
+                return f"{srv.label}: batch {n}: labels differ from scikit-learn: {got[:5]} vs {want['label'][:5]}"
+    return None
+
+
+# ------------------------------------------------------------------------------------------------
+# load
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+
+def wrk(url: str, body: Path, connections: int, seconds: float, lua: Path) -> dict[str, Any]:
+    env = {**os.environ, "MLOPS_BENCH_BODY": str(body)}
+    p = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(lua),
+                        url],
+                       capture_output=True, text=True, env=env, timeout=seconds + 60)
+    out = p.stdout
+    res: dict[str, Any] = {"raw": out[-1500:]}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    res["rps"] = float(m.group(1)) if m else 0.0
+    for q in ("50", "99"):
+        m = re.search(rf"^\s+{q}(?:\.000)?%\s+(\S+)", out, re.M)
+        res[f"p{q}_ms"] = _ms(m.group(1)) if m else float("nan")
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    res["non2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: (.*)", out)
+    res["socket_errors"] = m.group(1).strip() if m else ""
+    return res
+
+
+def run_server(srv: Server, model: dict[str, Any], kind: str, batches: list[int], concurrency: list[int],
+               seconds: float, lua: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {"label": srv.label, "points": []}
+    t0 = time.monotonic()
+    srv.start()
+    out["startup_s"] = round(time.monotonic() - t0, 2)
+    try:
+        err = check_answers(srv, model, kind)
+        if err:
+            out["error"] = err
+            return out
+        url = srv.url + f"/v2/models/{MODEL}/infer"
+        wrk(url, model["bodies"][1], 8, min(3.0, seconds), lua)  # warm-up
+        for b in batches:
+            for c in concurrency:
+                r = wrk(url, model["bodies"][b], c, seconds, lua)
+                r.update(batch=b, connections=c, rows_per_s=r["rps"] * b)
+                out["points"].append(r)
+                print(f"  {srv.label:<45} batch {b:>2} c{c:<3} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:.2f} ms"
+                      f"  p99 {r['p99_ms']:.2f} ms" + (f"  non-2xx {r['non2xx']}" if r["non2xx"] else ""), flush=True)
+        out["rss_mb"] = round(srv.rss_mb(), 1)
+        out["processes"] = len(_tree(srv.proc.pid))
+    finally:
+        srv.stop()
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# venv, report
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def ensure_venv(venv: Path) -> tuple[Path | None, str | None]:
+    py = venv / "bin" / "python"
+    stamp = venv / ".requirements-sha256"
+    want = sha256_file(REQUIREMENTS)
+    if py.exists() and stamp.exists() and stamp.read_text() == want:
+        return py, None
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    try:
+        if not py.exists():
+            subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "-r", str(REQUIREMENTS)],
+                       check=True, capture_output=True, text=True)
+    except subprocess.CalledProcessError as e:
+        return None, f"creating {venv} failed: {(e.stderr or e.stdout or '').strip()[-2000:]}"
+    stamp.write_text(want)
+    return py, None
+
+
+def _point(res: dict[str, Any], b: int, c: int) -> dict[str, Any] | None:
+    return next((p for p in res.get("points", []) if p["batch"] == b and p["connections"] == c), None)
+
+
+def table(res: dict[str, Any]) -> str:
+    servers = res["servers"]
+    ours_r = servers.get("ours")
+    ml = servers.get("mlserver")
+    hw = servers.get("hello")
+    lines = ["| server | batch | conns | req/s | rows/s | p50 ms | p99 ms | req/s vs MLServer | p99 vs MLServer "
+             "| req/s vs hello-world |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for key in ("ours", "ours-asyncio", "mlserver", "hello", "hello-asyncio"):
+        r = servers.get(key)
+        if not r or "points" not in r:
+            continue
+        for p in r["points"]:
+            b, c = p["batch"], p["connections"]
+            mp = _point(ml, b, c) if ml else None
+            hp = _point(hw, b, c) if hw else None
+            vs_ml = f"{p['rps'] / mp['rps']:.1f}x" if mp and mp["rps"] and key.startswith("ours") else ""
+            p99 = f"{p['p99_ms'] / mp['p99_ms']:.2f}" if mp and key.startswith("ours") else ""
+            vs_hw = f"{p['rps'] / hp['rps']:.0%}" if hp and hp["rps"] and key.startswith("ours") else ""
+            lines.append(f"| {r['label']} | {b} | {c} | {p['rps']:,.0f} | {p['rows_per_s']:,.0f} | "
+                         f"{p['p50_ms']:.2f} | {p['p99_ms']:.2f} | {vs_ml} | {p99} | {vs_hw} |")
+    lines += ["", "| server | processes | RSS after the runs (MB) | start-up to ready (s) |", "|---|---|---|---|"]
+    for key in ("ours", "ours-asyncio", "mlserver", "hello", "hello-asyncio"):
+        r = servers.get(key)
+        if r and "rss_mb" in r:
+            lines.append(f"| {r['label']} | {r['processes']} | {r['rss_mb']:.0f} | {r['startup_s']:.1f} |")
+    if ml and ml.get("sweep"):
+        lines += ["", "MLServer sweep (batch 1, 8 connections): " + ", ".join(
+            f"parallel_workers={w}: {v:,.0f} req/s" for w, v in ml["sweep"].items())]
+    if ours_r and ml and hw:
+        lines += ["", "Goals (ours, all features on): "]
+        for b in res["batches"]:
+            for c in (8, 32):
+                p, mp, hp = _point(ours_r, b, c), _point(ml, b, c), _point(hw, b, c)
+                if p and mp and hp and mp["rps"] and hp["rps"]:
+                    lines.append(f"- batch {b}, {c} connections: {p['rps'] / mp['rps']:.1f}x MLServer (goal 6x), p99 "
+                                 f"{p['p99_ms'] / mp['p99_ms']:.2f} of MLServer's (goal <= 0.20), {p['rps'] / hp['rps']:.0%} "
+                                 "of the hello-world (goal >= 50%)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=8.0, help="seconds of load per point")
+    ap.add_argument("--rows", type=int, default=20000, help="rows of retail data to train on")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--batches", default="1,32")
+    ap.add_argument("--concurrency", default="1,8,32")
+    ap.add_argument("--servers", default="ours,mlserver,hello",
+                    help="any of ours, ours-asyncio, mlserver, hello, hello-asyncio")
+    ap.add_argument("--mlserver-workers", default="0,1,2", help="parallel_workers values to sweep")
+    ap.add_argument("--bench-venv", type=Path, default=DEFAULT_VENV)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    a = ap.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return 2
+    batches = [int(x) for x in a.batches.split(",")]
+    conns = [int(x) for x in a.concurrency.split(",")]
+    wanted = a.servers.split(",")
+    res: dict[str, Any] = {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "loadavg_before": os.getloadavg()},
+        "command": "python -m benchmarks.serving " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "duration_s": a.duration, "batches": batches, "concurrency": conns, "servers": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        work = Path(tmp)
+        lua = work / "post.lua"
+        lua.write_text(LUA)
+        print(f"training the model on {a.rows} rows ...", flush=True)
+        model = build(work, a.rows, a.seed)
+        res["model"] = {"estimator": "GradientBoostingClassifier(n_estimators=100)", "features": 18,
+                        "onnx_bytes": model["onnx_bytes"], "nulls_in_batch32_request": model["nulls_in_batch32"],
+                        "request_bytes": {str(n): p.stat().st_size for n, p in model["bodies"].items()}}
+        try:
+            import uvloop  # noqa: F401
+            have_uvloop = True
+        except ImportError:
+            have_uvloop = False
+        res["ours_loop"] = "uvloop" if have_uvloop else "asyncio"
+        for key in wanted:
+            print(f"{key} ...", flush=True)
+            if key == "ours":
+                res["servers"][key] = run_server(ours(model, True), model, "ours", batches, conns, a.duration, lua)
+            elif key == "ours-asyncio":
+                res["servers"][key] = run_server(ours(model, False), model, "ours", batches, conns, a.duration, lua)
+            elif key == "hello":
+                res["servers"][key] = run_server(hello("uvloop" if have_uvloop else "asyncio"), model, "hello",
+                                                 batches, conns, a.duration, lua)
+            elif key == "hello-asyncio":
+                res["servers"][key] = run_server(hello("asyncio"), model, "hello", batches, conns, a.duration, lua)
+            elif key == "mlserver":
+                py, err = ensure_venv(a.bench_venv)
+                if py is None:
+                    res["servers"][key] = {"label": "MLServer", "error": err}
+                    print(err, file=sys.stderr)
+                    continue
+                sweep = {}
+                for w in [int(x) for x in a.mlserver_workers.split(",")]:
+                    r = run_server(mlserver(py, model, w, work), model, "mlserver", [1], [8], min(a.duration, 5.0), lua)
+                    sweep[w] = r["points"][0]["rps"] if r.get("points") else 0.0
+                    if r.get("error"):
+                        print(f"  parallel_workers={w}: {r['error']}", file=sys.stderr)
+                best = max(sweep, key=sweep.get)
+                r = run_server(mlserver(py, model, best, work), model, "mlserver", batches, conns, a.duration, lua)
+                r["sweep"] = {str(k): v for k, v in sweep.items()}
+                r["parallel_workers"] = best
+                res["servers"][key] = r
+    res["machine"]["loadavg_after"] = os.getloadavg()
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(res, indent=2, default=str))
+    print()
+    print(table(res))
+    print(f"\nresults: {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,781 @@
+"""The model server (mlops_operator.serving): loading, the V2/V1 protocol, validation, metrics,
+stats and feedback, against a real server on a loopback port.
+
+The artifacts are made here: a scikit-learn pipeline on the retail data, exported to ONNX,
+with a small hand-written model.json (reference bins from the training split) in a file://
+store. `build_artifact` and `ServerThread` are shared with the other test_serving_* modules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import pickle
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+import requests
+
+from mlops_operator.data import retail
+from mlops_operator.serving import config as serve_config
+from mlops_operator.serving.app import ModelServer
+from mlops_operator.serving.model import ModelLoadError, load
+from mlops_operator.serving.run import serve
+from mlops_operator.store.model_manifest import Feature, ModelManifest, Output, Reference, ReferenceColumn
+from mlops_operator.store.store import FileStore
+from mlops_operator.training import convert, estimators, pipeline
+
+TOL = 1e-5
+
+
+# ------------------------------------------------------------------------------------------------
+# artifacts
+
+@dataclasses.dataclass
+class Artifact:
+    root: Path
+    store_uri: str
+    uri: str
+    digest: str
+    manifest: ModelManifest
+    model: Any  # the fitted scikit-learn pipeline
+    feats: list[dict[str, Any]]
+    test: pd.DataFrame  # prepared test split (what the graph sees)
+    raw_test: pd.DataFrame
+
+    def cfg(self, **kw: Any) -> serve_config.ServeConfig:
+        base = dict(store_uri=self.store_uri, model_uri=self.uri, digest=self.digest, name=self.manifest.model,
+                    version="3", host="127.0.0.1", port=0, reservoir_size=50, window_seconds=300,
+                    drain_delay_seconds=0.0, grace_seconds=5.0, instance="test-pod", uvloop=False)
+        base.update(kw)
+        return serve_config.ServeConfig(**base)
+
+
+def reference_of(x: pd.DataFrame, feats: list[dict[str, Any]], bins: int = 10) -> dict[str, ReferenceColumn]:
+    cols = {}
+    for c in feats:
+        v = x[c["name"]]
+        if c["type"] == "numeric":
+            a = v.to_numpy(dtype=np.float64)
+            a = a[~np.isnan(a)]
+            edges = np.unique(np.quantile(a, np.linspace(0, 1, bins + 1)[1:-1]))
+            counts = np.bincount(np.searchsorted(edges, a, side="right"), minlength=len(edges) + 1)
+            cols[c["name"]] = ReferenceColumn(type="numeric", bin_edges=edges.tolist(), bin_counts=counts.tolist(),
+                                              nulls=int(v.isna().sum()))
+        elif c["type"] == "boolean":
+            a = v.to_numpy(dtype=np.float64)
+            cols[c["name"]] = ReferenceColumn(type="boolean", categories={"false": int((a == 0).sum()),
+                                                                          "true": int((a == 1).sum())})
+        else:
+            vc = v[v != ""].value_counts()
+            cols[c["name"]] = ReferenceColumn(type="categorical", categories={str(k): int(n) for k, n in vc.items()},
+                                              nulls=int((v == "").sum()))
+    return cols
+
+
+def build_artifact(root: Path, estimator: str = "GradientBoostingClassifier", params: dict | None = None,
+                   rows: int = 3000, seed: int = 11, task: str = "classification", name: str = "retail") -> Artifact:
+    df = retail.generate(rows, seed=seed).to_pandas()
+    feats = pipeline.feature_columns(retail.RETAIL_SCHEMA, retail.LABEL)
+    if task == "regression":
+        target = "cart_value"
+        feats = [c for c in feats if c["name"] != target]
+        y = df[target].astype(float)
+    else:
+        target = retail.LABEL
+        y = df[target].astype(int)
+    x = pipeline.prepare_frame(df, feats)
+    train, test = slice(0, rows * 2 // 3), slice(rows * 2 // 3, rows)
+    est = estimators.make(estimator, params if params is not None else {"n_estimators": 30}, seed=0)
+    model = pipeline.build(feats, est)
+    model.fit(x.iloc[train], y.iloc[train])
+    onnx_bytes = convert.export(model, feats, task == "classification")
+    digest = hashlib.sha256(onnx_bytes).hexdigest()
+    if task == "classification":
+        outputs = [Output(name="label", datatype="INT64", shape=[-1]),
+                   Output(name="probabilities", datatype="FP32", shape=[-1, 2])]
+        classes = [str(c) for c in model.classes_]
+        pred_ref = None
+    else:
+        outputs = [Output(name="variable", datatype="FP32", shape=[-1, 1])]
+        classes = None
+        p = model.predict(x.iloc[test])
+        edges = np.unique(np.quantile(p, np.linspace(0, 1, 11)[1:-1]))
+        pred_ref = ReferenceColumn(type="numeric", bin_edges=edges.tolist(),
+                                   bin_counts=np.bincount(np.searchsorted(edges, p, side="right"),
+                                                          minlength=len(edges) + 1).tolist())
+    manifest = ModelManifest(
+        model=name, task=task, estimator=estimator, target=target,
+        inputs=[Feature(name=c["name"], type=c["type"], datatype="BYTES" if c["type"] == "categorical" else "FP32",
+                        nullable=bool(c.get("nullable", True))) for c in feats],
+        outputs=outputs, classes=classes, onnx_sha256=digest,
+        reference=Reference(rows=len(x.iloc[train]), columns=reference_of(x.iloc[train], feats), prediction=pred_ref),
+    )
+    stage = root / "stage"
+    stage.mkdir(parents=True, exist_ok=True)
+    (stage / "model.onnx").write_bytes(onnx_bytes)
+    (stage / "model.json").write_bytes(orjson.dumps(manifest.dump()))
+    store = FileStore(root / "store")
+    got, uri = store.put_version("models", name, stage / "model.onnx", {"model.json": stage / "model.json"})
+    assert got == digest
+    return Artifact(root, (root / "store").resolve().as_uri(), uri, digest, manifest, model, feats,
+                    x.iloc[test].reset_index(drop=True), df.iloc[test].reset_index(drop=True))
+
+
+# ------------------------------------------------------------------------------------------------
+# a real server on a loopback port, in a thread
+
+class ServerThread:
+    def __init__(self, cfg: serve_config.ServeConfig, seed: int | None = 0):
+        self.cfg = cfg
+        self.server = ModelServer(load(cfg.store_uri, cfg.model_uri, cfg.digest, cfg.threads), cfg, seed=seed)
+        self.port: int | None = None
+        self._started = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.rc: int | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        async def go() -> int:
+            self.loop = asyncio.get_running_loop()
+            return await serve(self.server, self.cfg, started=self._on_start)
+
+        self.rc = asyncio.run(go())
+
+    def _on_start(self, port: int) -> None:
+        self.port = port
+        self._started.set()
+
+    def __enter__(self) -> "ServerThread":
+        self.thread.start()
+        assert self._started.wait(30), "server did not start"
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.loop.call_soon_threadsafe(self.server.stop_event.set)
+        self.thread.join(30)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def v2_inputs(frame: pd.DataFrame, feats: list[dict[str, Any]], nested: bool = False) -> list[dict[str, Any]]:
+    out = []
+    n = len(frame)
+    for c in feats:
+        v = frame[c["name"]]
+        if c["type"] == "categorical":
+            data, dt = [str(s) for s in v], "BYTES"
+        else:
+            data, dt = [None if x != x else float(x) for x in v.to_numpy(dtype=np.float64)], "FP32"
+        out.append({"name": c["name"], "datatype": dt, "shape": [n, 1] if nested else [n],
+                    "data": [[d] for d in data] if nested else data})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# fixtures
+
+@pytest.fixture(scope="module")
+def art(tmp_path_factory) -> Artifact:
+    return build_artifact(tmp_path_factory.mktemp("serving"))
+
+
+@pytest.fixture(scope="module")
+def srv(art):
+    with ServerThread(art.cfg()) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def http():
+    with requests.Session() as s:
+        yield s
+
+
+def post(http, srv, path: str, doc: Any = None, data: bytes | None = None, **kw) -> requests.Response:
+    body = data if data is not None else orjson.dumps(doc)
+    return http.post(srv.url + path, data=body, headers={"Content-Type": "application/json"}, timeout=30, **kw)
+
+
+def infer(http, srv, doc: Any, path: str = "/v2/models/retail/infer") -> requests.Response:
+    return post(http, srv, path, doc)
+
+
+def outputs(resp: requests.Response) -> dict[str, np.ndarray]:
+    doc = resp.json()
+    return {o["name"]: np.array(o["data"]).reshape(o["shape"]) for o in doc["outputs"]}
+
+
+def assert_error(resp: requests.Response, status: int, *words: str) -> str:
+    assert resp.status_code == status, (resp.status_code, resp.text)
+    msg = resp.json()["error"]
+    assert msg
+    for w in words:
+        assert w in msg, msg
+    return msg
+
+
+# ------------------------------------------------------------------------------------------------
+# health, metadata
+
+def test_health_and_metadata(srv, http, art):
+    assert http.get(srv.url + "/v2/health/live").json() == {"live": True}
+    r = http.get(srv.url + "/v2/health/ready")
+    assert r.status_code == 200 and r.json()["ready"] is True
+    meta = http.get(srv.url + "/v2").json()
+    assert meta["name"] and "binary_tensor_data" in meta["extensions"]
+    for path in ("/v2/models/retail", "/v2/models/retail/versions/3"):
+        m = http.get(srv.url + path).json()
+        assert m["name"] == "retail" and m["versions"] == ["3"] and m["platform"] == "onnx"
+        assert [i["name"] for i in m["inputs"]] == [c["name"] for c in art.feats]
+        assert {i["datatype"] for i in m["inputs"]} == {"FP32", "BYTES"}
+        assert all(i["shape"] == [-1, 1] for i in m["inputs"])
+        assert [(o["name"], o["datatype"]) for o in m["outputs"]] == [("label", "INT64"), ("probabilities", "FP32")]
+        assert m["outputs"][1]["shape"] == [-1, 2]
+        assert m["parameters"]["classes"] == ["0", "1"]
+    assert http.get(srv.url + "/v2/models/retail/ready").json() == {"name": "retail", "ready": True}
+    assert http.get(srv.url + "/v2/models/retail/versions/3/ready").status_code == 200
+    assert http.get(srv.url + "/v1/models/retail").json()["ready"] is True
+    assert_error(http.get(srv.url + "/v2/models/other"), 404, "other", "retail")
+    assert_error(http.get(srv.url + "/v2/models/retail/versions/9"), 404, "version", "'9'")
+    assert_error(http.get(srv.url + "/v2/models/other/ready"), 404, "other")
+    assert_error(http.get(srv.url + "/nowhere"), 404, "/nowhere")
+    assert_error(http.get(srv.url + "/v2/models/retail/infer"), 405, "GET")
+
+
+# ------------------------------------------------------------------------------------------------
+# inference
+
+def test_infer_per_feature_tensors_equal_scikit_learn(srv, http, art):
+    frame = art.test
+    want_p = art.model.predict_proba(frame)
+    want_label = art.model.predict(frame)
+    for nested in (False, True):
+        r = infer(http, srv, {"id": "req-1", "parameters": {"trace": "x", "n": 3},
+                              "inputs": v2_inputs(frame, art.feats, nested)})
+        assert r.status_code == 200, r.text
+        doc = r.json()
+        assert doc["id"] == "req-1" and doc["model_name"] == "retail" and doc["model_version"] == "3"
+        assert doc["parameters"] == {"trace": "x", "n": 3}
+        out = outputs(r)
+        assert out["probabilities"].shape == (len(frame), 2)
+        assert np.max(np.abs(out["probabilities"] - want_p)) <= TOL
+        # labels equal except where scikit-learn's own probabilities tie (see convert.check_parity)
+        differ = out["label"].astype(str) != want_label.astype(str)
+        assert not np.any(differ & (np.abs(want_p[:, 1] - 0.5) > TOL))
+    # versioned route, one row
+    r = infer(http, srv, {"inputs": v2_inputs(frame.iloc[:1], art.feats)}, "/v2/models/retail/versions/3/infer")
+    assert r.status_code == 200 and "id" not in r.json()
+    assert np.max(np.abs(outputs(r)["probabilities"] - want_p[:1])) <= TOL
+
+
+def test_infer_single_tensor_forms(srv, http, art):
+    frame = art.test.iloc[:40]
+    want_p = art.model.predict_proba(frame)
+    names = [c["name"] for c in art.feats]
+    rows = []
+    for _, row in frame.iterrows():
+        rows.append([row[n] if isinstance(row[n], str) else float(row[n]) for n in names])
+    rows = [[None if (isinstance(v, float) and v != v) else v for v in r] for r in rows]
+    f = len(names)
+    # BYTES [N, F], nested rows
+    r = infer(http, srv, {"inputs": [{"name": "input-0", "datatype": "BYTES", "shape": [40, f], "data": rows}]})
+    assert r.status_code == 200, r.text
+    assert np.max(np.abs(outputs(r)["probabilities"] - want_p)) <= TOL
+    # BYTES [N, F], flat, numbers given as strings
+    flat = [str(v) if isinstance(v, float) else v for row in rows for v in row]
+    flat = [v if v != "None" else None for v in flat]
+    r = infer(http, srv, {"inputs": [{"name": "x", "datatype": "BYTES", "shape": [40, f], "data": flat}]})
+    assert r.status_code == 200, r.text
+    assert np.max(np.abs(outputs(r)["probabilities"] - want_p)) <= TOL
+    # a numeric [N, F] tensor cannot carry categorical features: a clear 422
+    r = infer(http, srv, {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, f], "data": [0.0] * f}]})
+    assert_error(r, 422, "categorical", "BYTES")
+
+
+def test_infer_numeric_single_tensor_on_a_numeric_model(tmp_path):
+    art = build_artifact(tmp_path, "LogisticRegression", {"max_iter": 500}, rows=1500, name="numeric")
+    # a model of numeric features only
+    feats = [c for c in art.feats if c["type"] != "categorical"]
+    df = retail.generate(1500, seed=11).to_pandas()
+    x = pipeline.prepare_frame(df, feats)
+    y = df[retail.LABEL].astype(int)
+    model = pipeline.build(feats, estimators.make("LogisticRegression", {"max_iter": 500}))
+    model.fit(x.iloc[:1000], y.iloc[:1000])
+    onnx_bytes = convert.export(model, feats, True)
+    digest = hashlib.sha256(onnx_bytes).hexdigest()
+    m = art.manifest.model_copy(update={"inputs": [i for i in art.manifest.inputs if i.type != "categorical"],
+                                        "onnx_sha256": digest})
+    stage = tmp_path / "stage2"
+    stage.mkdir()
+    (stage / "model.onnx").write_bytes(onnx_bytes)
+    (stage / "model.json").write_bytes(orjson.dumps(m.dump()))
+    _, uri = FileStore(tmp_path / "store").put_version("models", "numeric", stage / "model.onnx",
+                                                       {"model.json": stage / "model.json"})
+    cfg = dataclasses.replace(art.cfg(), model_uri=uri, digest=digest, name="numeric")
+    test = x.iloc[1000:1100]
+    want = model.predict_proba(test)
+    data = np.nan_to_num(test.to_numpy(dtype=np.float64), nan=np.nan)
+    with ServerThread(cfg) as s, requests.Session() as h:
+        for dt in ("FP32", "FP64"):
+            doc = {"inputs": [{"name": "input", "datatype": dt, "shape": [100, len(feats)],
+                               "data": [[None if v != v else float(v) for v in row] for row in data]}]}
+            r = h.post(s.url + "/v2/models/numeric/infer", data=orjson.dumps(doc))
+            assert r.status_code == 200, r.text
+            assert np.max(np.abs(outputs(r)["probabilities"] - want)) <= TOL
+        # INT64, flat
+        ints = np.nan_to_num(np.round(data), nan=0).astype(np.int64)
+        doc = {"inputs": [{"name": "input", "datatype": "INT64", "shape": [100, len(feats)],
+                           "data": ints.ravel().tolist()}]}
+        r = h.post(s.url + "/v2/models/numeric/infer", data=orjson.dumps(doc))
+        assert r.status_code == 200, r.text
+        want_i = model.predict_proba(pd.DataFrame(ints.astype(np.float32), columns=test.columns))
+        assert np.max(np.abs(outputs(r)["probabilities"] - want_i)) <= TOL
+
+
+def test_nulls_are_imputed_like_scikit_learn(srv, http, art):
+    frame = art.test.iloc[:20].copy()
+    nullable = [c["name"] for c in art.feats if c["type"] == "numeric" and c.get("nullable")]
+    assert nullable
+    for n in nullable:
+        frame.loc[::2, n] = np.nan
+    r = infer(http, srv, {"inputs": v2_inputs(frame, art.feats)})
+    assert r.status_code == 200, r.text
+    assert np.max(np.abs(outputs(r)["probabilities"] - art.model.predict_proba(frame))) <= TOL
+
+
+def test_requested_outputs(srv, http, art):
+    inputs = v2_inputs(art.test.iloc[:3], art.feats)
+    r = infer(http, srv, {"inputs": inputs, "outputs": [{"name": "probabilities"}]})
+    assert [o["name"] for o in r.json()["outputs"]] == ["probabilities"]
+    assert_error(infer(http, srv, {"inputs": inputs, "outputs": [{"name": "nope"}]}), 422, "nope")
+
+
+def test_v1_predict(srv, http, art):
+    frame = art.raw_test.iloc[:10]
+    names = [c["name"] for c in art.feats]
+    instances = []
+    for _, row in frame.iterrows():
+        inst = {}
+        for c in art.feats:
+            v = row[c["name"]]
+            inst[c["name"]] = v if c["type"] == "categorical" else (None if pd.isna(v) else float(v))
+        instances.append(inst)
+    r = post(http, srv, "/v1/models/retail:predict", {"instances": instances})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    prepared = art.test.iloc[:10]
+    assert doc["classes"] == ["0", "1"]
+    assert np.max(np.abs(np.array(doc["probabilities"]) - art.model.predict_proba(prepared))) <= TOL
+    assert len(doc["predictions"]) == 10
+    # rows as arrays in model.json order
+    rows = [[inst[n] for n in names] for inst in instances]
+    r2 = post(http, srv, "/v1/models/retail:predict", {"instances": rows})
+    assert r2.json()["probabilities"] == doc["probabilities"]
+    assert_error(post(http, srv, "/v1/models/retail:predict", {"instances": [{**instances[0], "zzz": 1}]}), 422,
+                 "zzz")
+    missing = dict(instances[0])
+    missing.pop("age")
+    assert_error(post(http, srv, "/v1/models/retail:predict", {"instances": [missing]}), 422, "missing", "age")
+    assert_error(post(http, srv, "/v1/models/other:predict", {"instances": instances}), 404, "other")
+    assert_error(post(http, srv, "/v1/models/retail:predict", {"rows": []}), 400, "instances")
+
+
+# ------------------------------------------------------------------------------------------------
+# bad input: the right 4xx, a JSON error that names the problem
+
+def _good(art, n: int = 2) -> dict[str, Any]:
+    return {"inputs": v2_inputs(art.test.iloc[:n], art.feats)}
+
+
+def _with(doc: dict, name: str, **changes: Any) -> dict:
+    doc = orjson.loads(orjson.dumps(doc))
+    for t in doc["inputs"]:
+        if t["name"] == name:
+            t.update(changes)
+    return doc
+
+
+def test_bad_requests_get_clear_4xx(srv, http, art):
+    good = _good(art)
+    u = "/v2/models/retail/infer"
+    assert_error(post(http, srv, u, data=b"{not json"), 400, "JSON")
+    assert_error(post(http, srv, u, data=b""), 400, "JSON")
+    assert_error(post(http, srv, u, [1, 2]), 400, "object")
+    assert_error(post(http, srv, u, {"inputs": []}), 400, "inputs")
+    assert_error(post(http, srv, u, {"inputs": [1]}), 400, "object")
+    # unknown and missing features
+    unknown = orjson.loads(orjson.dumps(good))
+    unknown["inputs"].append({"name": "colour", "datatype": "BYTES", "shape": [2], "data": ["a", "b"]})
+    assert_error(infer(http, srv, unknown), 422, "colour")
+    missing = orjson.loads(orjson.dumps(good))
+    missing["inputs"] = [t for t in missing["inputs"] if t["name"] not in ("age", "device")]
+    assert_error(infer(http, srv, missing), 422, "missing", "age", "device")
+    dup = orjson.loads(orjson.dumps(good))
+    dup["inputs"][1] = dict(dup["inputs"][0])
+    assert_error(infer(http, srv, dup), 422, "twice")
+    # wrong datatypes
+    assert_error(infer(http, srv, _with(good, "device", datatype="FP32")), 422, "device", "BYTES")
+    assert_error(infer(http, srv, _with(good, "age", datatype="BYTES")), 422, "age", "FP32")
+    assert_error(infer(http, srv, _with(good, "age", datatype="FLOAT")), 422, "age")
+    # wrong values
+    assert_error(infer(http, srv, _with(good, "age", data=["old", 3])), 422, "age", "number")
+    assert_error(infer(http, srv, _with(good, "age", data=[{"a": 1}, 3])), 422, "age")
+    assert_error(infer(http, srv, _with(good, "device", data=[1, 2])), 422, "device", "string")
+    assert_error(infer(http, srv, _with(good, "is_member", data=[0.5, 1])), 422, "is_member", "boolean")
+    assert_error(infer(http, srv, _with(good, "age", data=[1e39, 3])), 422, "age", "float32")
+    # nulls where the feature is not nullable (tenure_days, device); nullable ones pass
+    assert_error(infer(http, srv, _with(good, "tenure_days", data=[None, 3])), 422, "tenure_days", "nullable")
+    assert_error(infer(http, srv, _with(good, "device", data=[None, "mobile"])), 422, "device", "nullable")
+    assert infer(http, srv, _with(good, "age", data=[None, None])).status_code == 200
+    # shapes and lengths
+    assert_error(infer(http, srv, _with(good, "age", shape=[3])), 422, "age", "3 values", "has 2")
+    assert_error(infer(http, srv, _with(good, "age", shape=[3], data=[1.0, 2.0, 3.0])), 422, "age", "batch size")
+    assert_error(infer(http, srv, _with(good, "age", shape=[2, 2])), 422, "age", "shape")
+    assert_error(infer(http, srv, _with(good, "age", shape="2")), 422, "age", "shape")
+    assert_error(infer(http, srv, _with(good, "age", data=[1.0])), 422, "age", "data has 1")
+    assert_error(infer(http, srv, _with(good, "age", data=5)), 422, "age", "array")
+    assert_error(infer(http, srv, _with(good, "age", data=None)), 422, "age", "no data")
+    # model and version
+    assert_error(infer(http, srv, good, "/v2/models/other/infer"), 404, "other")
+    assert_error(infer(http, srv, good, "/v2/models/retail/versions/4/infer"), 404, "version")
+    # other fields
+    assert_error(infer(http, srv, {**good, "id": 5}), 400, "id")
+    assert_error(infer(http, srv, {**good, "parameters": [1]}), 400, "parameters")
+    assert_error(infer(http, srv, {**good, "outputs": "label"}), 400, "outputs")
+
+
+def test_size_limits(tmp_path, art):
+    cfg = art.cfg(max_batch_size=8, max_body_bytes=20_000)
+    with ServerThread(cfg) as s, requests.Session() as h:
+        ok = {"inputs": v2_inputs(art.test.iloc[:8], art.feats)}
+        assert h.post(s.url + "/v2/models/retail/infer", data=orjson.dumps(ok)).status_code == 200
+        r = h.post(s.url + "/v2/models/retail/infer", data=orjson.dumps({"inputs": v2_inputs(art.test.iloc[:9],
+                                                                                              art.feats)}))
+        assert_error(r, 413, "9 rows", "8")
+        r = h.post(s.url + "/v2/models/retail/infer", data=b"[" + b" " * 30_000 + b"]")
+        assert_error(r, 413, "bytes")
+
+        def chunks():
+            for _ in range(30):
+                yield b" " * 1000
+
+        r = h.post(s.url + "/v2/models/retail/infer", data=chunks())  # chunked: no Content-Length
+        assert_error(r, 413, "limit")
+        r = h.post(s.url + "/v1/models/retail:predict",
+                   data=orjson.dumps({"instances": [[0] * len(art.feats)] * 9}))
+        assert_error(r, 413, "9 rows")
+        # the server is still fine
+        assert h.post(s.url + "/v2/models/retail/infer", data=orjson.dumps(ok)).status_code == 200
+
+
+def test_one_bad_request_among_concurrent_good_ones_fails_alone(srv, art):
+    import concurrent.futures as cf
+
+    good = orjson.dumps(_good(art, 3))
+    bad = orjson.dumps(_with(_good(art, 3), "age", data=["x", 1, 2]))
+    want = art.model.predict_proba(art.test.iloc[:3])
+
+    def send(body):
+        with requests.Session() as h:
+            return [h.post(srv.url + "/v2/models/retail/infer", data=body) for _ in range(20)]
+
+    with cf.ThreadPoolExecutor(8) as ex:
+        results = list(ex.map(send, [good, bad] * 4))
+    for i, rs in enumerate(results):
+        for r in rs:
+            if i % 2 == 0:
+                assert r.status_code == 200, r.text
+                assert np.max(np.abs(outputs(r)["probabilities"] - want)) <= TOL
+            else:
+                assert_error(r, 422, "age")
+    assert srv.server.batcher.runs > 0
+
+
+# ------------------------------------------------------------------------------------------------
+# loading
+
+def test_load_refuses_wrong_digest_and_non_onnx(tmp_path, art):
+    with pytest.raises(ModelLoadError, match="does not match the expected"):
+        load(art.store_uri, art.uri, "0" * 64)
+    # a pickle (what a joblib/sklearn user might put there) in a store of its own, with its true digest
+    store = FileStore(tmp_path / "store")
+    stage = tmp_path / "s"
+    stage.mkdir()
+    for what, data in (("pickle", pickle.dumps(art.model)),
+                       ("zip", b"PK\x03\x04" + b"\0" * 100),
+                       ("garbage", b"\x08\x07garbage-that-is-not-a-model" * 3)):
+        (stage / "model.onnx").write_bytes(data)
+        digest = hashlib.sha256(data).hexdigest()
+        m = art.manifest.model_copy(update={"onnx_sha256": digest})
+        (stage / "model.json").write_bytes(orjson.dumps(m.dump()))
+        _, uri = store.put_version("models", "bad", stage / "model.onnx", {"model.json": stage / "model.json"})
+        with pytest.raises(ModelLoadError) as ei:
+            load((tmp_path / "store").as_uri(), uri, digest)
+        msg = str(ei.value)
+        assert "ONNX" in msg, msg
+        if what == "pickle":
+            assert "pickle" in msg
+    # a manifest that describes another model
+    (stage / "model.onnx").write_bytes((Path(art.uri.removeprefix("file://")) / "model.onnx").read_bytes())
+    m = art.manifest.model_copy(update={"onnx_sha256": "f" * 64})
+    (stage / "model.json").write_bytes(orjson.dumps(m.dump()))
+    digest, uri = FileStore(tmp_path / "store2").put_version("models", "x", stage / "model.onnx",
+                                                             {"model.json": stage / "model.json"})
+    with pytest.raises(ModelLoadError, match="manifest of another model"):
+        load((tmp_path / "store2").as_uri(), uri, digest)
+
+
+def test_cli_exits_2_with_a_clear_error_on_a_bad_digest(art, capsys):
+    from mlops_operator.serving import main
+
+    rc = main(["--store-uri", art.store_uri, "--model-uri", art.uri, "--digest", "a" * 64, "--name", "retail",
+               "--port", "0"])
+    assert rc == 2
+    assert "does not match" in capsys.readouterr().err
+
+
+def test_config_from_environment(monkeypatch, art):
+    monkeypatch.setenv("MLOPS_SERVE_STORE_URI", art.store_uri)
+    monkeypatch.setenv("MLOPS_SERVE_MODEL_URI", art.uri)
+    monkeypatch.setenv("MLOPS_SERVE_DIGEST", art.digest)
+    monkeypatch.setenv("MLOPS_SERVE_NAME", "retail")
+    monkeypatch.setenv("MLOPS_SERVE_THREADS", "2")
+    monkeypatch.setenv("MLOPS_SERVE_WINDOW_SECONDS", "60")
+    cfg = serve_config.parse([])
+    assert (cfg.name, cfg.threads, cfg.window_seconds, cfg.port) == ("retail", 2, 60, 8080)
+    cfg = serve_config.parse(["--threads", "3", "--max-batch-size", "7"])
+    assert cfg.threads == 3 and cfg.max_batch_size == 7
+    monkeypatch.setenv("MLOPS_SERVE_DIGEST", "nothex")
+    with pytest.raises(SystemExit):
+        serve_config.parse([])
+
+
+# ------------------------------------------------------------------------------------------------
+# metrics and stats
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of the one sample `name` whose labels include `labels` (model/version implied)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    want = {"model": "retail", "version": "3", **labels}
+    found = [s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+             if s.name == name and all(s.labels.get(k) == v for k, v in want.items())]
+    assert len(found) == 1, (name, labels, found)
+    return found[0]
+
+
+def _expected_counts(art: Artifact, frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Independently: what the server must have counted for these rows."""
+    ref = art.manifest.reference.columns
+    out = {}
+    for c in art.feats:
+        v = frame[c["name"]]
+        col = ref[c["name"]]
+        if c["type"] == "numeric":
+            a = v.to_numpy(dtype=np.float64)
+            ok = a[~np.isnan(a)]
+            counts = np.zeros(len(col.bin_edges) + 1, dtype=int)
+            for x in ok:  # one by one, on purpose: not the server's vectorised code
+                counts[sum(1 for e in col.bin_edges if e <= x)] += 1
+            out[c["name"]] = {"counts": counts.tolist(), "nulls": int(np.isnan(a).sum())}
+        elif c["type"] == "boolean":
+            a = v.to_numpy(dtype=np.float64)
+            out[c["name"]] = {"counts": [int((a == 0).sum()), int((a == 1).sum())], "nulls": 0}
+        else:
+            cats = list(col.categories)
+            cnt = Counter(v)
+            out[c["name"]] = {"counts": [cnt.get(k, 0) for k in cats],
+                              "other": sum(n for k, n in cnt.items() if k not in cats and k != ""),
+                              "nulls": cnt.get("", 0)}
+    return out
+
+
+def test_feature_counts_equal_what_was_sent(art):
+    frame = art.test.iloc[:300].copy()
+    frame.loc[5:40, "age"] = np.nan
+    frame.loc[7, "device"] = "smart_tv"  # not in the reference: other
+    frame.loc[9:11, "channel"] = "carrier_pigeon"
+    # thread_rows: the 199-row request runs on the inference thread, the others in the event loop
+    with ServerThread(art.cfg(reservoir_size=100, thread_rows=64)) as s, requests.Session() as h:
+        # in several requests of different sizes, some concurrent
+        import concurrent.futures as cf
+
+        parts = [frame.iloc[i:j] for i, j in ((0, 1), (1, 33), (33, 100), (100, 101), (101, 300))]
+
+        def send(p):
+            with requests.Session() as hh:
+                return hh.post(s.url + "/v2/models/retail/infer", data=orjson.dumps({"inputs": v2_inputs(p, art.feats)}))
+
+        with cf.ThreadPoolExecutor(5) as ex:
+            assert all(r.status_code == 200 for r in ex.map(send, parts))
+        # bad requests count nothing
+        h.post(s.url + "/v2/models/retail/infer", data=orjson.dumps(_with(_good(art), "age", data=["x", 1])))
+        stats = h.get(s.url + "/v2/models/retail/stats").json()
+        metrics = h.get(s.url + "/metrics").text
+    want = _expected_counts(art, frame)
+    assert stats["rows"] == 300
+    for name, w in want.items():
+        got = stats["features"][name]
+        assert got["counts"] == w["counts"], name
+        assert got["nulls"] == w["nulls"], name
+        if "other" in w:
+            assert got["other"] == w["other"], name
+    assert stats["features"]["age"]["nulls"] == int(frame["age"].isna().sum()) > 0
+    assert stats["features"]["device"]["other"] == 1
+    # the prediction histogram: positive-class scores on 0.1 .. 0.9
+    p = art.model.predict_proba(frame)[:, 1]
+    want_p = np.bincount(np.searchsorted(np.round(np.arange(1, 10) * 0.1, 1), p, side="right"), minlength=10)
+    assert stats["prediction"]["type"] == "score" and stats["prediction"]["count"] == 300
+    assert sum(stats["prediction"]["counts"]) == 300
+    assert np.abs(np.array(stats["prediction"]["counts"]) - want_p).sum() <= 2  # float32 vs float64 at an edge
+    # the reservoir: at most 100 rows of the 300, each one of the rows sent
+    cur = stats["reservoir"]["current"]
+    assert cur["seen"] == 300 and len(cur["rows"]) == 100 == len(cur["predictions"])
+    assert cur["columns"] == [c["name"] for c in art.feats]
+    sent = {tuple(None if (isinstance(v, float) and v != v) else v for v in row)
+            for row in frame.astype(object).itertuples(index=False)}
+    for row in cur["rows"]:
+        assert tuple(row) in sent
+    # the same counts in Prometheus
+    assert metric(metrics, "mlops_serving_requests_total", endpoint="infer", code="200") == 5
+    assert metric(metrics, "mlops_serving_requests_total", endpoint="infer", code="422") == 1
+    for name in ("age", "tenure_days", "device", "is_member"):
+        doc = stats["features"][name]
+        if "binEdges" in doc:
+            for i, (u, n) in enumerate(zip([repr(e) for e in doc["binEdges"]] + ["+Inf"], doc["counts"])):
+                assert metric(metrics, "mlops_serving_feature_values_total", feature=name, bin=str(i), upper=u) == n
+        else:
+            for c, n in zip(doc["categories"], doc["counts"]):
+                assert metric(metrics, "mlops_serving_feature_values_total", feature=name, bin=c, upper="") == n
+            assert metric(metrics, "mlops_serving_feature_values_total", feature=name, bin="__other__") == doc["other"]
+        assert metric(metrics, "mlops_serving_feature_values_total", feature=name, bin="__null__") == doc["nulls"]
+    assert metric(metrics, "mlops_serving_feature_values_total", feature="device", bin="__other__") == 1
+    assert metric(metrics, "mlops_serving_request_duration_seconds_count", endpoint="infer") == 6
+    assert metric(metrics, "mlops_serving_request_rows_bucket", endpoint="infer", le="+Inf") == 6
+    assert metric(metrics, "mlops_serving_rows_total") == 300
+    assert sum(metric(metrics, "mlops_serving_predictions_total", bin=str(i)) for i in range(10)) == 300
+    assert metric(metrics, "mlops_serving_reservoir_rows", window="current") == 100
+    assert stats["startId"] and stats["instance"] == "test-pod" and stats["format"] == "mlops.dev/serving-stats/v1"
+
+
+def test_reservoir_is_bounded_and_rolls_windows(art):
+    from mlops_operator.serving.monitor import Reservoir
+
+    now = [1000.0]
+    r = Reservoir(10, 60, 2, 1, seed=1, clock=lambda: now[0])
+    for i in range(50):
+        x = np.array([[float(i)] * 7, [1.0] * 7])
+        r.observe(x, [["a"] * 7], np.arange(7, dtype=float))
+    assert r.current.filled == 10 and r.current.seen == 350 and r.current.num.shape == (10, 2)
+    assert r.current.start == 960.0
+    # uniform: rows from late batches are in it too
+    assert r.current.num[:, 0].max() > 10
+    now[0] = 1030.0
+    r.roll()
+    r.observe(np.zeros((2, 1)), [["b"]], np.zeros(1))
+    assert r.previous.seen == 350 and r.current.seen == 1 and r.current.start == 1020.0
+    now[0] = 1530.0
+    r.roll()
+    assert r.previous.seen == 0 and r.previous.start == 1440.0 and r.current.start == 1500.0
+
+
+# ------------------------------------------------------------------------------------------------
+# feedback
+
+def test_feedback_classification(srv, http, art):
+    before = http.get(srv.url + "/v2/models/retail/stats").json()["feedback"]
+    r = post(http, srv, "/v2/models/retail/feedback",
+             {"id": "req-1", "predictions": ["1", 0, "0", 1], "labels": [1, 0, "1", "1"], "scores": [0.9, 0.2, 0.3, 0.7]})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"rows": 4, "correct": 3, "id": "req-1"}
+    fb = http.get(srv.url + "/v2/models/retail/stats").json()["feedback"]
+    assert fb["count"] - before["count"] == 4 and fb["correct"] - before["correct"] == 3
+    conf = np.array(fb["confusion"]) - np.array(before["confusion"])
+    assert conf.tolist() == [[1, 0], [1, 2]]
+    assert sum(fb["scoreCountsByLabel"]["1"]) - sum(before["scoreCountsByLabel"]["1"]) == 3
+    u = "/v2/models/retail/feedback"
+    assert_error(post(http, srv, u, {"predictions": [1, 0], "labels": [1]}), 422, "2", "1")
+    assert_error(post(http, srv, u, {"predictions": [1], "labels": ["cat"]}), 422, "unknown class", "cat")
+    assert_error(post(http, srv, u, {"predictions": [1], "labels": [0.5]}), 422, "labels[0]")
+    assert_error(post(http, srv, u, {"labels": [1]}), 422, "predictions")
+    assert_error(post(http, srv, u, data=b"nope"), 400, "JSON")
+    assert_error(post(http, srv, u, {"predictions": [1], "labels": [1], "scores": [2]}), 422, "scores")
+    assert_error(post(http, srv, "/v2/models/x/feedback", {"predictions": [1], "labels": [1]}), 404, "x")
+    metrics = http.get(srv.url + "/metrics").text
+    assert metric(metrics, "mlops_serving_feedback_correct_total") == fb["correct"]
+    assert metric(metrics, "mlops_serving_feedback_rows_total") == fb["count"]
+    assert metric(metrics, "mlops_serving_feedback_confusion_total", label="1", predicted="0") == fb["confusion"][1][0]
+
+
+def test_regression_model_feedback_and_v1(tmp_path):
+    art = build_artifact(tmp_path, "Ridge", {}, rows=1500, task="regression", name="basket")
+    with ServerThread(art.cfg()) as s, requests.Session() as h:
+        frame = art.test.iloc[:25]
+        r = h.post(s.url + "/v2/models/basket/infer", data=orjson.dumps({"inputs": v2_inputs(frame, art.feats)}))
+        assert r.status_code == 200, r.text
+        out = outputs(r)["variable"].reshape(-1)
+        want = art.model.predict(frame)
+        assert np.max(np.abs(out - want)) / max(1.0, np.abs(want).max()) <= TOL
+        inst = [{c["name"]: (row[c["name"]] if c["type"] == "categorical" else
+                             (None if pd.isna(row[c["name"]]) else float(row[c["name"]]))) for c in art.feats}
+                for _, row in frame.iterrows()]
+        v1 = h.post(s.url + "/v1/models/basket:predict", data=orjson.dumps({"instances": inst})).json()
+        assert np.allclose(v1["predictions"], out)
+        r = h.post(s.url + "/v2/models/basket/feedback", data=orjson.dumps({"predictions": [10.0, 20], "labels": [12, 17.5]}))
+        assert r.status_code == 200, r.text
+        assert_error(h.post(s.url + "/v2/models/basket/feedback",
+                            data=orjson.dumps({"predictions": [1], "labels": ["a"]})), 422, "labels[0]")
+        st = h.get(s.url + "/v2/models/basket/stats").json()
+        assert st["feedback"]["count"] == 2
+        assert st["feedback"]["sumAbsError"] == pytest.approx(4.5)
+        assert st["feedback"]["sumSquaredError"] == pytest.approx(4 + 6.25)
+        assert st["prediction"]["type"] == "value" and st["prediction"]["count"] == 50
+        assert len(st["prediction"]["counts"]) == len(st["prediction"]["binEdges"]) + 1
+        assert "mlops_serving_feedback_abs_error_sum" in h.get(s.url + "/metrics").text
+
+
+def test_buffered_counts_land_in_the_window_they_arrived_in(art):
+    from mlops_operator.serving.monitor import Monitor
+
+    model = load(art.store_uri, art.uri, art.digest)
+    now = [600.0]
+    mon = Monitor(model, reservoir_size=5, window_seconds=300, seed=0, clock=lambda: now[0])
+    n_num, n_cat = len(model.num_features), len(model.cat_features)
+
+    def batch(rows: int):
+        x = np.zeros((n_num, rows))
+        cats = [["mobile"] * rows for _ in range(n_cat)]
+        return x, cats, {"label": np.zeros(rows, dtype=np.int64), "probabilities": np.full((rows, 2), 0.5, np.float32)}
+
+    mon.observe(*batch(3))
+    assert mon.pending_rows == 3 and mon.rows == 3  # buffered, not yet counted
+    now[0] = 905.0  # the next window
+    mon.observe(*batch(4))
+    doc = mon.reservoir_doc([(False, 0)])
+    assert doc["previous"]["seen"] == 3 and doc["previous"]["windowStartEpoch"] == 600.0
+    assert doc["current"]["seen"] == 4 and doc["current"]["windowStartEpoch"] == 900.0
+    assert sum(mon.prediction.counts) == 7 and mon.pending_rows == 0
+
+
+def test_reference_endpoint_gives_the_manifests_reference(http, srv, art):
+    from mlops_operator.drift.engine import references_from_profile
+    from mlops_operator.store.model_manifest import read_manifest
+
+    r = http.get(srv.url + "/v2/models/retail/reference", timeout=10)
+    assert r.status_code == 200
+    ref = r.json()["reference"]
+    want = read_manifest(Path(art.cfg().model_uri.removeprefix("file://")) / "model.json").reference
+    assert ref == want.model_dump(by_alias=True, exclude_none=True, mode="json")
+    assert references_from_profile(ref["columns"])  # what the drift monitor builds from it
+    r = http.get(srv.url + "/v2/models/other/reference", timeout=10)
+    assert r.status_code == 404 and r.json()["error"]
