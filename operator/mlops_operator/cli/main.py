@@ -154,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # the model server has its own flags (python -m mlops_operator.serving --help)
+        from mlops_operator.serving import main as serve
+
+        return serve(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -15,7 +15,7 @@ the same decision on whole raw datasets, vectorised (see :mod:`.fast`).
 """
 
 from .engine import CurrentData, DatasetDrift, FeatureDrift, ReferenceData, evaluate, evaluate_feature, \
-    references_from_profile
+    references_from_profile, samples_from_window
 from .fast import Categorical, PreparedReference, compare, prepare_reference
 from .methods import METHOD_NAMES, METHODS, Method, Override, default_method
 from .window import PodCounters, WindowDelta, add_counts, merge_reservoirs, window_delta
@@ -24,5 +24,5 @@ __all__ = [
     "METHODS", "METHOD_NAMES", "Categorical", "CurrentData", "DatasetDrift", "FeatureDrift", "Method", "Override",
     "PodCounters", "PreparedReference", "ReferenceData", "WindowDelta", "add_counts", "compare", "default_method",
     "evaluate", "evaluate_feature", "merge_reservoirs", "prepare_reference", "references_from_profile",
-    "window_delta",
+    "samples_from_window", "window_delta",
 ]
