@@ -65,6 +65,9 @@ def test_random_search_records_every_trial_and_writes_a_verified_bundle(env):
     assert man.onnx_sha256 == out["digest"] and man.classes == ["0", "1"]
     assert {f.name for f in man.inputs} >= {"age", "device", "is_member"}
     assert man.reference.columns["age"].bin_edges and man.reference.columns["device"].categories
+    import pyarrow.parquet as pq
+    tenure = pq.read_table(store.local_path(ds["uri"], "data.parquet", ds["digest"]), columns=["tenure_days"])
+    assert man.reference.columns["tenure_days"].std == pytest.approx(float(np.std(tenure.column(0).to_numpy())))
     assert sum(man.reference.prediction.bin_counts) == out["split"]["test"]
     assert man.evaluation["confusionMatrix"]["labels"] == ["0", "1"]
     assert onnx.stat().st_size > 1000

@@ -80,3 +80,11 @@ class DriftMonitorStatus(ApiModel):
     last_retrain_time: str | None = None
     last_training_run: str | None = None
     message: str | None = None
+    last_scrape_time: str | None = None
+    serving_model_version: str | None = Field(None, description="Version whose traffic and reference are compared.")
+    window_start: str | None = None
+    window_rows: int | None = Field(None, description="Rows in the window being filled.")
+    labelled_samples: int | None = Field(None, description="Feedback labels in the last evaluated window.")
+    retrain_count: int | None = None
+    retrain: dict | None = Field(None, description="The retraining in progress or the last one: phase, reason, run.",
+                                 json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})

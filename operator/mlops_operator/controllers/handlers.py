@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import dataset, inferenceservice, modelversion, trainingrun
+from . import dataset, driftmonitor, inferenceservice, modelversion, trainingrun
 from .settings import Settings
 
 
@@ -12,4 +12,5 @@ def register_all(settings: Settings | None = None) -> Settings:
     trainingrun.register(settings)
     modelversion.register(settings)
     inferenceservice.register(settings)
+    driftmonitor.register(settings)
     return settings

@@ -27,6 +27,7 @@ class _Numeric:
     rng: np.random.Generator
     n: int = 0
     total: float = 0.0
+    total_sq: float = 0.0
     lo: float = np.inf
     hi: float = -np.inf
     sample: np.ndarray = field(default_factory=lambda: np.empty(0))
@@ -37,6 +38,7 @@ class _Numeric:
             return
         self.n += values.size
         self.total += float(values.sum())
+        self.total_sq += float(np.dot(values, values))
         self.lo = min(self.lo, float(values.min()))
         self.hi = max(self.hi, float(values.max()))
         # uniform sample without replacement: keep the SAMPLE_SIZE smallest random keys
@@ -104,6 +106,8 @@ class Profiler:
                 n = self.numeric[name]
                 info.update(min=n.lo if n.n else None, max=n.hi if n.n else None,
                             mean=n.total / n.n if n.n else None,
+                            # population std (as np.std): what normed Wasserstein divides by
+                            std=float(np.sqrt(max(n.total_sq / n.n - (n.total / n.n) ** 2, 0.0))) if n.n else None,
                             binEdges=[float(x) for x in edges[name]], binCounts=[int(x) for x in bins[name]])
             if name in self.counts and d["type"] != "numeric":
                 top = sorted(self.counts[name].items(), key=lambda kv: (-kv[1], kv[0]))

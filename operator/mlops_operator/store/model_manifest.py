@@ -51,6 +51,7 @@ class ReferenceColumn(_M):
     categories: dict[str, int] | None = None
     other_count: int = 0
     nulls: int = 0
+    std: float | None = Field(None, description="Population standard deviation (numeric): normalises Wasserstein.")
 
 
 class Reference(_M):
