@@ -172,7 +172,10 @@ async def pod_proxy_get(namespace: str, pod: str, port: int, path: str) -> str:
     """GET a pod's HTTP endpoint through the API server's pod proxy (works wherever the operator
     runs, in or out of the cluster; needs `pods/proxy` get)."""
     api = client.CoreV1Api(_api())
-    return await call(api.connect_get_namespaced_pod_proxy_with_path, f"{pod}:{port}", namespace, path.lstrip("/"))
+    # raw bytes: the client would otherwise turn a JSON body into the str() of a dict
+    resp = await call(api.connect_get_namespaced_pod_proxy_with_path, f"{pod}:{port}", namespace, path.lstrip("/"),
+                      _preload_content=False)
+    return resp.data.decode()
 
 
 async def ensure_hpa(obj: dict[str, Any]) -> None:

@@ -366,3 +366,37 @@ def generate(rows: int, seed: int = 0, behaviour_shift: float = 0.0,
     # block-sized batches are the blocks themselves: no copies, one chunk per block
     return pa.Table.from_batches(
         list(batches(rows, seed, behaviour_shift, batch_rows=BLOCK_ROWS, start=start)), schema=ARROW_SCHEMA)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The retail company's export job in the demo: write the latest sessions to a landing file.
+
+        python -m mlops_operator.data.retail --rows 20000 --seed 1 --shift 0 --out /landing/sessions.parquet
+
+    The file is replaced atomically (written next to it, then renamed), so a snapshot never
+    reads half an export.
+    """
+    import argparse
+    import os
+    import sys
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    ap = argparse.ArgumentParser(prog="python -m mlops_operator.data.retail")
+    ap.add_argument("--rows", type=int, required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shift", type=float, default=0.0, help="behaviour shift, 0 (none) .. 1 (strong)")
+    ap.add_argument("--start", default="2026-01-01", help="date of the first session")
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args(argv)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = a.out.with_name(f".{a.out.name}.{os.getpid()}.tmp")
+    pq.write_table(generate(a.rows, a.seed, a.shift, a.start), tmp)
+    os.replace(tmp, a.out)
+    print(f"wrote {a.rows} sessions (seed {a.seed}, shift {a.shift}, from {a.start}) to {a.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,341 @@
+"""DriftMonitor controller (thin): every `spec.interval`, scrape the ready serving pods' stats
+through the API server, add what arrived to the current window, and when the window is full
+judge drift and accuracy, write status, Events and metrics, and retrain past the thresholds.
+
+The window and the previous scrape live in a ConfigMap `<monitor>-state` (owned by the
+monitor), so an operator restart neither loses nor double-counts a window. A retraining is a
+small state machine in status (`retrain.phase`: Refreshing -> Training), with the TrainingRun
+named `<monitor>-retrain-<n>`, so a restart at any step creates no second run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import kopf
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+from prometheus_client import Gauge
+
+from ..api.conditions import now, set_condition
+from ..api.durations import parse_duration
+from ..drift.engine import evaluate, references_from_profile
+from ..monitoring.decisions import accuracy_breached, retrain_gate, window_accuracy
+from ..monitoring.windows import Window, accumulate
+from ..resources.common import labels, owner_reference
+from ..resources.serving import PORT
+from . import kube
+from .metrics import measured
+from .settings import Settings
+
+log = logging.getLogger("mlops.controllers.driftmonitor")
+PLURAL = "driftmonitors"
+TICK = 2.0
+TREND = 20
+
+SCORE = Gauge("mlops_drift_score", "Drift score of a feature in the last window (p-value or distance)",
+              ["namespace", "monitor", "feature", "method"])
+DRIFTED = Gauge("mlops_drift_feature_drifted", "1 when the feature drifted in the last window",
+                ["namespace", "monitor", "feature"])
+SHARE = Gauge("mlops_drift_share", "Share of drifted features in the last window", ["namespace", "monitor"])
+DATASET = Gauge("mlops_drift_detected", "1 when the last window drifted (dataset level)", ["namespace", "monitor"])
+ACCURACY = Gauge("mlops_window_accuracy", "Accuracy (or error) of the model on labelled feedback in the last window",
+                 ["namespace", "monitor", "metric"])
+SAMPLES = Gauge("mlops_window_rows", "Rows in the last evaluated window", ["namespace", "monitor"])
+
+
+def _event(obj: dict[str, Any], etype: str, reason: str, message: str) -> None:
+    kopf.event(obj, type=etype, reason=reason, message=message[:1000])
+
+
+def _epoch(ts: str | None) -> float | None:
+    import datetime as dt
+
+    if not ts:
+        return None
+    return dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
+
+
+# ------------------------------------------------------------------------------ state ConfigMap
+
+def _state_name(dm: str) -> str:
+    return f"{dm[:50]}-state"
+
+
+async def _load_state(ns: str, name: str) -> dict[str, Any]:
+    core = client.CoreV1Api(kube._api())
+    try:
+        cm = await kube.call(core.read_namespaced_config_map, _state_name(name), ns)
+        return json.loads((cm.data or {}).get("state.json") or "{}")
+    except ApiException as e:
+        if e.status == 404:
+            return {}
+        raise
+
+
+async def _save_state(dm: dict[str, Any], state: dict[str, Any]) -> None:
+    meta = dm["metadata"]
+    body = {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": _state_name(meta["name"]), "namespace": meta["namespace"],
+                         "labels": labels("drift-monitor", "monitor-state", meta["name"]),
+                         "ownerReferences": [owner_reference(dm)]},
+            "data": {"state.json": json.dumps(state, separators=(",", ":"))}}
+    core = client.CoreV1Api(kube._api())
+    try:
+        await kube.call(core.replace_namespaced_config_map, body["metadata"]["name"], meta["namespace"], body)
+    except ApiException as e:
+        if e.status != 404:
+            raise
+        await kube.call(core.create_namespaced_config_map, meta["namespace"], body)
+
+
+# ------------------------------------------------------------------------------ scraping
+
+async def _ready_pods(ns: str, isvc: str) -> list[dict[str, Any]]:
+    out = []
+    for p in await kube.list_pods(ns, f"mlops.dev/inference-service={isvc},mlops.dev/track=stable"):
+        st = p.get("status") or {}
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+        if st.get("phase") == "Running" and ready and not p["metadata"].get("deletionTimestamp"):
+            out.append(p)
+    return out
+
+
+async def _scrape(ns: str, pods: list[dict[str, Any]], model: str, version: int) -> tuple[dict, list[str]]:
+    docs, problems = {}, []
+    for p in pods:
+        name = p["metadata"]["name"]
+        try:
+            doc = json.loads(await kube.pod_proxy_get(ns, name, PORT, f"v2/models/{model}/stats"))
+        except Exception as e:
+            problems.append(f"{name}: {e}"[:200])
+            continue
+        if str(doc.get("version")) != str(version):
+            continue  # a pod of another version (mid-rollout): not this reference's traffic
+        docs[doc.get("instance") or name] = doc
+    return docs, problems
+
+
+async def _reference(ns: str, pods: list[dict[str, Any]], model: str) -> dict[str, Any] | None:
+    for p in pods:
+        try:
+            return json.loads(await kube.pod_proxy_get(ns, p["metadata"]["name"], PORT,
+                                                      f"v2/models/{model}/reference"))["reference"]
+        except Exception as e:
+            log.warning("no reference from %s: %s", p["metadata"]["name"], e)
+    return None
+
+
+# ------------------------------------------------------------------------------ the tick
+
+async def tick(dm: dict[str, Any], settings: Settings) -> None:
+    meta, spec = dm["metadata"], dm["spec"]
+    ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
+    st = dict(dm.get("status") or {})
+    interval = parse_duration(spec.get("interval", "1m"))
+    last = _epoch(st.get("lastScrapeTime"))
+    if last is not None and time.time() - last < interval - TICK / 2 and st.get("observedGeneration") == gen:
+        await _follow_retrain(dm, st)
+        return
+    conds = st.get("conditions")
+    isvc = await kube.get_custom("inferenceservices", ns, spec["inferenceService"])
+    serving = ((isvc or {}).get("status") or {}).get("modelVersion")
+    if not serving:
+        why = f"InferenceService {spec['inferenceService']} " + ("does not exist" if isvc is None else "serves no model yet")
+        conds, changed = set_condition(conds, "Ready", False, "NoServingModel", why, gen)
+        await kube.patch_status(PLURAL, ns, name, {"conditions": conds, "observedGeneration": gen,
+                                                   "lastScrapeTime": now(), "message": why})
+        if changed:
+            _event(dm, "Warning", "NoServingModel", why)
+        return
+    mv = await kube.get_custom("modelversions", ns, serving)
+    model, version = isvc["spec"]["model"], (mv or {}).get("spec", {}).get("version")
+    pods = await _ready_pods(ns, spec["inferenceService"])
+    state = await _load_state(ns, name)
+    notes: list[str] = []
+    if state.get("servingVersion") != serving:  # a new model: a new reference, a fresh window
+        ref = await _reference(ns, pods, model)
+        if ref is None:
+            conds, _ = set_condition(conds, "Ready", False, "NoReference", f"no reference from the pods of {serving} yet", gen)
+            await kube.patch_status(PLURAL, ns, name, {"conditions": conds, "lastScrapeTime": now()})
+            return
+        if state.get("servingVersion"):
+            _event(dm, "Normal", "NewReference", f"{serving} serves now: new reference "
+                                                 f"({ref.get('dataset')}@{str(ref.get('datasetDigest'))[:12]}), new window")
+        state = {"servingVersion": serving, "reference": ref, "pods": {}, "window": Window(time.time()).to_json()}
+    docs, problems = await _scrape(ns, pods, model, version)
+    res = accumulate(Window.from_json(state["window"]), state.get("pods") or {}, docs)
+    notes += res.notes + problems
+    window = res.window
+    state["pods"] = res.pods
+    win = spec.get("window") or {}
+    duration, min_rows = parse_duration(win.get("duration", "10m")), int(win.get("minSamples", 200))
+    patch: dict[str, Any] = {"observedGeneration": gen, "lastScrapeTime": now(), "servingModelVersion": serving,
+                             "windowRows": window.rows, "windowStart": _iso(window.start)}
+    conds, _ = set_condition(conds, "Ready", True, "Monitoring",
+                             f"{len(docs)} pod(s) of {serving} scraped" + (f"; {'; '.join(notes)}" if notes else ""), gen)
+    if time.time() - window.start >= duration:
+        if window.rows < min_rows:
+            patch["message"] = (f"insufficient samples: {window.rows} rows since {_iso(window.start)}, {min_rows} "
+                                "needed; the window grows until there are")
+        else:
+            conds = await _judge(dm, st, conds, state, window, patch)
+            state["window"] = Window(time.time()).to_json()
+    if "window" in state and state["window"]["start"] == window.start:
+        state["window"] = window.to_json()
+    await _save_state(dm, state)
+    patch["conditions"] = conds
+    await kube.patch_status(PLURAL, ns, name, patch)
+    await _follow_retrain(dm, {**st, **patch})
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+async def _judge(dm: dict[str, Any], st: dict[str, Any], conds: list, state: dict[str, Any], window: Window,
+                 patch: dict[str, Any]) -> list:
+    meta, spec = dm["metadata"], dm["spec"]
+    ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
+    refs = references_from_profile(state["reference"].get("columns") or {})
+    overrides = {k: {"method": v.get("method", "auto"), "threshold": v.get("threshold")}
+                 for k, v in (spec.get("features") or {}).items()}
+    result = evaluate(refs, window.features, overrides, drift_share=float(spec.get("driftShare", 0.5)),
+                      min_samples=int((spec.get("window") or {}).get("minSamples", 200)))
+    feats = [{"name": f.name, "method": f.method, "score": _num(f.score), "threshold": _num(f.threshold),
+              "drifted": bool(f.drifted)} for f in result.features if f.status == "ok"]
+    for f in result.features:
+        if f.status == "ok":
+            SCORE.labels(ns, name, f.name, f.method).set(f.score)
+            DRIFTED.labels(ns, name, f.name).set(1 if f.drifted else 0)
+    SHARE.labels(ns, name).set(result.share)
+    DATASET.labels(ns, name).set(1 if result.drifted else 0)
+    SAMPLES.labels(ns, name).set(window.rows)
+    policy = spec.get("accuracy")
+    metric = (policy or {}).get("metric", "accuracy")
+    acc = window_accuracy(metric, window.feedback) if window.feedback.get("count") else None
+    breach_acc = accuracy_breached(policy, acc, window.feedback.get("count", 0))
+    if acc is not None:
+        ACCURACY.labels(ns, name, metric).set(acc)
+    trend = list(st.get("accuracyTrend") or [])
+    if acc is not None:
+        trend = (trend + [round(acc, 4)])[-TREND:]
+    patch.update(lastEvaluationTime=now(), samples=window.rows, features=feats, driftShare=round(result.share, 4),
+                 datasetDrift=result.drifted and not result.insufficient, accuracy=None if acc is None else round(acc, 4),
+                 accuracyTrend=trend, labelledSamples=int(window.feedback.get("count", 0)), message=result.message)
+    reasons = []
+    if result.drifted and not result.insufficient:
+        reasons.append(f"data drift: {result.message}")
+    if breach_acc:
+        reasons.append(f"{metric} {acc:.3f} breaches {policy['threshold']} on {int(window.feedback['count'])} labels")
+    if reasons:
+        text = "; ".join(reasons)
+        reason = "DataDriftAndAccuracy" if len(reasons) == 2 else ("DataDrift" if result.drifted else "AccuracyDegraded")
+        conds, changed = set_condition(conds, "Drifted", True, reason, text, gen)
+        if changed:
+            _event(dm, "Warning", reason, text)
+        await _maybe_retrain(dm, st, patch, text)
+    elif result.insufficient:
+        conds, _ = set_condition(conds, "Drifted", "Unknown", "InsufficientSamples", result.message, gen)
+    else:
+        msg = result.message + (f"; {metric} {acc:.3f}" if acc is not None else "")
+        conds, changed = set_condition(conds, "Drifted", False, "NoDrift", msg, gen)
+        if changed:
+            _event(dm, "Normal", "NoDrift", msg)
+    return conds
+
+
+def _num(x: float) -> float:
+    return 0.0 if x != x else round(float(x), 6)
+
+
+# ------------------------------------------------------------------------------ retraining
+
+async def _maybe_retrain(dm: dict[str, Any], st: dict[str, Any], patch: dict[str, Any], why: str) -> None:
+    spec = dm["spec"]
+    retrain = spec.get("retrain") or {}
+    in_flight = None
+    r = st.get("retrain") or {}
+    if r.get("phase") in ("Refreshing", "Training"):
+        in_flight = r.get("trainingRun") or "a dataset refresh"
+    gate = retrain_gate(bool(retrain.get("enabled")), True, in_flight, _epoch(st.get("lastRetrainTime")),
+                        parse_duration(retrain.get("cooldown", "1h")), time.time())
+    if not gate.allowed:
+        if retrain.get("enabled"):
+            patch["message"] = f"{patch.get('message', '')}; retraining not started: {gate.reason}"
+        return
+    n = int(st.get("retrainCount") or 0) + 1
+    template = retrain["template"]
+    ds_name = template["dataset"]["name"]
+    ds = await kube.get_custom("datasets", dm["metadata"]["namespace"], ds_name)
+    prior = ((ds or {}).get("status") or {}).get("lastSnapshotTrigger")
+    step = {"number": n, "reason": why[:500], "startedAt": now(), "dataset": ds_name}
+    if retrain.get("refreshDataset", True) and ds is not None:
+        await kube.patch_custom("datasets", dm["metadata"]["namespace"], ds_name,
+                                {"metadata": {"annotations": {"mlops.dev/refresh": f"{dm['metadata']['name']}-{n}"}}})
+        step.update(phase="Refreshing", priorTrigger=prior)
+        _event(dm, "Normal", "RefreshingDataset", f"retraining #{n}: refreshing Dataset {ds_name} first ({why[:200]})")
+    else:
+        step.update(phase="Training")
+    patch.update(retrain=step, retrainCount=n, lastRetrainTime=now())
+
+
+async def _follow_retrain(dm: dict[str, Any], st: dict[str, Any]) -> None:
+    """Drive a retraining in progress: refresh done -> create the run; run done -> report."""
+    meta, spec = dm["metadata"], dm["spec"]
+    ns, name = meta["namespace"], meta["name"]
+    r = dict(st.get("retrain") or {})
+    if r.get("phase") == "Refreshing":
+        ds = await kube.get_custom("datasets", ns, r["dataset"])
+        dst = (ds or {}).get("status") or {}
+        if ds is not None and (dst.get("activeJob") or dst.get("lastSnapshotTrigger") == r.get("priorTrigger")):
+            return  # the snapshot has not finished yet
+        r["phase"] = "Training"
+    if r.get("phase") == "Training" and not r.get("trainingRun"):
+        run_name = f"{name[:40]}-retrain-{r['number']}"
+        template = json.loads(json.dumps(spec["retrain"]["template"]))
+        ds = await kube.get_custom("datasets", ns, template["dataset"]["name"])
+        latest = (((ds or {}).get("status") or {}).get("latestValid") or {}).get("digest")
+        if latest:
+            template["dataset"]["digest"] = latest  # pin the newest valid version: what was judged on
+        body = {"apiVersion": "mlops.dev/v1alpha1", "kind": "TrainingRun",
+                "metadata": {"name": run_name, "namespace": ns,
+                             "labels": labels("retraining", "training-run", name, {"mlops.dev/drift-monitor": name}),
+                             "annotations": {"mlops.dev/retrain-reason": r.get("reason", "")[:1000]}},
+                "spec": template}
+        try:
+            await kube.create_custom("trainingruns", ns, body)
+            _event(dm, "Normal", "RetrainingStarted", f"created TrainingRun {run_name} on "
+                                                      f"{template['dataset']['name']}@{str(latest)[:12]}")
+        except Exception as e:
+            if not kube.is_conflict(e):
+                raise
+        r["trainingRun"] = run_name
+        await kube.patch_status(PLURAL, ns, name, {"retrain": r, "lastTrainingRun": run_name})
+        return
+    if r.get("phase") == "Training" and r.get("trainingRun"):
+        run = await kube.get_custom("trainingruns", ns, r["trainingRun"])
+        phase = ((run or {}).get("status") or {}).get("phase")
+        if run is None or phase in ("Succeeded", "Failed"):
+            rst = (run or {}).get("status") or {}
+            promo = rst.get("promotion") or {}
+            if phase == "Succeeded":
+                text = (f"retraining {r['trainingRun']} registered {rst.get('modelVersion')}: "
+                        f"{promo.get('decision', 'registered')} ({promo.get('reason', '')})")
+                _event(dm, "Normal", "RetrainingSucceeded", text)
+            else:
+                text = (f"retraining {r['trainingRun']} failed: {rst.get('message') or 'the run disappeared'}; "
+                        "the serving model stays")
+                _event(dm, "Warning", "RetrainingFailed", text)
+            r.update(phase=phase or "Failed", finishedAt=now(), result=text[:1000])
+            await kube.patch_status(PLURAL, ns, name, {"retrain": r, "message": text})
+
+
+def register(settings: Settings) -> None:
+    @kopf.timer("mlops.dev", "v1alpha1", PLURAL, interval=TICK, initial_delay=1)
+    async def driftmonitor_tick(body: Any, **_: Any) -> None:
+        with measured("DriftMonitor"):
+            await tick(dict(body), settings)

@@ -1,0 +1,108 @@
+"""The whole loop on the real control plane, unattended: drift -> retrain -> promote -> roll
+out -> recover, with the operator restarted in the middle; and a failing retraining that
+leaves the serving model alone. The retail demo runs the same driver (cli/retail_loop.py)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from mlops_operator.cli.retail_loop import MODEL, Kubectl, LoopError, RetailLoop, cond, plot, summary_table
+from mlops_operator.localcluster import binaries
+from tests.conftest import Cluster, OperatorProcess, wait_for
+from tests.integration.test_inference_service import Forward
+
+pytestmark = pytest.mark.cluster
+
+
+def test_the_loop_closes_by_itself(local_cluster: Cluster, operator: OperatorProcess, namespace: str, tmp_path):
+    c, ns = local_cluster, namespace
+    k = Kubectl(str(binaries.binary_path("kubectl")), c.kubeconfig, ns)
+    fwd: list[Forward] = []
+
+    def base_url() -> str:
+        fwd.append(Forward(c, ns))
+        return fwd[-1].base
+
+    loop = RetailLoop(k, base_url, image="mlops-runtime:test", rows=12000, timeout=300)
+
+    # restart the operator once the retraining is under way: the loop must still complete
+    # with exactly one retraining run
+    def restart_when_retraining():
+        deadline = time.time() + 900
+        while time.time() < deadline:
+            dm = k.get("driftmonitor", MODEL) or {}
+            if (dm.get("status") or {}).get("retrain"):
+                operator.kill()
+                operator.start()
+                loop.mark("operator killed and restarted while retraining")
+                return
+            time.sleep(0.5)
+
+    restarter = threading.Thread(target=restart_when_retraining, daemon=True)
+    restarter.start()
+    try:
+        r = loop.run()
+    finally:
+        for f in fwd:
+            f.close()
+    print(summary_table(r))
+    assert any("operator killed" in what for _, what in r.timeline)
+    assert r.requests > 100 and not r.failed, r.failed[:5]
+    assert r.versions["v1"] == "propensity-v1" and r.versions["v2"] == "propensity-v2"
+    assert r.accuracy["before"] >= 0.76 and r.accuracy["during"] is not None
+    assert r.accuracy["after"] > r.accuracy["during"], r.accuracy
+    assert r.drift["after"] < r.drift["during"], r.drift
+    runs = [x["metadata"]["name"] for x in c.get_json("trainingruns", "-n", ns, "-l",
+                                                        "mlops.dev/drift-monitor=propensity")["items"]]
+    assert runs == r.retrain_runs and len(runs) == 1, runs
+    mvs = c.get_json("modelversions", "-n", ns)["items"]
+    assert sorted(m["metadata"]["name"] for m in mvs) == ["propensity-v1", "propensity-v2"]
+    assert [m["metadata"]["name"] for m in mvs if "production" in m["spec"]["aliases"]] == ["propensity-v2"]
+    events = {e["reason"] for e in c.get_json("events", "-n", ns)["items"]}
+    assert {"DataDrift", "RetrainingStarted", "RetrainingSucceeded", "Promoted", "RolledOut"} <= events or \
+        {"DataDriftAndAccuracy", "RetrainingStarted", "RetrainingSucceeded", "Promoted", "RolledOut"} <= events, events
+    png = plot(r, tmp_path / "loop.png")
+    assert png.stat().st_size > 10_000
+
+
+def test_a_failing_retraining_leaves_v1_serving(local_cluster: Cluster, operator: OperatorProcess, namespace: str):
+    c, ns = local_cluster, namespace
+    k = Kubectl(str(binaries.binary_path("kubectl")), c.kubeconfig, ns)
+    fwd: list[Forward] = []
+
+    def base_url() -> str:
+        fwd.append(Forward(c, ns))
+        return fwd[-1].base
+
+    loop = RetailLoop(k, base_url, image="mlops-runtime:test", rows=8000, timeout=240)
+    # the retraining template asks for an impossible parameter value: the run fails
+    original = loop.apply
+
+    def apply(name: str) -> None:
+        if name != "driftmonitor.yaml":
+            return original(name)
+        text = (loop_dir() / name).read_text().replace("params: {max_iter: 60}", "params: {max_iter: -5}")
+        k("apply", "-f", "-", input=text)
+
+    loop.apply = apply  # type: ignore[method-assign]
+    try:
+        with pytest.raises(LoopError, match="retraining failed"):
+            loop.run()
+    finally:
+        for f in fwd:
+            f.close()
+    dm = k.get("driftmonitor", MODEL)
+    assert "failed" in dm["status"]["message"] and "stays" in dm["status"]["message"]
+    assert dm["status"]["retrain"]["phase"] == "Failed"
+    isvc = k.get("inferenceservice", MODEL)
+    assert isvc["status"]["modelVersion"] == "propensity-v1" and cond(isvc, "Ready")["status"] == "True"
+    assert any(e["reason"] == "RetrainingFailed" for e in c.get_json("events", "-n", ns)["items"])
+
+
+def loop_dir():
+    from mlops_operator.cli.retail_loop import LOOP
+
+    return LOOP
