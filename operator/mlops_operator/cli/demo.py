@@ -1,25 +1,26 @@
 """`mlops demo` (what `make demo` runs): bring up the local cluster and show it working.
 
-Until the ML lifecycle lands this shows the platform it stands on: the upstream control
-plane, the node running a Job and a Deployment behind a Service, `kubectl logs`, and the
-Service answering through kube-proxy and through `mlops port-forward`.
+It starts the upstream control plane and the node, deploys the operator from manifests/ (as
+a user would on any cluster), then runs the retail loop (cli/retail_loop.py): a model trained,
+served and monitored, customers' behaviour shifting, the drift detected, the model retrained,
+promoted and rolled out without a failed request, and accuracy recovering. It ends with a
+timeline, a summary table and a PNG plot.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
+import sys
 import time
-import urllib.request
 from pathlib import Path
 
+from mlops_operator.cli.retail_loop import Kubectl, RetailLoop, plot, summary_table
 from mlops_operator.localcluster import binaries, cluster
-from mlops_operator.localcluster.forward import free_port, start_forward
+from mlops_operator.localcluster.forward import free_port
 
 REPO = Path(__file__).resolve().parents[3]
-EXAMPLE = REPO / "examples" / "local-cluster" / "hello.yaml"
-NS = "mlops-hello"
+RETAIL_NS = "retail"
 
 
 def _kubectl(kc: Path, *args: str, show: bool = True, timeout: float = 120) -> str:
@@ -35,21 +36,7 @@ def _kubectl(kc: Path, *args: str, show: bool = True, timeout: float = 120) -> s
     return p.stdout
 
 
-async def _get_through_forward(cfg, ip: str, port: int, times: int) -> list[str]:
-    """GET the ClusterIP `times` times through a loopback forward (what `mlops port-forward` does)."""
-    local = free_port()
-    server = await start_forward(cfg.netns, local, (ip, port))
-    try:
-        def get() -> str:
-            with urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=5) as r:
-                return r.read().decode().strip()
-        return [await asyncio.to_thread(get) for _ in range(times)]
-    finally:
-        server.close()
-        await server.wait_closed()
-
-
-def run_demo(name: str = "local") -> int:
+def run_demo(name: str = "local", out_dir: str = "demo-output") -> int:
     started = time.monotonic()
     cfg = cluster.up(name)
     kc = cfg.kubeconfig_path
@@ -58,50 +45,55 @@ def run_demo(name: str = "local") -> int:
     for n, c in cluster.status(name)["components"].items():
         print(f"  {n:<24} {'healthy' if c['healthy'] else c['state']:<8} pid {c['pid']}")
     _kubectl(kc, "get", "nodes", "-o", "wide")
-    _kubectl(kc, "apply", "-f", str(EXAMPLE))
-    _kubectl(kc, "wait", "--for=condition=Complete", "job/hello", "-n", NS, "--timeout=120s")
-    _kubectl(kc, "logs", "-n", NS, "job/hello")
-    pod = json.loads(_kubectl(kc, "get", "pods", "-n", NS, "-l", "job-name=hello", "-o", "json", show=False))["items"][0]
-    msg = pod["status"]["containerStatuses"][0]["state"]["terminated"].get("message", "")
-    print(f"termination message of {pod['metadata']['name']}: {msg}")
-    _kubectl(kc, "rollout", "status", "deploy/web", "-n", NS, "--timeout=120s")
-    _kubectl(kc, "get", "deploy,rs,pods,svc,endpointslices", "-n", NS, "-o", "wide")
-    svc = json.loads(_kubectl(kc, "get", "svc", "web", "-n", NS, "-o", "json", show=False))
-    ip = svc["spec"]["clusterIP"]
-    answers = asyncio.run(_get_through_forward(cfg, ip, 80, 6))
-    print(f"\nGET http://{ip}/ (ClusterIP, load-balanced by kube-proxy), six times:")
-    for a in answers:
-        print(f"  {a}")
-    print("""
-The real controllers ran the Job and the Deployment; the node agent runs each pod as processes
-in its own network namespace, and kube-proxy routes the Service.
-
-== The operator, deployed from manifests/ (CRDs, RBAC, 2 replicas with leader election) ==""")
+    print("\n== The operator, deployed from manifests/ (CRDs, RBAC, 2 replicas with leader election) ==")
     _kubectl(kc, "apply", "-k", str(REPO / "manifests" / "overlays" / "local"))
+    # the local node runs the working tree's code: restart so a cluster kept from an earlier
+    # run gets the current operator (on a real cluster a new image tag does this)
+    _kubectl(kc, "rollout", "restart", "deploy/mlops-operator", "-n", "mlops-system")
     _kubectl(kc, "rollout", "status", "deploy/mlops-operator", "-n", "mlops-system", "--timeout=180s", timeout=190)
-    print("\n== Data: the retail company's sessions, snapshotted, profiled and validated ==")
-    _kubectl(kc, "apply", "-f", str(REPO / "examples" / "retail" / "dataset.yaml"))
-    deadline = time.monotonic() + 300
-    st: dict = {}
-    while time.monotonic() < deadline:
-        st = json.loads(_kubectl(kc, "get", "dataset", "retail-sessions", "-o", "json", show=False)).get("status") or {}
-        if st.get("latestValid") and not st.get("activeJob"):
-            break
-        time.sleep(1)
-    _kubectl(kc, "get", "mlops")
-    if st.get("latestValid"):
-        v, prof = st["latestValid"], st.get("profile") or {}
-        print(f"version {v['id']}: {v['rows']} rows, {v['columns']} columns, stored at {v['uri']}")
-        print(f"label distribution: {prof.get('labelDistribution')}; missing values: {prof.get('nullCounts')}")
-    print(f"""
+    dep = json.loads(_kubectl(kc, "get", "deploy", "mlops-operator", "-n", "mlops-system", "-o", "json", show=False))
+    env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0].get("env") or []}
+    image = env.get("MLOPS_RUNTIME_IMAGE") or "ghcr.io/mlops-dev/mlops-runtime:0.1.0"
 
+    print(f"\n== The retail loop in namespace {RETAIL_NS}: train, serve, monitor, drift, retrain, roll out ==")
+    _kubectl(kc, "delete", "namespace", RETAIL_NS, "--ignore-not-found", "--wait=true", timeout=300)
+    _kubectl(kc, "create", "namespace", RETAIL_NS)
+    forwards: list[subprocess.Popen] = []
+
+    def base_url() -> str:
+        port = free_port()
+        p = subprocess.Popen([sys.executable, "-m", "mlops_operator.cli.main", "port-forward", "--name", name,
+                              "-n", RETAIL_NS, "svc/propensity", f"{port}:80"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+        forwards.append(p)
+        p.stdout.readline()  # "Forwarding from ..."
+        return f"http://127.0.0.1:{port}"
+
+    k = Kubectl(str(binaries.binary_path("kubectl")), kc, RETAIL_NS)
+    loop = RetailLoop(k, base_url, image=image)
+    try:
+        result = loop.run()
+    finally:
+        for p in forwards:
+            p.terminate()
+    print("\n== Timeline ==")
+    for t, what in result.timeline:
+        print(f"  {t:6.1f}s  {what}")
+    print("\n== Summary ==")
+    print(summary_table(result))
+    png = plot(result, Path(out_dir) / "retail-loop.png")
+    print(f"\nplot of accuracy and drift over time: {png}")
+    _kubectl(kc, "get", "mlops", "-n", RETAIL_NS)
+    print(f"""
 Use it yourself:
   export KUBECONFIG={kc}
   export PATH={binaries.kube_bin_dir()}:$PATH        # kubectl v{cfg.kubernetes_version}
-  kubectl get pods -A
-  kubectl get mlops; kubectl describe dataset retail-sessions
-  kubectl annotate dataset retail-sessions mlops.dev/refresh="$(date +%s)" --overwrite   # snapshot again
+  kubectl get mlops -n {RETAIL_NS}; kubectl describe driftmonitor propensity -n {RETAIL_NS}
+  .venv/bin/kubectl-mlops -n {RETAIL_NS} runs
+  .venv/bin/kubectl-mlops -n {RETAIL_NS} lineage {result.versions.get('v2')}
+  .venv/bin/kubectl-mlops -n {RETAIL_NS} compare {result.versions.get('v1')} {result.versions.get('v2')}
+  .venv/bin/kubectl-mlops -n {RETAIL_NS} export {result.versions.get('v2')} -o ./bundle
+  .venv/bin/mlops port-forward -n {RETAIL_NS} svc/propensity 8080:80   # then: curl http://127.0.0.1:8080/v2/models/propensity
   kubectl logs -n mlops-system deploy/mlops-operator
-  .venv/bin/mlops port-forward -n {NS} svc/web 8080:80   # then: curl http://127.0.0.1:8080/
 Stop it with `.venv/bin/mlops down` (or `make down`) (add --purge to delete its state under {cfg.state_dir}).""")
-    return 0
+    return 0 if not result.failed else 1

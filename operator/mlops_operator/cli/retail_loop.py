@@ -60,6 +60,7 @@ class LoopResult:
     drift: dict[str, float | None] = field(default_factory=dict)
     versions: dict[str, str | None] = field(default_factory=dict)
     retrain_runs: list[str] = field(default_factory=list)
+    client_series: list[tuple[float, float]] = field(default_factory=list)  # (t, accuracy) per 5 s
 
 
 class Kubectl:
@@ -135,6 +136,14 @@ class Traffic:
                     self.failed.append(f"feedback {code}: {body.get('error', body)}"[:300])
             time.sleep(self.interval)
 
+    def series(self, t0: float, bucket: float = 5.0) -> list[tuple[float, float]]:
+        """Client-side accuracy per `bucket` seconds (what the customers' purchases say)."""
+        acc: dict[int, list[int]] = {}
+        for t, r, n in list(self.correct):
+            b = acc.setdefault(int((t - t0) // bucket), [0, 0])
+            b[0], b[1] = b[0] + r, b[1] + n
+        return [((k + 0.5) * bucket, r / n) for k, (r, n) in sorted(acc.items()) if n]
+
     def accuracy_since(self, t0: float, t1: float | None = None) -> float | None:
         right = rows = 0
         for t, r, n in list(self.correct):
@@ -193,13 +202,16 @@ class RetailLoop:
         self.k("apply", "-f", "-", input=json.dumps(manifest))
         self.k("wait", "--for=condition=Complete", f"job/{job}", "--timeout=180s")
 
+    def _sample_once(self) -> None:
+        dm = self.k.get("driftmonitor", MODEL) or {}
+        isvc = self.k.get("inferenceservice", MODEL) or {}
+        st = dm.get("status") or {}
+        self.r.samples.append(Sample(time.time() - self.t0, st.get("driftShare"), cond(dm, "Drifted").get("status"),
+                                     st.get("accuracy"), (isvc.get("status") or {}).get("modelVersion"), self.phase))
+
     def _sampler(self) -> None:
         while not self._sampler_stop.is_set():
-            dm = self.k.get("driftmonitor", MODEL) or {}
-            isvc = self.k.get("inferenceservice", MODEL) or {}
-            st = dm.get("status") or {}
-            self.r.samples.append(Sample(time.time() - self.t0, st.get("driftShare"), cond(dm, "Drifted").get("status"),
-                                         st.get("accuracy"), (isvc.get("status") or {}).get("modelVersion"), self.phase))
+            self._sample_once()
             self._sampler_stop.wait(2.0)
 
     def evaluations_after(self, t: float, n: int) -> list[dict[str, Any]] | None:
@@ -216,7 +228,7 @@ class RetailLoop:
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> LoopResult:
         k = self.k
-        self.mark("export Job lands 20k sessions of current behaviour")
+        self.mark(f"export Job lands {self.rows} sessions of current behaviour")
         self.apply("landing.yaml")
         self.export(1, seed=1, shift=0.0, start="2026-01-01")
         self.apply("dataset.yaml")
@@ -252,6 +264,8 @@ class RetailLoop:
             self.traffic.thread.join(20)
             sampler.join(10)
             self.r.requests, self.r.failed = self.traffic.requests, list(self.traffic.failed)
+            self.r.client_series = self.traffic.series(self.t0)
+            self._sample_once()
 
     def _loop(self) -> LoopResult:
         k, tr = self.k, self.traffic
@@ -328,18 +342,23 @@ def plot(r: LoopResult, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    if r.client_series:
+        ax.plot([t for t, _ in r.client_series], [a for _, a in r.client_series], color="lightsteelblue",
+                label="accuracy per 5 s (purchases fed back)")
     ts = [s.t for s in r.samples]
-    ax.plot(ts, [s.accuracy if s.accuracy is not None else float("nan") for s in r.samples], label="window accuracy")
-    ax.plot(ts, [s.drift_share if s.drift_share is not None else float("nan") for s in r.samples],
+    ax.step(ts, [s.accuracy if s.accuracy is not None else float("nan") for s in r.samples], where="post",
+            label="DriftMonitor window accuracy")
+    ax.step(ts, [s.drift_share if s.drift_share is not None else float("nan") for s in r.samples], where="post",
             label="share of drifted features")
-    for t, what in r.timeline:
-        if any(w in what for w in ("new season", "Drifted=True", "rolled out")):
-            ax.axvline(t, color="grey", linestyle=":", linewidth=1)
-            ax.text(t, 1.02, what.split(":")[0][:28], rotation=0, fontsize=7, transform=ax.get_xaxis_transform())
+    marks = [(t, w) for t, w in r.timeline if any(k in w for k in ("new season", "Drifted=True", "rolled out"))]
+    for i, (t, what) in enumerate(marks):
+        ax.axvline(t, color="grey", linestyle=":", linewidth=1)
+        label = "new season" if "new season" in what else ("drift detected" if "Drifted" in what else "v2 rolled out")
+        ax.text(t + 1, 0.06 + 0.06 * i, label, fontsize=8)
     ax.set_xlabel("seconds since the start of the loop")
-    ax.set_ylim(0, 1.05)
-    ax.legend(loc="lower left")
+    ax.set_ylim(0, 1.0)
+    ax.legend(loc="center left", fontsize=8)
     ax.set_title("retail purchase propensity: drift, retraining and recovery")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
