@@ -779,3 +779,26 @@ def test_reference_endpoint_gives_the_manifests_reference(http, srv, art):
     assert references_from_profile(ref["columns"])  # what the drift monitor builds from it
     r = http.get(srv.url + "/v2/models/other/reference", timeout=10)
     assert r.status_code == 404 and r.json()["error"]
+
+
+def test_reference_from_another_dataset_version(http, srv, art, tmp_path):
+    """DriftMonitor spec.reference: a Dataset version's profile from the store, on the model's features."""
+    from mlops_operator.data import snapshot
+
+    ds = {"source": {"type": "generator", "generator": {"kind": "retail", "rows": 1500, "seed": 3,
+                                                         "behaviourShift": 1.0}},
+          "labelColumn": "purchased", "schema": {"columns": retail.RETAIL_SCHEMA}}
+    work = tmp_path / "snap"
+    work.mkdir()
+    out = snapshot.run({"name": "season2", "spec": ds}, art.store_uri, tmp_path, work)
+    r = http.get(srv.url + "/v2/models/retail/reference", params={"dataset": "season2", "digest": out["digest"]},
+                 timeout=10)
+    assert r.status_code == 200, r.text
+    ref = r.json()["reference"]
+    assert ref["dataset"] == "season2" and ref["datasetDigest"] == out["digest"] and ref["rows"] == 1500
+    assert set(ref["columns"]) == {f.name for f in art.manifest.inputs}
+    assert sum(ref["columns"]["age"]["binCounts"]) + ref["columns"]["age"]["nulls"] == 1500
+    for bad in ({"dataset": "season2", "digest": "0" * 64}, {"dataset": "../x", "digest": out["digest"]},
+                {"dataset": "season2", "digest": "nothex"}):
+        r = http.get(srv.url + "/v2/models/retail/reference", params=bad, timeout=10)
+        assert r.status_code == 404 and r.json()["error"], bad

@@ -119,11 +119,16 @@ async def _scrape(ns: str, pods: list[dict[str, Any]], model: str, version: int)
     return docs, problems
 
 
-async def _reference(ns: str, pods: list[dict[str, Any]], model: str) -> dict[str, Any] | None:
+async def _reference(ns: str, pods: list[dict[str, Any]], model: str, override: dict[str, Any]) -> dict[str, Any] | None:
+    """The serving model's training reference, or the Dataset version `spec.reference` names
+    (read from the store by a serving pod, which mounts it)."""
+    from urllib.parse import urlencode
+
+    query = {k: v for k, v in (("dataset", override.get("dataset")), ("digest", override.get("digest"))) if v}
+    path = f"v2/models/{model}/reference" + (f"?{urlencode(query)}" if query else "")
     for p in pods:
         try:
-            return json.loads(await kube.pod_proxy_get(ns, p["metadata"]["name"], PORT,
-                                                      f"v2/models/{model}/reference"))["reference"]
+            return json.loads(await kube.pod_proxy_get(ns, p["metadata"]["name"], PORT, path))["reference"]
         except Exception as e:
             log.warning("no reference from %s: %s", p["metadata"]["name"], e)
     return None
@@ -156,8 +161,10 @@ async def tick(dm: dict[str, Any], settings: Settings) -> None:
     pods = await _ready_pods(ns, spec["inferenceService"])
     state = await _load_state(ns, name)
     notes: list[str] = []
-    if state.get("servingVersion") != serving:  # a new model: a new reference, a fresh window
-        ref = await _reference(ns, pods, model)
+    ref_key = json.dumps(spec.get("reference") or {}, sort_keys=True)
+    if state.get("servingVersion") != serving or state.get("referenceSpec") != ref_key:
+        # a new model (or another reference asked for): a new reference, a fresh window
+        ref = await _reference(ns, pods, model, spec.get("reference") or {})
         if ref is None:
             conds, _ = set_condition(conds, "Ready", False, "NoReference", f"no reference from the pods of {serving} yet", gen)
             await kube.patch_status(PLURAL, ns, name, {"conditions": conds, "lastScrapeTime": now()})
@@ -165,7 +172,8 @@ async def tick(dm: dict[str, Any], settings: Settings) -> None:
         if state.get("servingVersion"):
             _event(dm, "Normal", "NewReference", f"{serving} serves now: new reference "
                                                  f"({ref.get('dataset')}@{str(ref.get('datasetDigest'))[:12]}), new window")
-        state = {"servingVersion": serving, "reference": ref, "pods": {}, "window": Window(time.time()).to_json()}
+        state = {"servingVersion": serving, "referenceSpec": ref_key, "reference": ref, "pods": {},
+                 "window": Window(time.time()).to_json()}
     docs, problems = await _scrape(ns, pods, model, version)
     res = accumulate(Window.from_json(state["window"]), state.get("pods") or {}, docs)
     notes += res.notes + problems

@@ -236,6 +236,14 @@ class ModelServer:
         except ServingError as e:
             return _error(e.status, e.message)
         ref = self.model.manifest.reference
+        q = request.query
+        if q.get("dataset") or q.get("digest"):
+            # another Dataset version as the reference (DriftMonitor spec.reference): its
+            # profile from the store, on this model's features
+            try:
+                ref = _reference_from_store(self.cfg.store_uri, self.model.manifest, q.get("dataset"), q.get("digest"))
+            except ValueError as e:
+                return _error(404, str(e))
         if ref is None:
             return _error(404, f"model {self.spec.name} has no reference distribution in its model.json")
         return _json({"model": self.spec.name, "version": self.spec.version, "digest": self.model.digest,
@@ -352,3 +360,25 @@ class Router:
         if allowed:
             raise ServingError(405, f"method {method} is not allowed on {path}; use {', '.join(sorted(set(allowed)))}")
         raise ServingError(404, f"no route for {method} {path}")
+
+
+def _reference_from_store(store_uri: str, manifest: Any, dataset: str | None, digest: str | None) -> Any:
+    """The Reference of a Dataset version's profile.json, for the model's input features."""
+    import json as _json_mod
+    import re
+
+    from mlops_operator.store.store import StoreError, open_store
+    from mlops_operator.training.artifact import reference_of
+
+    ref = manifest.reference
+    dataset = dataset or (ref.dataset if ref else None)
+    digest = digest or (ref.dataset_digest if ref else None)
+    if not dataset or not digest or not re.fullmatch(r"[a-f0-9]{64}", digest):
+        raise ValueError("a reference needs a dataset name and a 64-hex sha256 digest")
+    store = open_store(store_uri)
+    try:
+        profile = _json_mod.loads(store.local_path(store.uri("datasets", dataset, digest), "profile.json").read_text())
+    except (StoreError, OSError, ValueError) as e:
+        raise ValueError(f"no profile of dataset {dataset}@{digest[:12]} in the store: {e}") from e
+    feats = [{"name": f.name, "type": f.type} for f in manifest.inputs]
+    return reference_of(profile, feats, None, manifest.target, dataset, digest)
