@@ -7,7 +7,7 @@ CLUSTER ?= local
 BIN      = $(VENV)/bin
 export GOTOOLCHAIN ?= local
 
-.PHONY: images deploy crds help venv system-deps binaries demo demo-kind test test-unit up down status constraints bench clean
+.PHONY: e2e-kind images deploy crds help venv system-deps binaries demo demo-kind test test-unit up down status constraints bench clean
 
 help:
 	@echo "make demo        set up everything and run the demo on the embedded local cluster"
@@ -25,13 +25,15 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 venv: $(BIN)/.installed
 
-# The local node needs iproute2 (ip), util-linux (nsenter) and nftables (nft, for kube-proxy).
+# The local node needs iproute2 (ip), util-linux (nsenter) and nftables (nft, for kube-proxy);
+# the tests check the alerting rules with promtool (Debian's prometheus package).
 # Installed from Debian's packages when missing and we are root; otherwise say what to install.
 system-deps:
 	@missing=""; \
 	command -v ip >/dev/null || missing="$$missing iproute2"; \
 	command -v nsenter >/dev/null || missing="$$missing util-linux"; \
 	command -v nft >/dev/null || missing="$$missing nftables"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -66,6 +68,19 @@ images:
 # The operator into the current kube context (kind or any cluster): CRDs, RBAC, Deployment.
 deploy:
 	kubectl apply -k manifests/overlays/dev
+
+# For users and CI systems with Docker: a kind cluster, the images built and loaded, the
+# operator deployed from manifests/, then the retail loop end to end (not run here: our
+# machines have no container engine).
+KIND_NAME ?= mlops
+e2e-kind: venv
+	@command -v kind >/dev/null && command -v docker >/dev/null || { echo "e2e-kind needs docker and kind"; exit 1; }
+	kind get clusters | grep -qx $(KIND_NAME) || kind create cluster --name $(KIND_NAME)
+	$(MAKE) images
+	kind load docker-image --name $(KIND_NAME) ghcr.io/mlops-dev/mlops-runtime:0.1.0 ghcr.io/mlops-dev/mlops-operator:0.1.0
+	kubectl --context kind-$(KIND_NAME) apply -k manifests/overlays/dev
+	kubectl --context kind-$(KIND_NAME) rollout status deploy/mlops-operator -n mlops-system --timeout=300s
+	$(BIN)/python -m mlops_operator.cli.retail_loop --context kind-$(KIND_NAME) -n retail
 
 # CRDs are generated from the pydantic models in operator/mlops_operator/api
 crds: venv

@@ -1,4 +1,4 @@
-# The runtime image: snapshot and training Jobs, and (later) the model server.
+# The runtime image: snapshot, training and verification Jobs, and the model server.
 # Build from the repository root:  docker build -f images/runtime.Dockerfile -t ghcr.io/mlops-dev/mlops-runtime:0.1.0 .
 # Not built in CI here (no container engine on our machines); the local cluster runs the
 # same entrypoint as a process (see IMAGE_ENTRYPOINTS in localcluster/node/podspec.py).

@@ -126,6 +126,24 @@ def test_serve_infer_roll_out_under_load_and_refuse_a_broken_version(local_clust
         assert [str(v) for v in outs["label"]["data"]] == [str(v) for v in want["label"].reshape(-1)]
         np.testing.assert_allclose(np.array(outs["probabilities"]["data"]).reshape(-1, 2), want["probabilities"],
                                    atol=1e-6)
+        # Triton's V2 client, unchanged, through the Service
+        import tritonclient.http as triton
+
+        tc = triton.InferenceServerClient(url=f"127.0.0.1:{fwd.port}")
+        assert tc.is_model_ready("propensity")
+        tin = []
+        for f in feats:
+            col = x[f["name"]]
+            if f["type"] == "categorical":
+                t = triton.InferInput(f["name"], [len(x), 1], "BYTES")
+                t.set_data_from_numpy(col.to_numpy(dtype=object).reshape(-1, 1))
+            else:
+                t = triton.InferInput(f["name"], [len(x), 1], "FP32")
+                t.set_data_from_numpy(col.to_numpy(dtype=np.float32).reshape(-1, 1))
+            tin.append(t)
+        res = tc.infer("propensity", tin, outputs=[triton.InferRequestedOutput("probabilities")])
+        np.testing.assert_allclose(res.as_numpy("probabilities"), want["probabilities"], atol=1e-6)
+        tc.close()
         # bad input: 4xx with a message, never a 5xx
         code, body = fwd.post("/v2/models/propensity/infer", {"inputs": [{"name": "nope", "datatype": "FP32",
                                                                           "shape": [1], "data": [1]}]})
@@ -260,3 +278,22 @@ def test_canary_rolls_back_a_failing_version_and_promotes_a_good_one(local_clust
         t.join(10)
         fwd.close()
     assert codes.count(200) > 20
+
+
+def test_autoscaling_creates_a_horizontal_pod_autoscaler(local_cluster: Cluster, operator: OperatorProcess,
+                                                         namespace: str):
+    c, ns = local_cluster, namespace
+    c.apply(retail_dataset(rows=1500), ns)
+    c.apply(run("v1", "  estimator: {type: LogisticRegression}\n  promotion: {policy: always}"), ns)
+    assert wait_phase(c, ns, "v1")["phase"] == "Succeeded"
+    c.apply(ISVC.replace("  replicas: 2", "  autoscaling: {minReplicas: 2, maxReplicas: 5}"), ns)
+    hpa = wait_for(lambda: (lambda p: json.loads(p.stdout) if p.returncode == 0 else None)(
+        c.kubectl("get", "hpa", "propensity", "-n", ns, "-o", "json", check=False)), 90, what="HPA")
+    assert hpa["spec"]["minReplicas"] == 2 and hpa["spec"]["maxReplicas"] == 5
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                             "name": "propensity-predictor"}
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+    assert hpa["metadata"]["ownerReferences"][0]["kind"] == "InferenceService"
+    p = c.kubectl("apply", "-n", ns, "-f", "-", check=False,
+                  input=ISVC.replace("  replicas: 2", "  autoscaling: {minReplicas: 6, maxReplicas: 5}"))
+    assert p.returncode != 0 and "minReplicas must not exceed maxReplicas" in p.stderr

@@ -365,3 +365,55 @@ def plot(r: LoopResult, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the loop against any cluster where the operator is deployed (`make e2e-kind`):
+
+        python -m mlops_operator.cli.retail_loop --context kind-mlops -n retail --image IMAGE
+
+    The InferenceService is reached through `kubectl port-forward`.
+    """
+    import argparse
+    import os
+    import re
+    import shutil
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m mlops_operator.cli.retail_loop")
+    ap.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config")))
+    ap.add_argument("--context", default=None)
+    ap.add_argument("-n", "--namespace", default="retail")
+    ap.add_argument("--image", default=os.environ.get("MLOPS_RUNTIME_IMAGE", "ghcr.io/mlops-dev/mlops-runtime:0.1.0"))
+    ap.add_argument("--kubectl", default=shutil.which("kubectl") or "kubectl")
+    ap.add_argument("--out", default="demo-output")
+    a = ap.parse_args(argv)
+    k = Kubectl(a.kubectl, Path(a.kubeconfig), a.namespace)
+    if a.context:
+        k.argv[3:3] = ["--context", a.context]
+    subprocess.run([*k.argv[:-2], "create", "namespace", a.namespace], capture_output=True)
+    forwards: list[subprocess.Popen] = []
+
+    def base_url() -> str:
+        p = subprocess.Popen([*k.argv, "port-forward", "svc/propensity", ":80"], stdout=subprocess.PIPE, text=True)
+        forwards.append(p)
+        m = re.search(r"127\.0\.0\.1:(\d+)", p.stdout.readline())
+        if not m:
+            raise LoopError("kubectl port-forward did not start")
+        return f"http://127.0.0.1:{m.group(1)}"
+
+    try:
+        r = RetailLoop(k, base_url, image=a.image).run()
+    except LoopError as e:
+        print(f"retail loop failed: {e}", file=sys.stderr)
+        return 1
+    finally:
+        for p in forwards:
+            p.terminate()
+    print(summary_table(r))
+    print(f"plot: {plot(r, Path(a.out) / 'retail-loop.png')}")
+    return 0 if not r.failed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -273,7 +273,8 @@ async def _maybe_retrain(dm: dict[str, Any], st: dict[str, Any], patch: dict[str
                         parse_duration(retrain.get("cooldown", "1h")), time.time())
     if not gate.allowed:
         if retrain.get("enabled"):
-            patch["message"] = f"{patch.get('message', '')}; retraining not started: {gate.reason}"
+            last = f" (last: {r['result']})" if r.get("result") else ""
+            patch["message"] = f"{patch.get('message', '')}; retraining not started: {gate.reason}{last}"
         return
     n = int(st.get("retrainCount") or 0) + 1
     template = retrain["template"]

@@ -26,7 +26,7 @@ from ..resources.model_version import model_version
 from ..resources.store import store_claim
 from ..resources.training_job import job_name, spec_configmap, training_job
 from . import kube
-from .metrics import measured
+from .metrics import TRAINING_RUNS, measured
 from .settings import Settings
 
 log = logging.getLogger("mlops.controllers.trainingrun")
@@ -198,6 +198,7 @@ async def _finish(run: dict[str, Any], status: dict[str, Any], job: dict[str, An
         await kube.patch_status(PLURAL, ns, name, {"phase": "Failed", "conditions": conds, "message": reason,
                                                    "completionTime": finished})
         _event(run, "Warning", "Failed", reason)
+        TRAINING_RUNS.labels(ns, run["spec"]["modelName"], "failed").inc()
         return
     mv_name = await _register(run, summary)
     promotion = await _promote(run, summary, mv_name, status)
@@ -223,6 +224,7 @@ async def _finish(run: dict[str, Any], status: dict[str, Any], job: dict[str, An
         st["durationSeconds"] = seconds_between(started, finished)
     await kube.patch_status(PLURAL, ns, name, st)
     _event(run, "Normal", "Succeeded", f"{text}; registered {mv_name}")
+    TRAINING_RUNS.labels(ns, run["spec"]["modelName"], "succeeded").inc()
 
 
 async def reconcile(namespace: str, name: str, settings: Settings) -> None:
@@ -249,6 +251,7 @@ async def reconcile(namespace: str, name: str, settings: Settings) -> None:
                 await kube.patch_status(PLURAL, namespace, name, {"phase": "Failed", "conditions": conds,
                                                                   "message": str(e), "completionTime": now()})
                 _event(run, "Warning", "Failed", str(e))
+                TRAINING_RUNS.labels(namespace, run["spec"]["modelName"], "failed").inc()
 
 
 def register(settings: Settings) -> None:

@@ -1,0 +1,84 @@
+-- Argo CD health of a mlops.dev DriftMonitor, from its Ready and Drifted conditions and the
+-- retraining it drives (controllers/driftmonitor.py):
+--   Ready not True (NoServingModel: the InferenceService serves nothing yet; NoReference)
+--     -> Progressing
+--   Drifted True (DataDrift, AccuracyDegraded, DataDriftAndAccuracy):
+--     a retraining in flight (status.retrain.phase Refreshing or Training) -> Progressing;
+--     a retraining that succeeded after the last evaluated window -> Progressing (the next
+--       window judges the new model);
+--     otherwise (retraining disabled, in its cooldown, failed, or the drift outlived the new
+--       model) -> Degraded: the served model no longer fits its traffic and nothing is fixing
+--       it, which is what an admin watching Argo CD must see
+--   Drifted False (NoDrift) or Unknown (InsufficientSamples) or not judged yet -> Healthy
+local hs = {}
+
+local function condition(ctype)
+  if obj.status ~= nil and obj.status.conditions ~= nil then
+    for _, c in ipairs(obj.status.conditions) do
+      if c.type == ctype then
+        return c
+      end
+    end
+  end
+  return nil
+end
+
+local function message(c, fallback)
+  if c ~= nil and c.message ~= nil and c.message ~= "" then
+    return c.message
+  end
+  return fallback
+end
+
+local st = obj.status or {}
+local ready = condition("Ready")
+local drifted = condition("Drifted")
+if ready == nil then
+  hs.status = "Progressing"
+  hs.message = "Waiting for the operator to start monitoring"
+  return hs
+end
+if ready.status ~= "True" then
+  hs.status = "Progressing"
+  hs.message = message(ready, "Not monitoring yet")
+  return hs
+end
+if drifted == nil or drifted.status ~= "True" then
+  hs.status = "Healthy"
+  if drifted ~= nil then
+    hs.message = message(drifted, message(ready, "Monitoring"))
+  else
+    hs.message = message(ready, "Monitoring") .. "; no window judged yet"
+  end
+  return hs
+end
+
+local r = st.retrain
+local what = message(drifted, "Drift detected")
+if r ~= nil and (r.phase == "Refreshing" or r.phase == "Training") then
+  hs.status = "Progressing"
+  local run = r.trainingRun or ("Dataset " .. (r.dataset or "") .. " refresh")
+  hs.message = what .. "; retraining in progress (" .. run .. ")"
+elseif r ~= nil and r.phase == "Succeeded" and r.finishedAt ~= nil and
+    (st.lastEvaluationTime == nil or st.lastEvaluationTime <= r.finishedAt) then
+  -- RFC 3339 UTC timestamps of one format compare correctly as strings
+  hs.status = "Progressing"
+  hs.message = (r.result or "retrained") .. "; waiting for the next window"
+else
+  hs.status = "Degraded"
+  if r ~= nil and r.phase == "Failed" then
+    hs.message = what .. "; " .. (r.result or "the last retraining failed")
+  elseif obj.spec == nil or obj.spec.retrain == nil or obj.spec.retrain.enabled ~= true then
+    hs.message = what .. "; retraining is not enabled"
+  else
+    hs.message = what
+    local i = nil
+    if st.message ~= nil then
+      i = string.find(st.message, "retraining not started", 1, true)
+    end
+    if i ~= nil then
+      hs.message = what .. "; " .. string.sub(st.message, i)
+    end
+  end
+end
+return hs
