@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
@@ -47,6 +46,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.common import ensure_venv, sha256_file, status_kb
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -82,14 +83,6 @@ BAD_INPUTS = {
 # --------------------------------------------------------------------------------------------
 # helpers shared by the parent and the children (standard library only at import time)
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 def _cpu_s() -> float:
     import resource
 
@@ -97,12 +90,7 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+
 
 
 class Phases:
@@ -299,7 +287,7 @@ def child_ours(inp: Path, spec_path: Path, validate_only: bool) -> dict[str, Any
     from mlops_operator.store import FileStore
 
     imported = time.perf_counter()
-    rss_imported = _status_kb("VmRSS")
+    rss_imported = status_kb("VmRSS")
 
     def timed(owner, attr: str, phase: str) -> None:
         fn = getattr(owner, attr)
@@ -373,7 +361,7 @@ def child_pandera(inp: Path, spec_path: Path, validate_only: bool) -> dict[str, 
     import pandera.pandas as pa
 
     imported = time.perf_counter()
-    rss_imported = _status_kb("VmRSS")
+    rss_imported = status_kb("VmRSS")
     schema_decl, rules, label = _declared(spec_path)
     cpu0 = _cpu_s()
     ph = Phases()
@@ -417,7 +405,7 @@ def child_gx(inp: Path, spec_path: Path, validate_only: bool) -> dict[str, Any]:
     import great_expectations as gx
 
     imported = time.perf_counter()
-    rss_imported = _status_kb("VmRSS")
+    rss_imported = status_kb("VmRSS")
     schema_decl, rules, label = _declared(spec_path)
     cpu0 = _cpu_s()
     ph = Phases()
@@ -470,7 +458,7 @@ CHILDREN = {"ours": child_ours, "pandera": child_pandera, "gx": child_gx}
 
 def child_main(tool: str, inp: str, spec: str, validate_only: bool) -> None:
     out = CHILDREN[tool](Path(inp), Path(spec), validate_only)
-    out["peak_rss_mb"] = _status_kb("VmHWM") / 1024
+    out["peak_rss_mb"] = status_kb("VmHWM") / 1024
     print("BENCH-RESULT " + json.dumps(out, default=str), flush=True)
 
 
@@ -523,23 +511,7 @@ def make_inputs(rows: int, seed: int, where: Path, formats: list[str]) -> dict[s
     return {"files": files, "bad": bad, "spec": spec_path, "columns": len(schema)}
 
 
-def ensure_bench_venv(venv: Path) -> tuple[Path | None, str | None]:
-    """The interpreter of the benchmark's own virtualenv, created and pinned on first use."""
-    py = venv / "bin" / "python"
-    stamp = venv / ".requirements-sha256"
-    want = sha256_file(REQUIREMENTS)
-    if py.exists() and stamp.exists() and stamp.read_text() == want:
-        return py, None
-    base = getattr(sys, "_base_executable", None) or sys.executable
-    try:
-        if not py.exists():
-            subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "-r", str(REQUIREMENTS)],
-                       check=True, capture_output=True, text=True)
-    except subprocess.CalledProcessError as e:
-        return None, f"creating {venv} failed: {(e.stderr or e.stdout or '').strip()[-2000:]}"
-    stamp.write_text(want)
-    return py, None
+
 
 
 def versions(py: Path, modules: list[str]) -> dict[str, str]:
@@ -732,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
     pys: dict[str, Path] = {"ours": Path(sys.executable)}
     res["versions"] = {"ours": versions(pys["ours"], ["mlops-operator", "pyarrow", "numpy", "pandas"])}
     if {"pandera", "gx"} & set(tools):
-        py, err = ensure_bench_venv(a.bench_venv)
+        py, err = ensure_venv(a.bench_venv, REQUIREMENTS)
         for tool, module in (("pandera", "pandera.pandas"), ("gx", "great_expectations")):
             if tool not in tools:
                 continue

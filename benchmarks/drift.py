@@ -38,6 +38,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchmarks.common import status_kb
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
@@ -105,14 +107,6 @@ def make_data(n: int, seed: int = 0) -> tuple[dict, dict]:
 # --------------------------------------------------------------------------------------------
 # children
 
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
-
-
 def _reset_peak() -> bool:
     try:
         with open("/proc/self/clear_refs", "w") as f:
@@ -154,7 +148,7 @@ def child_ours(n: int, variant: str) -> dict[str, Any]:
     warm = {"w": np.arange(10.0), "s": np.array(["a", "b"] * 5, dtype=object),
             "k": drift.Categorical(np.zeros(10, np.int32), ["a"])}
     drift.compare(drift.prepare_reference(warm), warm)
-    rss0 = _status_kb("VmRSS")
+    rss0 = status_kb("VmRSS")
     peak_ok = _reset_peak()
     cpu0, t0 = _cpu_s(), time.perf_counter()
     prepared = drift.prepare_reference(r, kinds, workers=workers)
@@ -163,7 +157,7 @@ def child_ours(n: int, variant: str) -> dict[str, Any]:
     t2 = time.perf_counter()
     cpu = _cpu_s() - cpu0
     return {"work_s": t2 - t0, "prepare_s": t1 - t0, "compare_s": t2 - t1, "cpu_s": cpu,
-            "peak_mb": (_status_kb("VmHWM") - rss0) / 1024 if peak_ok else None, "rss_before_mb": rss0 / 1024,
+            "peak_mb": (status_kb("VmHWM") - rss0) / 1024 if peak_ok else None, "rss_before_mb": rss0 / 1024,
             "features": {f.name: [f.method, f.score, f.drifted] for f in res.features},
             "share": res.share, "drifted": res.drifted}
 
@@ -190,7 +184,7 @@ def child_evidently(n: int) -> dict[str, Any]:
     rdf, cdf = frame(ref), frame(cur)
     del ref, cur
     names = {m.evidently_name: k for k, m in drift.METHODS.items()}
-    rss0 = _status_kb("VmRSS")
+    rss0 = status_kb("VmRSS")
     peak_ok = _reset_peak()
     cpu0, t0 = _cpu_s(), time.perf_counter()
     definition = DataDefinition(numerical_columns=NUMERIC, categorical_columns=CATEGORICAL)
@@ -212,7 +206,7 @@ def child_evidently(n: int) -> dict[str, Any]:
         if p["type"].endswith("ValueDrift"):
             feats[p["column"]][2] = str(t["status"]).endswith("FAIL")
     return {"work_s": t1 - t0, "cpu_s": cpu, "rss_before_mb": rss0 / 1024,
-            "peak_mb": (_status_kb("VmHWM") - rss0) / 1024 if peak_ok else None,
+            "peak_mb": (status_kb("VmHWM") - rss0) / 1024 if peak_ok else None,
             "features": feats, "share": share, "drifted": share is not None and share >= 0.5}
 
 

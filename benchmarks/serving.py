@@ -47,6 +47,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import ensure_venv
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results" / "serving.json"
@@ -388,26 +390,10 @@ def run_server(srv: Server, model: dict[str, Any], kind: str, batches: list[int]
 # ------------------------------------------------------------------------------------------------
 # venv, report
 
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def ensure_venv(venv: Path) -> tuple[Path | None, str | None]:
-    py = venv / "bin" / "python"
-    stamp = venv / ".requirements-sha256"
-    want = sha256_file(REQUIREMENTS)
-    if py.exists() and stamp.exists() and stamp.read_text() == want:
-        return py, None
-    base = getattr(sys, "_base_executable", None) or sys.executable
-    try:
-        if not py.exists():
-            subprocess.run([base, "-m", "venv", str(venv)], check=True, capture_output=True, text=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "-r", str(REQUIREMENTS)],
-                       check=True, capture_output=True, text=True)
-    except subprocess.CalledProcessError as e:
-        return None, f"creating {venv} failed: {(e.stderr or e.stdout or '').strip()[-2000:]}"
-    stamp.write_text(want)
-    return py, None
+
+
 
 
 def _point(res: dict[str, Any], b: int, c: int) -> dict[str, Any] | None:
@@ -507,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             elif key == "hello-asyncio":
                 res["servers"][key] = run_server(hello("asyncio"), model, "hello", batches, conns, a.duration, lua)
             elif key == "mlserver":
-                py, err = ensure_venv(a.bench_venv)
+                py, err = ensure_venv(a.bench_venv, REQUIREMENTS)
                 if py is None:
                     res["servers"][key] = {"label": "MLServer", "error": err}
                     print(err, file=sys.stderr)

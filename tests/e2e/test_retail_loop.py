@@ -11,7 +11,7 @@ import pytest
 
 from mlops_operator.cli.retail_loop import MODEL, Kubectl, LoopError, RetailLoop, cond, plot, summary_table
 from mlops_operator.localcluster import binaries
-from tests.conftest import Cluster, OperatorProcess, wait_for
+from tests.conftest import Cluster, OperatorProcess
 from tests.integration.test_inference_service import Forward
 
 pytestmark = pytest.mark.cluster
@@ -37,11 +37,7 @@ def _loop_in_cluster(c: Cluster, ns: str, tmp_path) -> None:
     c.kubectl("rollout", "status", "deploy/mlops-operator", "-n", "mlops-system", "--timeout=180s", timeout=190)
     k = Kubectl(str(binaries.binary_path("kubectl")), c.kubeconfig, ns)
     fwd: list[Forward] = []
-
-    def base_url() -> str:
-        fwd.append(Forward(c, ns))
-        return fwd[-1].base
-
+    base_url = _forwarder(c, ns, fwd)
     loop = RetailLoop(k, base_url, image="mlops-runtime:test", rows=12000, timeout=300)
 
     # restart the operator once the retraining is under way: the loop must still complete
@@ -91,11 +87,7 @@ def test_a_failing_retraining_leaves_v1_serving(local_cluster: Cluster, operator
     c, ns = local_cluster, namespace
     k = Kubectl(str(binaries.binary_path("kubectl")), c.kubeconfig, ns)
     fwd: list[Forward] = []
-
-    def base_url() -> str:
-        fwd.append(Forward(c, ns))
-        return fwd[-1].base
-
+    base_url = _forwarder(c, ns, fwd)
     loop = RetailLoop(k, base_url, image="mlops-runtime:test", rows=8000, timeout=240)
     # the retraining template asks for an impossible parameter value: the run fails
     original = loop.apply
@@ -120,6 +112,14 @@ def test_a_failing_retraining_leaves_v1_serving(local_cluster: Cluster, operator
     isvc = k.get("inferenceservice", MODEL)
     assert isvc["status"]["modelVersion"] == "propensity-v1" and cond(isvc, "Ready")["status"] == "True"
     assert any(e["reason"] == "RetrainingFailed" for e in c.get_json("events", "-n", ns)["items"])
+
+
+def _forwarder(c: Cluster, ns: str, opened: list[Forward]):
+    """A base URL of the InferenceService per call (mlops port-forward), closed by the caller."""
+    def base_url() -> str:
+        opened.append(Forward(c, ns))
+        return opened[-1].base
+    return base_url
 
 
 def loop_dir():

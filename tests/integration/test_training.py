@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Cluster, OperatorProcess, wait_for
+from tests.integration.test_dataset import data_volume
 
 pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[2]
@@ -204,15 +205,7 @@ def test_runs_fail_with_a_reason(local_cluster: Cluster, operator: OperatorProce
 
 def test_one_class_label_fails(local_cluster: Cluster, operator: OperatorProcess, namespace: str):
     c, ns = local_cluster, namespace
-    c.apply("""
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data}
-spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}
-""", ns)
-    pvc = wait_for(lambda: (lambda p: p if p["status"].get("phase") == "Bound" else None)(
-        c.get_json("pvc", "data", "-n", ns)), 30, what="data PVC bound")
-    root = Path(c.get_json("pv", pvc["spec"]["volumeName"])["spec"]["hostPath"]["path"])
+    root = data_volume(c, ns)
     (root / "rows.csv").write_text("age,visits,bought\n" + "".join(f"{20 + i % 40},{i % 7},1\n" for i in range(300)))
     c.apply("""
 apiVersion: mlops.dev/v1alpha1

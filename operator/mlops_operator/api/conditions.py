@@ -43,7 +43,19 @@ def set_condition(conditions: list[dict[str, Any]] | None, ctype: str, status: b
     return out, changed
 
 
+def epoch(ts: str | None) -> float | None:
+    """Seconds since the epoch of an RFC 3339 timestamp as written by `now()` (None stays None)."""
+    if not ts:
+        return None
+    return dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
+
+
 def seconds_between(start: str, end: str) -> float:
     """Seconds between two RFC 3339 timestamps as written by `now()`."""
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
-    return (dt.datetime.strptime(end, fmt) - dt.datetime.strptime(start, fmt)).total_seconds()
+    return epoch(end) - epoch(start)
+
+
+def age(ts: str | None) -> float:
+    """Seconds since `ts` (0 when there is none)."""
+    t = epoch(ts)
+    return 0.0 if t is None else dt.datetime.now(dt.timezone.utc).timestamp() - t

@@ -20,7 +20,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from prometheus_client import Gauge
 
-from ..api.conditions import now, set_condition
+from ..api.conditions import epoch, now, set_condition
 from ..api.durations import parse_duration
 from ..drift.engine import evaluate, references_from_profile
 from ..monitoring.decisions import accuracy_breached, retrain_gate, window_accuracy
@@ -49,14 +49,6 @@ SAMPLES = Gauge("mlops_window_rows", "Rows in the last evaluated window", ["name
 
 def _event(obj: dict[str, Any], etype: str, reason: str, message: str) -> None:
     kopf.event(obj, type=etype, reason=reason, message=message[:1000])
-
-
-def _epoch(ts: str | None) -> float | None:
-    import datetime as dt
-
-    if not ts:
-        return None
-    return dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc).timestamp()
 
 
 # ------------------------------------------------------------------------------ state ConfigMap
@@ -141,7 +133,7 @@ async def tick(dm: dict[str, Any], settings: Settings) -> None:
     ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
     st = dict(dm.get("status") or {})
     interval = parse_duration(spec.get("interval", "1m"))
-    last = _epoch(st.get("lastScrapeTime"))
+    last = epoch(st.get("lastScrapeTime"))
     if last is not None and time.time() - last < interval - TICK / 2 and st.get("observedGeneration") == gen:
         await _follow_retrain(dm, st)
         return
@@ -200,8 +192,8 @@ async def tick(dm: dict[str, Any], settings: Settings) -> None:
     await _follow_retrain(dm, {**st, **patch})
 
 
-def _iso(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 async def _judge(dm: dict[str, Any], st: dict[str, Any], conds: list, state: dict[str, Any], window: Window,
@@ -269,7 +261,7 @@ async def _maybe_retrain(dm: dict[str, Any], st: dict[str, Any], patch: dict[str
     r = st.get("retrain") or {}
     if r.get("phase") in ("Refreshing", "Training"):
         in_flight = r.get("trainingRun") or "a dataset refresh"
-    gate = retrain_gate(bool(retrain.get("enabled")), True, in_flight, _epoch(st.get("lastRetrainTime")),
+    gate = retrain_gate(bool(retrain.get("enabled")), True, in_flight, epoch(st.get("lastRetrainTime")),
                         parse_duration(retrain.get("cooldown", "1h")), time.time())
     if not gate.allowed:
         if retrain.get("enabled"):

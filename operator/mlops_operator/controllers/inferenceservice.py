@@ -18,7 +18,7 @@ from typing import Any
 
 import kopf
 
-from ..api.conditions import is_true, now, set_condition
+from ..api.conditions import age, is_true, now, set_condition
 from ..registry import aliases as reg
 from ..resources.serving import (PORT, autoscaler, canary_deployment, canary_name, deployment, service,
                                  url)
@@ -197,15 +197,6 @@ async def _pod_stats(namespace: str, selector: str) -> canary_rules.ServerStats:
     return canary_rules.combine(parts)
 
 
-def _age(ts: str | None) -> float:
-    import datetime as dt
-
-    if not ts:
-        return 0.0
-    t = dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
-    return (dt.datetime.now(dt.timezone.utc) - t).total_seconds()
-
-
 async def _canary(isvc: dict[str, Any], st: dict[str, Any], stable: dict[str, Any], target: dict[str, Any],
                   settings: Settings) -> None:
     """One look at the canary: start it, wait for it, judge a step, go on, promote or roll back."""
@@ -226,7 +217,7 @@ async def _canary(isvc: dict[str, Any], st: dict[str, Any], stable: dict[str, An
     conds = st.get("conditions")
     ready = int((cdep.get("status") or {}).get("availableReplicas") or 0) >= replicas
     if not ready:
-        if _age(c["stepStartedAt"]) > int(opts.get("readyTimeoutSeconds", 120)):
+        if age(c["stepStartedAt"]) > int(opts.get("readyTimeoutSeconds", 120)):
             why = why_pods_fail(await kube.list_pods(ns, f"mlops.dev/inference-service={name},mlops.dev/track=canary"),
                                 version)
             return await _rollback(isvc, st, c, f"canary pods not ready: {why}")
@@ -237,7 +228,7 @@ async def _canary(isvc: dict[str, Any], st: dict[str, Any], stable: dict[str, An
         return
     c.setdefault("readyAt", now())
     pause = int(opts.get("pauseSeconds", 30))
-    waited = _age(c.get("readyAt") if c["step"] == 0 else c["stepStartedAt"])
+    waited = age(c.get("readyAt") if c["step"] == 0 else c["stepStartedAt"])
     if waited < pause:
         c["message"] = f"observing step {c['step'] + 1}/{len(steps)} ({steps[c['step']]}%)"
         conds, _ = set_condition(conds, "Progressing", True, "Canary", f"{version}: {c['message']}", gen)
