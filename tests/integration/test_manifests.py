@@ -80,6 +80,7 @@ def test_every_generated_pod_is_admitted_under_pod_security_restricted(local_clu
            "spec": {"containers": [{"name": "c", "image": "x", "securityContext": {"privileged": True}}]}}
     p = c.kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(bad), check=False)
     assert p.returncode != 0 and "violates PodSecurity" in p.stderr
+    c.kubectl("create", "serviceaccount", "mlops-operator", "-n", namespace)  # the operator pod names it
     refused = {}
     for what, spec in generated_pod_specs().items():
         pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe"}, "spec": spec}
