@@ -27,6 +27,31 @@ class Component:
     after: list[str] = field(default_factory=list)
 
 
+#: The API server records what the operator's ServiceAccount does (metadata only: who, verb,
+#: resource; no bodies), so a test can compare what the operator uses with what its
+#: ClusterRole grants. Nothing else is audited.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  users: ["system:serviceaccount:mlops-system:mlops-operator"]
+- level: None
+"""
+
+
+def audit_log(cfg: ClusterConfig) -> Path:
+    return cfg.path("audit", "audit.log")
+
+
+def _audit_args(cfg: ClusterConfig) -> list[str]:
+    policy = cfg.path("audit", "policy.yaml")
+    policy.parent.mkdir(parents=True, exist_ok=True)
+    policy.write_text(AUDIT_POLICY)
+    return ["--audit-policy-file", str(policy), "--audit-log-path", str(audit_log(cfg)),
+            "--audit-log-maxsize", "50", "--audit-log-maxbackup", "2", "--audit-log-format", "json"]
+
+
 def control_plane(cfg: ClusterConfig, bins: dict[str, Path]) -> list[Component]:
     pki = cfg.path("pki")
     kc = cfg.path("kubeconfigs")
@@ -68,6 +93,7 @@ def control_plane(cfg: ClusterConfig, bins: dict[str, Path]) -> list[Component]:
          "--requestheader-extra-headers-prefix", "X-Remote-Extra-",
          "--proxy-client-cert-file", str(pki / "front-proxy-client.crt"),
          "--proxy-client-key-file", str(pki / "front-proxy-client.key"),
+         *_audit_args(cfg),
          "--profiling=false", "--v", "1"],
         f"https://127.0.0.1:{API_PORT}/readyz",
         after=["etcd"],
