@@ -91,10 +91,6 @@ NOT_IN_THE_LOOP = {
     ("autoscaling", "horizontalpodautoscalers", "patch"): "InferenceService spec.autoscaling changed",
     ("mlops.dev", "modelversions", "delete"): "retention of archived ModelVersions (MLOPS_MODEL_RETENTION)",
     ("", "pods/log", "get"): "the log tail of a Job that failed without a termination message",
-    ("", "persistentvolumeclaims", "get"): "create-or-adopt reads the store PVC only when it already exists",
-    ("", "configmaps", "get"): "create-or-adopt reads a run's spec ConfigMap only when it already exists",
-    ("", "services", "get"): "create-or-adopt reads the Service only when it already exists",
-    ("batch", "jobs", "get"): "create-or-adopt of a Job that exists; the status of a Job by name",
 }
 
 
