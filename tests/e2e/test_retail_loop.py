@@ -11,7 +11,7 @@ import pytest
 
 from mlops_operator.cli.retail_loop import MODEL, Kubectl, LoopError, RetailLoop, cond, plot, summary_table
 from mlops_operator.localcluster import binaries
-from tests.conftest import Cluster, OperatorProcess
+from tests.conftest import Cluster, OperatorProcess, wait_for
 from tests.integration.test_inference_service import Forward
 
 pytestmark = pytest.mark.cluster
@@ -138,7 +138,9 @@ def test_a_failing_retraining_leaves_v1_serving(local_cluster: Cluster, operator
     finally:
         for f in fwd:
             f.close()
-    dm = k.get("driftmonitor", MODEL)
+    # the monitor follows its run on its next tick
+    dm = wait_for(lambda: (lambda d: d if (d["status"].get("retrain") or {}).get("phase") == "Failed" else None)(
+        k.get("driftmonitor", MODEL)), 60, what="the DriftMonitor to record the failed retraining")
     r = dm["status"]["retrain"]
     assert r["phase"] == "Failed" and "failed" in r["result"] and "stays" in r["result"], r
     assert "max_iter" in r["result"], r  # the TrainingRun's own reason comes through
