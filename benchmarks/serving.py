@@ -90,7 +90,12 @@ wrk.headers["Content-Type"] = "application/json"
 # ------------------------------------------------------------------------------------------------
 # the model and the requests
 
-def build(work: Path, rows: int, seed: int) -> dict[str, Any]:
+#: --estimator choices: name -> (allowlisted estimator, params)
+ESTIMATORS = {"gb100": ("GradientBoostingClassifier", {"n_estimators": 100}),
+              "logreg": ("LogisticRegression", {"max_iter": 500})}
+
+
+def build(work: Path, rows: int, seed: int, estimator: str = "gb100") -> dict[str, Any]:
     import joblib
     import numpy as np
     import orjson
@@ -106,7 +111,8 @@ def build(work: Path, rows: int, seed: int) -> dict[str, Any]:
     x = pipeline.prepare_frame(df, feats)
     y = df[retail.LABEL].astype(int)
     cut = rows * 4 // 5
-    model = pipeline.build(feats, estimators.make("GradientBoostingClassifier", {"n_estimators": 100}, seed=0))
+    est_name, est_params = ESTIMATORS[estimator]
+    model = pipeline.build(feats, estimators.make(est_name, est_params, seed=0))
     model.fit(x.iloc[:cut], y.iloc[:cut])
     onnx_bytes = convert.export(model, feats, True)
     digest = hashlib.sha256(onnx_bytes).hexdigest()
@@ -128,7 +134,7 @@ def build(work: Path, rows: int, seed: int) -> dict[str, Any]:
             cols[c["name"]] = ReferenceColumn(type="categorical",
                                               categories={str(k): int(n) for k, n in v.value_counts().items()})
     manifest = ModelManifest(
-        model=MODEL, task="classification", estimator="GradientBoostingClassifier", target=retail.LABEL,
+        model=MODEL, task="classification", estimator=est_name, target=retail.LABEL,
         inputs=[Feature(name=c["name"], type=c["type"], datatype="BYTES" if c["type"] == "categorical" else "FP32",
                         nullable=bool(c.get("nullable", True))) for c in feats],
         outputs=[Output(name="label", datatype="INT64", shape=[-1]),
@@ -444,6 +450,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=float, default=8.0, help="seconds of load per point")
     ap.add_argument("--rows", type=int, default=20000, help="rows of retail data to train on")
+    ap.add_argument("--estimator", choices=sorted(ESTIMATORS), default="gb100",
+                    help="the served model: gb100 (100-tree gradient boosting) or logreg")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--concurrency", default="1,8,32")
@@ -471,8 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         lua = work / "post.lua"
         lua.write_text(LUA)
         print(f"training the model on {a.rows} rows ...", flush=True)
-        model = build(work, a.rows, a.seed)
-        res["model"] = {"estimator": "GradientBoostingClassifier(n_estimators=100)", "features": 18,
+        model = build(work, a.rows, a.seed, a.estimator)
+        res["model"] = {"estimator": f"{ESTIMATORS[a.estimator][0]}({ESTIMATORS[a.estimator][1]})", "features": 18,
                         "onnx_bytes": model["onnx_bytes"], "nulls_in_batch32_request": model["nulls_in_batch32"],
                         "request_bytes": {str(n): p.stat().st_size for n, p in model["bodies"].items()}}
         try:
