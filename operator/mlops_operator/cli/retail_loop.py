@@ -162,6 +162,7 @@ class RetailLoop:
         self.phase = "setup"
         self.traffic: Traffic | None = None
         self._sampler_stop = threading.Event()
+        self._evals: list[dict[str, Any]] = []  # the DriftMonitor's evaluations seen, in order
 
     # -- helpers ---------------------------------------------------------------------------
     def mark(self, what: str) -> None:
@@ -218,10 +219,9 @@ class RetailLoop:
         """The DriftMonitor's status once it has evaluated `n` windows that started after `t`."""
         dm = self.k.get("driftmonitor", MODEL) or {}
         st = dm.get("status") or {}
-        seen = getattr(self, "_evals", [])
+        seen = self._evals
         if st.get("lastEvaluationTime") and (not seen or seen[-1]["lastEvaluationTime"] != st["lastEvaluationTime"]):
             seen.append({**st, "_t": time.time(), "_drifted": cond(dm, "Drifted").get("status")})
-            self._evals = seen
         after = [s for s in seen if s["_t"] >= t]
         return after if len(after) >= n else None
 
