@@ -162,11 +162,8 @@ class Batcher:
         """x32: float32 [F_num, N] -> one [N, 1] tensor per feature (views), strings as [N, 1]."""
         cols = x32.reshape(x32.shape[0], -1, 1)
         feeds: dict[str, Any] = dict(zip(self.num_names, cols))
-        n = x32.shape[1]
         for name, col in zip(self.cat_names, cats):
-            a = np.empty((n, 1), dtype=object)
-            a[:, 0] = col
-            feeds[name] = a
+            feeds[name] = np.array(col, dtype=object).reshape(-1, 1)  # cols hold str only (tensors.py)
         return feeds
 
     def _refused(self, chunk, x: np.ndarray, x32: np.ndarray, cats: list[list[str]], e: BaseException) -> None:

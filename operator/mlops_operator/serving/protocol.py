@@ -68,6 +68,8 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 _DUMPS = orjson.dumps
 _CONSTANTS = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
 _OPT = orjson.OPT_SERIALIZE_NUMPY
+#: input arrangements remembered per model (clients send the same one again and again)
+_ARRANGEMENTS = 64
 
 
 class ServingError(Exception):
@@ -134,6 +136,33 @@ class Spec:
                                  "variable": "FP32"}
         # the response parts that never change, pre-serialised
         self.resp_prefix = _DUMPS({"model_name": name, "model_version": version})[:-1]
+        #: (input names, datatypes) in a request's order -> positions of the numeric and the
+        #: categorical features in it; filled by the first request of each arrangement
+        self.arrangements: dict[tuple[tuple, tuple], tuple[list[int], list[int]]] = {}
+
+    def arrangement(self, key: tuple[tuple, tuple]) -> tuple[list[int], list[int]] | None:
+        """Where each feature is among a request's inputs, when the names are every feature
+        exactly once with a datatype it takes; else None (the checking path names the problem)."""
+        hit = self.arrangements.get(key)
+        if hit is not None:
+            return hit
+        names, dts = key
+        num = [-1] * len(self.num)
+        cat = [-1] * len(self.cat)
+        for pos, (name, dt) in enumerate(zip(names, dts)):
+            slot = self.accept.get((name, dt)) if type(name) is str and type(dt) is str else None
+            if slot is None:
+                return None
+            is_cat, j = slot
+            where = cat if is_cat else num
+            if where[j] != -1:
+                return None
+            where[j] = pos
+        if -1 in num or -1 in cat:
+            return None
+        if len(self.arrangements) < _ARRANGEMENTS:
+            self.arrangements[key] = (num, cat)
+        return num, cat
 
 
 class ParsedRequest:
@@ -255,25 +284,16 @@ def parse_v2(body: bytes, spec: Spec, header_length: str | None = None) -> Parse
         raw = memoryview(body)[hl:]
         body = body[:hl]
     doc = _loads(body)
+    if raw is None and type(doc) is dict:
+        req = _common_v2(doc, spec)
+        if req is not None:
+            return req
     if type(doc) is not dict:
         raise bad("request body must be a JSON object with \"inputs\"")
     inputs = doc.get("inputs")
     if type(inputs) is not list or not inputs:
         raise bad("request must have \"inputs\": a non-empty array of tensors")
-    req = ParsedRequest()
-    rid = doc.get("id")
-    if rid is not None:
-        if type(rid) is not str:
-            raise bad("id must be a string")
-        req.id = rid
-    params = doc.get("parameters")
-    binary_all = False
-    if params is not None:
-        if type(params) is not dict:
-            raise bad("parameters must be an object")
-        req.parameters = params
-        binary_all = params.get("binary_data_output") is True
-    _requested_outputs(doc, spec, req, binary_all)
+    req = _request_fields(doc, spec)
 
     index = spec.index
     first = inputs[0]
@@ -340,6 +360,61 @@ def parse_v2(body: bytes, spec: Spec, header_length: str | None = None) -> Parse
     req.n = n
     req.num = num
     req.cat = cat
+    return req
+
+
+
+def _request_fields(doc: dict, spec: Spec) -> ParsedRequest:
+    """A request with the top-level fields checked: id, parameters, outputs."""
+    req = ParsedRequest()
+    rid = doc.get("id")
+    if rid is not None:
+        if type(rid) is not str:
+            raise bad("id must be a string")
+        req.id = rid
+    params = doc.get("parameters")
+    binary_all = False
+    if params is not None:
+        if type(params) is not dict:
+            raise bad("parameters must be an object")
+        req.parameters = params
+        binary_all = params.get("binary_data_output") is True
+    if binary_all or "outputs" in doc:
+        _requested_outputs(doc, spec, req, binary_all)
+    return req
+
+
+def _common_v2(doc: dict, spec: Spec) -> ParsedRequest | None:
+    """The request nearly every client sends, checked in a few passes over its inputs: one JSON
+    tensor per feature, every feature once, all of the same shape [N] or [N, 1], `data` flat.
+    Anything else (a missing or unknown input, a nested or binary tensor, one [N, F] tensor, a
+    disagreeing shape) returns None and goes through the checking path below, which accepts
+    the other forms and names what is wrong. Values are checked later, per batch (tensors.py)."""
+    inputs = doc.get("inputs")
+    if type(inputs) is not list or len(inputs) != spec.n_features:
+        return None
+    try:
+        where = spec.arrangement((tuple([t["name"] for t in inputs]), tuple([t["datatype"] for t in inputs])))
+        shapes = [t["shape"] for t in inputs]
+        datas = [t["data"] for t in inputs]
+    except (TypeError, KeyError):  # an input that is not an object, lacks a field, or has an unhashable name
+        return None
+    if where is None:
+        return None
+    s0 = shapes[0]
+    if type(s0) is not list or shapes.count(s0) != len(shapes):
+        return None
+    n = s0[0] if s0 else None
+    if type(n) is not int or not 0 < n <= spec.max_rows or not (len(s0) == 1 or (len(s0) == 2 and s0[1] == 1)):
+        return None
+    for d in datas:
+        if type(d) is not list or len(d) != n or type(d[0]) is list:
+            return None
+    req = _request_fields(doc, spec)
+    req.n = n
+    num, cat = where
+    req.num = [datas[p] for p in num]
+    req.cat = [datas[p] for p in cat]
     return req
 
 

@@ -19,65 +19,73 @@ from .protocol import ParsedRequest, Spec, unfit
 
 F32_MAX = float(np.finfo(np.float32).max)
 _NONE = type(None)
+#: the raw values a boolean feature takes on the fast path (True == 1 and False == 0 in a set)
+_BOOLEAN_VALUES = frozenset((0, 1, None))
 
 
 class Layout:
-    """Per-feature checks, as index arrays over the numeric features."""
+    """Per-feature checks, precomputed from the model's features."""
 
     def __init__(self, spec: Spec):
         self.spec = spec
         self.n_num = len(spec.num)
-        self.nonnull = np.array([j for j, f in enumerate(spec.num) if not f.nullable], dtype=np.intp)
-        self.boolean = np.array([j for j, f in enumerate(spec.num) if f.type == "boolean"], dtype=np.intp)
+        #: numeric rows that may not hold NaN (a null)
+        self.nonnull = np.array([not f.nullable for f in spec.num], dtype=bool)
+        self.any_nonnull = bool(self.nonnull.any())
+        #: positions of the boolean features among the numeric ones
+        self.boolean = [j for j, f in enumerate(spec.num) if f.type == "boolean"]
         self.cat_nullable = [f.nullable for f in spec.cat]
 
-    def _checks_pass(self, x32: np.ndarray) -> bool:
-        """x32: float32 [F, N] (a number beyond float32 became inf there)."""
-        if np.isinf(x32).any():
+    def _checks_pass(self, x: np.ndarray, x32: np.ndarray) -> bool:
+        """x: float64 [F, N], x32 the same as float32 (a number beyond float32 became inf there)."""
+        if self.any_nonnull and (np.isnan(x).any(axis=1) & self.nonnull).any():
             return False
-        if self.nonnull.size and np.isnan(x32[self.nonnull]).any():
-            return False
-        if self.boolean.size:
-            b = x32[self.boolean]
-            if (np.abs(b * (b - 1.0)) > 0).any():
-                return False
-        return True
+        with np.errstate(invalid="ignore"):
+            return not np.isinf(x32).any()
 
     # ----------------------------------------------------------------------------------------
     def fast(self, reqs: list[ParsedRequest]) -> tuple[np.ndarray, np.ndarray, list[list[str]]] | None:
         """(float64 [F_num, N], the same as float32, categorical columns) for all requests, or
-        None: use `careful`."""
+        None: use `careful`.
+
+        The numeric columns of all requests become one flat list and one `np.array` call
+        (`None` -> NaN; anything but numbers, booleans, None and numeric strings raises or
+        changes the size), then a fixed number of vectorised checks per batch. Booleans are
+        checked on the raw values (a set of at most a few distinct values: 0/1/True/False/None)."""
         n_num = self.n_num
         total = 0
         for r in reqs:
             if r.careful:
                 return None
             total += r.n
+        try:
+            for j in self.boolean:
+                vals = set(reqs[0].num[j]) if len(reqs) == 1 else set(chain.from_iterable(r.num[j] for r in reqs))
+                if not vals <= _BOOLEAN_VALUES:
+                    return None
+        except TypeError:  # an unhashable value (an object or array): not a boolean
+            return None
         if n_num:
-            # float64 straight from the lists: None -> NaN; anything but numbers, None and
-            # numeric strings raises (ValueError/TypeError) or changes the shape
-            x = None
             try:
-                if len(reqs) == 1:
-                    x = np.array(reqs[0].num, dtype=np.float64)
-                else:
-                    y = np.array([r.num for r in reqs], dtype=np.float64)  # [k, F, n]: all of n rows
-                    if y.ndim == 3:
-                        x = np.ascontiguousarray(y.transpose(1, 0, 2)).reshape(n_num, total)
+                flat = np.array(list(chain.from_iterable(chain.from_iterable(r.num for r in reqs))),
+                                dtype=np.float64)
             except (ValueError, TypeError, OverflowError):
-                if len(reqs) == 1:
-                    return None
-            if x is None:
-                try:
-                    x = np.array([list(chain.from_iterable(r.num[j] for r in reqs)) for j in range(n_num)],
-                                 dtype=np.float64)
-                except (ValueError, TypeError, OverflowError):
-                    return None
-            if x.shape != (n_num, total):
                 return None
+            if flat.shape != (n_num * total,):
+                return None
+            n0 = reqs[0].n
+            if n0 * len(reqs) == total:  # all requests of the same size: [k, F, n] -> [F, k*n]
+                x = flat.reshape(len(reqs), n_num, n0).transpose(1, 0, 2).reshape(n_num, total) \
+                    if len(reqs) > 1 else flat.reshape(n_num, total)
+            else:
+                parts, o = [], 0
+                for r in reqs:
+                    parts.append(flat[o:o + n_num * r.n].reshape(n_num, r.n))
+                    o += n_num * r.n
+                x = np.concatenate(parts, axis=1)
             with np.errstate(over="ignore"):
                 x32 = x.astype(np.float32)
-            if not self._checks_pass(x32):
+            if not self._checks_pass(x, x32):
                 return None
         else:
             x = np.empty((0, total), dtype=np.float64)
