@@ -802,3 +802,100 @@ def test_reference_from_another_dataset_version(http, srv, art, tmp_path):
                 {"dataset": "season2", "digest": "nothex"}):
         r = http.get(srv.url + "/v2/models/retail/reference", params=bad, timeout=10)
         assert r.status_code == 404 and r.json()["error"], bad
+
+
+# ------------------------------------------------------------------------------------------------
+# the common-request fast path (protocol._common_v2, tensors.Layout.fast) against the checking path
+
+def _spec_and_layout(art):
+    from mlops_operator.serving.protocol import Spec
+    from mlops_operator.serving.tensors import Layout
+
+    model = load(art.store_uri, art.uri, art.digest)
+    spec = Spec(model, "retail", "3", 1024)
+    return spec, Layout(spec)
+
+
+def test_fast_path_equals_the_checking_path_for_any_mix_of_requests(art):
+    """Requests of different sizes, input orders and forms, converted together by the fast path,
+    give exactly the arrays the per-request checking path gives (the model sees the same rows)."""
+    from mlops_operator.serving.protocol import parse_v2
+
+    spec, layout = _spec_and_layout(art)
+    rng = np.random.default_rng(3)
+    bodies = []
+    for i, n in enumerate((1, 3, 1, 5, 2)):
+        inputs = v2_inputs(art.test.iloc[i * 5: i * 5 + n], art.feats, nested=(i == 3))
+        if i % 2:
+            inputs = [inputs[j] for j in rng.permutation(len(inputs))]  # another arrangement
+        bodies.append(orjson.dumps({"id": f"r{i}", "inputs": inputs}))
+    reqs = [parse_v2(b, spec) for b in bodies]
+    assert [r.n for r in reqs] == [1, 3, 1, 5, 2]
+    assert [r.id for r in reqs] == [f"r{i}" for i in range(5)]
+    assert len(spec.arrangements) == 3  # the fast path remembered the three arrangements (the nested one is not)
+    fast = layout.fast(reqs)
+    assert fast is not None
+    x, x32, cats = fast
+    careful = [layout.careful(r) for r in reqs]
+    np.testing.assert_array_equal(x, np.concatenate([c[0] for c in careful], axis=1))
+    np.testing.assert_array_equal(x32, np.concatenate([c[1] for c in careful], axis=1))
+    assert cats == [sum((c[2][j] for c in careful), []) for j in range(len(spec.cat))]
+    # one request alone, and requests of one size, take the reshape-only branches
+    for group in ([reqs[0]], [reqs[0], reqs[2]]):
+        x, _, cats = layout.fast(group)
+        np.testing.assert_array_equal(x, np.concatenate([layout.careful(r)[0] for r in group], axis=1))
+
+
+def test_fast_path_gives_up_on_what_it_does_not_check(art):
+    """Every value the fast path cannot vouch for sends the batch to the checking path (None)."""
+    from mlops_operator.serving.protocol import ServingError, parse_v2
+
+    spec, layout = _spec_and_layout(art)
+    good = {"inputs": v2_inputs(art.test.iloc[:2], art.feats)}
+    assert layout.fast([parse_v2(orjson.dumps(good), spec)]) is not None
+    for name, data in [("is_member", [2, 1]), ("is_member", [{"a": 1}, 0]), ("is_member", ["true", 1]),
+                       ("tenure_days", [None, 1]), ("age", [1e39, 1]), ("age", ["x", 1]), ("age", [1, [2]]),
+                       ("device", [1, "mobile"]), ("device", [None, "mobile"])]:
+        req = parse_v2(orjson.dumps(_with(good, name, data=data)), spec)
+        assert layout.fast([req]) is None, (name, data)
+        with pytest.raises(ServingError) as e:  # the checking path names the feature
+            layout.careful(req)
+        assert name in e.value.message and e.value.status == 422, (name, data, e.value.message)
+    # the same values the checking path accepts, the fast path accepts too
+    for name, data in [("is_member", [True, False]), ("is_member", [1.0, 0]), ("age", [None, 3]),
+                       ("age", ["3.5", 2])]:
+        req = parse_v2(orjson.dumps(_with(good, name, data=data)), spec)
+        got = layout.fast([req])
+        assert got is not None, (name, data)
+        np.testing.assert_array_equal(got[0], layout.careful(req)[0])
+
+
+def test_fast_parse_leaves_odd_requests_to_the_checking_path(art):
+    """Shapes that disagree, a missing field, a feature twice: the same 4xx as without the fast path."""
+    from mlops_operator.serving.protocol import ServingError, parse_v2
+
+    spec, _ = _spec_and_layout(art)
+    good = {"inputs": v2_inputs(art.test.iloc[:2], art.feats)}
+    cases = [
+        (_with(good, "age", shape=[2, 1]), None),  # [N] and [N, 1] mixed: still fine
+        (_with(good, "age", shape=[3]), "3 values"),
+        ({"inputs": [{k: v for k, v in t.items() if k != "datatype"} if t["name"] == "age" else t
+                     for t in good["inputs"]]}, "age"),
+        ({"inputs": good["inputs"][:-1] + [good["inputs"][0]]}, "twice"),
+        ({"inputs": good["inputs"][:-1] + [{**good["inputs"][0], "name": ["age"]}]}, "name"),
+    ]
+    for doc, words in cases:
+        if words is None:
+            assert parse_v2(orjson.dumps(doc), spec).n == 2
+            continue
+        with pytest.raises(ServingError) as e:
+            parse_v2(orjson.dumps(doc), spec)
+        assert words in e.value.message and 400 <= e.value.status < 500, e.value.message
+    # arrangements are remembered up to a bound, then computed each time
+    from mlops_operator.serving import protocol
+
+    feats = good["inputs"]
+    for i in range(protocol._ARRANGEMENTS + 5):
+        order = np.random.default_rng(i).permutation(len(feats))
+        assert parse_v2(orjson.dumps({"inputs": [feats[j] for j in order]}), spec).n == 2
+    assert len(spec.arrangements) == protocol._ARRANGEMENTS
