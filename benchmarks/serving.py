@@ -62,17 +62,13 @@ DEFAULT_VENV = Path(os.environ.get("MLOPS_SERVING_BENCH_VENV",
 MODEL = "retail"
 VERSION = "1"
 
-HELLO = r"""
-import sys
-from aiohttp import web
-port, loop = int(sys.argv[1]), sys.argv[2]
-BODY = b'{"model_name":"retail","outputs":[{"name":"label","datatype":"INT64","shape":[1],"data":[0]}]}'
-async def hello(request):
-    return web.Response(body=BODY, content_type="application/json")
+# The end of both small servers below: a readiness route and aiohttp's Application on the
+# event loop named by the last argument.
+_APP = r"""
 async def ready(request):
     return web.Response(body=b'{"ready":true}', content_type="application/json")
 app = web.Application()
-app.router.add_post("/v2/models/retail/infer", hello)
+app.router.add_post("/v2/models/retail/infer", infer)
 app.router.add_get("/v2/health/ready", ready)
 kw = {}
 if loop == "uvloop":
@@ -80,6 +76,15 @@ if loop == "uvloop":
     kw["loop"] = uvloop.new_event_loop()
 web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, **kw)
 """
+
+HELLO = r"""
+import sys
+from aiohttp import web
+port, loop = int(sys.argv[1]), sys.argv[2]
+BODY = b'{"model_name":"retail","outputs":[{"name":"label","datatype":"INT64","shape":[1],"data":[0]}]}'
+async def infer(request):
+    return web.Response(body=BODY, content_type="application/json")
+""" + _APP
 
 # The issue's "46-line aiohttp + orjson + onnxruntime server without validation or metrics": one
 # ONNX Runtime run per request, no checks beyond what a KeyError gives, no counting. The floor of
@@ -114,17 +119,7 @@ async def infer(request):
         {"name": n, "datatype": "FP32", "shape": list(r.shape), "data": r.ravel()} for n, r in zip(outs, res)]},
         option=orjson.OPT_SERIALIZE_NUMPY)
     return web.Response(body=body, content_type="application/json")
-async def ready(request):
-    return web.Response(body=b'{"ready":true}', content_type="application/json")
-app = web.Application()
-app.router.add_post("/v2/models/retail/infer", infer)
-app.router.add_get("/v2/health/ready", ready)
-kw = {}
-if loop == "uvloop":
-    import uvloop
-    kw["loop"] = uvloop.new_event_loop()
-web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, **kw)
-"""
+""" + _APP
 
 LUA = """
 local f = io.open(os.getenv("MLOPS_BENCH_BODY"), "rb")
