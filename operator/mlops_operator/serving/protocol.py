@@ -363,7 +363,6 @@ def parse_v2(body: bytes, spec: Spec, header_length: str | None = None) -> Parse
     return req
 
 
-
 def _request_fields(doc: dict, spec: Spec) -> ParsedRequest:
     """A request with the top-level fields checked: id, parameters, outputs."""
     req = ParsedRequest()
