@@ -7,7 +7,7 @@ CLUSTER ?= local
 BIN      = $(VENV)/bin
 export GOTOOLCHAIN ?= local
 
-.PHONY: e2e-kind images deploy crds help venv system-deps binaries demo demo-kind test test-unit up down status constraints bench clean
+.PHONY: e2e-kind images images-docker deploy crds help venv system-deps binaries demo demo-kind test test-unit up down status constraints bench clean
 
 help:
 	@echo "make demo        set up everything and run the demo on the embedded local cluster"
@@ -61,8 +61,16 @@ demo-kind: venv
 test: binaries
 	$(BIN)/pytest
 
-images:
+# The images, built here with no Docker daemon and no registry pull: a Debian base made by
+# mmdebstrap, then buildah (apt-get install buildah mmdebstrap). OCI archives and images.json
+# under ~/.cache/mlops/images; rebuilt only when their inputs change (--force: always).
+images: venv
+	$(BIN)/mlops images
+
+# The same Dockerfiles with Docker (BuildKit), FROM the public python:3.11-slim.
+images-docker:
 	docker build -f images/runtime.Dockerfile -t ghcr.io/mlops-dev/mlops-runtime:0.1.0 .
+	docker build -f images/server.Dockerfile -t ghcr.io/mlops-dev/mlops-server:0.1.0 .
 	docker build -f images/operator.Dockerfile -t ghcr.io/mlops-dev/mlops-operator:0.1.0 .
 
 # The operator into the current kube context (kind or any cluster): CRDs, RBAC, Deployment.
@@ -76,8 +84,8 @@ KIND_NAME ?= mlops
 e2e-kind: venv
 	@command -v kind >/dev/null && command -v docker >/dev/null || { echo "e2e-kind needs docker and kind"; exit 1; }
 	kind get clusters | grep -qx $(KIND_NAME) || kind create cluster --name $(KIND_NAME)
-	$(MAKE) images
-	kind load docker-image --name $(KIND_NAME) ghcr.io/mlops-dev/mlops-runtime:0.1.0 ghcr.io/mlops-dev/mlops-operator:0.1.0
+	$(MAKE) images-docker
+	kind load docker-image --name $(KIND_NAME) ghcr.io/mlops-dev/mlops-runtime:0.1.0 ghcr.io/mlops-dev/mlops-server:0.1.0 ghcr.io/mlops-dev/mlops-operator:0.1.0
 	kubectl --context kind-$(KIND_NAME) apply -k manifests/overlays/dev
 	kubectl --context kind-$(KIND_NAME) rollout status deploy/mlops-operator -n mlops-system --timeout=300s
 	$(BIN)/python -m mlops_operator.cli.retail_loop --context kind-$(KIND_NAME) -n retail

@@ -1,15 +1,35 @@
-# The runtime image: snapshot, training and verification Jobs, and the model server.
-# Build from the repository root:  docker build -f images/runtime.Dockerfile -t ghcr.io/mlops-dev/mlops-runtime:0.1.0 .
-# Not built in CI here (no container engine on our machines); the local cluster runs the
-# same entrypoint as a process (see IMAGE_ENTRYPOINTS in localcluster/node/podspec.py).
-FROM python:3.11-slim AS build
-WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
-COPY operator ./operator
-RUN python -m venv /opt/mlops \
- && /opt/mlops/bin/pip install --no-cache-dir -c constraints.txt .
+# syntax=docker/dockerfile:1
+# The runtime image: snapshot, training and verification Jobs (the full dependency set).
+# Built here without Docker by `make images` (a Debian bookworm base made with mmdebstrap, then
+# buildah; see operator/mlops_operator/localcluster/images.py). With Docker, from the repository
+# root:  docker build -f images/runtime.Dockerfile -t ghcr.io/mlops-dev/mlops-runtime:0.1.0 .
+# BASE: an image with python3.11 (python:3.11-slim, or the base `mlops images` makes). When the
+# build host needs a proxy's CA bundle to reach the package index, it comes in as the build
+# secret `ca` (--secret id=ca,src=$SSL_CERT_FILE): mounted for the RUN steps, never in a layer.
+ARG BASE=python:3.11-slim
 
-FROM python:3.11-slim
+FROM ${BASE} AS build
+WORKDIR /src
+# binutils: strip for the extension modules (slim-venv.sh); only in this build stage
+# hadolint ignore=DL3008
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends binutils >/dev/null \
+ && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml constraints.txt ./
+# the dependencies first: a layer that survives changes to the project's source
+RUN --mount=type=secret,id=ca \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+ && python3 -m venv /opt/mlops \
+ && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+ && /opt/mlops/bin/pip install --no-cache-dir --disable-pip-version-check -c constraints.txt -r requirements.txt
+COPY README.md images/slim-venv.sh ./
+COPY operator ./operator
+RUN --mount=type=secret,id=ca \
+    if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
+ && /opt/mlops/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps . \
+ && sh slim-venv.sh /opt/mlops mlops_operator.cli.main mlops_operator.training.job mlops_operator.training.convert mlops_operator.data.snapshot mlops_operator.serving.app
+
+FROM ${BASE}
 LABEL org.opencontainers.image.title="mlops-runtime" \
       org.opencontainers.image.version="0.1.0" \
       org.opencontainers.image.source="https://github.com/mlops-dev/mlops-operator"

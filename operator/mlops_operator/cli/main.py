@@ -65,6 +65,15 @@ def _cmd_binaries(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_images(a: argparse.Namespace) -> int:
+    from mlops_operator.localcluster import images
+
+    state = images.build(only=a.only, force=a.force, say=lambda m: print(m, flush=True))
+    print(images.summary(state, a.only or None))
+    print(f"state: {images.images_dir() / 'images.json'}")
+    return 0
+
+
 def _cmd_port_forward(a: argparse.Namespace) -> int:
     import asyncio
 
@@ -137,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-download", action="store_true", help="skip the release download; build from Go modules")
     b.set_defaults(func=_cmd_binaries)
 
+    im = sub.add_parser("images", help="build the container images with buildah (no Docker daemon), "
+                                       "as OCI archives under ~/.cache/mlops/images")
+    im.add_argument("--only", nargs="+", metavar="NAME", default=None,
+                    help="build only these (pause, coredns, mlops-server, mlops-operator, mlops-runtime)")
+    im.add_argument("--force", action="store_true", help="rebuild even when the inputs did not change")
+    im.set_defaults(func=_cmd_images)
+
     op = sub.add_parser("operator", help="the operator").add_subparsers(dest="op", required=True)
     run = op.add_parser("run", help="run the operator against the current kubeconfig or in-cluster config")
     run.add_argument("--namespace", "-n", action="append", default=[],
@@ -170,8 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         from mlops_operator.localcluster.netns import NetnsError
         from mlops_operator.controllers.run import NoClusterCredentials
         from mlops_operator.localcluster.portforward import PortForwardError
+        from mlops_operator.localcluster.images import ImageBuildError
 
-        if isinstance(e, (BinaryError, ClusterError, NetnsError, NoClusterCredentials, PortForwardError)):
+        if isinstance(e, (BinaryError, ClusterError, NetnsError, NoClusterCredentials, PortForwardError,
+                          ImageBuildError)):
             print(f"mlops: {e}", file=sys.stderr)
             return 1
         raise

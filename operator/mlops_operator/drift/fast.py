@@ -122,6 +122,28 @@ def _num(values: Any, reference: bool = True) -> _Num:
     return _Num(s, std, _distinct_sorted(s))
 
 
+def _hash_counts(a: np.ndarray) -> tuple[list[Any], Any]:
+    """Counts per distinct value, nulls (None, NaN) dropped, in order of first appearance.
+
+    pyarrow's hash-based ``value_counts`` when pyarrow is installed; a dict otherwise (the
+    operator's image has no pyarrow: its drift windows are small, parsed from JSON).
+    """
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+    except ImportError:
+        counter: dict[Any, int] = {}
+        for v in a.tolist():
+            if v is None or (isinstance(v, float) and v != v):
+                continue
+            counter[v] = counter.get(v, 0) + 1
+        return list(counter), np.fromiter(counter.values(), dtype=np.int64, count=len(counter))
+    vc = pc.value_counts(pa.array(a, from_pandas=True))
+    vals = vc.field("values")
+    keep = vals.is_valid()
+    return vals.filter(keep).to_pylist(), vc.field("counts").filter(keep).to_numpy()
+
+
 def _count_objects(a: np.ndarray) -> tuple[list[Any], np.ndarray] | None:
     """Counts of an object array by object identity, merged by value; None if too many objects.
 
@@ -169,14 +191,7 @@ def _cat(values: Any) -> _Cat:
         elif (counted := _count_objects(a) if a.dtype == object else None) is not None:
             keys, counts = counted
         else:
-            import pyarrow as pa
-            import pyarrow.compute as pc
-
-            vc = pc.value_counts(pa.array(a, from_pandas=True))
-            vals = vc.field("values")
-            keep = vals.is_valid()
-            keys = vals.filter(keep).to_pylist()
-            counts = vc.field("counts").filter(keep).to_numpy()
+            keys, counts = _hash_counts(a)
     counts = np.asarray(counts, dtype=np.float64)
     nz = np.flatnonzero(counts)
     return _Cat([keys[i] for i in nz], counts[nz])

@@ -7,7 +7,7 @@ listens, so the pod never becomes ready and the last good replicas keep serving)
   another digest);
 * anything that is not a serialized ONNX ModelProto: pickles, joblib files, zip archives and
   other bytes are recognised and named; nothing that can execute code on load is ever read
-  by anything but the protobuf parser;
+  by anything but a protobuf wire-format reader;
 * a model whose graph inputs/outputs do not match its `model.json`.
 """
 
@@ -63,10 +63,60 @@ def _sniff(data: bytes) -> str | None:
     return None
 
 
-def parse_onnx(data: bytes, where: str = "model.onnx") -> Any:
-    """Parse bytes as an ONNX ModelProto, refusing anything else with a clear error."""
-    import onnx
+def _varint(buf: memoryview, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise ValueError("truncated or overlong varint")
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, i
+        shift += 7
 
+
+def _wire_fields(buf: memoryview):
+    """(field number, wire type, value) of one serialized protobuf message, framing checked.
+
+    The value is the int of a varint, the bytes of a length-delimited field, None for fixed
+    32/64-bit fields. Groups (wire types 3, 4: not used by ONNX) and bad framing raise.
+    """
+    i, n = 0, len(buf)
+    while i < n:
+        key, i = _varint(buf, i)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise ValueError("field number 0")
+        if wire == 0:
+            value, i = _varint(buf, i)
+        elif wire == 2:
+            size, i = _varint(buf, i)
+            if i + size > n:
+                raise ValueError(f"field {number} runs past the end of the message")
+            value, i = buf[i:i + size], i + size
+        elif wire in (1, 5):
+            i, value = i + (8 if wire == 1 else 4), None
+            if i > n:
+                raise ValueError(f"field {number} runs past the end of the message")
+        else:
+            raise ValueError(f"field {number} has wire type {wire}")
+        yield number, wire, value
+
+
+#: (field number, wire type) in onnx.proto: ModelProto.ir_version, .graph, .opset_import;
+#: GraphProto.node, .output
+_IR_VERSION, _GRAPH, _OPSET_IMPORT = (1, 0), (7, 2), (8, 2)
+_NODE, _OUTPUT = (1, 2), (12, 2)
+
+
+def parse_onnx(data: bytes, where: str = "model.onnx") -> dict[str, int]:
+    """Check that bytes are a serialized ONNX ModelProto, refusing anything else with a clear error.
+
+    Reads the protobuf wire format itself (the model server does not need the `onnx` package,
+    ONNX Runtime parses the model fully next): the top-level and graph fields must be well
+    framed, with an ir_version, an opset import, nodes and outputs. Returns those counts.
+    """
     what = _sniff(data)
     if what is not None:
         raise ModelLoadError(f"{where} is {what}, not an ONNX model; the server loads ONNX only "
@@ -75,14 +125,28 @@ def parse_onnx(data: bytes, where: str = "model.onnx") -> Any:
     if not data or data[0] != 0x08:
         raise ModelLoadError(f"{where} does not start like a serialized ONNX ModelProto "
                              f"(first bytes {data[:8].hex() or 'empty'}); the server loads ONNX only")
+    found = {"ir_version": 0, "opset_import": 0, "node": 0, "output": 0}
     try:
-        proto = onnx.ModelProto.FromString(data)
-    except Exception as e:  # protobuf's DecodeError and friends
+        for number, wire, value in _wire_fields(memoryview(data)):
+            kind = (number, wire)
+            if number in (_IR_VERSION[0], _GRAPH[0], _OPSET_IMPORT[0]) and kind not in (_IR_VERSION, _GRAPH, _OPSET_IMPORT):
+                raise ValueError(f"field {number} has wire type {wire}")
+            if kind == _IR_VERSION:
+                found["ir_version"] = value
+            elif kind == _OPSET_IMPORT:
+                found["opset_import"] += 1
+            elif kind == _GRAPH:
+                for gnumber, gwire, _ in _wire_fields(value):
+                    if (gnumber, gwire) == _NODE:
+                        found["node"] += 1
+                    elif (gnumber, gwire) == _OUTPUT:
+                        found["output"] += 1
+    except ValueError as e:
         raise ModelLoadError(f"{where} is not a valid ONNX ModelProto: {e}") from e
-    if proto.ir_version <= 0 or not proto.opset_import or not proto.graph.node or not proto.graph.output:
+    if found["ir_version"] <= 0 or not found["opset_import"] or not found["node"] or not found["output"]:
         raise ModelLoadError(f"{where} parses as protobuf but is not a usable ONNX model "
-                             f"(ir_version {proto.ir_version}, {len(proto.graph.node)} nodes)")
-    return proto
+                             f"(ir_version {found['ir_version']}, {found['node']} nodes)")
+    return found
 
 
 def session(onnx_bytes: bytes, threads: int = 1) -> Any:
