@@ -204,9 +204,11 @@ def version_ldflags(version: str) -> str:
     return " ".join(flags)
 
 
-def _run_go_build(workdir: Path, flags: list[str], pkgs: list[str], progress: Progress, label: str) -> None:
+def run_go_build(workdir: Path, flags: list[str], pkgs: list[str], progress: Progress, label: str,
+                 env: dict[str, str] | None = None) -> None:
     """Run `go build -v`, turning its package lines into a counted progress report."""
-    env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-mod=mod", GOTOOLCHAIN=os.environ.get("GOTOOLCHAIN", "local"))
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod",
+           "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN", "local"), **(env or {})}
     total = 0
     try:
         out = subprocess.run(
@@ -236,7 +238,7 @@ def _run_go_build(workdir: Path, flags: list[str], pkgs: list[str], progress: Pr
     progress(f"built {label} in {int(time.monotonic() - started)}s")
 
 
-def _record_build(bin_dir: Path, what: str, version: str, started: float) -> None:
+def record_build(bin_dir: Path, what: str, version: str, started: float) -> None:
     """Keep how long the one-time build took (benchmarks/cluster_start reports it)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     info = {"what": what, "version": version, "seconds": round(time.monotonic() - started, 1),
@@ -245,20 +247,25 @@ def _record_build(bin_dir: Path, what: str, version: str, started: float) -> Non
     (bin_dir / "build-info.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
-def build_kubernetes(bin_dir: Path, progress: Progress = _say, version: str = KUBERNETES_VERSION) -> None:
-    """Build every Kubernetes component of `version` from the published Go modules."""
+def build_kubernetes(bin_dir: Path, progress: Progress = _say, version: str = KUBERNETES_VERSION,
+                     components: Iterable[str] = KUBE_COMPONENTS) -> None:
+    """Build Kubernetes components (default: the control plane and kubectl) of `version` from
+    the published Go modules; the kubelet of a real node is built here too, on demand."""
+    components = tuple(components)
     work = cache_dir() / "build" / f"k8s-v{version}"
     work.mkdir(parents=True, exist_ok=True)
     gomod = _proxy_get(f"k8s.io/kubernetes/@v/v{version}.mod").decode()
     (work / "go.mod").write_text(generate_gomod(gomod, version))
     tmp_bin = work / "bin"
     tmp_bin.mkdir(exist_ok=True)
-    pkgs = [f"k8s.io/kubernetes/cmd/{c}" for c in KUBE_COMPONENTS]
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    pkgs = [f"k8s.io/kubernetes/cmd/{c}" for c in components]
     started = time.monotonic()
-    _run_go_build(work, ["-ldflags", version_ldflags(version), "-o", str(tmp_bin) + "/"], pkgs,
-                  progress, f"Kubernetes v{version}")
-    _record_build(bin_dir, "kubernetes", version, started)
-    for c in KUBE_COMPONENTS:
+    run_go_build(work, ["-ldflags", version_ldflags(version), "-o", str(tmp_bin) + "/"], pkgs,
+                 progress, f"Kubernetes v{version}")
+    if components == KUBE_COMPONENTS:  # build-info.json is the one-time control-plane build
+        record_build(bin_dir, "kubernetes", version, started)
+    for c in components:
         shutil.copy2(tmp_bin / c, bin_dir / f"{c}.part")
         (bin_dir / f"{c}.part").replace(bin_dir / c)
 
@@ -273,8 +280,8 @@ def build_etcd(bin_dir: Path, progress: Progress = _say, version: str = ETCD_VER
     out = work / "bin" / "etcd"
     out.parent.mkdir(exist_ok=True)
     started = time.monotonic()
-    _run_go_build(work, ["-ldflags", "-s -w", "-o", str(out)], ["go.etcd.io/etcd/server/v3"],
-                  progress, f"etcd v{version}")
-    _record_build(bin_dir, "etcd", version, started)
+    run_go_build(work, ["-ldflags", "-s -w", "-o", str(out)], ["go.etcd.io/etcd/server/v3"],
+                 progress, f"etcd v{version}")
+    record_build(bin_dir, "etcd", version, started)
     shutil.copy2(out, bin_dir / "etcd.part")
     (bin_dir / "etcd.part").replace(bin_dir / "etcd")

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from . import binaries, kubeconfig, netns, pki
-from .config import API_PORT, CLUSTER_DOMAIN, KUBERNETES_SERVICE_IP, NODE_IP, ClusterConfig
+from . import addons, binaries, kubeconfig, netns, nodebins, pki, realnode
+from .config import API_PORT, CLUSTER_DNS_IP, CLUSTER_DOMAIN, KUBERNETES_SERVICE_IP, NODE_IP, ClusterConfig
 from .forward import free_port
 from .procs import pid_alive as _pid_alive
 from .procs import session_processes
@@ -95,6 +95,9 @@ def _cleanup_leftovers(cfg: ClusterConfig, say: Say) -> None:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+    if cfg.has_real_node:
+        for what in realnode.teardown(cfg):
+            say(f"real node left by an earlier run: {what}")
     netns.delete_cluster_namespaces(cfg.netns)
     cfg.path("run", "status.json").unlink(missing_ok=True)
     shutil.rmtree(cfg.path("run", "hold"), ignore_errors=True)
@@ -138,26 +141,45 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-def up(name: str = "local", port: int | None = None, timeout: float = 180.0, say: Say = _say) -> ClusterConfig:
-    """Start cluster `name` (or reuse it if it is running) and return its config."""
+def up(name: str = "local", port: int | None = None, timeout: float = 180.0, say: Say = _say,
+       nodes: list[str] | None = None) -> ClusterConfig:
+    """Start cluster `name` (or reuse it if it is running) and return its config.
+
+    `nodes` picks the kinds of node ("process", "real" or both; default: what the cluster had,
+    else the process node)."""
     netns.require_root()
     cfg = ClusterConfig.load(name)
     if cfg is not None and supervisor_pid(cfg) is not None:
+        if nodes and sorted(nodes) != sorted(cfg.node_kinds):
+            raise ClusterError(f"cluster {name} is running with {'+'.join(cfg.node_kinds)} nodes; "
+                               f"`mlops down{'' if name == 'local' else ' --name ' + name}` first to change them")
         _wait_healthy(cfg, timeout, say)
         say(f"cluster {name} is already running at {cfg.server_url}; reusing it")
         return cfg
     if cfg is None:
-        cfg = ClusterConfig(name=name, api_host_port=port or (16443 if name == "local" else free_port()))
-    elif port:
-        cfg.api_host_port = port
+        cfg = ClusterConfig(name=name, api_host_port=port or (16443 if name == "local" else free_port()),
+                            node_kinds=list(nodes or ["process"]))
+    else:
+        if port:
+            cfg.api_host_port = port
+        if nodes:
+            cfg.node_kinds = list(nodes)
+        ClusterConfig(name=cfg.name, node_kinds=cfg.node_kinds)  # validates the kinds
     if not _port_free(cfg.api_host_port):
         if port:
             raise ClusterError(f"port {port} on 127.0.0.1 is in use; choose another with --port")
         cfg.api_host_port = free_port()
     cfg.save()
-    binaries.ensure_binaries(progress=say)
+    bins = binaries.ensure_binaries(progress=say)
+    if cfg.has_real_node:
+        bins.update(nodebins.ensure_node_binaries(progress=say))
+        from . import images  # building images needs buildah and mmdebstrap: only for a real node
+
+        images.ensure_node_images(progress=say)
     _cleanup_leftovers(cfg, say)
     _prepare(cfg)
+    if cfg.has_real_node:
+        realnode.prepare(cfg, bins)
     say(f"starting cluster {name}: etcd, kube-apiserver, kube-controller-manager, kube-scheduler "
         f"(Kubernetes v{cfg.kubernetes_version}) in network namespace {cfg.netns}")
     with open(cfg.path("logs", "supervisor.log"), "ab") as log:
@@ -167,7 +189,8 @@ def up(name: str = "local", port: int | None = None, timeout: float = 180.0, say
             start_new_session=True, close_fds=True,
         )
     _wait_healthy(cfg, timeout, say, proc)
-    say(f"cluster {name} is ready at {cfg.server_url}")
+    addons.install(cfg, bins["kubectl"], CLUSTER_DNS_IP)
+    say(f"cluster {name} is ready at {cfg.server_url} ({' + '.join(cfg.node_kinds)} node)")
     return cfg
 
 
@@ -195,6 +218,8 @@ def down(name: str = "local", purge: bool = False, timeout: float = 40.0, say: S
         deadline = time.monotonic() + 10
         while session_processes(int(sid)) and time.monotonic() < deadline:
             time.sleep(0.1)
+    if cfg.has_real_node:
+        realnode.teardown(cfg)
     netns.delete_cluster_namespaces(cfg.netns)
     cfg.path("run", "supervisor.pid").unlink(missing_ok=True)
     cfg.path("run", "status.json").unlink(missing_ok=True)
@@ -220,7 +245,9 @@ def status(name: str = "local") -> dict:
         "kubernetesVersion": cfg.kubernetes_version,
         "netns": cfg.netns,
         "stateDir": str(cfg.state_dir),
+        "nodeKinds": cfg.node_kinds,
         "components": st.get("components", {}),
+        **({"realNode": realnode.describe(cfg)} if cfg.has_real_node else {}),
     }
 
 

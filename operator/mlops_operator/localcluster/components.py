@@ -25,6 +25,10 @@ class Component:
     health_url: str
     #: components that must be healthy before this one starts
     after: list[str] = field(default_factory=list)
+    #: environment variables added to the supervisor's own
+    env: dict[str, str] = field(default_factory=dict)
+    #: runs once to completion (exit 0 = healthy) instead of being kept running
+    oneshot: bool = False
 
 
 #: The API server records what the operator's ServiceAccount does (metadata only: who, verb,
@@ -53,6 +57,9 @@ def _audit_args(cfg: ClusterConfig) -> list[str]:
 
 
 def control_plane(cfg: ClusterConfig, bins: dict[str, Path]) -> list[Component]:
+    """Every supervised process of the cluster, in start order, for its kinds of node."""
+    from . import realnode  # realnode builds Components too
+
     pki = cfg.path("pki")
     kc = cfg.path("kubeconfigs")
     etcd = Component(
@@ -75,7 +82,9 @@ def control_plane(cfg: ClusterConfig, bins: dict[str, Path]) -> list[Component]:
          "--advertise-address", NODE_IP, "--bind-address", "0.0.0.0", "--secure-port", str(API_PORT),
          "--service-cluster-ip-range", SERVICE_CIDR,
          "--authorization-mode", "Node,RBAC",
-         "--enable-admission-plugins", "NodeRestriction",
+         # PodNodeSelector: a namespace annotated scheduler.alpha.kubernetes.io/node-selector
+         # runs all its pods on the matching nodes (e.g. mlops.dev/node-kind=real)
+         "--enable-admission-plugins", "NodeRestriction,PodNodeSelector",
          "--allow-privileged=true",
          "--client-ca-file", str(pki / "ca.crt"),
          "--tls-cert-file", str(pki / "apiserver.crt"), "--tls-private-key-file", str(pki / "apiserver.key"),
@@ -136,11 +145,13 @@ def control_plane(cfg: ClusterConfig, bins: dict[str, Path]) -> list[Component]:
         "http://127.0.0.1:10248/healthz",
         after=["kube-apiserver"],
     )
+    # One kube-proxy serves every node: they share the cluster namespace's routing table.
+    proxy_node = cfg.node_name if cfg.has_process_node else realnode.node_name(cfg)
     proxy = Component(
         "kube-proxy",
         [str(bins["kube-proxy"]),
          "--kubeconfig", str(kc / "kube-proxy.conf"),
-         "--hostname-override", cfg.node_name,
+         "--hostname-override", proxy_node,
          "--proxy-mode", "nftables",
          "--cluster-cidr", POD_CIDR,
          # conntrack limits are machine-wide sysctls a network namespace cannot set: leave them
@@ -149,7 +160,7 @@ def control_plane(cfg: ClusterConfig, bins: dict[str, Path]) -> list[Component]:
          "--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256",
          "--v", "1"],
         "http://127.0.0.1:10256/healthz",
-        after=["node-agent"],
+        after=["node-agent" if cfg.has_process_node else "kubelet"],
     )
     storage = Component(
         "local-path-provisioner",
@@ -157,4 +168,8 @@ def control_plane(cfg: ClusterConfig, bins: dict[str, Path]) -> list[Component]:
         "http://127.0.0.1:10260/healthz",
         after=["kube-apiserver"],
     )
-    return [etcd, apiserver, cm, scheduler, agent, proxy, storage]
+    nodes = [agent] if cfg.has_process_node else []
+    if cfg.has_real_node:
+        nodes += realnode.components(cfg, bins)
+    return [etcd, apiserver, cm, scheduler, *nodes, proxy, storage]
+

@@ -26,8 +26,12 @@ SERVICE_CIDR = "10.96.0.0/16"
 #: First address of the service range: the ClusterIP of the `kubernetes` Service.
 KUBERNETES_SERVICE_IP = "10.96.0.1"
 CLUSTER_DOMAIN = "cluster.local"
+#: ClusterIP of kube-dns (the tenth address of the service range, as kubeadm picks it)
+CLUSTER_DNS_IP = "10.96.0.10"
 API_PORT = 6443
 BRIDGE = "mlops0"
+
+NODE_KINDS = ("process", "real")
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,13}[a-z0-9])?$")
 
@@ -57,6 +61,9 @@ class ClusterConfig:
     kubernetes_version: str = KUBERNETES_VERSION
     etcd_version: str = ETCD_VERSION
     node_name: str = ""
+    #: which nodes join: "process" (pods as host processes, fast, no images) and/or "real"
+    #: (upstream kubelet + containerd running the project's images; see realnode.py)
+    node_kinds: list[str] = field(default_factory=lambda: ["process"])
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -67,6 +74,17 @@ class ClusterConfig:
             )
         if not self.node_name:
             self.node_name = f"mlops-{self.name}-node"
+        unknown = set(self.node_kinds) - set(NODE_KINDS)
+        if unknown or not self.node_kinds:
+            raise ValueError(f"node kinds {sorted(unknown) or '(none)'}: choose one or both of {', '.join(NODE_KINDS)}")
+
+    @property
+    def has_process_node(self) -> bool:
+        return "process" in self.node_kinds
+
+    @property
+    def has_real_node(self) -> bool:
+        return "real" in self.node_kinds
 
     @property
     def state_dir(self) -> Path:

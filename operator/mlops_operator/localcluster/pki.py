@@ -158,8 +158,15 @@ def ensure_pki(directory: Path, node_name: str, apiserver_ips: tuple[str, ...], 
         make_service_account_keys(directory)
 
 
-def ensure_kubelet_serving(directory: Path, node_name: str, node_ip: str) -> None:
-    """The node agent's serving certificate for the kubelet API (kubectl logs via the API server)."""
-    if not (directory / "kubelet.crt").exists():
-        issue(directory, "kubelet", f"system:node:{node_name}", ("system:nodes",), server=True, client=False,
+def ensure_kubelet_serving(directory: Path, node_name: str, node_ip: str, stem: str = "kubelet") -> None:
+    """A node's serving certificate for the kubelet API (kubectl logs via the API server)."""
+    if not (directory / f"{stem}.crt").exists():
+        issue(directory, stem, f"system:node:{node_name}", ("system:nodes",), server=True, client=False,
               dns=(node_name,), ips=(node_ip,))
+
+
+def ensure_node_identity(directory: Path, stem: str, node_name: str) -> None:
+    """A node's client certificate (`system:node:<name>` in `system:nodes`): the Node authorizer
+    and NodeRestriction then limit it to its own Node, Lease and pods."""
+    if not (directory / f"{stem}.crt").exists():
+        issue(directory, stem, f"system:node:{node_name}", ("system:nodes",))

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import binaries, health, netns
+from . import binaries, health, netns, nodebins, realnode
 from .components import Component, control_plane
 from .config import API_PORT, BRIDGE, NODE_IP, NODE_NETWORK, SERVICE_CIDR, ClusterConfig, daemon_config
 from .forward import start_forward
@@ -62,6 +62,8 @@ class Supervisor:
     async def _health_loop(self) -> None:
         while not self.stopping.is_set():
             for r in self.procs.values():
+                if r.comp.oneshot:
+                    continue  # healthy once it has exited 0 (see _keep_running)
                 if r.proc is not None and r.proc.returncode is None:
                     if self.held(r.comp.name):
                         r.proc.terminate()
@@ -115,6 +117,7 @@ class Supervisor:
             r.proc = await asyncio.create_subprocess_exec(
                 *netns.exec_prefix(self.cfg.netns), *r.comp.argv,
                 stdin=asyncio.subprocess.DEVNULL, stdout=logf, stderr=asyncio.subprocess.STDOUT,
+                env={**os.environ, **r.comp.env} if r.comp.env else None,
             )
             logf.close()
             r.state, r.started_at = "starting", time.monotonic()
@@ -123,6 +126,10 @@ class Supervisor:
             r.last_exit, r.healthy = code, False
             if self.stopping.is_set():
                 r.state = "stopped"
+                return
+            if r.comp.oneshot and code == 0:
+                r.state, r.healthy = "done", True
+                log.info("%s done", r.comp.name)
                 return
             # A component that ran a while before failing starts its backoff afresh.
             if time.monotonic() - r.started_at > 60:
@@ -187,6 +194,9 @@ class Supervisor:
                 r.task.cancel()
         health_task.cancel()
         await self._kill_leftovers()
+        if self.cfg.has_real_node:
+            for what in await asyncio.to_thread(realnode.teardown, self.cfg):
+                log.info("real node: %s", what)
         netns.delete_cluster_namespaces(self.cfg.netns)
         self._write_status()
         log.info("stopped; namespace %s deleted", self.cfg.netns)
@@ -195,6 +205,8 @@ class Supervisor:
 def main(argv: list[str] | None = None) -> None:
     cfg = daemon_config(sys.argv[1:] if argv is None else argv)
     bins = {n: binaries.binary_path(n) for n in (*binaries.KUBE_COMPONENTS, "etcd")}
+    if cfg.has_real_node:
+        bins.update(nodebins.node_binary_paths())
     sup = Supervisor(cfg, control_plane(cfg, bins))
     cfg.path("run", "supervisor.pid").write_text(str(os.getpid()))
     try:

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from ... import __version__
-from ..config import API_PORT, BRIDGE, NODE_IP, ClusterConfig, daemon_config
+from ..config import API_PORT, BRIDGE, CLUSTER_DNS_IP, NODE_IP, ClusterConfig, daemon_config
 from . import kubeletapi, podnet, worker
 from .apiclient import ApiClient, ApiError
 from .podstatus import now
@@ -234,8 +234,10 @@ class Agent:
             cidr = node["spec"]["podCIDR"]
             self.ipam = podnet.IPAM(self.dir / "ipam", cidr)
             await asyncio.to_thread(podnet.prepare_node_network, BRIDGE, self.ipam.gateway)
+            # CoreDNS runs on a real node; a process node's pods use it when the cluster has one
+            dns = CLUSTER_DNS_IP if self.cfg.has_real_node else None
             ctx = worker.NodeContext(self.api, self.cfg.name, self.node, NODE_IP, self.dir, self.ipam,
-                                     self.capacity, self._finished)
+                                     self.capacity, self._finished, cluster_dns=dns)
             runner = web.AppRunner(kubeletapi.make_app(self.lookup), access_log=None)
             await runner.setup()
             await web.TCPSite(runner, NODE_IP, KUBELET_PORT, ssl_context=kubeletapi.server_tls(self.cfg.path("pki"))).start()

@@ -35,6 +35,7 @@ IMAGE_ENTRYPOINTS: dict[str, list[str]] = {
     "pause": [sys.executable, "-c", "import signal; signal.pause()"],
     "mlops-operator": ["mlops", "operator", "run"],
     "mlops-runtime": ["mlops"],
+    "mlops-server": ["python", "-m", "mlops_operator.serving"],
 }
 
 
@@ -287,3 +288,23 @@ def referenced_objects(pod: Obj) -> tuple[set[str], set[str]]:
             if src.get("secret"):
                 secrets.add(src["secret"]["name"])
     return cms, secrets
+
+
+def resolv_conf(pod: Obj, nameserver: str | None, domain: str) -> str | None:
+    """The /etc/resolv.conf a kubelet writes for a pod, or None to keep the host's.
+
+    ClusterFirst (the default) points at the cluster DNS with the namespace's search path, as
+    the kubelet does; `Default` and `None` without dnsConfig keep the node's resolver."""
+    spec = pod.get("spec") or {}
+    policy = spec.get("dnsPolicy") or "ClusterFirst"
+    if nameserver is None or policy not in ("ClusterFirst", "ClusterFirstWithHostNet"):
+        return None
+    ns = (pod.get("metadata") or {}).get("namespace") or "default"
+    search = [f"{ns}.svc.{domain}", f"svc.{domain}", domain]
+    options = ["ndots:5"]
+    extra = spec.get("dnsConfig") or {}
+    servers = [nameserver, *extra.get("nameservers", [])]
+    search += [s for s in extra.get("searches", []) if s not in search]
+    for o in extra.get("options", []):
+        options.append(f"{o['name']}:{o['value']}" if o.get("value") is not None else o["name"])
+    return "".join(f"nameserver {s}\n" for s in servers) + f"search {' '.join(search)}\noptions {' '.join(options)}\n"

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..config import CLUSTER_DOMAIN
 from ..procs import pid_alive as _pid_alive
 from . import podnet, podspec, podstatus, probes, volumes
 from .apiclient import ApiClient, ApiError
@@ -43,6 +44,8 @@ class NodeContext:
     ipam: podnet.IPAM
     allocatable: dict[str, str]
     on_finished: Callable[[str], None] = lambda uid: None
+    #: the kube-dns ClusterIP when the cluster runs CoreDNS (it needs a real node), else None
+    cluster_dns: str | None = None
 
 
 def _runtime_paths() -> list[str]:
@@ -356,6 +359,12 @@ class PodWorker:
         tfile.write_bytes(b"")
         tfile.chmod(0o666)  # writable by any container user, as the kubelet makes it
         mounts.append(volumes.Mount(str(tfile), tpath, False))
+        resolv = podspec.resolv_conf(self.pod, self.ctx.cluster_dns, CLUSTER_DOMAIN)
+        if resolv is not None:
+            rfile = d / "resolv.conf"
+            rfile.write_text(resolv)
+            rfile.chmod(0o644)
+            mounts.append(volumes.Mount(str(rfile), "/etc/resolv.conf", True))
         sc = dict(self.pod["spec"].get("securityContext") or {})
         sc.update(ctl.spec.get("securityContext") or {})
         if sc.get("runAsUser") and not any(e["name"] == "HOME" for e in ctl.spec.get("env") or []):
