@@ -175,7 +175,7 @@ def up(name: str = "local", port: int | None = None, timeout: float = 180.0, say
         bins.update(nodebins.ensure_node_binaries(progress=say))
         from . import images  # building images needs buildah and mmdebstrap: only for a real node
 
-        images.ensure_node_images(progress=say)
+        images.build(say=say)  # up-to-date images are kept; only changed inputs rebuild
     _cleanup_leftovers(cfg, say)
     _prepare(cfg)
     if cfg.has_real_node:

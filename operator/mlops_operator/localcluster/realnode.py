@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -379,6 +380,7 @@ def teardown(cfg: ClusterConfig) -> list[str]:
         subprocess.run(["umount", "-l", mp], capture_output=True)
     if mounts:
         did.append(f"unmounted {len(set(mounts))} mounts")
+    shutil.rmtree(run_dir(cfg), ignore_errors=True)
     for d in cgroup_dirs(cfg):
         if d.exists():
             for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):

@@ -181,6 +181,8 @@ class Supervisor:
             loop.add_signal_handler(sig, self.stopping.set)
         prefix = NODE_NETWORK.split("/")[1]
         netns.create_cluster_netns(self.cfg.netns, BRIDGE, f"{NODE_IP}/{prefix}", SERVICE_CIDR)
+        if self.cfg.has_real_node:  # the real node's own address, beside the control plane's
+            netns.ip("-n", self.cfg.netns, "addr", "replace", f"{realnode.REAL_NODE_IP}/32", "dev", BRIDGE)
         server = await start_forward(self.cfg.netns, self.cfg.api_host_port, (NODE_IP, API_PORT))
         for r in self.procs.values():
             r.task = asyncio.create_task(self._keep_running(r))
