@@ -112,7 +112,8 @@ class OperatorProcess:
     def start(self) -> None:
         import sys
 
-        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig), MLOPS_RUNTIME_IMAGE="mlops-runtime:test")
+        env = dict(os.environ, KUBECONFIG=str(self.cluster.kubeconfig), MLOPS_RUNTIME_IMAGE="mlops-runtime:test",
+                   MLOPS_SERVER_IMAGE="mlops-server:test")
         out = open(self.log, "a")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlops_operator.cli.main", "operator", "run", "--standalone",

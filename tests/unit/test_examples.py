@@ -35,7 +35,8 @@ def test_images_keep_the_entrypoints_the_local_node_assumes():
     from mlops_operator.localcluster.node.podspec import IMAGE_ENTRYPOINTS
 
     images = EXAMPLES.parent / "images"
-    for name, dockerfile in (("mlops-runtime", "runtime.Dockerfile"), ("mlops-operator", "operator.Dockerfile")):
+    for name, dockerfile in (("mlops-runtime", "runtime.Dockerfile"), ("mlops-operator", "operator.Dockerfile"),
+                             ("mlops-server", "server.Dockerfile")):
         text = (images / dockerfile).read_text()
         entry = next(line for line in text.splitlines() if line.startswith("ENTRYPOINT"))
         assert entry == "ENTRYPOINT " + str(IMAGE_ENTRYPOINTS[name]).replace("'", '"')

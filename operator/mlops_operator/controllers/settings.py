@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Settings:
-    #: image of the trainer/snapshot/server runtime (images/runtime)
+    #: image of the snapshot, training and verification Jobs (images/runtime.Dockerfile)
     runtime_image: str
     #: per-namespace PVC holding that namespace's artifact store (created when missing)
     store_claim: str
@@ -19,6 +19,8 @@ class Settings:
     model_retention: int = 10
     #: where the store PVC is mounted inside workload pods
     store_mount: str = "/store"
+    #: image of the InferenceService model servers (images/server.Dockerfile: the server alone)
+    server_image: str = "ghcr.io/mlops-dev/mlops-server:0.1.0"
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -30,6 +32,7 @@ class Settings:
             store_access_mode=e("MLOPS_STORE_ACCESS_MODE", "ReadWriteOnce"),
             store_storage_class=e("MLOPS_STORE_STORAGE_CLASS") or None,
             model_retention=int(e("MLOPS_MODEL_RETENTION", "10")),
+            server_image=e("MLOPS_SERVER_IMAGE", "ghcr.io/mlops-dev/mlops-server:0.1.0"),
         )
 
     @property

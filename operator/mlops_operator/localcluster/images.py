@@ -115,9 +115,10 @@ def select(only: Sequence[str] | None) -> list[Image]:
 # --- tools and inputs --------------------------------------------------------------------------
 
 def missing_tools(images: Iterable[Image], base_needed: bool,
-                  which: Callable[[str], str | None] = shutil.which) -> list[str]:
+                  which: Callable[[str], str | None] | None = None) -> list[str]:
     """One message per missing tool or package, saying how to get it."""
     images = list(images)
+    which = which or shutil.which
     out = []
     if which("buildah") is None:
         out.append(f"buildah is not installed (it builds the images without a Docker daemon): {INSTALL_HINT}")

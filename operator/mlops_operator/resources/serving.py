@@ -32,7 +32,7 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
     pod_extra, resources = pod_options(spec.get("pod"))
     probe = {"httpGet": {"path": "/v2/health/ready", "port": PORT}, "periodSeconds": 2, "failureThreshold": 2}
     container = {
-        "name": "server", "image": s.runtime_image,
+        "name": "server", "image": s.server_image,
         "command": ["python", "-m", "mlops_operator.serving",
                     "--store-uri", s.store_uri, "--model-uri", mvspec["artifact"]["uri"],
                     "--digest", mvspec["artifact"]["digest"], "--name", mvspec["model"],
