@@ -144,3 +144,38 @@ def operator(local_cluster: Cluster, tmp_path_factory) -> OperatorProcess:
     op.start()
     yield op
     op.stop()
+
+
+#: The cluster of the real-node tests: the process node and a real node (kubelet + containerd
+#: running the built images) in one cluster, beside the process-only test cluster.
+REAL_TEST_CLUSTER = os.environ.get("MLOPS_REAL_TEST_CLUSTER", "pytest-real")
+#: PodNodeSelector: every pod of a namespace with this annotation runs on the real node
+REAL_NODE_SELECTOR = {"scheduler.alpha.kubernetes.io/node-selector": "mlops.dev/node-kind=real"}
+
+
+@pytest.fixture(scope="session")
+def real_cluster() -> Cluster:
+    cfg = cluster.up(REAL_TEST_CLUSTER, timeout=420, nodes=["process", "real"])
+    c = Cluster(cfg)
+    wait_for(lambda: c.kubectl("rollout", "status", "deploy/coredns", "-n", "kube-system", "--timeout=5s",
+                               check=False).returncode == 0, 180, interval=1, what="CoreDNS on the real node")
+    yield c
+    if not os.environ.get("MLOPS_KEEP_TEST_CLUSTER"):
+        cluster.down(REAL_TEST_CLUSTER, purge=True)
+
+
+def make_namespace(c: Cluster, request, pin_real: bool = True, restricted: bool = True) -> str:
+    base = "".join(ch if ch.isalnum() else "-" for ch in request.node.originalname.lower())[:40].strip("-")
+    name = f"r-{base}-{uuid.uuid4().hex[:6]}"
+    labels = {"pod-security.kubernetes.io/enforce": "restricted"} if restricted else {}
+    c.apply(json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": name, "labels": labels, "annotations": REAL_NODE_SELECTOR if pin_real else {}}}))
+    return name
+
+
+@pytest.fixture
+def real_namespace(real_cluster: Cluster, request) -> str:
+    """A namespace whose pods all run on the real node, under Pod Security "restricted"."""
+    name = make_namespace(real_cluster, request)
+    yield name
+    real_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
