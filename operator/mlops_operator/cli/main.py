@@ -10,7 +10,8 @@ import sys
 def _cmd_up(a: argparse.Namespace) -> int:
     from mlops_operator.localcluster import cluster
 
-    cfg = cluster.up(a.name, port=a.port, timeout=a.timeout)
+    nodes = [k.strip() for k in a.nodes.split(",") if k.strip()] if a.nodes else None
+    cfg = cluster.up(a.name, port=a.port, timeout=a.timeout, nodes=nodes)
     kc = cfg.kubeconfig_path
     print(f"""
 Cluster {cfg.name!r} is up: Kubernetes v{cfg.kubernetes_version} at {cfg.server_url}
@@ -40,6 +41,11 @@ def _cmd_status(a: argparse.Namespace) -> int:
         return 1
     print(f"cluster {a.name}: running, Kubernetes v{st['kubernetesVersion']} at {st['server']}")
     print(f"kubeconfig: {st['kubeconfig']}")
+    print(f"nodes: {' + '.join(st['nodeKinds'])}")
+    if "realNode" in st:
+        rn = st["realNode"]
+        print(f"real node {rn['name']} at {rn['internalIP']}: containerd {rn['containerdSocket']}, "
+              f"pod cgroups under {rn['cgroupRoot']}, cgroups {rn['cgroups']}")
     for n, c in st["components"].items():
         state = "healthy" if c["healthy"] else c["state"]
         print(f"  {n:<24} {state:<10} pid={c['pid']} restarts={c['restarts']}" + (f"  {c['detail']}" if c["detail"] and not c["healthy"] else ""))
@@ -123,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     up = named(sub.add_parser("up", help="start the embedded local cluster (or reuse the running one)"))
     up.add_argument("--port", type=int, default=None, help="loopback port for the API server (default 16443)")
     up.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for a healthy control plane")
+    up.add_argument("--nodes", default=None,
+                    help="kinds of node: process (pods as host processes, the fast default), real "
+                         "(upstream kubelet + containerd running the built images), or process,real")
     up.set_defaults(func=_cmd_up)
     down = named(sub.add_parser("down", help="stop the local cluster; no process or namespace is left"))
     down.add_argument("--purge", action="store_true", help="also delete its state (etcd data, certificates)")
