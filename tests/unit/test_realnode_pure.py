@@ -151,3 +151,13 @@ def test_process_node_pods_get_the_cluster_resolver_like_a_kubelet_writes():
     text = resolv_conf(custom, CLUSTER_DNS_IP, "cluster.local")
     assert "search a.svc.cluster.local svc.cluster.local cluster.local corp.example\n" in text
     assert text.endswith("options ndots:5 ndots:2 edns0\n")
+
+
+def test_a_kernel_kill_is_named_with_the_limit():
+    from mlops_operator.controllers.kube import killed_by_kernel
+
+    msg = killed_by_kernel("OOMKilled", 137, "trainer", "64Mi")
+    assert msg.startswith("OOMKilled:") and "'trainer'" in msg and "64Mi" in msg and "137" in msg
+    assert "memory available" in killed_by_kernel("OOMKilled", 137, "trainer", None)
+    assert killed_by_kernel("Error", 1, "trainer", "64Mi") is None
+    assert killed_by_kernel("Completed", 0, "trainer", "64Mi") is None

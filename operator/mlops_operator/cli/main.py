@@ -77,6 +77,11 @@ def _cmd_images(a: argparse.Namespace) -> int:
     state = images.build(only=a.only, force=a.force, say=lambda m: print(m, flush=True))
     print(images.summary(state, a.only or None))
     print(f"state: {images.images_dir() / 'images.json'}")
+    if a.load:
+        from mlops_operator.localcluster import cluster
+
+        for ref in cluster.load_images(a.load):
+            print(f"loaded {ref} into cluster {a.load}")
     return 0
 
 
@@ -160,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--only", nargs="+", metavar="NAME", default=None,
                     help="build only these (pause, coredns, mlops-server, mlops-operator, mlops-runtime)")
     im.add_argument("--force", action="store_true", help="rebuild even when the inputs did not change")
+    im.add_argument("--load", metavar="CLUSTER", default=None,
+                    help="then import what changed into that running cluster's real node (like `kind load`)")
     im.set_defaults(func=_cmd_images)
 
     op = sub.add_parser("operator", help="the operator").add_subparsers(dest="op", required=True)

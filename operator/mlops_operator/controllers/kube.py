@@ -91,8 +91,21 @@ def job_state(job: dict[str, Any]) -> str:
     return "Running"
 
 
+def killed_by_kernel(reason: str | None, exit_code: int | None, container: str, memory_limit: str | None) -> str | None:
+    """Why the kernel ended a container, in the words an admin needs (None if it did not).
+
+    An OOM-killed process writes no termination message, so without this the status would
+    show only an empty log tail."""
+    if reason != "OOMKilled":
+        return None
+    limit = f"its memory limit of {memory_limit}" if memory_limit else "the memory available to it"
+    return (f"OOMKilled: container {container!r} exceeded {limit} (exit code {exit_code}); "
+            "raise resources.limits.memory")
+
+
 async def job_termination_message(namespace: str, job_name: str) -> tuple[str | None, str]:
-    """The newest pod's termination message of a Job, and a log tail for failures."""
+    """The newest pod's termination message of a Job, and a log tail for failures. A container
+    the kernel killed gets that said first (see killed_by_kernel)."""
     core = client.CoreV1Api(_api())
     pods = await call(core.list_namespaced_pod, namespace, label_selector=f"job-name={job_name}")
     items = sorted(pods.items, key=lambda p: p.metadata.creation_timestamp, reverse=True)
@@ -106,6 +119,11 @@ async def job_termination_message(namespace: str, job_name: str) -> tuple[str | 
                         tail = await call(core.read_namespaced_pod_log, pod.metadata.name, namespace, tail_lines=20)
                     except ApiException:
                         tail = ""
+                spec = next((c for c in pod.spec.containers if c.name == cs.name), None)
+                limits = (spec.resources.limits or {}) if spec is not None and spec.resources else {}
+                killed = killed_by_kernel(term.reason, term.exit_code, cs.name, limits.get("memory"))
+                if killed:
+                    return killed + (f"\n{term.message}" if term.message else ""), tail
                 return term.message, tail
     return None, ""
 

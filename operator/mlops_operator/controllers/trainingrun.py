@@ -127,6 +127,8 @@ def _job_failure(job: dict[str, Any] | None, msg: str | None, tail: str) -> str:
         doc = {}
     if isinstance(doc, dict) and doc.get("error"):
         return str(doc["error"])
+    if msg and msg.startswith("OOMKilled"):
+        return f"the training Job failed: {msg.strip()[-1500:]}"
     return ("the training Job failed; log tail:\n" + (msg or tail or "(no output)").strip()[-1500:])
 
 

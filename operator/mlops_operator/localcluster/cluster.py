@@ -251,6 +251,19 @@ def status(name: str = "local") -> dict:
     }
 
 
+def load_images(name: str) -> list[str]:
+    """Import the built image archives that changed into running cluster `name`'s real node
+    (what `kind load image-archive` does); pods started afterwards use them."""
+    cfg = ClusterConfig.load(name)
+    if cfg is None or supervisor_pid(cfg) is None:
+        raise ClusterError(f"cluster {name} is not running")
+    if not cfg.has_real_node:
+        raise ClusterError(f"cluster {name} has no real node (its process node runs image names as processes)")
+    from .config import cache_dir
+
+    return realnode.import_images(cfg, nodebins.node_binary_paths(), realnode.image_archives(cache_dir()))
+
+
 def hold_component(name: str, component: str, hold: bool) -> None:
     """Stop a component and keep it stopped (hold=True), or let the supervisor start it again."""
     cfg = ClusterConfig.load(name)

@@ -271,6 +271,11 @@ def archive_refs(archive: Path) -> list[str]:
             if REF_ANNOTATION in (m.get("annotations") or {})]
 
 
+def image_archives(cache: Path) -> list[Path]:
+    """The OCI archives `mlops images` wrote."""
+    return sorted((cache / "images").glob("*.tar"))
+
+
 def import_archive(cfg: ClusterConfig, bins: dict[str, Path], archive: Path) -> None:
     """Import an OCI archive into the node's image store (like `kind load image-archive`)."""
     p = ctr(cfg, bins, "images", "import", "--snapshotter", "overlayfs", str(archive), timeout=900)
@@ -405,7 +410,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args or args[0] != "import-images":
         raise SystemExit("usage: python -m mlops_operator.localcluster.realnode import-images <cluster>")
     cfg = daemon_config(args[1:])
-    archives = sorted((cache_dir() / "images").glob("*.tar"))
+    archives = image_archives(cache_dir())
     if not any(PAUSE_IMAGE in archive_refs(a) for a in archives):
         raise SystemExit(f"no archive of the pause image {PAUSE_IMAGE} under {cache_dir() / 'images'}: "
                          "run `mlops images` first")
