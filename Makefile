@@ -7,10 +7,11 @@ CLUSTER ?= local
 BIN      = $(VENV)/bin
 export GOTOOLCHAIN ?= local
 
-.PHONY: e2e-kind images images-docker deploy crds help venv system-deps binaries demo demo-kind test test-unit up down status constraints bench clean
+.PHONY: real-node e2e-kind images images-docker deploy crds help venv system-deps binaries demo demo-kind test test-unit up down status constraints bench clean
 
 help:
 	@echo "make demo        set up everything and run the demo on the embedded local cluster"
+	@echo "make demo NODE=real      the same on a real node: kubelet + containerd running the built images"
 	@echo "make demo CLUSTER=kind   the same on a kind cluster (needs Docker and kind)"
 	@echo "make test        run the whole test suite (unit + integration on a real control plane)"
 	@echo "make up / down / status  start, stop, inspect the local cluster"
@@ -26,7 +27,9 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 venv: $(BIN)/.installed
 
 # The local node needs iproute2 (ip), util-linux (nsenter) and nftables (nft, for kube-proxy);
-# the tests check the alerting rules with promtool (Debian's prometheus package).
+# the tests check the alerting rules with promtool (Debian's prometheus package). The real
+# node's images need buildah and mmdebstrap, its runc libseccomp (headers: libseccomp-dev,
+# pkg-config, gcc) and the static pause binary libc6-dev.
 # Installed from Debian's packages when missing and we are root; otherwise say what to install.
 system-deps:
 	@missing=""; \
@@ -34,6 +37,12 @@ system-deps:
 	command -v nsenter >/dev/null || missing="$$missing util-linux"; \
 	command -v nft >/dev/null || missing="$$missing nftables"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v buildah >/dev/null || missing="$$missing buildah"; \
+	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	command -v gcc >/dev/null || missing="$$missing gcc"; \
+	[ -f /usr/include/seccomp.h ] || missing="$$missing libseccomp-dev"; \
+	[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || [ -f /usr/lib/libc.a ] || missing="$$missing libc6-dev"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -45,11 +54,22 @@ system-deps:
 binaries: venv system-deps
 	$(BIN)/mlops binaries
 
+# The real node: kubelet, containerd, runc, CNI plugins, crictl and CoreDNS from their Go
+# modules (cached like the control plane), and the images it runs (make images).
+real-node: binaries
+	$(BIN)/mlops binaries --real-node
+	$(BIN)/mlops images
+
+# NODE=process (default): pods run as processes of the project's environment (fast, no images).
+# NODE=real: the built images under the upstream kubelet + containerd (see README, "Two kinds of node").
+NODE ?= process
+DEMO_DEPS = $(if $(filter process,$(NODE)),binaries,real-node)
+
 ifeq ($(CLUSTER),kind)
 demo: demo-kind
 else
-demo: binaries
-	$(BIN)/mlops demo
+demo: $(DEMO_DEPS)
+	$(BIN)/mlops demo --nodes $(NODE)
 endif
 
 demo-kind: venv
@@ -58,7 +78,7 @@ demo-kind: venv
 	kubectl --context kind-mlops apply -f examples/local-cluster/hello.yaml
 	kubectl --context kind-mlops get deploy,rs,pods -n mlops-hello
 
-test: binaries
+test: real-node
 	$(BIN)/pytest
 
 # The images, built here with no Docker daemon and no registry pull: a Debian base made by

@@ -29,7 +29,9 @@ def test_the_loop_closes_by_itself(local_cluster: Cluster, operator: OperatorPro
         operator.start()
 
 
-def _loop_in_cluster(c: Cluster, ns: str, tmp_path) -> None:
+def _loop_in_cluster(c: Cluster, ns: str, tmp_path, image: str = "mlops-runtime:test") -> None:
+    """The retail loop with the operator deployed from manifests/overlays/local; `image` is the
+    runtime image of the loop's own export Jobs."""
     from tests.conftest import REPO
 
     c.kubectl("apply", "-k", str(REPO / "manifests" / "overlays" / "local"))
@@ -38,7 +40,7 @@ def _loop_in_cluster(c: Cluster, ns: str, tmp_path) -> None:
     k = Kubectl(str(binaries.binary_path("kubectl")), c.kubeconfig, ns)
     fwd: list[Forward] = []
     base_url = _forwarder(c, ns, fwd)
-    loop = RetailLoop(k, base_url, image="mlops-runtime:test", rows=12000, timeout=300)
+    loop = RetailLoop(k, base_url, image=image, rows=12000, timeout=300)
 
     # restart the operator once the retraining is under way: the loop must still complete
     # with exactly one retraining run

@@ -36,10 +36,31 @@ def _kubectl(kc: Path, *args: str, show: bool = True, timeout: float = 120) -> s
     return p.stdout
 
 
-def run_demo(name: str = "local", out_dir: str = "demo-output") -> int:
+#: PodNodeSelector: all pods of an annotated namespace run on the real node
+REAL_NODE_ANNOTATION = "scheduler.alpha.kubernetes.io/node-selector=mlops.dev/node-kind=real"
+
+
+def _pin_to_real_node(kc: Path, namespace: str) -> None:
+    """Create `namespace` with every pod pinned to the real node. Not through `apply`: the
+    manifests' own apply of the namespace would drop an annotation recorded as last-applied."""
+    if not _exists(kc, namespace):
+        _kubectl(kc, "create", "namespace", namespace, show=False)
+    _kubectl(kc, "annotate", "--overwrite", "namespace", namespace, REAL_NODE_ANNOTATION,
+             "kubectl.kubernetes.io/last-applied-configuration-")
+
+
+def _exists(kc: Path, namespace: str) -> bool:
+    argv = [str(binaries.binary_path("kubectl")), "--kubeconfig", str(kc), "get", "namespace", namespace]
+    return subprocess.run(argv, capture_output=True).returncode == 0
+
+
+def run_demo(name: str = "local", out_dir: str = "demo-output", nodes: list[str] | None = None) -> int:
     started = time.monotonic()
-    cfg = cluster.up(name)
+    cfg = cluster.up(name, nodes=nodes)
     kc = cfg.kubeconfig_path
+    if cfg.has_real_node:
+        print("\n== Everything below runs on the real node: the built images under kubelet + containerd ==")
+        _pin_to_real_node(kc, "mlops-system")
     print(f"\n== Local cluster {cfg.name!r} ready in {time.monotonic() - started:.1f}s "
           f"(Kubernetes v{cfg.kubernetes_version}, network namespace {cfg.netns}) ==")
     for n, c in cluster.status(name)["components"].items():
@@ -58,6 +79,8 @@ def run_demo(name: str = "local", out_dir: str = "demo-output") -> int:
     print(f"\n== The retail loop in namespace {RETAIL_NS}: train, serve, monitor, drift, retrain, roll out ==")
     _kubectl(kc, "delete", "namespace", RETAIL_NS, "--ignore-not-found", "--wait=true", timeout=300)
     _kubectl(kc, "create", "namespace", RETAIL_NS)
+    if cfg.has_real_node:
+        _pin_to_real_node(kc, RETAIL_NS)
     forwards: list[subprocess.Popen] = []
 
     def base_url() -> str:

@@ -66,7 +66,12 @@ def _cmd_kubeconfig(a: argparse.Namespace) -> int:
 def _cmd_binaries(a: argparse.Namespace) -> int:
     from mlops_operator.localcluster import binaries
 
-    for name, path in sorted(binaries.ensure_binaries(allow_download=not a.no_download).items()):
+    paths = binaries.ensure_binaries(allow_download=not a.no_download)
+    if a.real_node:
+        from mlops_operator.localcluster import nodebins
+
+        paths.update(nodebins.ensure_node_binaries())
+    for name, path in sorted(paths.items()):
         print(f"{name:<24} {path}")
     return 0
 
@@ -112,7 +117,7 @@ def _cmd_component(a: argparse.Namespace) -> int:
 def _cmd_demo(a: argparse.Namespace) -> int:
     from mlops_operator.cli.demo import run_demo
 
-    return run_demo(a.name)
+    return run_demo(a.name, nodes=[k.strip() for k in a.nodes.split(",") if k.strip()] if a.nodes else None)
 
 
 def _cmd_operator_run(a: argparse.Namespace) -> int:
@@ -145,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=_cmd_status)
     named(sub.add_parser("kubeconfig", help="print the admin kubeconfig path")).set_defaults(func=_cmd_kubeconfig)
-    named(sub.add_parser("demo", help="start the local cluster and run the demo (what `make demo` runs)")).set_defaults(func=_cmd_demo)
+    demo = named(sub.add_parser("demo", help="start the local cluster and run the demo (what `make demo` runs)"))
+    demo.add_argument("--nodes", default=None, help="process (default), real, or process,real (see `mlops up`)")
+    demo.set_defaults(func=_cmd_demo)
     pf = named(sub.add_parser("port-forward", help="forward a loopback port to a Service or Pod of the local cluster"))
     pf.add_argument("target", help="svc/NAME or pod/NAME")
     pf.add_argument("ports", help="LOCAL:REMOTE (REMOTE is the Service port, or the pod's container port)")
@@ -158,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     comp.set_defaults(func=_cmd_component)
     b = sub.add_parser("binaries", help="obtain (download or build) and print the cluster binaries")
     b.add_argument("--no-download", action="store_true", help="skip the release download; build from Go modules")
+    b.add_argument("--real-node", action="store_true",
+                   help="also the real node's: kubelet, containerd, runc, CNI plugins, crictl, CoreDNS")
     b.set_defaults(func=_cmd_binaries)
 
     im = sub.add_parser("images", help="build the container images with buildah (no Docker daemon), "
