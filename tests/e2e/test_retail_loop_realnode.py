@@ -101,3 +101,28 @@ spec:
                  what="the InferenceService Ready again once the node is back")
     finally:
         c.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def test_a_missing_runtime_image_is_named_on_the_dataset(operator_on_real_node: Cluster, request):
+    """The operator's runtime image is not on the node and cannot be pulled: the snapshot Job's
+    pod never starts, and the Dataset says why instead of waiting silently."""
+    c = operator_on_real_node
+    ns = make_namespace(c, request)
+    missing = "ghcr.io/mlops-dev/mlops-runtime:0.0.0-missing"
+    c.kubectl("set", "env", "deploy/mlops-operator", "-n", "mlops-system", f"MLOPS_RUNTIME_IMAGE={missing}")
+    try:
+        c.kubectl("rollout", "status", "deploy/mlops-operator", "-n", "mlops-system", "--timeout=180s", timeout=190)
+        c.apply(retail_dataset(rows=500, name="waits"), ns)
+
+        def degraded():
+            ds = c.get_json("dataset", "waits", "-n", ns)
+            d = cond(ds, "Degraded")
+            return d if d.get("status") == "True" else None
+        d = wait_for(degraded, 180, interval=1, what="the Dataset Degraded by its pod")
+        assert d["reason"] == "PodCannotStart", d
+        assert missing in d["message"] and ("ErrImagePull" in d["message"] or "ImagePullBackOff" in d["message"]), d
+        assert any(e["reason"] == "PodCannotStart" for e in c.get_json("events", "-n", ns)["items"])
+    finally:
+        c.kubectl("set", "env", "deploy/mlops-operator", "-n", "mlops-system", f"MLOPS_RUNTIME_IMAGE={RUNTIME_IMAGE}")
+        c.kubectl("rollout", "status", "deploy/mlops-operator", "-n", "mlops-system", "--timeout=180s", timeout=190)
+        c.kubectl("delete", "namespace", ns, "--wait=false", check=False)

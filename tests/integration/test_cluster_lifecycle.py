@@ -73,3 +73,35 @@ def test_up_twice_reuses_and_down_leaves_nothing_behind():
         assert after.returncode == 1 and "not running" in after.stdout
     finally:
         cluster.down(NAME, purge=True)
+
+
+def test_a_real_node_cluster_goes_down_without_a_trace():
+    """`mlops up --nodes real` alone (no process node); `mlops down --purge` kills every
+    container and shim, unmounts every volume and overlay, removes the pod cgroups and the
+    netns and socket directory."""
+    from mlops_operator.localcluster import realnode
+
+    name = "pytest-rlife"
+    try:
+        up = _mlops("up", "--name", name, "--nodes", "real")
+        assert up.returncode == 0, up.stderr
+        cfg = ClusterConfig.load(name)
+        assert cfg is not None and cfg.node_kinds == ["real"]
+        status = _mlops("status", "--name", name)
+        assert status.returncode == 0 and "nodes: real" in status.stdout, status.stdout
+        assert "node-agent" not in status.stdout
+        kubectl = [str(binaries.binary_path("kubectl")), "--kubeconfig", str(cfg.kubeconfig_path)]
+        subprocess.run(kubectl + ["run", "idle", "--image=localhost/mlops-pause:3.10", "--image-pull-policy=Never"],
+                       check=True, capture_output=True)
+        subprocess.run(kubectl + ["wait", "--for=condition=Ready", "pod/idle", "--timeout=90s"], check=True,
+                       capture_output=True)
+        assert realnode._cgroup_pids(cfg) and realnode._shim_pids(cfg)
+        state, run = cfg.state_dir, realnode.run_dir(cfg)
+        assert realnode._mounts_under(state) or realnode._mounts_under(run)
+    finally:
+        down = _mlops("down", "--name", name, "--purge")
+    assert down.returncode == 0, down.stderr
+    assert not realnode._cgroup_pids(cfg) and not realnode._shim_pids(cfg)
+    assert not realnode._mounts_under(state) and not realnode._mounts_under(run)
+    assert not any(d.exists() for d in realnode.cgroup_dirs(cfg))
+    assert not netns.exists(cfg.netns) and not run.exists() and not state.exists()

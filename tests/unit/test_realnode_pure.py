@@ -161,3 +161,24 @@ def test_a_kernel_kill_is_named_with_the_limit():
     assert "memory available" in killed_by_kernel("OOMKilled", 137, "trainer", None)
     assert killed_by_kernel("Error", 1, "trainer", "64Mi") is None
     assert killed_by_kernel("Completed", 0, "trainer", "64Mi") is None
+
+
+def test_a_pod_that_cannot_start_is_named_and_traced_to_its_owner():
+    from mlops_operator.controllers.kube import stuck_reason
+    from mlops_operator.controllers.pods import owner_of
+
+    waiting = {"status": {"containerStatuses": [{"name": "trainer", "state": {"waiting": {
+        "reason": "ErrImageNeverPull", "message": 'Container image "x:1" is not present with pull policy of Never'}}}]}}
+    assert stuck_reason(waiting) == 'ErrImageNeverPull: Container image "x:1" is not present with pull policy of Never'
+    init = {"status": {"initContainerStatuses": [{"name": "fetch", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}}
+    assert stuck_reason(init) == "ImagePullBackOff: container fetch"
+    # waiting that resolves by itself is not stuck
+    assert stuck_reason({"status": {"containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}]}}) is None
+    assert stuck_reason({"status": {"containerStatuses": [{"state": {"running": {}}}]}}) is None
+    assert stuck_reason({}) is None
+    # a serving pod carries its model version too, but belongs to its InferenceService
+    assert owner_of({"mlops.dev/inference-service": "p", "mlops.dev/model-version": "p-v1"}) == ("inferenceservices", "p")
+    assert owner_of({"mlops.dev/model-version": "p-v1"}) == ("modelversions", "p-v1")
+    assert owner_of({"mlops.dev/training-run": "r"}) == ("trainingruns", "r")
+    assert owner_of({"mlops.dev/dataset": "d"}) == ("datasets", "d")
+    assert owner_of({"app": "x"}) is None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import dataset, driftmonitor, inferenceservice, modelversion, trainingrun
+from . import dataset, driftmonitor, inferenceservice, modelversion, pods, trainingrun
 from .settings import Settings
 
 
@@ -13,4 +13,5 @@ def register_all(settings: Settings | None = None) -> Settings:
     modelversion.register(settings)
     inferenceservice.register(settings)
     driftmonitor.register(settings)
+    pods.register(settings)
     return settings

@@ -103,6 +103,22 @@ def killed_by_kernel(reason: str | None, exit_code: int | None, container: str, 
             "raise resources.limits.memory")
 
 
+#: Waiting reasons that do not resolve by waiting: the image is missing or the container
+#: config is unusable (a ConfigMap or Secret missing, a non-root image run as root).
+STUCK_REASONS = frozenset({"ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+                           "CreateContainerConfigError", "CreateContainerError"})
+
+
+def stuck_reason(pod: dict[str, Any]) -> str | None:
+    """'<reason>: <message>' of the first container of `pod` that cannot start, else None."""
+    st = pod.get("status") or {}
+    for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in STUCK_REASONS:
+            return f"{waiting['reason']}: {waiting.get('message') or 'container ' + cs.get('name', '?')}".strip()
+    return None
+
+
 async def job_termination_message(namespace: str, job_name: str) -> tuple[str | None, str]:
     """The newest pod's termination message of a Job, and a log tail for failures. A container
     the kernel killed gets that said first (see killed_by_kernel)."""

@@ -1,0 +1,79 @@
+"""Pods the operator created that cannot start: say so on the resource that owns them.
+
+A Job or Deployment whose pod waits on a missing image (ErrImageNeverPull, ErrImagePull,
+ImagePullBackOff, InvalidImageName) or an unusable container config never fails by itself:
+the Job stays active and the Deployment progresses until its deadline. Without this, a
+Dataset, TrainingRun, ModelVersion or InferenceService would wait silently. The owner gets
+`Degraded=True` (reason `PodCannotStart`, the pod's own reason and message) and a Warning
+Event; the condition clears once the pod starts. The last good data and model keep serving:
+`Ready` is left to each kind's own controller.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from ..api.conditions import get_condition, set_condition
+from ..resources.common import MANAGED_BY
+from . import kube
+from .settings import Settings
+
+log = logging.getLogger("mlops.pods")
+
+REASON = "PodCannotStart"
+
+#: The label naming a pod's owner, most specific first (a serving pod also carries
+#: mlops.dev/model-version, but its owner is the InferenceService).
+OWNER_LABELS = (
+    ("mlops.dev/inference-service", "inferenceservices"),
+    ("mlops.dev/training-run", "trainingruns"),
+    ("mlops.dev/dataset", "datasets"),
+    ("mlops.dev/model-version", "modelversions"),
+)
+
+#: owners this process marked Degraded, so a pod that starts later clears only those
+_marked: set[tuple[str, str, str]] = set()
+
+
+def owner_of(labels: dict[str, str]) -> tuple[str, str] | None:
+    """(plural, name) of the custom resource a pod works for, from its labels."""
+    for label, plural in OWNER_LABELS:
+        if labels.get(label):
+            return plural, labels[label]
+    return None
+
+
+def register(settings: Settings) -> None:
+    @kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+    async def managed_pod_event(type: str, body: Any, namespace: str, name: str, labels: dict[str, str],
+                                **_: Any) -> None:
+        owner = owner_of(dict(labels))
+        if owner is None:
+            return
+        plural, oname = owner
+        key = (plural, namespace, oname)
+        stuck = None if type == "DELETED" else kube.stuck_reason(dict(body))
+        if stuck is None and key not in _marked:
+            return
+        obj = await kube.get_custom(plural, namespace, oname)
+        if obj is None:
+            _marked.discard(key)
+            return
+        st = obj.get("status") or {}
+        gen = obj["metadata"].get("generation")
+        if stuck is not None:
+            text = f"pod {name}: {stuck}"
+            conds, changed = set_condition(st.get("conditions"), "Degraded", True, REASON, text, gen)
+            _marked.add(key)
+            if changed:
+                await kube.patch_status(plural, namespace, oname, {"conditions": conds})
+                kopf.event(obj, type="Warning", reason=REASON, message=text[:1000])
+            return
+        cur = get_condition(st.get("conditions"), "Degraded")
+        _marked.discard(key)
+        if cur and cur.get("reason") == REASON and cur.get("status") == "True":
+            conds, _ = set_condition(st.get("conditions"), "Degraded", False, "PodStarted", f"pod {name} started", gen)
+            await kube.patch_status(plural, namespace, oname, {"conditions": conds})
