@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Callable
 
 import pytest
 
@@ -29,9 +30,11 @@ def test_the_loop_closes_by_itself(local_cluster: Cluster, operator: OperatorPro
         operator.start()
 
 
-def _loop_in_cluster(c: Cluster, ns: str, tmp_path, image: str = "mlops-runtime:test") -> None:
+def _loop_in_cluster(c: Cluster, ns: str, tmp_path, image: str = "mlops-runtime:test",
+                     also_while_retraining: Callable[[], str] | None = None):
     """The retail loop with the operator deployed from manifests/overlays/local; `image` is the
-    runtime image of the loop's own export Jobs."""
+    runtime image of the loop's own export Jobs. `also_while_retraining` is a second fault
+    injected once the retraining is under way (its return value goes into the timeline)."""
     from tests.conftest import REPO
 
     c.kubectl("apply", "-k", str(REPO / "manifests" / "overlays" / "local"))
@@ -52,6 +55,8 @@ def _loop_in_cluster(c: Cluster, ns: str, tmp_path, image: str = "mlops-runtime:
                 c.kubectl("delete", "pod", "-n", "mlops-system", "-l", "app.kubernetes.io/name=mlops-operator",
                           "--wait=false")
                 loop.mark("operator pods deleted while retraining (the Deployment starts new ones)")
+                if also_while_retraining is not None:
+                    loop.mark(also_while_retraining())
                 return
             time.sleep(0.5)
 
@@ -84,6 +89,7 @@ def _loop_in_cluster(c: Cluster, ns: str, tmp_path, image: str = "mlops-runtime:
     logs = c.kubectl("logs", "-n", "mlops-system", "-l", "app.kubernetes.io/name=mlops-operator", "--tail=-1").stdout
     assert "forbidden" not in logs.lower(), [x for x in logs.splitlines() if "orbidden" in x][:3]
     check_rbac_usage(c)
+    return r
 
 
 #: Granted but not exercised by the loop above, and the code path that needs each one.

@@ -7,6 +7,7 @@ InferenceService whose node is lost and comes back."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -41,7 +42,17 @@ def test_the_loop_closes_on_the_real_node(operator_on_real_node: Cluster, reques
     c = operator_on_real_node
     ns = make_namespace(c, request)
     try:
-        _loop_in_cluster(c, ns, tmp_path, image=RUNTIME_IMAGE)
+        def restart_containerd() -> str:
+            cluster.hold_component(c.cfg.name, "containerd", hold=True)
+            wait_for(lambda: not cluster.status(c.cfg.name)["components"]["containerd"]["pid"], 30,
+                     what="containerd stopped")
+            time.sleep(2)
+            cluster.hold_component(c.cfg.name, "containerd", hold=False)
+            return "containerd stopped and started again while retraining"
+
+        r = _loop_in_cluster(c, ns, tmp_path, image=RUNTIME_IMAGE, also_while_retraining=restart_containerd)
+        assert any("containerd stopped and started" in what for _, what in r.timeline)
+        assert cluster.status(c.cfg.name)["components"]["containerd"]["restarts"] == 0  # held, not crashed
         real = {p["spec"]["nodeName"] for p in c.pods(ns) + c.pods("mlops-system")}
         assert real == {f"mlops-{c.cfg.name}-real"}, real  # nothing ran on the process node
         images = {ctr["image"] for p in c.pods(ns) + c.pods("mlops-system") for ctr in p["spec"]["containers"]}
@@ -84,8 +95,25 @@ spec:
   replicas: 1
   pod: {{tolerations: {json.dumps(short)}}}
 """, ns)
-        wait_for(lambda: _ready(c.get_json("inferenceservice", MODEL, "-n", ns)) == "True", 240, interval=1,
-                 what="the InferenceService Ready")
+        isvc = wait_for(lambda: (lambda o: o if _ready(o) == "True" else None)(
+            c.get_json("inferenceservice", MODEL, "-n", ns)), 240, interval=1, what="the InferenceService Ready")
+        # the status URL answers from another pod, by cluster DNS
+        url = isvc["status"]["url"]
+        assert url == f"http://{MODEL}.{ns}.svc/v2/models/{MODEL}", url
+        fetch = ("import json, time, urllib.request\nfor _ in range(60):\n try:\n"
+                 f"  meta = json.load(urllib.request.urlopen({url!r}, timeout=3))\n"
+                 f"  ready = urllib.request.urlopen({url + '/ready'!r}, timeout=3).status\n"
+                 "  print(meta['name'], ready)\n  break\n except OSError:\n  time.sleep(1)\n")
+        c.apply(json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"}, "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{"name": "main", "image": "ghcr.io/mlops-dev/mlops-server:0.1.0", "imagePullPolicy": "Never",
+                            "command": ["python3", "-c", fetch],
+                            "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                                "capabilities": {"drop": ["ALL"]}}}]}}), ns)
+        wait_for(lambda: c.get_json("pod", "client", "-n", ns).get("status", {}).get("phase") == "Succeeded", 120,
+                 interval=1, what="the client pod to reach the status URL")
+        assert c.kubectl("logs", "-n", ns, "client").stdout.split() == [MODEL, "200"]
         cluster.hold_component(c.cfg.name, "kubelet", hold=True)
         try:
             isvc = wait_for(lambda: (lambda o: o if _ready(o) == "False" else None)(
@@ -111,8 +139,8 @@ def test_a_missing_runtime_image_is_named_on_the_dataset(operator_on_real_node: 
     missing = "ghcr.io/mlops-dev/mlops-runtime:0.0.0-missing"
     c.kubectl("set", "env", "deploy/mlops-operator", "-n", "mlops-system", f"MLOPS_RUNTIME_IMAGE={missing}")
     try:
-        c.kubectl("rollout", "status", "deploy/mlops-operator", "-n", "mlops-system", "--timeout=180s", timeout=190)
-        c.apply(retail_dataset(rows=500, name="waits"), ns)
+        _only_operators_with(c, missing)
+        c.apply(retail_dataset(rows=1000, name="waits"), ns)
 
         def degraded():
             ds = c.get_json("dataset", "waits", "-n", ns)
@@ -124,5 +152,18 @@ def test_a_missing_runtime_image_is_named_on_the_dataset(operator_on_real_node: 
         assert any(e["reason"] == "PodCannotStart" for e in c.get_json("events", "-n", ns)["items"])
     finally:
         c.kubectl("set", "env", "deploy/mlops-operator", "-n", "mlops-system", f"MLOPS_RUNTIME_IMAGE={RUNTIME_IMAGE}")
-        c.kubectl("rollout", "status", "deploy/mlops-operator", "-n", "mlops-system", "--timeout=180s", timeout=190)
+        _only_operators_with(c, RUNTIME_IMAGE)
         c.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def _only_operators_with(c: Cluster, runtime_image: str) -> None:
+    """After a rollout, old replicas still act while they terminate: wait until every operator
+    pod left is a new one, running with `runtime_image`."""
+    c.kubectl("rollout", "status", "deploy/mlops-operator", "-n", "mlops-system", "--timeout=180s", timeout=190)
+
+    def settled() -> bool:
+        pods = c.pods("mlops-system", "app.kubernetes.io/name=mlops-operator")
+        envs = [{e["name"]: e.get("value") for e in p["spec"]["containers"][0].get("env") or []} for p in pods]
+        return bool(pods) and all(not p["metadata"].get("deletionTimestamp") for p in pods) and \
+            all(e.get("MLOPS_RUNTIME_IMAGE") == runtime_image for e in envs)
+    wait_for(settled, 120, interval=1, what=f"only operator pods with {runtime_image}")
