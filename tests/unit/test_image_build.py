@@ -422,3 +422,17 @@ def test_parse_onnx_agrees_with_the_onnx_package():
     empty = onnx.helper.make_model(onnx.helper.make_graph([], "g", [], []))
     with pytest.raises(ModelLoadError, match="not a usable ONNX model"):
         parse_onnx(empty.SerializeToString())
+
+
+def test_a_failed_prune_does_not_fail_the_build(monkeypatch):
+    """An interrupted build's working container pins an image: `buildah rmi --prune` fails,
+    the images were built all the same."""
+    from mlops_operator.localcluster import images
+
+    def refuse(argv, what, say, echo=None, timeout=3600):
+        raise images.ImageBuildError(f"{what} failed:\nError: image is in use by a container")
+
+    said: list[str] = []
+    monkeypatch.setattr(images, "_run", refuse)
+    images.prune(said.append)
+    assert said and "image is in use by a container" in said[-1]

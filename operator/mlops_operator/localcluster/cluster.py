@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import addons, binaries, kubeconfig, netns, nodebins, pki, realnode
-from .config import API_PORT, CLUSTER_DNS_IP, CLUSTER_DOMAIN, KUBERNETES_SERVICE_IP, NODE_IP, ClusterConfig
+from .config import (API_PORT, CLUSTER_DNS_IP, CLUSTER_DOMAIN, KUBERNETES_SERVICE_IP, NODE_IP, ClusterConfig,
+                     cache_dir)
 from .forward import free_port
 from .procs import pid_alive as _pid_alive
 from .procs import session_processes
@@ -95,9 +96,9 @@ def _cleanup_leftovers(cfg: ClusterConfig, say: Say) -> None:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-    if cfg.has_real_node:
-        for what in realnode.teardown(cfg):
-            say(f"real node left by an earlier run: {what}")
+    # whatever kinds the cluster has now: a real node of an earlier run may have been left
+    for what in realnode.teardown(cfg):
+        say(f"real node left by an earlier run: {what}")
     netns.delete_cluster_namespaces(cfg.netns)
     cfg.path("run", "status.json").unlink(missing_ok=True)
     shutil.rmtree(cfg.path("run", "hold"), ignore_errors=True)
@@ -163,8 +164,7 @@ def up(name: str = "local", port: int | None = None, timeout: float = 180.0, say
         if port:
             cfg.api_host_port = port
         if nodes:
-            cfg.node_kinds = list(nodes)
-        ClusterConfig(name=cfg.name, node_kinds=cfg.node_kinds)  # validates the kinds
+            cfg.set_node_kinds(nodes)
     if not _port_free(cfg.api_host_port):
         if port:
             raise ClusterError(f"port {port} on 127.0.0.1 is in use; choose another with --port")
@@ -218,8 +218,7 @@ def down(name: str = "local", purge: bool = False, timeout: float = 40.0, say: S
         deadline = time.monotonic() + 10
         while session_processes(int(sid)) and time.monotonic() < deadline:
             time.sleep(0.1)
-    if cfg.has_real_node:
-        realnode.teardown(cfg)
+    realnode.teardown(cfg)  # nothing to do unless the cluster has (or had) a real node
     netns.delete_cluster_namespaces(cfg.netns)
     cfg.path("run", "supervisor.pid").unlink(missing_ok=True)
     cfg.path("run", "status.json").unlink(missing_ok=True)
@@ -259,8 +258,6 @@ def load_images(name: str) -> list[str]:
         raise ClusterError(f"cluster {name} is not running")
     if not cfg.has_real_node:
         raise ClusterError(f"cluster {name} has no real node (its process node runs image names as processes)")
-    from .config import cache_dir
-
     return realnode.import_images(cfg, nodebins.node_binary_paths(), realnode.image_archives(cache_dir()))
 
 

@@ -74,9 +74,13 @@ class ClusterConfig:
             )
         if not self.node_name:
             self.node_name = f"mlops-{self.name}-node"
-        unknown = set(self.node_kinds) - set(NODE_KINDS)
-        if unknown or not self.node_kinds:
+        self.set_node_kinds(self.node_kinds)
+
+    def set_node_kinds(self, kinds: list[str]) -> None:
+        unknown = set(kinds) - set(NODE_KINDS)
+        if unknown or not kinds:
             raise ValueError(f"node kinds {sorted(unknown) or '(none)'}: choose one or both of {', '.join(NODE_KINDS)}")
+        self.node_kinds = list(kinds)
 
     @property
     def has_process_node(self) -> bool:

@@ -365,15 +365,16 @@ def teardown(cfg: ClusterConfig) -> list[str]:
     """Kill every container and shim of this node, unmount its volumes and netns, remove its
     cgroups. Returns what it had to clean (empty when the node was already gone)."""
     did: list[str] = []
-    for sig in (signal.SIGKILL,):
-        victims = _cgroup_pids(cfg) | _shim_pids(cfg)
-        for pid in victims:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        if victims:
-            did.append(f"killed {len(victims)} container and shim processes")
+    # SIGKILL at once: the cluster is going away, and the pods' grace periods were the
+    # kubelet's to honour while it ran
+    victims = _cgroup_pids(cfg) | _shim_pids(cfg)
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if victims:
+        did.append(f"killed {len(victims)} container and shim processes")
     deadline = time.monotonic() + 10
     while (_cgroup_pids(cfg) or _shim_pids(cfg)) and time.monotonic() < deadline:
         time.sleep(0.1)
