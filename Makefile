@@ -11,7 +11,7 @@ export GOTOOLCHAIN ?= local
 
 help:
 	@echo "make demo        set up everything and run the demo on the embedded local cluster"
-	@echo "make demo NODE=real      the same on a real node: kubelet + containerd running the built images"
+	@echo "make demo NODE=process   the same on the process node (pods as processes, no images to build)"
 	@echo "make demo CLUSTER=kind   the same on a kind cluster (needs Docker and kind)"
 	@echo "make test        run the whole test suite (unit + integration on a real control plane)"
 	@echo "make up / down / status  start, stop, inspect the local cluster"
@@ -60,9 +60,10 @@ real-node: binaries
 	$(BIN)/mlops binaries --real-node
 	$(BIN)/mlops images
 
-# NODE=process (default): pods run as processes of the project's environment (fast, no images).
-# NODE=real: the built images under the upstream kubelet + containerd (see README, "Two kinds of node").
-NODE ?= process
+# NODE=real (default): the built images under the upstream kubelet + containerd (see README,
+# "Two kinds of node"; why it is the default: benchmarks/README.md, "realnode").
+# NODE=process: pods run as processes of the project's environment (no image builds).
+NODE ?= real
 DEMO_DEPS = $(if $(filter process,$(NODE)),binaries,real-node)
 
 ifeq ($(CLUSTER),kind)

@@ -163,8 +163,13 @@ def up(name: str = "local", port: int | None = None, timeout: float = 180.0, say
     else:
         if port:
             cfg.api_host_port = port
-        if nodes:
+        if nodes and sorted(nodes) != sorted(cfg.node_kinds):
+            # another topology is another cluster: objects bound to the old nodes (pods, a
+            # namespace pinned to the real node) would wait forever for nodes that never come
+            say(f"cluster {name}: node kinds change from {'+'.join(cfg.node_kinds)} to {'+'.join(nodes)}; "
+                "starting with an empty etcd (certificates kept)")
             cfg.set_node_kinds(nodes)
+            shutil.rmtree(cfg.path("etcd"), ignore_errors=True)
     if not _port_free(cfg.api_host_port):
         if port:
             raise ClusterError(f"port {port} on 127.0.0.1 is in use; choose another with --port")
