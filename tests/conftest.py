@@ -15,7 +15,7 @@ import pytest
 
 from mlops_operator.localcluster.forward import free_port
 
-from mlops_operator.localcluster import binaries, cluster
+from mlops_operator.localcluster import binaries, cluster, realnode
 from mlops_operator.localcluster.config import ClusterConfig
 
 #: Name of the cluster the test session starts (separate from the user's `local` cluster).
@@ -150,7 +150,7 @@ def operator(local_cluster: Cluster, tmp_path_factory) -> OperatorProcess:
 #: running the built images) in one cluster, beside the process-only test cluster.
 REAL_TEST_CLUSTER = os.environ.get("MLOPS_REAL_TEST_CLUSTER", "pytest-real")
 #: PodNodeSelector: every pod of a namespace with this annotation runs on the real node
-REAL_NODE_SELECTOR = {"scheduler.alpha.kubernetes.io/node-selector": "mlops.dev/node-kind=real"}
+REAL_NODE_SELECTOR = dict([realnode.PIN_ANNOTATION])
 
 
 @pytest.fixture(scope="session")

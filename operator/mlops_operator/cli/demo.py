@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from mlops_operator.cli.retail_loop import Kubectl, RetailLoop, plot, summary_table
-from mlops_operator.localcluster import binaries, cluster
+from mlops_operator.localcluster import binaries, cluster, realnode
 from mlops_operator.localcluster.forward import free_port
 
 REPO = Path(__file__).resolve().parents[3]
@@ -36,8 +36,6 @@ def _kubectl(kc: Path, *args: str, show: bool = True, timeout: float = 120) -> s
     return p.stdout
 
 
-#: PodNodeSelector: all pods of an annotated namespace run on the real node
-REAL_NODE_ANNOTATION = "scheduler.alpha.kubernetes.io/node-selector=mlops.dev/node-kind=real"
 
 
 def _pin_to_real_node(kc: Path, namespace: str) -> None:
@@ -45,7 +43,7 @@ def _pin_to_real_node(kc: Path, namespace: str) -> None:
     manifests' own apply of the namespace would drop an annotation recorded as last-applied."""
     if not _exists(kc, namespace):
         _kubectl(kc, "create", "namespace", namespace, show=False)
-    _kubectl(kc, "annotate", "--overwrite", "namespace", namespace, REAL_NODE_ANNOTATION,
+    _kubectl(kc, "annotate", "--overwrite", "namespace", namespace, "=".join(realnode.PIN_ANNOTATION),
              "kubectl.kubernetes.io/last-applied-configuration-")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from . import realnode
 from .config import CLUSTER_DOMAIN, POD_CIDR, SERVICE_CIDR, ClusterConfig
 
 COREDNS_IMAGE = "localhost/mlops-coredns:1.15.0"
@@ -158,4 +159,4 @@ def install(cfg: ClusterConfig, kubectl: Path, dns_ip: str) -> None:
     """Install the add-ons the cluster's nodes need (idempotent)."""
     apply(cfg, kubectl, KUBELET_API_ACCESS)
     if cfg.has_real_node:
-        apply(cfg, kubectl, coredns_manifest(dns_ip, {"mlops.dev/node-kind": "real"}))
+        apply(cfg, kubectl, coredns_manifest(dns_ip, dict([realnode.NODE_KIND_LABEL])))

@@ -45,6 +45,10 @@ CGROUP_ROOT_PREFIX = "mlops-"
 CGROUP_FS = Path("/sys/fs/cgroup")
 CRI_NAMESPACE = "k8s.io"
 REF_ANNOTATION = "org.opencontainers.image.ref.name"
+#: the real node's label, and the namespace annotation (PodNodeSelector admission) that runs
+#: every pod of a namespace on it
+NODE_KIND_LABEL = ("mlops.dev/node-kind", "real")
+PIN_ANNOTATION = ("scheduler.alpha.kubernetes.io/node-selector", "=".join(NODE_KIND_LABEL))
 
 
 def node_name(cfg: ClusterConfig) -> str:
@@ -237,7 +241,7 @@ def components(cfg: ClusterConfig, bins: dict[str, Path]) -> list[Component]:
          "--root-dir", str(base / "kubelet"),
          "--hostname-override", node_name(cfg),
          "--node-ip", REAL_NODE_IP,
-         "--node-labels", "mlops.dev/node-kind=real",
+         "--node-labels", "=".join(NODE_KIND_LABEL),
          "--v", "1"],
         f"http://{REAL_NODE_IP}:{KUBELET_HEALTHZ_PORT}/healthz",
         after=["kube-apiserver", "containerd", "node-images"],
