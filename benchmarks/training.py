@@ -198,7 +198,7 @@ def run_manifest(name: str, model: str, estimator: str, params: dict[str, Any]) 
 
 def store_root(k: Kube) -> Path:
     """The host directory behind the namespace's store PVC (local-path PersistentVolume)."""
-    from mlops_operator.controllers.settings import Settings
+    from mlops_operator.settings import Settings
 
     pvc = k.core.read_namespaced_persistent_volume_claim(Settings.from_env().store_claim, NS)
     pv = k.core.read_persistent_volume(pvc.spec.volume_name)

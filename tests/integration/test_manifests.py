@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mlops_operator.cli.export import export_pod
-from mlops_operator.controllers.settings import Settings
+from mlops_operator.settings import Settings
 from mlops_operator.resources.model_version import verify_job
 from mlops_operator.resources.serving import canary_deployment, deployment
 from mlops_operator.resources.snapshot_job import snapshot_job

@@ -79,7 +79,7 @@ def test_every_file_parses_and_the_kustomization_lists_every_file():
 
 
 def test_monitors_select_what_the_operator_creates():
-    from mlops_operator.controllers.settings import Settings
+    from mlops_operator.settings import Settings
     from mlops_operator.resources.serving import canary_deployment, deployment
 
     server = load_all(MON / "podmonitor-model-server.yaml")[0]

@@ -24,7 +24,7 @@ from ..resources.snapshot_job import job_name, snapshot_job
 from ..resources.store import store_claim
 from . import kube
 from .metrics import measured
-from .settings import Settings
+from ..settings import Settings
 
 log = logging.getLogger("mlops.controllers.dataset")
 PLURAL = "datasets"

@@ -29,7 +29,7 @@ from ..resources.common import labels, owner_reference
 from ..resources.serving import PORT
 from . import kube
 from .metrics import measured
-from .settings import Settings
+from ..settings import Settings
 
 log = logging.getLogger("mlops.controllers.driftmonitor")
 PLURAL = "driftmonitors"

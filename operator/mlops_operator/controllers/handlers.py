@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import dataset, driftmonitor, inferenceservice, modelversion, pods, trainingrun
-from .settings import Settings
+from ..settings import Settings
 
 
 def register_all(settings: Settings | None = None) -> Settings:

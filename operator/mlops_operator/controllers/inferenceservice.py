@@ -26,7 +26,7 @@ from ..rollout import canary as canary_rules
 from ..resources.store import store_claim
 from . import kube
 from .metrics import measured
-from .settings import Settings
+from ..settings import Settings
 
 log = logging.getLogger("mlops.controllers.inferenceservice")
 PLURAL = "inferenceservices"

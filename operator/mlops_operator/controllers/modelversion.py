@@ -20,7 +20,7 @@ from ..registry import aliases as reg
 from ..resources.model_version import verify_job
 from . import kube
 from .metrics import measured
-from .settings import Settings
+from ..settings import Settings
 from .trainingrun import model_locks
 
 log = logging.getLogger("mlops.controllers.modelversion")

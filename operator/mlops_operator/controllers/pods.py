@@ -19,7 +19,7 @@ import kopf
 from ..api.conditions import get_condition, set_condition
 from ..resources.common import MANAGED_BY
 from . import kube
-from .settings import Settings
+from ..settings import Settings
 
 log = logging.getLogger("mlops.pods")
 

@@ -27,7 +27,7 @@ from ..resources.store import store_claim
 from ..resources.training_job import job_name, spec_configmap, training_job
 from . import kube
 from .metrics import TRAINING_RUNS, measured
-from .settings import Settings
+from ..settings import Settings
 
 log = logging.getLogger("mlops.controllers.trainingrun")
 PLURAL = "trainingruns"

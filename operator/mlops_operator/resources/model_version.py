@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..controllers.settings import Settings
+from ..settings import Settings
 from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference
 from .store import store_volume
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..controllers.settings import Settings
+from ..settings import Settings
 from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, pod_options
 from .store import store_volume
 

@@ -1,4 +1,8 @@
-"""Operator settings from the environment (set in the operator Deployment's manifest)."""
+"""Operator settings from the environment (set in the operator Deployment's manifest).
+
+A module of its own at the package top: the resource builders and the controllers both read
+it, and builders must not import from the controller layer above them.
+"""
 
 from __future__ import annotations
 
