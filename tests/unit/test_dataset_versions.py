@@ -69,7 +69,8 @@ def test_condition_transition_time_is_kept_when_status_does_not_change():
 
 
 def test_trigger_changes_with_generation_annotation_and_refresh_period():
-    ds = {"metadata": {"generation": 1, "annotations": {}}, "spec": {"refreshInterval": "1h"}}
+    ds = {"metadata": {"generation": 1, "annotations": {}},
+          "spec": {"source": {"type": "generator", "generator": {"rows": 100}}, "refreshInterval": "1h"}}
     t0 = trigger_of(ds, now=3600 * 10 + 5)
     assert trigger_of(ds, now=3600 * 10 + 3000) == t0
     assert trigger_of(ds, now=3600 * 11 + 1) != t0

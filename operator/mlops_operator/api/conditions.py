@@ -14,6 +14,11 @@ def now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def iso(t: float) -> str:
+    """RFC 3339 (as `now()` writes it) of seconds since the epoch."""
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def get_condition(conditions: list[dict[str, Any]] | None, ctype: str) -> dict[str, Any] | None:
     return next((c for c in conditions or [] if c.get("type") == ctype), None)
 
@@ -41,6 +46,38 @@ def set_condition(conditions: list[dict[str, Any]] | None, ctype: str, status: b
     order = {"Ready": 0}
     out.sort(key=lambda c: (order.get(c["type"], 1), c["type"]))
     return out, changed
+
+
+#: kstatus' abnormal-true conditions: present (True) only while they apply, removed otherwise
+#: (as Flux's controllers do), so `kubectl describe` shows them only when they say something.
+RECONCILING, STALLED = "Reconciling", "Stalled"
+
+
+def observe(conditions: list[dict[str, Any]] | None, generation: int | None, *,
+            reconciling: tuple[str, str] | None = None,
+            stalled: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    """The conditions as of `generation`, in the Kubernetes and kstatus conventions.
+
+    Every condition is re-stamped with `observedGeneration: generation`: a reconcile that ran on
+    this spec vouches for all of them, even the ones it did not change. Without it a spec change
+    that does not move a condition (an alias added to a ModelVersion) leaves them on the old
+    generation, and `kubectl wait --for=condition=Ready`, Flux (kstatus) and Argo CD wait forever.
+
+    `reconciling=(reason, message)` while work toward the spec is under way (a snapshot, a
+    training, a rollout); `stalled=(reason, message)` while it cannot go on without a change by
+    the user. Both are removed when they do not apply.
+    """
+    out = [dict(c) for c in conditions or [] if c.get("type") not in (RECONCILING, STALLED)]
+    for ctype, value in ((RECONCILING, reconciling), (STALLED, stalled)):
+        if value is not None:
+            prev = get_condition(conditions, ctype)
+            out, _ = set_condition(([prev] if prev else []) + out, ctype, True, value[0], value[1], generation)
+    if generation is not None:
+        for c in out:
+            c["observedGeneration"] = generation
+    order = {"Ready": 0}
+    out.sort(key=lambda c: (order.get(c["type"], 1), c["type"]))
+    return out
 
 
 def epoch(ts: str | None) -> float | None:

@@ -17,10 +17,12 @@ from typing import Any
 
 import kopf
 
-from ..api.conditions import set_condition
+from ..api.base import GROUP, VERSION
+from ..api.conditions import observe, set_condition
+from ..api.dataset import DatasetSpec
 from ..api.durations import parse_duration
 from ..data.versions import record_snapshot
-from ..resources.snapshot_job import job_name, snapshot_job
+from ..resources.snapshot_job import GENERATION_ANNOTATION, job_name, snapshot_job
 from ..resources.store import store_claim
 from . import kube
 from .metrics import measured
@@ -33,9 +35,9 @@ _locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 
 
 def trigger_of(ds: dict[str, Any], now: float | None = None) -> str:
-    meta, spec = ds["metadata"], ds["spec"]
+    meta, spec = ds["metadata"], DatasetSpec.model_validate(ds["spec"])
     token = (meta.get("annotations") or {}).get(REFRESH_ANNOTATION, "")
-    interval = parse_duration(spec.get("refreshInterval"))
+    interval = parse_duration(spec.refresh_interval)
     bucket = int((now or time.time()) // interval) if interval else 0
     return hashlib.sha256(f"{meta.get('generation')}/{token}/{bucket}".encode()).hexdigest()[:8]
 
@@ -44,8 +46,20 @@ def _event(ds: dict[str, Any], etype: str, reason: str, message: str) -> None:
     kopf.event(ds, type=etype, reason=reason, message=message)
 
 
+def stalled(status: dict[str, Any]) -> tuple[str, str] | None:
+    """kstatus Stalled: the last snapshot failed and no valid version exists (a new spec, source
+    content or refresh is needed), else None."""
+    if status.get("phase") != "Failed":
+        return None
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return ready.get("reason") or "SnapshotFailed", ready.get("message") or "no valid version"
+
+
 async def _finish(ds: dict[str, Any], status: dict[str, Any], job: dict[str, Any] | None, trigger: str) -> None:
     ns, name = ds["metadata"]["namespace"], ds["metadata"]["name"]
+    # the generation the Job snapshotted: a spec changed meanwhile is not observed by this result
+    gen = int(((job or {}).get("metadata", {}).get("annotations") or {}).get(GENERATION_ANNOTATION)
+              or ds["metadata"].get("generation") or 0)
     if job is None:
         summary: dict[str, Any] = {"error": "the snapshot Job disappeared before its result was read"}
     else:
@@ -58,8 +72,10 @@ async def _finish(ds: dict[str, Any], status: dict[str, Any], job: dict[str, Any
             summary = {"error": (msg or tail or "the snapshot Job failed").strip()[-1500:]}
         elif not summary:
             summary = {"error": f"the snapshot Job reported no result; log tail: {tail.strip()[-1000:]}"}
-    new, events = record_snapshot(status, summary, ds["metadata"].get("generation", 0),
-                                  int(ds["spec"].get("versionHistoryLimit", 10)), trigger)
+    new, events = record_snapshot(status, summary, gen, DatasetSpec.model_validate(ds["spec"]).version_history_limit,
+                                  trigger)
+    new["conditions"] = observe(new.get("conditions"), gen, stalled=stalled(new))
+    new["observedGeneration"] = gen
     await kube.patch_status(PLURAL, ns, name, new)
     for e in events:
         _event(ds, *e)
@@ -68,51 +84,66 @@ async def _finish(ds: dict[str, Any], status: dict[str, Any], job: dict[str, Any
 async def reconcile(namespace: str, name: str, settings: Settings) -> None:
     async with _locks[(namespace, name)]:
         with measured("Dataset"):
-            ds = await kube.get_custom(PLURAL, namespace, name)
-            if ds is None or ds["metadata"].get("deletionTimestamp"):
-                return
-            status = dict(ds.get("status") or {})
-            active = status.get("activeJob")
-            if active:
-                job = await kube.read_job(namespace, active)
-                if job is not None and kube.job_state(job) == "Running":
+            # twice at most: a snapshot that finishes is recorded, then a spec changed while it
+            # ran (or a refresh asked for meanwhile) starts the next one at once
+            for _ in range(2):
+                if not await _step(namespace, name, settings):
                     return
-                await _finish(ds, status, job, active.rsplit("-", 1)[-1])
-                return
-            trigger = trigger_of(ds)
-            if status.get("lastSnapshotTrigger") == trigger:
-                return
-            await kube.create_or_adopt(store_claim(namespace, settings))
-            frozen = None if (ds["spec"].get("schema") or {}).get("columns") else \
-                (status.get("schema") or {}).get("columns")
-            job, created = await kube.create_or_adopt(snapshot_job(ds, trigger, frozen, settings))
-            gen = ds["metadata"].get("generation")
-            conds, _ = set_condition(status.get("conditions"), "Progressing", True, "Snapshotting",
-                                     f"snapshot Job {job['metadata']['name']} is running", gen)
-            if not status.get("latestValid"):
-                conds, _ = set_condition(conds, "Ready", False, "Snapshotting", "no valid version yet", gen)
+
+
+async def _step(namespace: str, name: str, settings: Settings) -> bool:
+    """One step; True when a snapshot finished and the Dataset should be looked at again."""
+    ds = await kube.get_custom(PLURAL, namespace, name)
+    if ds is None or ds["metadata"].get("deletionTimestamp"):
+        return False
+    status = dict(ds.get("status") or {})
+    gen = ds["metadata"].get("generation")
+    active = status.get("activeJob")
+    if active:
+        job = await kube.read_job(namespace, active)
+        if job is not None and kube.job_state(job) == "Running":
+            return False
+        await _finish(ds, status, job, active.rsplit("-", 1)[-1])
+        return True
+    trigger = trigger_of(ds)
+    if status.get("lastSnapshotTrigger") == trigger:
+        if status.get("observedGeneration") != gen:  # e.g. only a label changed: nothing to snapshot
             await kube.patch_status(PLURAL, namespace, name, {
-                "activeJob": job["metadata"]["name"], "conditions": conds,
-                "phase": status.get("phase") if status.get("latestValid") else "Snapshotting",
-            })
-            if created:
-                _event(ds, "Normal", "SnapshotStarted", f"started Job {job['metadata']['name']}")
-            if kube.job_state(job) != "Running":  # adopted a Job that already finished
-                status.update(activeJob=job["metadata"]["name"], conditions=conds)
-                await _finish(ds, status, job, trigger)
+                "observedGeneration": gen, "conditions": observe(status.get("conditions"), gen, stalled=stalled(status))})
+        return False
+    spec = DatasetSpec.model_validate(ds["spec"])
+    await kube.create_or_adopt(store_claim(namespace, settings))
+    frozen = None if spec.schema_ is not None and spec.schema_.columns else \
+        (status.get("schema") or {}).get("columns")
+    job, created = await kube.create_or_adopt(snapshot_job(ds, trigger, frozen, settings))
+    text = f"snapshot Job {job['metadata']['name']} is running"
+    conds, _ = set_condition(status.get("conditions"), "Progressing", True, "Snapshotting", text, gen)
+    if not status.get("latestValid"):
+        conds, _ = set_condition(conds, "Ready", False, "Snapshotting", "no valid version yet", gen)
+    await kube.patch_status(PLURAL, namespace, name, {
+        "activeJob": job["metadata"]["name"], "observedGeneration": gen,
+        "conditions": observe(conds, gen, reconciling=("Snapshotting", text)),
+        "phase": status.get("phase") if status.get("latestValid") else "Snapshotting",
+    })
+    if created:
+        _event(ds, "Normal", "SnapshotStarted", f"started Job {job['metadata']['name']}")
+    if kube.job_state(job) != "Running":  # adopted a Job that already finished
+        status.update(activeJob=job["metadata"]["name"], conditions=conds)
+        await _finish(ds, status, job, trigger)
+    return False
 
 
 def register(settings: Settings) -> None:
-    @kopf.on.resume("mlops.dev", "v1alpha1", PLURAL)
-    @kopf.on.create("mlops.dev", "v1alpha1", PLURAL)
-    @kopf.on.update("mlops.dev", "v1alpha1", PLURAL)
+    @kopf.on.resume(GROUP, VERSION, PLURAL)
+    @kopf.on.create(GROUP, VERSION, PLURAL)
+    @kopf.on.update(GROUP, VERSION, PLURAL)
     async def dataset_changed(namespace: str, name: str, **_: Any) -> None:
         await reconcile(namespace, name, settings)
 
     # Only Datasets with a refreshInterval get a timer: kopf puts a finalizer on objects with
     # timers, and a finalizer would block deleting a Dataset while the operator is away.
     # Job completion arrives through the Job events below; restarts go through `resume`.
-    @kopf.timer("mlops.dev", "v1alpha1", PLURAL, interval=15, initial_delay=5,
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=15, initial_delay=5,
                 when=lambda spec, **_: bool(spec.get("refreshInterval")))
     async def dataset_tick(namespace: str, name: str, **_: Any) -> None:
         await reconcile(namespace, name, settings)

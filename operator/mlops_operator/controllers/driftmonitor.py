@@ -20,10 +20,12 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from prometheus_client import Gauge
 
-from ..api.conditions import epoch, now, set_condition
+from ..api.base import API_VERSION, GROUP, VERSION
+from ..api.conditions import epoch, now, observe, set_condition
 from ..api.durations import parse_duration
 from ..drift.engine import evaluate, references_from_profile
-from ..monitoring.decisions import accuracy_breached, retrain_gate, window_accuracy
+from ..api.driftmonitor import DriftMonitorSpec
+from ..monitoring.decisions import WindowVerdict, judge_window, retrain_gate
 from ..monitoring.windows import Window, accumulate
 from ..resources.common import labels, owner_reference
 from ..resources.serving import PORT
@@ -129,37 +131,40 @@ async def _reference(ns: str, pods: list[dict[str, Any]], model: str, override: 
 # ------------------------------------------------------------------------------ the tick
 
 async def tick(dm: dict[str, Any], settings: Settings) -> None:
-    meta, spec = dm["metadata"], dm["spec"]
+    meta, spec = dm["metadata"], DriftMonitorSpec.model_validate(dm["spec"])
     ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
     st = dict(dm.get("status") or {})
-    interval = parse_duration(spec.get("interval", "1m"))
+    interval = parse_duration(spec.interval)
     last = epoch(st.get("lastScrapeTime"))
     if last is not None and time.time() - last < interval - TICK / 2 and st.get("observedGeneration") == gen:
         await _follow_retrain(dm, st)
         return
     conds = st.get("conditions")
-    isvc = await kube.get_custom("inferenceservices", ns, spec["inferenceService"])
+    isvc = await kube.get_custom("inferenceservices", ns, spec.inference_service)
     serving = ((isvc or {}).get("status") or {}).get("modelVersion")
     if not serving:
-        why = f"InferenceService {spec['inferenceService']} " + ("does not exist" if isvc is None else "serves no model yet")
+        why = f"InferenceService {spec.inference_service} " + ("does not exist" if isvc is None else "serves no model yet")
         conds, changed = set_condition(conds, "Ready", False, "NoServingModel", why, gen)
-        await kube.patch_status(PLURAL, ns, name, {"conditions": conds, "observedGeneration": gen,
-                                                   "lastScrapeTime": now(), "message": why})
+        await kube.patch_status(PLURAL, ns, name, {"conditions": observe(conds, gen, reconciling=("NoServingModel", why)),
+                                                   "observedGeneration": gen, "lastScrapeTime": now(), "message": why})
         if changed:
             _event(dm, "Warning", "NoServingModel", why)
         return
     mv = await kube.get_custom("modelversions", ns, serving)
     model, version = isvc["spec"]["model"], (mv or {}).get("spec", {}).get("version")
-    pods = await _ready_pods(ns, spec["inferenceService"])
+    pods = await _ready_pods(ns, spec.inference_service)
     state = await _load_state(ns, name)
     notes: list[str] = []
-    ref_key = json.dumps(spec.get("reference") or {}, sort_keys=True)
+    reference = spec.reference.to_api()
+    ref_key = json.dumps(reference, sort_keys=True)
     if state.get("servingVersion") != serving or state.get("referenceSpec") != ref_key:
         # a new model (or another reference asked for): a new reference, a fresh window
-        ref = await _reference(ns, pods, model, spec.get("reference") or {})
+        ref = await _reference(ns, pods, model, reference)
         if ref is None:
-            conds, _ = set_condition(conds, "Ready", False, "NoReference", f"no reference from the pods of {serving} yet", gen)
-            await kube.patch_status(PLURAL, ns, name, {"conditions": conds, "lastScrapeTime": now()})
+            why = f"no reference from the pods of {serving} yet"
+            conds, _ = set_condition(conds, "Ready", False, "NoReference", why, gen)
+            await kube.patch_status(PLURAL, ns, name, {"conditions": observe(conds, gen, reconciling=("NoReference", why)),
+                                                       "observedGeneration": gen, "lastScrapeTime": now()})
             return
         if state.get("servingVersion"):
             _event(dm, "Normal", "NewReference", f"{serving} serves now: new reference "
@@ -171,8 +176,7 @@ async def tick(dm: dict[str, Any], settings: Settings) -> None:
     notes += res.notes + problems
     window = res.window
     state["pods"] = res.pods
-    win = spec.get("window") or {}
-    duration, min_rows = parse_duration(win.get("duration", "10m")), int(win.get("minSamples", 200))
+    duration, min_rows = parse_duration(spec.window.duration), spec.window.min_samples
     patch: dict[str, Any] = {"observedGeneration": gen, "lastScrapeTime": now(), "servingModelVersion": serving,
                              "windowRows": window.rows, "windowStart": _iso(window.start)}
     conds, _ = set_condition(conds, "Ready", True, "Monitoring",
@@ -187,7 +191,7 @@ async def tick(dm: dict[str, Any], settings: Settings) -> None:
     if "window" in state and state["window"]["start"] == window.start:
         state["window"] = window.to_json()
     await _save_state(dm, state)
-    patch["conditions"] = conds
+    patch["conditions"] = observe(conds, gen)
     await kube.patch_status(PLURAL, ns, name, patch)
     await _follow_retrain(dm, {**st, **patch})
 
@@ -198,13 +202,12 @@ def _iso(t: float) -> str:
 
 async def _judge(dm: dict[str, Any], st: dict[str, Any], conds: list, state: dict[str, Any], window: Window,
                  patch: dict[str, Any]) -> list:
-    meta, spec = dm["metadata"], dm["spec"]
+    meta, spec = dm["metadata"], DriftMonitorSpec.model_validate(dm["spec"])
     ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
     refs = references_from_profile(state["reference"].get("columns") or {})
-    overrides = {k: {"method": v.get("method", "auto"), "threshold": v.get("threshold")}
-                 for k, v in (spec.get("features") or {}).items()}
-    result = evaluate(refs, window.features, overrides, drift_share=float(spec.get("driftShare", 0.5)),
-                      min_samples=int((spec.get("window") or {}).get("minSamples", 200)))
+    overrides = {k: {"method": v.method, "threshold": v.threshold} for k, v in (spec.features or {}).items()}
+    result = evaluate(refs, window.features, overrides, drift_share=spec.drift_share,
+                      min_samples=spec.window.min_samples)
     feats = [{"name": f.name, "method": f.method, "score": _num(f.score), "threshold": _num(f.threshold),
               "drifted": bool(f.drifted)} for f in result.features if f.status == "ok"]
     for f in result.features:
@@ -214,37 +217,21 @@ async def _judge(dm: dict[str, Any], st: dict[str, Any], conds: list, state: dic
     SHARE.labels(ns, name).set(result.share)
     DATASET.labels(ns, name).set(1 if result.drifted else 0)
     SAMPLES.labels(ns, name).set(window.rows)
-    policy = spec.get("accuracy")
-    metric = (policy or {}).get("metric", "accuracy")
-    acc = window_accuracy(metric, window.feedback) if window.feedback.get("count") else None
-    breach_acc = accuracy_breached(policy, acc, window.feedback.get("count", 0))
+    verdict = judge_window(result, spec.accuracy, window.feedback)
+    acc = verdict.accuracy
     if acc is not None:
-        ACCURACY.labels(ns, name, metric).set(acc)
+        ACCURACY.labels(ns, name, verdict.metric).set(acc)
     trend = list(st.get("accuracyTrend") or [])
     if acc is not None:
         trend = (trend + [round(acc, 4)])[-TREND:]
     patch.update(lastEvaluationTime=now(), samples=window.rows, features=feats, driftShare=round(result.share, 4),
                  datasetDrift=result.drifted and not result.insufficient, accuracy=None if acc is None else round(acc, 4),
                  accuracyTrend=trend, labelledSamples=int(window.feedback.get("count", 0)), message=result.message)
-    reasons = []
-    if result.drifted and not result.insufficient:
-        reasons.append(f"data drift: {result.message}")
-    if breach_acc:
-        reasons.append(f"{metric} {acc:.3f} breaches {policy['threshold']} on {int(window.feedback['count'])} labels")
-    if reasons:
-        text = "; ".join(reasons)
-        reason = "DataDriftAndAccuracy" if len(reasons) == 2 else ("DataDrift" if result.drifted else "AccuracyDegraded")
-        conds, changed = set_condition(conds, "Drifted", True, reason, text, gen)
-        if changed:
-            _event(dm, "Warning", reason, text)
-        await _maybe_retrain(dm, st, patch, text)
-    elif result.insufficient:
-        conds, _ = set_condition(conds, "Drifted", "Unknown", "InsufficientSamples", result.message, gen)
-    else:
-        msg = result.message + (f"; {metric} {acc:.3f}" if acc is not None else "")
-        conds, changed = set_condition(conds, "Drifted", False, "NoDrift", msg, gen)
-        if changed:
-            _event(dm, "Normal", "NoDrift", msg)
+    status, reason, text = verdict.condition
+    conds, changed = set_condition(conds, "Drifted", status, reason, text, gen)
+    if changed and status != "Unknown":
+        _event(dm, "Warning" if verdict.breached else "Normal", reason, text)
+    await _maybe_retrain(dm, st, patch, verdict)  # the gate decides, from the verdict's breach
     return conds
 
 
@@ -254,27 +241,29 @@ def _num(x: float) -> float:
 
 # ------------------------------------------------------------------------------ retraining
 
-async def _maybe_retrain(dm: dict[str, Any], st: dict[str, Any], patch: dict[str, Any], why: str) -> None:
-    spec = dm["spec"]
-    retrain = spec.get("retrain") or {}
+async def _maybe_retrain(dm: dict[str, Any], st: dict[str, Any], patch: dict[str, Any],
+                         verdict: WindowVerdict) -> None:
+    retrain = DriftMonitorSpec.model_validate(dm["spec"]).retrain
     in_flight = None
     r = st.get("retrain") or {}
     if r.get("phase") in ("Refreshing", "Training"):
         in_flight = r.get("trainingRun") or "a dataset refresh"
-    gate = retrain_gate(bool(retrain.get("enabled")), True, in_flight, epoch(st.get("lastRetrainTime")),
-                        parse_duration(retrain.get("cooldown", "1h")), time.time())
+    gate = retrain_gate(retrain.enabled, verdict.breached, in_flight, epoch(st.get("lastRetrainTime")),
+                        parse_duration(retrain.cooldown), time.time())
     if not gate.allowed:
-        if retrain.get("enabled"):
+        if retrain.enabled and verdict.breached:
             last = f" (last: {r['result']})" if r.get("result") else ""
             patch["message"] = f"{patch.get('message', '')}; retraining not started: {gate.reason}{last}"
         return
+    if retrain.template is None:  # enabled without a template is refused at apply time (CEL)
+        return
+    why = verdict.condition[2]
     n = int(st.get("retrainCount") or 0) + 1
-    template = retrain["template"]
-    ds_name = template["dataset"]["name"]
+    ds_name = retrain.template.dataset.name
     ds = await kube.get_custom("datasets", dm["metadata"]["namespace"], ds_name)
     prior = ((ds or {}).get("status") or {}).get("lastSnapshotTrigger")
     step = {"number": n, "reason": why[:500], "startedAt": now(), "dataset": ds_name}
-    if retrain.get("refreshDataset", True) and ds is not None:
+    if retrain.refresh_dataset and ds is not None:
         await kube.patch_custom("datasets", dm["metadata"]["namespace"], ds_name,
                                 {"metadata": {"annotations": {"mlops.dev/refresh": f"{dm['metadata']['name']}-{n}"}}})
         step.update(phase="Refreshing", priorTrigger=prior)
@@ -302,7 +291,7 @@ async def _follow_retrain(dm: dict[str, Any], st: dict[str, Any]) -> None:
         latest = (((ds or {}).get("status") or {}).get("latestValid") or {}).get("digest")
         if latest:
             template["dataset"]["digest"] = latest  # pin the newest valid version: what was judged on
-        body = {"apiVersion": "mlops.dev/v1alpha1", "kind": "TrainingRun",
+        body = {"apiVersion": API_VERSION, "kind": "TrainingRun",
                 "metadata": {"name": run_name, "namespace": ns,
                              "labels": labels("retraining", "training-run", name, {"mlops.dev/drift-monitor": name}),
                              "annotations": {"mlops.dev/retrain-reason": r.get("reason", "")[:1000]}},
@@ -336,7 +325,7 @@ async def _follow_retrain(dm: dict[str, Any], st: dict[str, Any]) -> None:
 
 
 def register(settings: Settings) -> None:
-    @kopf.timer("mlops.dev", "v1alpha1", PLURAL, interval=TICK, initial_delay=1)
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK, initial_delay=1)
     async def driftmonitor_tick(body: Any, **_: Any) -> None:
         with measured("DriftMonitor"):
             await tick(dict(body), settings)

@@ -13,12 +13,15 @@ import asyncio
 import hashlib
 import json
 import logging
+import time
 from collections import defaultdict
 from typing import Any
 
 import kopf
 
-from ..api.conditions import age, is_true, now, set_condition
+from ..api.base import GROUP, VERSION
+from ..api.conditions import age, is_true, now, observe, set_condition
+from ..api.inferenceservice import CanaryOptions, InferenceServiceSpec
 from ..registry import aliases as reg
 from ..resources.serving import (PORT, autoscaler, canary_deployment, canary_name, deployment, service,
                                  url)
@@ -85,38 +88,50 @@ async def reconcile(namespace: str, name: str, settings: Settings) -> None:
             await _reconcile(isvc, settings)
 
 
+async def _write(isvc: dict[str, Any], patch: dict[str, Any], conds: list[dict[str, Any]] | None, *,
+                 reconciling: tuple[str, str] | None = None, stalled: tuple[str, str] | None = None) -> None:
+    """The status patch, observed at the spec's generation (see api.conditions.observe)."""
+    meta = isvc["metadata"]
+    gen = meta.get("generation")
+    patch = {**patch, "observedGeneration": gen,
+             "conditions": observe(conds, gen, reconciling=reconciling, stalled=stalled)}
+    await kube.patch_status(PLURAL, meta["namespace"], meta["name"], patch)
+
+
 async def _reconcile(isvc: dict[str, Any], settings: Settings) -> None:
-    meta, spec = isvc["metadata"], isvc["spec"]
+    meta = isvc["metadata"]
+    spec = InferenceServiceSpec.model_validate(isvc["spec"])
     ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
     st = dict(isvc.get("status") or {})
     conds = st.get("conditions")
     serving_now = st.get("modelVersion")
     mv, why = await resolve(isvc)
     target = mv
+    failed_before = False
     if mv is not None and not is_true((mv.get("status") or {}).get("conditions"), "Ready"):
         why = f"{mv['metadata']['name']} is not Ready ({_ready_reason(mv)}); it is not rolled out"
         target = None
     if mv is not None and mv["metadata"]["name"] == st.get("failedModelVersion"):
         why = f"{mv['metadata']['name']} failed to roll out earlier: {st.get('failureMessage', '')}"
-        target = None
+        target, failed_before = None, True
     if target is None and serving_now:
         target = await kube.get_custom("modelversions", ns, serving_now)  # keep what serves
     if target is None:
         conds, changed = set_condition(conds, "Ready", False, "NoModel", why, gen)
         conds, _ = set_condition(conds, "Progressing", False, "NoModel", why, gen)
-        await kube.patch_status(PLURAL, ns, name, {"conditions": conds, "observedGeneration": gen})
+        await _write(isvc, {}, conds, **({"stalled": ("RolloutFailed", why)} if failed_before
+                                         else {"reconciling": ("NoModel", why)}))
         if changed:
             _event(isvc, "Warning", "NoModel", why)
         return
     await kube.create_or_adopt(store_claim(ns, settings))
     await kube.create_or_adopt(service(isvc))
-    if spec.get("autoscaling"):
+    if spec.autoscaling:
         await kube.ensure_hpa(autoscaler(isvc))
     target_name = target["metadata"]["name"]
-    roll = spec.get("rollout") or {}
     last = st.get("lastCanary") or {}
     passed = last.get("version") == target_name and last.get("result") == "promoted"
-    if roll.get("strategy") == "canary" and serving_now and target_name != serving_now and not passed:
+    if spec.rollout.strategy == "canary" and serving_now and target_name != serving_now and not passed:
         stable = await kube.get_custom("modelversions", ns, serving_now)
         if stable is not None:
             await _canary(isvc, st, stable, target, settings)
@@ -126,8 +141,7 @@ async def _reconcile(isvc: dict[str, Any], settings: Settings) -> None:
         await kube.patch_status(PLURAL, ns, name, {"canary": None})
     dep = await _ensure(isvc, target, settings)
     state, msg = rollout_state(dep)
-    patch: dict[str, Any] = {"observedGeneration": gen, "url": url(isvc, spec["model"]),
-                             "replicas": int(spec.get("replicas", 1)),
+    patch: dict[str, Any] = {"url": url(isvc, spec.model), "replicas": spec.replicas,
                              "readyReplicas": int((dep.get("status") or {}).get("readyReplicas", 0) or 0)}
     if state == "failed" and target_name != serving_now:
         reason = why_pods_fail(await kube.list_pods(ns, f"mlops.dev/inference-service={name}"), target_name)
@@ -137,8 +151,7 @@ async def _reconcile(isvc: dict[str, Any], settings: Settings) -> None:
         conds, _ = set_condition(conds, "Progressing", False, "RolloutFailed", text, gen)
         if changed:
             _event(isvc, "Warning", "RolloutFailed", text)
-        patch["conditions"] = conds
-        await kube.patch_status(PLURAL, ns, name, patch)
+        await _write(isvc, patch, conds, stalled=("RolloutFailed", text))
         if serving_now:  # put the Deployment back on the version that served
             old = await kube.get_custom("modelversions", ns, serving_now)
             if old is not None:
@@ -148,21 +161,30 @@ async def _reconcile(isvc: dict[str, Any], settings: Settings) -> None:
         if target_name != serving_now:
             patch.update(modelVersion=target_name, previousModelVersion=serving_now, lastRolloutTime=now())
             _event(isvc, "Normal", "RolledOut", f"serving {target_name}" + (f" (was {serving_now})" if serving_now else ""))
+        elif st.get("previousModelVersion") and not await _pods_of(ns, name, st["previousModelVersion"]):
+            # the rollout is over and no pod serves the old version any more: it is no longer
+            # protected from deletion on this service's account (see controllers.modelversion)
+            patch["previousModelVersion"] = None
         conds, _ = set_condition(conds, "Ready", True, "Serving", f"{target_name} on {patch['readyReplicas']} pod(s)", gen)
         conds, _ = set_condition(conds, "Progressing", False, "RolloutComplete", "", gen)
         if why:
             conds, _ = set_condition(conds, "Degraded", True, "NotRolledOut", why, gen)
         else:
             conds, _ = set_condition(conds, "Degraded", False, "Serving", "", gen)
-    else:
-        serving_ok = bool(serving_now) and patch["readyReplicas"] > 0
-        conds, _ = set_condition(conds, "Ready", serving_ok, "Serving" if serving_ok else "Starting",
-                                 f"{serving_now} serves while {target_name} rolls out" if serving_ok else msg, gen)
-        conds, changed = set_condition(conds, "Progressing", True, "RollingOut", f"{target_name}: {msg}", gen)
-        if changed:
-            _event(isvc, "Normal", "RollingOut", f"rolling out {target_name}")
-    patch["conditions"] = conds
-    await kube.patch_status(PLURAL, ns, name, patch)
+        await _write(isvc, patch, conds, stalled=("NotRolledOut", why) if failed_before else None,
+                     reconciling=("NotRolledOut", why) if why and not failed_before else None)
+        return
+    serving_ok = bool(serving_now) and patch["readyReplicas"] > 0
+    conds, _ = set_condition(conds, "Ready", serving_ok, "Serving" if serving_ok else "Starting",
+                             f"{serving_now} serves while {target_name} rolls out" if serving_ok else msg, gen)
+    conds, changed = set_condition(conds, "Progressing", True, "RollingOut", f"{target_name}: {msg}", gen)
+    if changed:
+        _event(isvc, "Normal", "RollingOut", f"rolling out {target_name}")
+    await _write(isvc, patch, conds, reconciling=("RollingOut", f"{target_name}: {msg}"))
+
+
+async def _pods_of(namespace: str, isvc: str, version: str) -> list[dict[str, Any]]:
+    return await kube.list_pods(namespace, f"mlops.dev/inference-service={isvc},mlops.dev/model-version={version}")
 
 
 def _hash(obj: dict[str, Any]) -> str:
@@ -174,6 +196,11 @@ async def _ensure(isvc: dict[str, Any], mv: dict[str, Any], settings: Settings) 
     return await kube.ensure_deployment(want, _hash(want))
 
 
+#: follow-up looks in flight: the event loop keeps only weak references to tasks, so a task
+#: nobody holds can be garbage-collected before it runs (asyncio.create_task's documentation)
+_follow_ups: set[asyncio.Task[None]] = set()
+
+
 def _later(namespace: str, name: str, settings: Settings, delay: float) -> None:
     """Look again after `delay` (canary steps); a restarted operator resumes through `resume`."""
     async def again() -> None:
@@ -182,84 +209,76 @@ def _later(namespace: str, name: str, settings: Settings, delay: float) -> None:
             await reconcile(namespace, name, settings)
         except Exception:  # logged; the next event or resume picks it up
             log.exception("canary follow-up of %s/%s failed", namespace, name)
-    asyncio.get_running_loop().create_task(again())
+    task = asyncio.get_running_loop().create_task(again())
+    _follow_ups.add(task)
+    task.add_done_callback(_follow_ups.discard)
 
 
-async def _pod_stats(namespace: str, selector: str) -> canary_rules.ServerStats:
-    parts = []
+async def _pod_stats(namespace: str, selector: str) -> canary_rules.PerPod:
+    """Each running pod's counters, by pod name (a pod that cannot be scraped is left out: no
+    data, never success)."""
+    out: canary_rules.PerPod = {}
     for p in await kube.list_pods(namespace, selector):
         if (p.get("status") or {}).get("phase") != "Running" or p["metadata"].get("deletionTimestamp"):
             continue
         try:
-            parts.append(canary_rules.parse(await kube.pod_proxy_get(namespace, p["metadata"]["name"], PORT, "metrics")))
-        except Exception as e:  # a pod that cannot be scraped counts as no data, never as success
+            out[p["metadata"]["name"]] = canary_rules.parse(
+                await kube.pod_proxy_get(namespace, p["metadata"]["name"], PORT, "metrics"))
+        except Exception as e:
             log.warning("could not read metrics of %s/%s: %s", namespace, p["metadata"]["name"], e)
-    return canary_rules.combine(parts)
+    return out
+
+
+def canary_options(spec: InferenceServiceSpec) -> canary_rules.Options:
+    c = spec.rollout.canary or CanaryOptions()
+    return canary_rules.Options(steps=tuple(c.steps), pause_seconds=c.pause_seconds, max_error_rate=c.max_error_rate,
+                                max_latency_p99_ms=c.max_latency_p99_ms, min_requests=c.min_requests,
+                                ready_timeout_seconds=c.ready_timeout_seconds)
 
 
 async def _canary(isvc: dict[str, Any], st: dict[str, Any], stable: dict[str, Any], target: dict[str, Any],
                   settings: Settings) -> None:
-    """One look at the canary: start it, wait for it, judge a step, go on, promote or roll back."""
-    meta, spec = isvc["metadata"], isvc["spec"]
+    """One look at the canary: the state machine (rollout.canary) decides, this does the I/O."""
+    meta = isvc["metadata"]
     ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
-    opts = (spec.get("rollout") or {}).get("canary") or {}
-    steps = opts.get("steps") or [25, 50]
+    opts = canary_options(InferenceServiceSpec.model_validate(isvc["spec"]))
     version, stable_name = target["metadata"]["name"], stable["metadata"]["name"]
     c = dict(st.get("canary") or {})
     if c.get("version") != version:
-        c = {"version": version, "step": 0, "startedAt": now(), "stepStartedAt": now()}
-        _event(isvc, "Normal", "CanaryStarted", f"canary {version} at {steps[0]}% next to {stable_name}")
+        c = canary_rules.start(version, time.time())
+        _event(isvc, "Normal", "CanaryStarted", f"canary {version} at {opts.steps[0]}% next to {stable_name}")
     dep = await _ensure(isvc, stable, settings)  # the stable track stays on the serving version
-    replicas = canary_rules.canary_replicas(steps[c["step"]], int(dep["spec"].get("replicas") or 1))
+    replicas = canary_rules.canary_replicas(opts.steps[c["step"]], int(dep["spec"].get("replicas") or 1))
     cdep = canary_deployment(isvc, target, replicas, settings)
     cdep = await kube.ensure_deployment(cdep, _hash(cdep))
-    c["replicas"], c["share"] = replicas, steps[c["step"]]
+    available = int((cdep.get("status") or {}).get("availableReplicas") or 0)
+    step = canary_rules.plan(c, opts, time.time(), available, replicas)
+    if step.action == "measure":
+        sel = f"mlops.dev/inference-service={name}"
+        step = canary_rules.judge(step.state, opts, time.time(), await _pod_stats(ns, sel + ",mlops.dev/track=canary"),
+                                  await _pod_stats(ns, sel + ",mlops.dev/track=stable"))
+    c = step.state
     conds = st.get("conditions")
-    ready = int((cdep.get("status") or {}).get("availableReplicas") or 0) >= replicas
-    if not ready:
-        if age(c["stepStartedAt"]) > int(opts.get("readyTimeoutSeconds", 120)):
-            why = why_pods_fail(await kube.list_pods(ns, f"mlops.dev/inference-service={name},mlops.dev/track=canary"),
-                                version)
-            return await _rollback(isvc, st, c, f"canary pods not ready: {why}")
-        c["message"] = f"waiting for {replicas} canary pod(s) to be ready"
-        conds, _ = set_condition(conds, "Progressing", True, "Canary", f"{version}: {c['message']}", gen)
-        await kube.patch_status(PLURAL, ns, name, {"canary": c, "conditions": conds, "observedGeneration": gen})
-        _later(ns, name, settings, 2)
+    if step.action == "rollback":
+        if not c.get("verdict"):  # not ready in time: say why the pods did not start
+            why = why_pods_fail(await kube.list_pods(ns, f"mlops.dev/inference-service={name},"
+                                                         "mlops.dev/track=canary"), version)
+            return await _rollback(isvc, st, c, f"{step.message}: {why}")
+        return await _rollback(isvc, st, c, step.message)
+    if step.action == "promote":
+        # every step passed: the stable track rolls to the new version, then the canary goes
+        _event(isvc, "Normal", "CanaryPromoted", f"{version} passed every step ({step.message}); rolling it out")
+        await _ensure(isvc, target, settings)
+        await kube.delete_deployment(ns, canary_name(name))
+        await kube.patch_status(PLURAL, ns, name, {"canary": None, "lastCanary": {**c, "result": "promoted"}})
+        _later(ns, name, settings, step.delay)
         return
-    c.setdefault("readyAt", now())
-    pause = int(opts.get("pauseSeconds", 30))
-    waited = age(c.get("readyAt") if c["step"] == 0 else c["stepStartedAt"])
-    if waited < pause:
-        c["message"] = f"observing step {c['step'] + 1}/{len(steps)} ({steps[c['step']]}%)"
-        conds, _ = set_condition(conds, "Progressing", True, "Canary", f"{version}: {c['message']}", gen)
-        await kube.patch_status(PLURAL, ns, name, {"canary": c, "conditions": conds})
-        _later(ns, name, settings, max(1.0, pause - waited))
-        return
-    sel = f"mlops.dev/inference-service={name}"
-    verdict, why = canary_rules.verdict(await _pod_stats(ns, sel + ",mlops.dev/track=canary"),
-                                        await _pod_stats(ns, sel + ",mlops.dev/track=stable"),
-                                        float(opts.get("maxErrorRate", 0.01)), opts.get("maxLatencyP99Ms"),
-                                        int(opts.get("minRequests", 20)))
-    c["verdict"] = why
-    if verdict == "fail":
-        return await _rollback(isvc, st, c, why)
-    if verdict == "wait":
-        c["message"] = why
-        await kube.patch_status(PLURAL, ns, name, {"canary": c})
-        _later(ns, name, settings, 5)
-        return
-    if c["step"] + 1 < len(steps):
-        c.update(step=c["step"] + 1, stepStartedAt=now())
-        _event(isvc, "Normal", "CanaryStep", f"{version}: {why}; now {steps[c['step']]}%")
-        await kube.patch_status(PLURAL, ns, name, {"canary": c})
-        _later(ns, name, settings, 1)
-        return
-    # every step passed: the stable track rolls to the new version, then the canary goes
-    _event(isvc, "Normal", "CanaryPromoted", f"{version} passed every step ({why}); rolling it out")
-    await _ensure(isvc, target, settings)
-    await kube.delete_deployment(ns, canary_name(name))
-    await kube.patch_status(PLURAL, ns, name, {"canary": None, "lastCanary": {**c, "result": "promoted"}})
-    _later(ns, name, settings, 1)
+    if step.action == "advance":
+        _event(isvc, "Normal", "CanaryStep", f"{version}: {step.message}")
+    text = f"{version}: {c.get('message') or step.message}"
+    conds, _ = set_condition(conds, "Progressing", True, "Canary", text, gen)
+    await _write(isvc, {"canary": c}, conds, reconciling=("Canary", text))
+    _later(ns, name, settings, step.delay)
 
 
 async def _rollback(isvc: dict[str, Any], st: dict[str, Any], c: dict[str, Any], why: str) -> None:
@@ -269,9 +288,8 @@ async def _rollback(isvc: dict[str, Any], st: dict[str, Any], c: dict[str, Any],
     text = f"canary {c['version']} rolled back: {why}; {st.get('modelVersion')} keeps serving"
     conds, _ = set_condition(st.get("conditions"), "Degraded", True, "CanaryRolledBack", text, gen)
     conds, _ = set_condition(conds, "Progressing", False, "CanaryRolledBack", text, gen)
-    await kube.patch_status(PLURAL, ns, name, {"canary": None, "failedModelVersion": c["version"],
-                                               "failureMessage": why, "conditions": conds,
-                                               "lastCanary": {**c, "result": "rolledBack"}})
+    await _write(isvc, {"canary": None, "failedModelVersion": c["version"], "failureMessage": why,
+                        "lastCanary": {**c, "result": "rolledBack"}}, conds, stalled=("CanaryRolledBack", text))
     _event(isvc, "Warning", "CanaryRolledBack", text)
 
 
@@ -281,9 +299,9 @@ def _ready_reason(mv: dict[str, Any]) -> str:
 
 
 def register(settings: Settings) -> None:
-    @kopf.on.resume("mlops.dev", "v1alpha1", PLURAL)
-    @kopf.on.create("mlops.dev", "v1alpha1", PLURAL)
-    @kopf.on.update("mlops.dev", "v1alpha1", PLURAL)
+    @kopf.on.resume(GROUP, VERSION, PLURAL)
+    @kopf.on.create(GROUP, VERSION, PLURAL)
+    @kopf.on.update(GROUP, VERSION, PLURAL)
     async def isvc_changed(namespace: str, name: str, **_: Any) -> None:
         await reconcile(namespace, name, settings)
 
@@ -292,7 +310,7 @@ def register(settings: Settings) -> None:
         await reconcile(namespace, labels["mlops.dev/inference-service"], settings)
 
     # an alias moved or a version became Ready: every InferenceService of that model looks again
-    @kopf.on.event("mlops.dev", "v1alpha1", "modelversions")
+    @kopf.on.event(GROUP, VERSION, "modelversions")
     async def version_changed(namespace: str, spec: Any, **_: Any) -> None:
         for isvc in await kube.list_custom(PLURAL, namespace):
             if isvc["spec"].get("model") == spec.get("model"):

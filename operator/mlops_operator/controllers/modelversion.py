@@ -15,7 +15,8 @@ from typing import Any
 
 import kopf
 
-from ..api.conditions import now, set_condition
+from ..api.base import GROUP, VERSION
+from ..api.conditions import now, observe, set_condition
 from ..registry import aliases as reg
 from ..resources.model_version import verify_job
 from . import kube
@@ -37,14 +38,39 @@ def verify_trigger(mv: dict[str, Any]) -> str:
     return hashlib.sha256(f"{mv['spec']['artifact']['digest']}/{token}".encode()).hexdigest()[:8]
 
 
-async def serving(namespace: str, name: str) -> list[str]:
-    """InferenceServices whose pods serve (or are rolling away from) this version."""
+def served_by(isvcs: list[dict[str, Any]], name: str) -> list[str]:
+    """InferenceServices whose pods serve this version: as the serving version, as the canary
+    (`status.canary.version`), or as the version a rollout is moving away from."""
     out = []
-    for isvc in await kube.list_custom("inferenceservices", namespace):
+    for isvc in isvcs:
         st = isvc.get("status") or {}
-        if name in (st.get("modelVersion"), st.get("previousModelVersion"), st.get("canaryModelVersion")):
+        canary = (st.get("canary") or {}).get("version")
+        if name in (st.get("modelVersion"), st.get("previousModelVersion"), canary):
             out.append(isvc["metadata"]["name"])
     return out
+
+
+async def serving(namespace: str, name: str) -> list[str]:
+    """InferenceServices whose pods serve (or are rolling away from) this version."""
+    return served_by(await kube.list_custom("inferenceservices", namespace), name)
+
+
+def kstatus(st: dict[str, Any]) -> dict[str, tuple[str, str] | None]:
+    """Reconciling while the artifact is being verified; Stalled when it failed verification (a
+    new version is needed: the artifact is immutable)."""
+    ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
+    if st.get("verifyJob") or not ready or ready.get("reason") == "Verifying":
+        return {"reconciling": ("Verifying", "checking the artifact's sha256"), "stalled": None}
+    if ready.get("status") == "False":
+        return {"reconciling": None, "stalled": (ready.get("reason") or "ArtifactInvalid", ready.get("message", ""))}
+    return {"reconciling": None, "stalled": None}
+
+
+def unobserved(v: dict[str, Any]) -> bool:
+    """Whether status (or any condition) is not yet at the object's generation."""
+    gen, st = v["metadata"].get("generation"), v.get("status") or {}
+    return st.get("observedGeneration") != gen or any(c.get("observedGeneration") != gen
+                                                      for c in st.get("conditions") or [])
 
 
 async def reconcile_model(namespace: str, model: str, settings: Settings) -> None:
@@ -65,9 +91,15 @@ async def reconcile_model(namespace: str, model: str, settings: Settings) -> Non
             history, changes = reg.history_updates(v, when)
             stage = reg.stage_of(v, versions, history)
             st = v.get("status") or {}
-            if changes or stage != st.get("stage"):
-                await kube.patch_status(PLURAL, namespace, v["metadata"]["name"], {
-                    "aliasHistory": history, "heldAliases": reg.aliases_of(v), "stage": stage})
+            if changes or stage != st.get("stage") or unobserved(v):
+                # an alias change bumps metadata.generation: observing it here is what lets
+                # `kubectl wait --for=condition=Ready` return after a promotion
+                gen = v["metadata"].get("generation")
+                patch = {"aliasHistory": history, "heldAliases": reg.aliases_of(v), "stage": stage,
+                         "observedGeneration": gen}
+                if st.get("conditions"):
+                    patch["conditions"] = observe(st["conditions"], gen, **kstatus(st))
+                await kube.patch_status(PLURAL, namespace, v["metadata"]["name"], patch)
                 v.setdefault("status", {}).update(stage=stage)
             for alias, action in changes:
                 h = history[-1] if history else {}
@@ -90,15 +122,27 @@ async def reconcile_model(namespace: str, model: str, settings: Settings) -> Non
 
 
 async def reconcile_verification(namespace: str, name: str, settings: Settings) -> None:
+    """Under the model's lock: reconcile_model rewrites every version's conditions, and a
+    verification result written meanwhile must not be overwritten by a stale copy."""
     mv = await kube.get_custom(PLURAL, namespace, name)
     if mv is None or mv["metadata"].get("deletionTimestamp"):
         return
+    async with model_locks[(namespace, mv["spec"]["model"])]:
+        while await _verify(namespace, name, settings):
+            pass
+
+
+async def _verify(namespace: str, name: str, settings: Settings) -> bool:
+    """One step of verification; True when it should be looked at again at once."""
+    mv = await kube.get_custom(PLURAL, namespace, name)
+    if mv is None or mv["metadata"].get("deletionTimestamp"):
+        return False
     st = mv.get("status") or {}
     gen = mv["metadata"].get("generation")
     if st.get("verifyJob"):
         job = await kube.read_job(namespace, st["verifyJob"])
         if job is not None and kube.job_state(job) == "Running":
-            return
+            return False
         msg, tail = await kube.job_termination_message(namespace, st["verifyJob"]) if job else (None, "")
         try:
             result = json.loads(msg or "")
@@ -119,27 +163,29 @@ async def reconcile_verification(namespace: str, name: str, settings: Settings) 
             conds, _ = set_condition(conds, "Degraded", True, "ArtifactInvalid", err, gen)
             if changed:
                 _event(mv, "Warning", "ArtifactInvalid", err)
-        await kube.patch_status(PLURAL, namespace, name, {"conditions": conds, "verifyJob": None,
-                                                          "verifiedAt": now(), "observedGeneration": gen,
-                                                          "message": None if result.get("ok") else result.get("error")})
-        return
+        new = {"conditions": conds, "verifyJob": None}
+        await kube.patch_status(PLURAL, namespace, name, {
+            **new, "conditions": observe(conds, gen, **kstatus(new)), "verifiedAt": now(), "observedGeneration": gen,
+            "message": None if result.get("ok") else result.get("error")})
+        return False
     trigger = verify_trigger(mv)
     if st.get("lastVerifyTrigger") == trigger:
-        return
+        return False
     job, _ = await kube.create_or_adopt(verify_job(mv, trigger, settings))
     conds = st.get("conditions")
     if not conds:
         conds, _ = set_condition(conds, "Ready", False, "Verifying", "checking the artifact's sha256", gen)
-    await kube.patch_status(PLURAL, namespace, name, {"verifyJob": job["metadata"]["name"],
-                                                      "lastVerifyTrigger": trigger, "conditions": conds})
-    if kube.job_state(job) != "Running":
-        await reconcile_verification(namespace, name, settings)
+    await kube.patch_status(PLURAL, namespace, name, {
+        "verifyJob": job["metadata"]["name"], "lastVerifyTrigger": trigger, "observedGeneration": gen,
+        "conditions": observe(conds, gen, reconciling=("Verifying", f"Job {job['metadata']['name']} checks the "
+                                                                    "artifact's sha256"))})
+    return kube.job_state(job) != "Running"
 
 
 def register(settings: Settings) -> None:
-    @kopf.on.resume("mlops.dev", "v1alpha1", PLURAL)
-    @kopf.on.create("mlops.dev", "v1alpha1", PLURAL)
-    @kopf.on.update("mlops.dev", "v1alpha1", PLURAL)
+    @kopf.on.resume(GROUP, VERSION, PLURAL)
+    @kopf.on.create(GROUP, VERSION, PLURAL)
+    @kopf.on.update(GROUP, VERSION, PLURAL)
     async def modelversion_changed(namespace: str, name: str, spec: Any, **_: Any) -> None:
         with measured("ModelVersion"):
             await reconcile_model(namespace, spec["model"], settings)
@@ -150,7 +196,7 @@ def register(settings: Settings) -> None:
         if kube.job_state(dict(body)) != "Running":
             await reconcile_verification(namespace, labels["mlops.dev/model-version"], settings)
 
-    @kopf.on.delete("mlops.dev", "v1alpha1", PLURAL)
+    @kopf.on.delete(GROUP, VERSION, PLURAL)
     async def modelversion_deleted(namespace: str, name: str, body: Any, **_: Any) -> None:
         users = await serving(namespace, name)
         if users:
@@ -158,7 +204,7 @@ def register(settings: Settings) -> None:
             _event(dict(body), "Warning", "InUse", msg)
             raise kopf.TemporaryError(msg, delay=15)
 
-    @kopf.on.field("mlops.dev", "v1alpha1", "inferenceservices", field="status.modelVersion")
+    @kopf.on.field(GROUP, VERSION, "inferenceservices", field="status.modelVersion")
     async def serving_changed(namespace: str, old: Any, new: Any, **_: Any) -> None:
         for mv_name in {old, new} - {None}:
             mv = await kube.get_custom(PLURAL, namespace, mv_name)

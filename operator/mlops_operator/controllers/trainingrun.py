@@ -16,9 +16,10 @@ from typing import Any
 
 import kopf
 
+from ..api.base import GROUP, VERSION
 from ..api.estimator_params import PARAMS
-from ..api.trainingrun import unknown_params
-from ..api.conditions import now, seconds_between, set_condition
+from ..api.trainingrun import TrainingRunSpec, unknown_params
+from ..api.conditions import now, observe, seconds_between, set_condition
 from ..data.versions import describe_failures
 from ..registry import aliases as reg
 from ..registry.promotion import decide
@@ -71,11 +72,11 @@ def dataset_input(ds: dict[str, Any] | None, ref: dict[str, Any]) -> dict[str, A
 
 
 async def _champion(namespace: str, run: dict[str, Any]) -> dict[str, Any] | None:
-    promo = run["spec"].get("promotion") or {}
-    if promo.get("policy", "none") != "ifBetter":
+    spec = TrainingRunSpec.model_validate(run["spec"])
+    if spec.promotion.policy != "ifBetter":
         return None
-    versions = await kube.list_custom(MV, namespace, f"mlops.dev/model={run['spec']['modelName']}")
-    h = reg.holder(versions, promo.get("alias", "production"))
+    versions = await kube.list_custom(MV, namespace, f"mlops.dev/model={spec.model_name}")
+    h = reg.holder(versions, spec.promotion.alias)
     if h is None:
         return None
     return {"name": h["metadata"]["name"], "uri": h["spec"]["artifact"]["uri"], "digest": h["spec"]["artifact"]["digest"]}
@@ -93,7 +94,9 @@ async def _start(run: dict[str, Any], status: dict[str, Any], settings: Settings
         dsin = dataset_input(ds, spec["dataset"])
     except Waiting as w:
         conds, changed = set_condition(status.get("conditions"), "Ready", False, "DatasetNotReady", str(w), gen)
-        await kube.patch_status(PLURAL, ns, name, {"phase": "Pending", "conditions": conds, "message": str(w)})
+        await kube.patch_status(PLURAL, ns, name, {
+            "phase": "Pending", "conditions": observe(conds, gen, reconciling=("DatasetNotReady", str(w))),
+            "observedGeneration": gen, "message": str(w)})
         if changed:
             _event(run, "Normal", "Waiting", str(w))
         raise kopf.TemporaryError(str(w), delay=10)
@@ -102,9 +105,10 @@ async def _start(run: dict[str, Any], status: dict[str, Any], settings: Settings
     await kube.create_or_adopt(store_claim(ns, settings))
     await kube.create_or_adopt(spec_configmap(run, doc))
     job, created = await kube.create_or_adopt(training_job(run, settings))
-    conds, _ = set_condition(status.get("conditions"), "Ready", False, "Training",
-                             f"Job {job['metadata']['name']} is training on {dsin['name']}@{dsin['digest'][:12]}", gen)
+    text = f"Job {job['metadata']['name']} is training on {dsin['name']}@{dsin['digest'][:12]}"
+    conds, _ = set_condition(status.get("conditions"), "Ready", False, "Training", text, gen)
     conds, _ = set_condition(conds, "Succeeded", "Unknown", "Training", "", gen)
+    conds = observe(conds, gen, reconciling=("Training", text))
     await kube.patch_status(PLURAL, ns, name, {
         "phase": "Running", "jobName": job["metadata"]["name"], "startTime": status.get("startTime") or now(),
         "datasetDigest": dsin["digest"], "conditions": conds, "observedGeneration": gen, "message": None})
@@ -156,16 +160,16 @@ async def _register(run: dict[str, Any], summary: dict[str, Any]) -> str:
 async def _promote(run: dict[str, Any], summary: dict[str, Any], mv_name: str, status: dict[str, Any]) -> dict:
     if status.get("promotion"):
         return status["promotion"]
-    ns, spec = run["metadata"]["namespace"], run["spec"]
-    promo = spec.get("promotion") or {}
-    alias, policy = promo.get("alias", "production"), promo.get("policy", "none")
+    ns = run["metadata"]["namespace"]
+    promo = TrainingRunSpec.model_validate(run["spec"]).promotion
+    alias, policy = promo.alias, promo.policy
     mv = await kube.get_custom(MV, ns, mv_name)
     if mv is not None and alias in reg.aliases_of(mv):
         return {"decision": "promoted", "alias": alias, "candidateScore": summary.get("candidateScore"),
                 "reason": f"{mv_name} already holds {alias}"}
     metric = summary.get("promotionMetric") or summary.get("metric")
     candidate, champion = summary.get("candidateScore"), summary.get("champion")
-    result = decide(policy, alias, metric or "", float(promo.get("margin", 0.0)), candidate, champion)
+    result = decide(policy, alias, metric or "", promo.margin, candidate, champion)
     if result["decision"] == "promoted" and mv is not None:
         await kube.patch_custom(MV, ns, mv_name, {
             "metadata": {"annotations": {reg.BY_ANNOTATION: f"TrainingRun/{run['metadata']['name']}",
@@ -197,8 +201,9 @@ async def _finish(run: dict[str, Any], status: dict[str, Any], job: dict[str, An
             f"the training Job reported no result: {(msg or tail)[-1000:]}"
         conds, _ = set_condition(status.get("conditions"), "Ready", False, "TrainingFailed", reason, gen)
         conds, _ = set_condition(conds, "Succeeded", False, "TrainingFailed", reason, gen)
-        await kube.patch_status(PLURAL, ns, name, {"phase": "Failed", "conditions": conds, "message": reason,
-                                                   "completionTime": finished})
+        await kube.patch_status(PLURAL, ns, name, {
+            "phase": "Failed", "conditions": observe(conds, gen, stalled=("TrainingFailed", reason)),
+            "observedGeneration": gen, "message": reason, "completionTime": finished})
         _event(run, "Warning", "Failed", reason)
         TRAINING_RUNS.labels(ns, run["spec"]["modelName"], "failed").inc()
         return
@@ -212,7 +217,8 @@ async def _finish(run: dict[str, Any], status: dict[str, Any], job: dict[str, An
     conds, _ = set_condition(conds, "Succeeded", True, "Succeeded", f"registered {mv_name}", gen)
     started = status.get("startTime")
     st = {
-        "phase": "Succeeded", "conditions": conds, "completionTime": finished, "message": None,
+        "phase": "Succeeded", "conditions": observe(conds, gen), "observedGeneration": gen,
+        "completionTime": finished, "message": None,
         "task": summary.get("task"), "metric": metric, "score": score, "metrics": summary.get("metrics"),
         "bestParams": summary.get("bestParams") or None, "trials": summary.get("trials") or [],
         "trialCount": summary.get("trialCount", len(summary.get("trials") or [])),
@@ -236,7 +242,12 @@ async def reconcile(namespace: str, name: str, settings: Settings) -> None:
             if run is None or run["metadata"].get("deletionTimestamp"):
                 return
             status = dict(run.get("status") or {})
+            gen = run["metadata"].get("generation")
             if status.get("phase") in TERMINAL:
+                if status.get("observedGeneration") != gen:  # written before observedGeneration was kept
+                    await kube.patch_status(PLURAL, namespace, name, {
+                        "observedGeneration": gen, "conditions": observe(status.get("conditions"), gen, stalled=(
+                            ("TrainingFailed", status.get("message") or "") if status["phase"] == "Failed" else None))})
                 return
             try:
                 if status.get("jobName"):
@@ -247,18 +258,18 @@ async def reconcile(namespace: str, name: str, settings: Settings) -> None:
                     return
                 await _start(run, status, settings)
             except kopf.PermanentError as e:
-                gen = run["metadata"].get("generation")
                 conds, _ = set_condition(status.get("conditions"), "Ready", False, "InvalidInput", str(e), gen)
                 conds, _ = set_condition(conds, "Succeeded", False, "InvalidInput", str(e), gen)
-                await kube.patch_status(PLURAL, namespace, name, {"phase": "Failed", "conditions": conds,
-                                                                  "message": str(e), "completionTime": now()})
+                await kube.patch_status(PLURAL, namespace, name, {
+                    "phase": "Failed", "conditions": observe(conds, gen, stalled=("InvalidInput", str(e))),
+                    "observedGeneration": gen, "message": str(e), "completionTime": now()})
                 _event(run, "Warning", "Failed", str(e))
                 TRAINING_RUNS.labels(namespace, run["spec"]["modelName"], "failed").inc()
 
 
 def register(settings: Settings) -> None:
-    @kopf.on.resume("mlops.dev", "v1alpha1", PLURAL)
-    @kopf.on.create("mlops.dev", "v1alpha1", PLURAL)
+    @kopf.on.resume(GROUP, VERSION, PLURAL)
+    @kopf.on.create(GROUP, VERSION, PLURAL)
     async def trainingrun_changed(namespace: str, name: str, **_: Any) -> None:
         await reconcile(namespace, name, settings)
 
@@ -269,7 +280,7 @@ def register(settings: Settings) -> None:
 
     # a run waiting for its Dataset retries through TemporaryError; when the Dataset becomes
     # ready first, this starts the runs that wait on it without waiting for the retry
-    @kopf.on.field("mlops.dev", "v1alpha1", "datasets", field="status.latestValid")
+    @kopf.on.field(GROUP, VERSION, "datasets", field="status.latestValid")
     async def dataset_ready(namespace: str, name: str, **_: Any) -> None:
         for run in await kube.list_custom(PLURAL, namespace):
             if run["spec"]["dataset"]["name"] == name and (run.get("status") or {}).get("phase") in (None, "Pending"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..api.inferenceservice import InferenceServiceSpec
 from ..settings import Settings
 from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, pod_options
 from .store import store_volume
@@ -22,14 +23,14 @@ def selector(isvc: str) -> dict[str, str]:
 
 
 def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[str, Any]:
-    meta, spec = isvc["metadata"], isvc["spec"]
+    meta, spec = isvc["metadata"], InferenceServiceSpec.model_validate(isvc["spec"])
     name = meta["name"]
     mvspec = mv["spec"]
-    server, mon, roll = spec.get("server") or {}, spec.get("monitoring") or {}, spec.get("rollout") or {}
+    server, mon, roll = spec.server, spec.monitoring, spec.rollout
     lab = labels("model-server", "predictor", name, {**selector(name), "mlops.dev/model": mvspec["model"]})
     pod_lab = {**lab, "mlops.dev/model-version": mv["metadata"]["name"], "mlops.dev/track": "stable"}
     vol, mount = store_volume(s)
-    pod_extra, resources = pod_options(spec.get("pod"))
+    pod_extra, resources = pod_options(isvc["spec"].get("pod"))
     probe = {"httpGet": {"path": "/v2/health/ready", "port": PORT}, "periodSeconds": 2, "failureThreshold": 2}
     container = {
         "name": "server", "image": s.server_image,
@@ -37,11 +38,11 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
                     "--store-uri", s.store_uri, "--model-uri", mvspec["artifact"]["uri"],
                     "--digest", mvspec["artifact"]["digest"], "--name", mvspec["model"],
                     "--version", str(mvspec["version"]), "--port", str(PORT),
-                    "--threads", str(server.get("threads", 1)),
-                    "--max-batch-size", str(server.get("maxBatchSize", 1024)),
-                    "--max-body-bytes", str(server.get("maxBodyBytes", 4 * 1024 * 1024)),
-                    "--reservoir-size", str(mon.get("reservoirSize", 1000)),
-                    "--window-seconds", str(mon.get("windowSeconds", 300))],
+                    "--threads", str(server.threads),
+                    "--max-batch-size", str(server.max_batch_size),
+                    "--max-body-bytes", str(server.max_body_bytes),
+                    "--reservoir-size", str(mon.reservoir_size),
+                    "--window-seconds", str(mon.window_seconds)],
         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         "ports": [{"name": "http", "containerPort": PORT}],
@@ -62,12 +63,11 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
                      "ownerReferences": [owner_reference(isvc)]},
         "spec": {
             # with an autoscaler the HPA owns the count (None: keep the Deployment's current one)
-            "replicas": None if spec.get("autoscaling") else int(spec.get("replicas", 1)),
+            "replicas": None if spec.autoscaling else spec.replicas,
             "selector": {"matchLabels": {**selector(name), "mlops.dev/track": "stable"}},
             "progressDeadlineSeconds": PROGRESS_DEADLINE,
             "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxSurge": int(roll.get("maxSurge", 1)),
-                                           "maxUnavailable": int(roll.get("maxUnavailable", 0))}},
+                         "rollingUpdate": {"maxSurge": roll.max_surge, "maxUnavailable": roll.max_unavailable}},
             "template": {
                 "metadata": {"labels": pod_lab,
                              "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(PORT),
@@ -113,15 +113,17 @@ def canary_name(isvc: str) -> str:
 
 
 def autoscaler(isvc: dict[str, Any]) -> dict[str, Any]:
-    meta, auto = isvc["metadata"], isvc["spec"]["autoscaling"]
-    metrics = auto.get("metrics") or [{"type": "Resource", "resource": {
+    meta, auto = isvc["metadata"], InferenceServiceSpec.model_validate(isvc["spec"]).autoscaling
+    if auto is None:
+        raise ValueError(f"InferenceService {meta['name']} has no spec.autoscaling")
+    metrics = auto.metrics or [{"type": "Resource", "resource": {
         "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]
     spec: dict[str, Any] = {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
                                                "name": deployment_name(meta["name"])},
-                            "minReplicas": int(auto.get("minReplicas", 1)), "maxReplicas": int(auto["maxReplicas"]),
+                            "minReplicas": auto.min_replicas, "maxReplicas": auto.max_replicas,
                             "metrics": metrics}
-    if auto.get("behavior"):
-        spec["behavior"] = auto["behavior"]
+    if auto.behavior:
+        spec["behavior"] = auto.behavior
     return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
             "metadata": {"name": meta["name"], "namespace": meta["namespace"],
                          "labels": labels("model-server", "autoscaler", meta["name"], selector(meta["name"])),

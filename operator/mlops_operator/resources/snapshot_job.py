@@ -10,6 +10,7 @@ from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, p
 from .store import store_volume
 
 SOURCE_MOUNT = "/source"
+GENERATION_ANNOTATION = "mlops.dev/generation"
 
 
 def job_name(dataset: str, trigger: str) -> str:
@@ -54,6 +55,8 @@ def snapshot_job(dataset: dict[str, Any], trigger: str, frozen_schema: list[dict
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": name, "namespace": meta["namespace"], "labels": lab,
+                     # the spec the Job snapshots: its result is reported for this generation
+                     "annotations": {GENERATION_ANNOTATION: str(meta.get("generation") or 0)},
                      "ownerReferences": [owner_reference(dataset)]},
         "spec": {
             "backoffLimit": 1,
