@@ -1,0 +1,342 @@
+"""Reconcile decisions of every controller against an in-memory API (tests/unit/fakekube.py):
+status conventions (observedGeneration, kstatus Reconciling/Stalled) and the review's defects,
+each test written to fail before its fix. The same flows run on a real API server in
+tests/integration/."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from mlops_operator.api.conditions import now
+from mlops_operator.controllers import dataset as dsc
+from mlops_operator.controllers import driftmonitor as dmc
+from mlops_operator.controllers import inferenceservice as isc
+from mlops_operator.controllers import modelversion as mvc
+from mlops_operator.controllers import trainingrun as trc
+from mlops_operator.drift.engine import DatasetDrift
+from mlops_operator.monitoring.decisions import judge_window
+from mlops_operator.settings import Settings
+
+from .fakekube import FakeKube, fake  # noqa: F401  (fixture)
+
+SETTINGS = Settings(runtime_image="runtime", store_claim="mlops-store", store_size="1Gi",
+                    store_access_mode="ReadWriteOnce", store_storage_class=None, server_image="server")
+DIGEST = "a" * 64
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def cond(obj: dict, ctype: str) -> dict:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == ctype), {})
+
+
+def all_observed(obj: dict) -> bool:
+    gen, st = obj["metadata"]["generation"], obj.get("status") or {}
+    return st.get("observedGeneration") == gen and all(
+        c.get("observedGeneration") == gen for c in st.get("conditions") or [])
+
+
+def model_version(name: str, version: int, aliases: list[str] | None = None, ready: bool = True) -> dict:
+    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelVersion",
+            "metadata": {"name": name, "labels": {"mlops.dev/model": "m"}},
+            "spec": {"model": "m", "version": version, "aliases": aliases or [],
+                     "artifact": {"uri": f"file:///store/{name}", "digest": DIGEST}},
+            "status": {"observedGeneration": 1, "lastVerifyTrigger": mvc.verify_trigger(
+                {"metadata": {}, "spec": {"artifact": {"digest": DIGEST}}}),
+                "conditions": [{"type": "Ready", "status": "True" if ready else "False",
+                                "reason": "Verified" if ready else "ArtifactInvalid", "message": "",
+                                "lastTransitionTime": now(), "observedGeneration": 1}]}}
+
+
+def inference_service(name: str = "svc", **spec) -> dict:
+    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "InferenceService",
+            "metadata": {"name": name}, "spec": {"model": "m", "alias": "production", **spec}}
+
+
+# ------------------------------------------------------------------------------ ModelVersion
+
+def test_an_alias_change_is_observed_so_kubectl_wait_returns(fake: FakeKube):
+    """After a promotion the version was at generation 2 with conditions at 1: `kubectl wait
+    --for=condition=Ready` waited forever."""
+    fake.add("modelversions", model_version("m-v1", 1))
+    run(fake.patch_custom("modelversions", "ns", "m-v1", {"spec": {"aliases": ["production"]}}))
+    assert fake.get("modelversions", "m-v1")["metadata"]["generation"] == 2
+    run(mvc.reconcile_model("ns", "m", SETTINGS))
+    mv = fake.get("modelversions", "m-v1")
+    assert all_observed(mv), mv["status"]
+    assert cond(mv, "Ready")["status"] == "True" and not cond(mv, "Reconciling") and not cond(mv, "Stalled")
+    assert mv["status"]["stage"] == "aliased" and mv["status"]["heldAliases"] == ["production"]
+
+
+def test_a_version_that_failed_verification_is_stalled(fake: FakeKube):
+    fake.add("modelversions", model_version("m-v1", 1, ready=False))
+    run(fake.patch_custom("modelversions", "ns", "m-v1", {"spec": {"aliases": ["staging"]}}))
+    run(mvc.reconcile_model("ns", "m", SETTINGS))
+    mv = fake.get("modelversions", "m-v1")
+    assert all_observed(mv) and cond(mv, "Stalled")["status"] == "True"
+    assert cond(mv, "Stalled")["reason"] == "ArtifactInvalid"
+
+
+def test_verification_is_reconciling_until_its_job_ends(fake: FakeKube):
+    mv = model_version("m-v1", 1)
+    mv["status"] = {}
+    fake.add("modelversions", mv)
+    run(mvc.reconcile_verification("ns", "m-v1", SETTINGS))
+    got = fake.get("modelversions", "m-v1")
+    assert cond(got, "Reconciling")["reason"] == "Verifying" and cond(got, "Ready")["status"] == "False"
+    job = got["status"]["verifyJob"]
+    fake.job("ns", job, "Complete", json.dumps({"ok": True}))
+    run(mvc.reconcile_verification("ns", "m-v1", SETTINGS))
+    got = fake.get("modelversions", "m-v1")
+    assert cond(got, "Ready")["status"] == "True" and not cond(got, "Reconciling") and all_observed(got)
+
+
+def test_a_version_serving_canary_traffic_cannot_be_deleted(fake: FakeKube):
+    """The controller read `status.canaryModelVersion`, which nothing writes; the canary is
+    recorded in `status.canary.version`."""
+    isvc = inference_service()
+    isvc["status"] = {"modelVersion": "m-v1", "canary": {"version": "m-v2", "step": 0}}
+    fake.add("inferenceservices", isvc)
+    assert run(mvc.serving("ns", "m-v2")) == ["svc"]
+    assert run(mvc.serving("ns", "m-v1")) == ["svc"]
+    assert run(mvc.serving("ns", "m-v3")) == []
+
+
+# ------------------------------------------------------------------------------ InferenceService
+
+def complete(dep: dict) -> dict:
+    n = dep["spec"].get("replicas") or 1
+    return {"observedGeneration": dep["metadata"]["generation"], "replicas": n, "updatedReplicas": n,
+            "availableReplicas": n, "readyReplicas": n}
+
+
+def test_previous_model_version_is_cleared_once_no_pod_serves_it(fake: FakeKube):
+    """It was never cleared, so the old version stayed protected from deletion and retention."""
+    fake.add("modelversions", model_version("m-v1", 1))
+    fake.add("modelversions", model_version("m-v2", 2, ["production"]))
+    isvc = inference_service()
+    isvc["status"] = {"modelVersion": "m-v2", "previousModelVersion": "m-v1"}
+    fake.add("inferenceservices", isvc)
+    fake.deployment_status = complete
+    old_pod = {"metadata": {"name": "p1", "labels": {"mlops.dev/inference-service": "svc",
+                                                      "mlops.dev/model-version": "m-v1"}}}
+    fake.pods = [old_pod]  # the old version's pod is still terminating: keep protecting it
+    run(isc.reconcile("ns", "svc", SETTINGS))
+    assert fake.get("inferenceservices", "svc")["status"]["previousModelVersion"] == "m-v1"
+    fake.pods = []
+    run(isc.reconcile("ns", "svc", SETTINGS))
+    st = fake.get("inferenceservices", "svc")["status"]
+    assert "previousModelVersion" not in st and st["modelVersion"] == "m-v2"
+    assert run(mvc.serving("ns", "m-v1")) == []
+    assert all_observed(fake.get("inferenceservices", "svc"))
+
+
+def test_a_rollout_is_reconciling_then_done(fake: FakeKube):
+    fake.add("modelversions", model_version("m-v1", 1, ["production"]))
+    fake.add("inferenceservices", inference_service())
+    fake.deployment_status = lambda dep: {"observedGeneration": dep["metadata"]["generation"], "replicas": 1}
+    run(isc.reconcile("ns", "svc", SETTINGS))
+    isvc = fake.get("inferenceservices", "svc")
+    assert cond(isvc, "Reconciling")["reason"] == "RollingOut" and all_observed(isvc)
+    fake.deployment_status = complete
+    run(isc.reconcile("ns", "svc", SETTINGS))
+    isvc = fake.get("inferenceservices", "svc")
+    assert cond(isvc, "Ready")["status"] == "True" and not cond(isvc, "Reconciling") and all_observed(isvc)
+    # a spec change (more replicas) is observed at the new generation
+    run(fake.patch_custom("inferenceservices", "ns", "svc", {"spec": {"replicas": 2}}))
+    run(isc.reconcile("ns", "svc", SETTINGS))
+    isvc = fake.get("inferenceservices", "svc")
+    assert isvc["metadata"]["generation"] == 2 and all_observed(isvc) and isvc["status"]["replicas"] == 2
+
+
+def test_canary_follow_up_tasks_are_kept_until_done(fake: FakeKube, monkeypatch):
+    """The task was created with no reference kept: the event loop holds tasks weakly."""
+    seen = []
+
+    async def reconcile(namespace, name, settings):
+        seen.append(name)
+    monkeypatch.setattr(isc, "reconcile", reconcile)
+
+    async def main():
+        isc._later("ns", "svc", SETTINGS, 0.01)
+        assert len(isc._follow_ups) == 1
+        await asyncio.sleep(0.05)
+        assert not isc._follow_ups
+    run(main())
+    assert seen == ["svc"]
+
+
+def metrics_text(requests: int, errors: int = 0) -> str:
+    return (f'mlops_serving_requests_total{{endpoint="infer",code="200"}} {requests - errors}\n'
+            f'mlops_serving_requests_total{{endpoint="infer",code="500"}} {errors}\n')
+
+
+def test_a_two_step_canary_needs_min_requests_in_each_step(fake: FakeKube, monkeypatch):
+    """minRequests is per step: before, the counters since pod start carried the first step's
+    requests into the second, which passed with none of its own."""
+    import time as _time
+
+    clock = [1_000_000.0]
+    monkeypatch.setattr(isc.time, "time", lambda: clock[0])
+    monkeypatch.setattr(isc, "_later", lambda *a, **k: None)
+    fake.add("modelversions", model_version("m-v1", 1))
+    fake.add("modelversions", model_version("m-v2", 2, ["production"]))
+    isvc = inference_service(replicas=2, rollout={"strategy": "canary", "canary": {
+        "steps": [25, 50], "pauseSeconds": 10, "minRequests": 20}})
+    isvc["status"] = {"modelVersion": "m-v1"}
+    fake.add("inferenceservices", isvc)
+    fake.deployment_status = complete
+    pod = lambda name, track: {"metadata": {"name": name, "labels": {  # noqa: E731
+        "mlops.dev/inference-service": "svc", "mlops.dev/track": track}}, "status": {"phase": "Running"}}
+    fake.pods = [pod("c1", "canary"), pod("s1", "stable")]
+    fake.proxy[("s1", "metrics")] = metrics_text(100)
+
+    def look(canary_requests: int, advance: float = 11):
+        clock[0] += advance
+        fake.proxy[("c1", "metrics")] = metrics_text(canary_requests)
+        run(isc.reconcile("ns", "svc", SETTINGS))
+        return fake.get("inferenceservices", "svc")["status"]
+
+    st = look(0, 0)  # starts the canary; its pods are ready (complete) but not observed yet
+    assert st["canary"]["step"] == 0 and cond(fake.get("inferenceservices", "svc"), "Reconciling")["reason"] == "Canary"
+    st = look(30)  # step 1 observed for 10 s with 30 requests: on to 50%
+    assert st["canary"]["step"] == 1, st["canary"]
+    st = look(35)  # only 5 requests in step 2: wait
+    assert st["canary"]["step"] == 1 and "5 of the 20" in st["canary"]["message"], st["canary"]
+    st = look(55)  # 25 in step 2: promoted
+    assert st.get("lastCanary", {}).get("result") == "promoted", st
+    assert ("Normal", "CanaryPromoted") in [(t, r) for t, r, _ in fake.events]
+    del _time
+
+
+def test_a_canary_whose_counters_restart_counts_from_zero():
+    from mlops_operator.rollout import canary
+
+    before = {"c1": canary.ServerStats(50, 0, {})}
+    base = canary.baseline_of(before)
+    assert canary.since({"c1": canary.ServerStats(70, 1, {})}, base).requests == 20
+    assert canary.since({"c1": canary.ServerStats(7, 0, {})}, base).requests == 7  # restarted
+    assert canary.since({"c2": canary.ServerStats(9, 0, {})}, base).requests == 9  # a new pod
+
+
+# ------------------------------------------------------------------------------ DriftMonitor
+
+def drift(drifted: bool, insufficient: bool = False) -> DatasetDrift:
+    return DatasetDrift(features=[], share=1.0 if drifted else 0.0, drifted=drifted, insufficient=insufficient,
+                        message="2 of 4 features drifted" if drifted else "0 of 4 features drifted")
+
+
+def test_no_breach_starts_no_retraining(fake: FakeKube):
+    """The gate was always told breached=True."""
+    dm = {"apiVersion": "mlops.dev/v1alpha1", "kind": "DriftMonitor", "metadata": {"name": "dm", "namespace": "ns",
+                                                                                  "generation": 1, "uid": "u"},
+          "spec": {"inferenceService": "svc", "retrain": {"enabled": True, "cooldown": "1s", "template": {
+              "modelName": "m", "dataset": {"name": "d"}, "estimator": {"type": "LogisticRegression"}}}}}
+    patch: dict = {}
+    run(dmc._maybe_retrain(dm, {}, patch, judge_window(drift(False), None, {})))
+    assert "retrain" not in patch and "retraining not started" not in patch.get("message", "")
+    run(dmc._maybe_retrain(dm, {}, patch, judge_window(drift(True), None, {})))
+    assert patch["retrain"]["phase"] == "Training" and patch["retrainCount"] == 1
+
+
+def test_window_verdicts():
+    from mlops_operator.api.driftmonitor import AccuracyPolicy
+
+    policy = AccuracyPolicy(metric="accuracy", threshold=0.8, min_samples=10)
+    v = judge_window(drift(False), policy, {"count": 20, "correct": 10})
+    assert v.breached and v.condition[:2] == ("True", "AccuracyDegraded") and v.accuracy == 0.5
+    v = judge_window(drift(True), policy, {"count": 20, "correct": 10})
+    assert v.condition[1] == "DataDriftAndAccuracy"
+    v = judge_window(drift(False), policy, {"count": 5, "correct": 0})  # too few labels for a decision
+    assert not v.breached and v.condition[1] == "NoDrift"
+    v = judge_window(drift(False, insufficient=True), None, {})
+    assert not v.breached and v.condition[:2] == ("Unknown", "InsufficientSamples")
+    rmse = AccuracyPolicy(metric="rmse", threshold=1.0, min_samples=1)
+    assert judge_window(drift(False), rmse, {"count": 4, "sumSquaredError": 16}).breached  # rmse 2 > 1
+
+
+# ------------------------------------------------------------------------------ Dataset
+
+def dataset(name: str = "d") -> dict:
+    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": name},
+            "spec": {"source": {"type": "generator", "generator": {"rows": 100}}}}
+
+
+SUMMARY = {"digest": DIGEST, "rows": 100, "columns": 3, "validated": True, "uri": "file:///store/x"}
+
+
+def test_a_spec_change_during_a_snapshot_starts_the_next_one(fake: FakeKube):
+    """Spec changes were ignored while a Job ran, and nothing looked again once it ended."""
+    fake.add("datasets", dataset())
+    run(dsc.reconcile("ns", "d", SETTINGS))
+    ds = fake.get("datasets", "d")
+    first = ds["status"]["activeJob"]
+    assert cond(ds, "Reconciling")["reason"] == "Snapshotting" and all_observed(ds)
+    run(fake.patch_custom("datasets", "ns", "d", {"spec": {"source": {"generator": {"rows": 200}}}}))
+    run(dsc.reconcile("ns", "d", SETTINGS))  # the update event while the Job runs: nothing to do yet
+    assert fake.get("datasets", "d")["status"]["activeJob"] == first
+    fake.job("ns", first, "Complete", json.dumps(SUMMARY))
+    run(dsc.reconcile("ns", "d", SETTINGS))  # the Job's event
+    ds = fake.get("datasets", "d")
+    assert ds["status"]["latestValid"]["digest"] == DIGEST
+    second = ds["status"]["activeJob"]
+    assert second and second != first, ds["status"]
+    assert ds["metadata"]["generation"] == 2 and all_observed(ds)
+    assert cond(ds, "Ready")["status"] == "True" and cond(ds, "Reconciling")["status"] == "True"
+    fake.job("ns", second, "Complete", json.dumps(SUMMARY))
+    run(dsc.reconcile("ns", "d", SETTINGS))
+    ds = fake.get("datasets", "d")
+    assert not ds["status"].get("activeJob") and not cond(ds, "Reconciling") and all_observed(ds)
+
+
+def test_a_dataset_with_no_valid_version_is_stalled(fake: FakeKube):
+    fake.add("datasets", dataset())
+    run(dsc.reconcile("ns", "d", SETTINGS))
+    job = fake.get("datasets", "d")["status"]["activeJob"]
+    fake.job("ns", job, "Failed", json.dumps({"error": "source unreachable"}))
+    run(dsc.reconcile("ns", "d", SETTINGS))
+    ds = fake.get("datasets", "d")
+    assert ds["status"]["phase"] == "Failed" and cond(ds, "Stalled")["status"] == "True"
+    assert "source unreachable" in cond(ds, "Stalled")["message"] and all_observed(ds)
+
+
+# ------------------------------------------------------------------------------ TrainingRun
+
+def test_a_training_run_reconciles_then_stalls_on_failure(fake: FakeKube):
+    ds = dataset()
+    ds["status"] = {"latestValid": {"digest": DIGEST, "uri": "file:///store/x", "id": DIGEST[:12]},
+                    "schema": {"columns": [{"name": "y", "type": "integer", "role": "label"}]}}
+    fake.add("datasets", ds)
+    fake.add("trainingruns", {"apiVersion": "mlops.dev/v1alpha1", "kind": "TrainingRun", "metadata": {"name": "r"},
+                              "spec": {"modelName": "m", "dataset": {"name": "d"},
+                                       "estimator": {"type": "LogisticRegression"}}})
+    run(trc.reconcile("ns", "r", SETTINGS))
+    tr = fake.get("trainingruns", "r")
+    assert tr["status"]["phase"] == "Running" and cond(tr, "Reconciling")["reason"] == "Training" and all_observed(tr)
+    fake.job("ns", tr["status"]["jobName"], "Failed", json.dumps({"error": "label has one class"}))
+    run(trc.reconcile("ns", "r", SETTINGS))
+    tr = fake.get("trainingruns", "r")
+    assert tr["status"]["phase"] == "Failed" and not cond(tr, "Reconciling")
+    assert cond(tr, "Stalled")["reason"] == "TrainingFailed" and all_observed(tr)
+
+
+@pytest.mark.parametrize("reconciling, stalled", [(None, None), (("Working", "w"), None), (None, ("Stuck", "s"))])
+def test_observe_stamps_every_condition_and_keeps_transition_times(reconciling, stalled):
+    from mlops_operator.api.conditions import observe, set_condition
+
+    conds, _ = set_condition(None, "Ready", True, "Fine", "", 1)
+    conds = observe(conds, 1, reconciling=("Old", "o"))
+    started = conds[-1]["lastTransitionTime"]
+    out = observe(conds, 3, reconciling=reconciling, stalled=stalled)
+    assert all(c["observedGeneration"] == 3 for c in out)
+    types = {c["type"] for c in out}
+    assert ("Reconciling" in types) == (reconciling is not None) and ("Stalled" in types) == (stalled is not None)
+    if reconciling:
+        r = next(c for c in out if c["type"] == "Reconciling")
+        assert r["lastTransitionTime"] == started and r["reason"] == "Working"
+    assert out[0]["type"] == "Ready"
