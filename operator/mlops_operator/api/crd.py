@@ -19,6 +19,16 @@ from .schema import openapi_schema
 
 CATEGORY = "mlops"
 
+#: The descriptions Kubernetes' own types give these two fields (`kubectl explain pod.apiVersion`).
+API_VERSION_DESCRIPTION = (
+    "APIVersion defines the versioned schema of this representation of an object. Servers should convert "
+    "recognized schemas to the latest internal value, and may reject unrecognized values. More info: "
+    "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources")
+KIND_DESCRIPTION = (
+    "Kind is a string value representing the REST resource this object represents. Servers may infer this from "
+    "the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: "
+    "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds")
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -27,6 +37,7 @@ class Kind:
     short_names: tuple[str, ...]
     spec: type[BaseModel]
     status: type[BaseModel]
+    #: what `kubectl explain <kind>` shows; spec and status are described by their models' docstrings
     description: str
     columns: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     #: CEL rules on the whole spec of this kind only (not where its model is embedded)
@@ -100,7 +111,7 @@ def kind(name: str) -> Kind:
 
 
 def crd(k: Kind) -> dict[str, Any]:
-    spec_schema = openapi_schema(k.spec)
+    spec_schema = openapi_schema(k.spec, document_defaults=True)
     if k.spec_rules:
         spec_schema["x-kubernetes-validations"] = [*spec_schema.get("x-kubernetes-validations", []), *k.spec_rules]
     status_schema = openapi_schema(k.status)
@@ -121,7 +132,8 @@ def crd(k: Kind) -> dict[str, Any]:
                     "type": "object", "description": k.description,
                     "required": ["spec"],
                     "properties": {
-                        "apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                        "apiVersion": {"type": "string", "description": API_VERSION_DESCRIPTION},
+                        "kind": {"type": "string", "description": KIND_DESCRIPTION},
                         "metadata": {"type": "object"},
                         "spec": spec_schema,
                         "status": status_schema,

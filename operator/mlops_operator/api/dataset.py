@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import DURATION_PATTERN, SHA256_PATTERN, ApiModel, Condition, PodOptions, cel, validations
+from .base import DURATION_PATTERN, SHA256_PATTERN, ApiModel, Condition, PodOptions, cel, each, validations
 
 ColumnType = Literal["numeric", "categorical", "boolean", "timestamp"]
 ColumnRole = Literal["feature", "label", "id", "timestamp", "ignore"]
@@ -86,7 +86,8 @@ class Column(ApiModel):
     minimum: float | None = Field(None, description="Smallest allowed value (numeric columns).")
     maximum: float | None = Field(None, description="Largest allowed value (numeric columns).")
     domain: list[str] | None = Field(None, max_length=10000,
-                                     description="Allowed values (categorical columns); others fail validation.")
+                                     description="Allowed values (categorical columns); others fail validation.",
+                                     json_schema_extra=each("An allowed value, as it appears in the data."))
 
 
 class DataSchema(ApiModel):
@@ -138,6 +139,8 @@ class DatasetSpec(ApiModel):
 
 
 class DatasetVersion(ApiModel):
+    """One snapshot of the source: a content-addressed, immutable version of the data."""
+
     id: str = Field(description="Short version id: the first 12 hex digits of the digest.")
     digest: str = Field(description="sha256 of the canonical Parquet snapshot: the version's identity.")
     rows: int = Field(description="Row count.")
@@ -149,38 +152,56 @@ class DatasetVersion(ApiModel):
 
 
 class ValidationFailure(ApiModel):
+    """One check a snapshot failed."""
+
     check: str = Field(description="Which check failed, e.g. type, range, domain, nulls, minRows, uniqueIds, label.")
     column: str | None = Field(None, description="Column concerned, if any.")
     count: int = Field(0, description="Rows that failed.")
-    examples: list[str] = Field(default_factory=list, description="A few offending values.")
+    examples: list[str] = Field(default_factory=list, description="A few offending values.",
+                                json_schema_extra=each("An offending value, as text."))
     message: str = Field(description="What is wrong.")
 
 
 class ValidationReport(ApiModel):
+    """The outcome of validating one snapshot against the schema and the validation rules."""
+
     digest: str = Field(description="Version the report is about.")
-    passed: bool
-    failures: list[ValidationFailure] = Field(default_factory=list)
+    passed: bool = Field(description="Whether every check passed (the version is valid).")
+    failures: list[ValidationFailure] = Field(default_factory=list, description="The checks that failed.")
 
 
 class ProfileSummary(ApiModel):
-    rows: int
-    columns: int
-    label_distribution: dict[str, int] | None = Field(None, description="Rows per label value (classification).")
-    null_counts: dict[str, int] | None = Field(None, description="Missing values per column that has any.")
+    """Row and column counts, label balance and missing values of a version (the full profile is in
+    the artifact store)."""
+
+    rows: int = Field(description="Row count.")
+    columns: int = Field(description="Column count.")
+    label_distribution: dict[str, int] | None = Field(None, description="Rows per label value (classification).",
+                                                      json_schema_extra=each("Rows with this label value."))
+    null_counts: dict[str, int] | None = Field(None, description="Missing values per column that has any.",
+                                               json_schema_extra=each("Missing values in this column."))
 
 
 class DatasetStatus(ApiModel):
-    observed_generation: int | None = None
+    """Observed state of a Dataset, written by the operator: its versions, schema, profile and
+    validation."""
+
+    observed_generation: int | None = Field(None, description="The metadata.generation of the spec this status "
+                                                              "describes.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Validated, Progressing.")
-    phase: Literal["Pending", "Snapshotting", "Ready", "Failed"] | None = None
+    phase: Literal["Pending", "Snapshotting", "Ready", "Failed"] | None = Field(
+        None, description="Pending: nothing snapshotted yet; Snapshotting: a snapshot Job runs and there is no valid "
+                          "version yet; Ready: a valid version is available; Failed: the last snapshot failed or did "
+                          "not pass validation, and there is no valid version.")
     latest: DatasetVersion | None = Field(None, description="The newest snapshot, valid or not.")
     latest_valid: DatasetVersion | None = Field(None, description="The newest valid snapshot: what training uses.")
-    versions: list[DatasetVersion] = Field(default_factory=list, description="Bounded history, newest first.")
+    versions: list[DatasetVersion] = Field(default_factory=list, description="Bounded history, newest first "
+                                                                             "(spec.versionHistoryLimit).")
     schema_: DataSchema | None = Field(None, alias="schema", description="The schema in force (declared, or inferred "
                                                                          "on the first snapshot and frozen).")
     profile: ProfileSummary | None = Field(None, description="Summary of the latest valid version's profile.")
     validation: ValidationReport | None = Field(None, description="Report of the latest snapshot's validation.")
     active_job: str | None = Field(None, description="Snapshot Job in progress.")
-    last_snapshot_time: str | None = None
+    last_snapshot_time: str | None = Field(None, description="When the last snapshot finished (RFC 3339).")
     last_snapshot_trigger: str | None = Field(None, description="Trigger (generation, mlops.dev/refresh annotation, "
                                                                 "refresh period) of the last finished snapshot.")

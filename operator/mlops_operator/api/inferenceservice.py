@@ -6,16 +6,20 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import NAME_PATTERN, ApiModel, Condition, PodOptions, cel, validations
+from .base import NAME_PATTERN, ApiModel, Condition, PodOptions, cel, each, validations
 
 
 class ServerOptions(ApiModel):
+    """Settings of the inference server in each serving pod."""
+
     threads: int = Field(1, ge=1, le=64, description="ONNX Runtime intra-op threads per replica.")
     max_batch_size: int = Field(1024, ge=1, le=100000, description="Most rows in one request.")
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest request body (bigger: HTTP 413).")
 
 
 class MonitoringOptions(ApiModel):
+    """The input statistics each serving pod keeps for DriftMonitors."""
+
     reservoir_size: int = Field(1000, ge=0, le=100000, description="Raw rows kept per window for drift tests.")
     window_seconds: int = Field(300, ge=10, description="Length of a statistics window.")
 
@@ -26,16 +30,20 @@ class CanaryOptions(ApiModel):
 
     steps: list[int] = Field(default_factory=lambda: [25, 50], min_length=1, max_length=10,
                              description="Traffic shares in percent (approximated by the replica share).",
-                             json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 99}})
+                             json_schema_extra={"items": {"type": "integer", "minimum": 1, "maximum": 99},
+                                                **each("Canary share of traffic at this step, in percent.")})
     pause_seconds: int = Field(30, ge=1, le=86400, description="Observation time per step.")
     max_error_rate: float = Field(0.01, ge=0.0, le=1.0, description="Most share of failed (non-2xx) canary requests "
                                                                    "above the stable version's rate.")
-    max_latency_p99_ms: float | None = Field(None, gt=0, description="Highest p99 latency of the canary.")
+    max_latency_p99_ms: float | None = Field(None, gt=0, description="Highest p99 latency of the canary, in "
+                                                                          "milliseconds; default: no limit.")
     min_requests: int = Field(20, ge=0, description="Requests the canary must answer per step before a verdict.")
     ready_timeout_seconds: int = Field(120, ge=10, description="Rolled back when not ready within this time.")
 
 
 class RolloutOptions(ApiModel):
+    """How a new model version replaces the one being served."""
+
     model_config = ApiModel.model_config | {"json_schema_extra": validations(
         cel("self.strategy != 'canary' || has(self.canary)", "rollout.canary is required for strategy canary"),
     )}
@@ -54,11 +62,14 @@ class Autoscaling(ApiModel):
         cel("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas"),
     )}
 
-    min_replicas: int = Field(1, ge=1)
-    max_replicas: int = Field(ge=1, le=1000)
+    min_replicas: int = Field(1, ge=1, description="Fewest serving pods.")
+    max_replicas: int = Field(ge=1, le=1000, description="Most serving pods.")
     metrics: list[dict] | None = Field(None, description="autoscaling/v2 MetricSpec list; default: 70% CPU.",
                                        json_schema_extra={"items": {"type": "object",
-                                                                    "x-kubernetes-preserve-unknown-fields": True}})
+                                                                    "x-kubernetes-preserve-unknown-fields": True},
+                                                          **each("An autoscaling/v2 MetricSpec, e.g. {type: Resource, "
+                                                                 "resource: {name: cpu, target: {type: Utilization, "
+                                                                 "averageUtilization: 70}}}.")})
     behavior: dict | None = Field(None, description="autoscaling/v2 HorizontalPodAutoscalerBehavior.",
                                   json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
 
@@ -83,17 +94,22 @@ class InferenceServiceSpec(ApiModel):
 
 
 class InferenceServiceStatus(ApiModel):
-    observed_generation: int | None = None
+    """Observed state of an InferenceService, written by the operator: the version served, its
+    endpoint, replicas and rollouts."""
+
+    observed_generation: int | None = Field(None, description="The metadata.generation of the spec this status "
+                                                              "describes.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded.")
     url: str | None = Field(None, description="In-cluster URL of the V2 endpoint.")
     model_version: str | None = Field(None, description="ModelVersion being served.")
-    previous_model_version: str | None = None
-    ready_replicas: int = 0
-    replicas: int = 0
-    last_rollout_time: str | None = None
+    previous_model_version: str | None = Field(None, description="ModelVersion served before the last rollout.")
+    ready_replicas: int = Field(0, description="Serving pods that are ready.")
+    replicas: int = Field(0, description="Serving pods wanted (spec.replicas).")
+    last_rollout_time: str | None = Field(None, description="When the last rollout to a new version finished "
+                                                            "(RFC 3339).")
     failed_model_version: str | None = Field(None, description="A version that failed to roll out (not retried "
                                                                "until the alias or pin changes).")
-    failure_message: str | None = None
+    failure_message: str | None = Field(None, description="Why failedModelVersion failed to roll out.")
     canary: dict | None = Field(None, description="The canary in progress: version, step, replicas, last verdict.",
                                 json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
     last_canary: dict | None = Field(None, description="How the last canary ended (promoted or rolledBack, why).",

@@ -4,14 +4,23 @@ The API server accepts only structural schemas: every node typed, no `$ref`, no 
 types, no `null` type, `additionalProperties` only for maps. Pydantic emits `$defs` + `$ref`,
 `anyOf: [X, {type: null}]` for optionals and `const`/`enum` for literals; this module inlines
 and rewrites them and keeps the Kubernetes extensions (`x-kubernetes-*`) the models declare.
+
+Descriptions are what `kubectl explain` shows. They come from the models: a field's
+`Field(description=...)`, else the docstring of the model the field holds (a field's own
+description wins); the elements of a list or map field from `base.each(...)` (pydantic
+describes the field, never its elements); and, for specs, a "Defaults to ..." sentence from
+the field's default when its description does not already explain the default.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from pydantic import BaseModel
+
+from .base import ITEM_DESCRIPTION
 
 _KEEP = {
     "type", "description", "properties", "required", "items", "enum", "format", "pattern",
@@ -48,7 +57,7 @@ def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
         options = [o for o in node.pop(key) if o.get("type") != "null"]
         if len(options) == 1:
             outer = {k: v for k, v in node.items()
-                     if k in ("description", "default") or k.startswith("x-kubernetes-")}
+                     if k in ("description", "default", ITEM_DESCRIPTION) or k.startswith("x-kubernetes-")}
             node = {**options[0], **outer}
             continue
         types = {o.get("type") for o in options}
@@ -69,12 +78,15 @@ def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
         node["enum"] = [node.pop("const")]
     if "enum" in node and "type" not in node:
         node["type"] = "string" if all(isinstance(v, str) for v in node["enum"]) else "integer"
+    item_description = node.pop(ITEM_DESCRIPTION, None)
     out: dict[str, Any] = {}
     for k, v in node.items():
         if k in _KEEP or k.startswith("x-kubernetes-"):
             out[k] = v
     if out.get("default") is None:
         out.pop("default", None)
+    if "description" in out:
+        out["description"] = _unwrap(out["description"])
     t = out.get("type")
     if t == "object":
         props = out.get("properties")
@@ -84,12 +96,12 @@ def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
         else:
             ap = out.get("additionalProperties")
             if isinstance(ap, dict) and ap:
-                out["additionalProperties"] = _structural(ap, f"{path}[*]")
+                out["additionalProperties"] = _structural(_describe(ap, item_description), f"{path}[*]")
             else:
                 out.pop("additionalProperties", None)
                 out["x-kubernetes-preserve-unknown-fields"] = True
     elif t == "array":
-        out["items"] = _structural(out.get("items") or {}, f"{path}[]")
+        out["items"] = _structural(_describe(out.get("items") or {}, item_description), f"{path}[]")
     elif t is None and not (out.get("x-kubernetes-int-or-string") or out.get("x-kubernetes-preserve-unknown-fields")):
         # Any: an arbitrary JSON value
         out["x-kubernetes-preserve-unknown-fields"] = True
@@ -98,8 +110,39 @@ def _structural(node: dict[str, Any], path: str) -> dict[str, Any]:
     return out
 
 
-def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """Structural OpenAPI v3 schema of `model` (by alias, i.e. camelCase)."""
+def _unwrap(text: str) -> str:
+    """A docstring's paragraphs as single lines (`kubectl explain` wraps text itself)."""
+    return "\n\n".join(" ".join(line.strip() for line in para.splitlines())
+                       for para in text.strip().split("\n\n"))
+
+
+def _describe(node: dict[str, Any], description: str | None) -> dict[str, Any]:
+    """`node` with the description given for the elements of its list or map (it wins over the
+    element model's docstring, as a field's description does)."""
+    return {**node, "description": description} if description else node
+
+
+def _document_defaults(node: dict[str, Any]) -> None:
+    """Append "Defaults to X." to the description of every field with a scalar default that its
+    description does not already explain (`kubectl explain` does not show defaults)."""
+    for prop in (node.get("properties") or {}).values():
+        default, text = prop.get("default"), prop.get("description", "").strip()
+        if isinstance(default, (str, int, float, bool)) and default != "" and "default" not in text.lower():
+            sentence = f"Defaults to {json.dumps(default)}."
+            prop["description"] = f"{text} {sentence}" if text.endswith(".") else \
+                (f"{text}. {sentence}" if text else sentence)
+        _document_defaults(prop)
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            _document_defaults(node[key])
+
+
+def openapi_schema(model: type[BaseModel], document_defaults: bool = False) -> dict[str, Any]:
+    """Structural OpenAPI v3 schema of `model` (by alias, i.e. camelCase); `document_defaults`
+    adds each default to its field's description (for specs, where the API server applies them)."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.pop("$defs", {})
-    return _structural(_resolve(raw, defs), model.__name__)
+    out = _structural(_resolve(raw, defs), model.__name__)
+    if document_defaults:
+        _document_defaults(out)
+    return out

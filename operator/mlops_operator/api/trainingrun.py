@@ -6,7 +6,7 @@ from typing import Any, Literal, Union
 
 from pydantic import Field
 
-from .base import NAME_PATTERN, SHA256_PATTERN, ApiModel, Condition, PodOptions, cel, validations
+from .base import NAME_PATTERN, SHA256_PATTERN, ApiModel, Condition, PodOptions, cel, each, validations
 from .estimator_params import PARAMS
 
 #: (a CEL rule for parameter names exceeds the API server's cost budget and cannot type the
@@ -29,6 +29,8 @@ Scalar = Union[int, float, str, bool]
 
 
 class DatasetRef(ApiModel):
+    """The Dataset, and optionally the version of it, to train on."""
+
     name: str = Field(pattern=NAME_PATTERN, max_length=253, description="Dataset in the same namespace.")
     digest: str | None = Field(None, pattern=SHA256_PATTERN,
                                description="Pin a version by digest; default: the latest valid version.")
@@ -52,6 +54,8 @@ class Split(ApiModel):
 
 
 class Range(ApiModel):
+    """A closed interval [low, high]."""
+
     model_config = ApiModel.model_config | {"json_schema_extra": validations(
         cel("self.low < self.high", "low must be below high"),
     )}
@@ -69,7 +73,8 @@ class ParamSpace(ApiModel):
         **validations(cel("!has(self.loguniform) || self.loguniform.low > 0.0", "loguniform needs low > 0")),
     }}
 
-    choice: list[Scalar] | None = Field(None, min_length=1, max_length=100, description="A list of values.")
+    choice: list[Scalar] | None = Field(None, min_length=1, max_length=100, description="A list of values.",
+                                        json_schema_extra=each("A value: a number, string or boolean."))
     uniform: Range | None = Field(None, description="A float drawn uniformly from [low, high].")
     loguniform: Range | None = Field(None, description="A float drawn log-uniformly from [low, high] (low > 0).")
     int: Range | None = Field(None, description="An integer drawn uniformly from [low, high].")
@@ -87,7 +92,9 @@ class Tuning(ApiModel):
     )}
 
     strategy: Literal["none", "grid", "random"] = Field("none", description="none, grid, or random search.")
-    space: dict[str, ParamSpace] | None = Field(None, max_length=50, description="Parameter name -> its values.")
+    space: dict[str, ParamSpace] | None = Field(None, max_length=50, description="Parameter name -> its values.",
+                                                json_schema_extra=each("The values the named hyperparameter (a "
+                                                                       "parameter of the estimator) may take."))
     max_trials: int = Field(20, ge=1, le=1000, description="Most trials to run (random search; caps grid search).")
     cv_folds: int = Field(3, ge=2, le=20, description="Cross-validation folds per trial.")
     parallelism: int = Field(1, ge=1, le=64, description="Trials run in parallel inside the Job.")
@@ -97,9 +104,13 @@ class Tuning(ApiModel):
 
 
 class Estimator(ApiModel):
+    """The scikit-learn estimator to train, and its fixed hyperparameters."""
+
     type: EstimatorType = Field(description="Estimator from the allowlist (scikit-learn class name).")
     params: dict[str, Scalar] | None = Field(None, max_length=100,
-                                             description="Fixed hyperparameters (checked against the estimator).")
+                                             description="Fixed hyperparameters (checked against the estimator).",
+                                             json_schema_extra=each("Value of the named parameter of the estimator "
+                                                                    "(scikit-learn's spelling, e.g. max_depth)."))
 
 
 class Promotion(ApiModel):
@@ -116,15 +127,21 @@ class Promotion(ApiModel):
 
 class TrainingRunSpec(ApiModel):
     """Desired training: data, estimator, tuning, evaluation, registration. Immutable once
-    created (the CRD's `spec_rules`): a run is a record of what was trained."""
+    created: a run is a record of what was trained; to train again, create a new TrainingRun."""
+
+    # immutability is the CEL rule in crd.py's Kind.spec_rules: on the TrainingRun's own spec
+    # only, not where this model is embedded (a DriftMonitor's retrain.template stays editable)
 
     model_name: str = Field(pattern=NAME_PATTERN, max_length=50,
                             description="Model this run registers a version of (ModelVersion <model>-v<N>).")
     dataset: DatasetRef = Field(description="Training data.")
-    task: Literal["auto", "classification", "regression"] = Field("auto", description="auto infers from the label.")
+    task: Literal["auto", "classification", "regression"] = Field(
+        "auto", description="classification, regression, or auto: inferred from the label.")
     target: str | None = Field(None, description="Label column; default: the dataset's label column.")
-    features: list[str] | None = Field(None, description="Columns to use; default: every feature column.")
-    exclude_features: list[str] | None = Field(None, description="Columns not to use.")
+    features: list[str] | None = Field(None, description="Columns to use; default: every feature column.",
+                                       json_schema_extra=each("A column name."))
+    exclude_features: list[str] | None = Field(None, description="Columns not to use.",
+                                               json_schema_extra=each("A column name."))
     split: Split = Field(default_factory=Split)
     estimator: Estimator
     tuning: Tuning = Field(default_factory=Tuning)
@@ -133,56 +150,86 @@ class TrainingRunSpec(ApiModel):
     parity_tolerance: float = Field(1e-5, gt=0.0, le=0.1, description="Largest |probability difference| allowed "
                                                                        "between scikit-learn and ONNX Runtime.")
     promotion: Promotion = Field(default_factory=Promotion)
-    active_deadline_seconds: int | None = Field(None, ge=1, description="Fail the Job after this long.")
+    active_deadline_seconds: int | None = Field(None, ge=1, description="Fail the training Job after this many "
+                                                                        "seconds; default: no limit.")
     backoff_limit: int = Field(0, ge=0, le=10, description="Retries of the training Job.")
     job: PodOptions | None = Field(None, description="Resources and scheduling of the training Job.")
 
 
 class Trial(ApiModel):
-    number: int
-    params: dict[str, Scalar]
-    score: float | None = None
-    std: float | None = None
-    seconds: float | None = None
-    state: Literal["complete", "failed", "pruned"] = "complete"
+    """One hyperparameter combination tried by the search, scored by cross-validation."""
+
+    number: int = Field(description="Position of the trial in the search, from 0.")
+    params: dict[str, Scalar] = Field(description="The hyperparameters tried.",
+                                      json_schema_extra=each("Value of the named parameter."))
+    score: float | None = Field(None, description="Mean cross-validated score of the run's metric (higher is "
+                                                  "better: error metrics such as rmse are negated).")
+    std: float | None = Field(None, description="Standard deviation of the score across the folds.")
+    seconds: float | None = Field(None, description="Wall-clock time of the trial, in seconds.")
+    state: Literal["complete", "failed", "pruned"] = Field("complete", description="complete: scored; failed: the "
+                                                                                   "estimator raised an error; pruned: "
+                                                                                   "not run, the search stopped early.")
 
 
 class PromotionResult(ApiModel):
-    decision: Literal["promoted", "kept", "skipped"]
-    alias: str
-    candidate_score: float | None = None
-    champion: str | None = None
-    champion_score: float | None = None
-    reason: str = ""
+    """What the promotion policy decided for the registered version, and why."""
+
+    decision: Literal["promoted", "kept", "skipped"] = Field(description="promoted: the version holds the alias now; "
+                                                                         "kept: the alias stays on the champion; "
+                                                                         "skipped: the policy is none.")
+    alias: str = Field(description="The alias the decision is about.")
+    candidate_score: float | None = Field(None, description="The new version's score on the test data, in the "
+                                                            "promotion metric.")
+    champion: str | None = Field(None, description="The ModelVersion that held the alias when the run finished.")
+    champion_score: float | None = Field(None, description="The champion's score on the same test data.")
+    reason: str = Field("", description="Why, in words.")
 
 
 class TrainingRunStatus(ApiModel):
-    observed_generation: int | None = None
+    """Observed state of a TrainingRun, written by the operator: its Job, trials, metrics and the
+    ModelVersion it registered."""
+
+    observed_generation: int | None = Field(None, description="The metadata.generation of the spec this status "
+                                                              "describes.")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Succeeded.")
-    phase: Literal["Pending", "Running", "Succeeded", "Failed"] | None = None
-    job_name: str | None = None
-    start_time: str | None = None
-    completion_time: str | None = None
-    duration_seconds: float | None = None
+    phase: Literal["Pending", "Running", "Succeeded", "Failed"] | None = Field(
+        None, description="Pending: waiting for a valid Dataset version; Running: the training Job runs; "
+                          "Succeeded: a ModelVersion is registered; Failed: see message.")
+    job_name: str | None = Field(None, description="The training Job.")
+    start_time: str | None = Field(None, description="When the training Job was started (RFC 3339).")
+    completion_time: str | None = Field(None, description="When the run succeeded or failed (RFC 3339).")
+    duration_seconds: float | None = Field(None, description="Seconds from start to completion.")
     dataset_digest: str | None = Field(None, description="Dataset version trained on.")
-    task: str | None = None
-    metric: str | None = None
+    task: str | None = Field(None, description="classification or regression (as given, or inferred from the "
+                                               "label).")
+    metric: str | None = Field(None, description="The metric optimised and reported first, e.g. roc_auc.")
     score: float | None = Field(None, description="The metric's value on the test split.")
     trials: list[Trial] = Field(default_factory=list, description="Every trial (bounded to 200).")
-    best_params: dict[str, Scalar] | None = None
-    metrics: dict[str, float] | None = Field(None, description="Test-set metrics of the final model.")
+    best_params: dict[str, Scalar] | None = Field(None, description="Hyperparameters of the best trial, used for "
+                                                                    "the final model.",
+                                                  json_schema_extra=each("Value of the named parameter."))
+    metrics: dict[str, float] | None = Field(None, description="Test-set metrics of the final model.",
+                                             json_schema_extra=each("Value of the named metric."))
     model_version: str | None = Field(None, description="ModelVersion registered by this run.")
-    artifact_digest: str | None = None
-    promotion: PromotionResult | None = None
+    artifact_digest: str | None = Field(None, description="sha256 of the exported model.onnx.")
+    promotion: PromotionResult | None = Field(None, description="The promotion decision (spec.promotion).")
     message: str | None = Field(None, description="Why the run failed, with the log tail.")
     trial_count: int | None = Field(None, description="Trials run (the trials list keeps the best when cut).")
-    trials_truncated: bool | None = None
-    stopped_early: bool | None = None
-    split: dict[str, Union[int, str]] | None = Field(None, description="How rows were split, and the row counts.")
+    trials_truncated: bool | None = Field(None, description="Whether the trials list was cut to the best trials "
+                                                            "(the Job's log has them all).")
+    stopped_early: bool | None = Field(None, description="Whether the search stopped early (spec.tuning."
+                                                         "earlyStopRounds).")
+    split: dict[str, Union[int, str]] | None = Field(None, description="How rows were split, and the row counts.",
+                                                     json_schema_extra=each("how: random or by time, in words; "
+                                                                            "train, validation, test: row counts."))
     evaluation: dict[str, Any] | None = Field(None, description="Confusion matrix and per-class metrics.",
                                               json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
-    parity: dict[str, float] | None = Field(None, description="ONNX vs scikit-learn on the test split.")
-    trainer_version: str | None = None
+    parity: dict[str, float] | None = Field(None, description="ONNX vs scikit-learn on the test split.",
+                                            json_schema_extra=each("rows: rows compared; maxAbsDiff: largest "
+                                                                   "absolute difference of a prediction or "
+                                                                   "probability; labelMismatches: rows whose "
+                                                                   "predicted label differs."))
+    trainer_version: str | None = Field(None, description="Version of the trainer that ran the Job.")
 
 
 def unknown_params(spec: dict) -> list[str]:
