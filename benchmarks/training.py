@@ -222,9 +222,10 @@ def copy_dataset_version(k: Kube, ds_status: dict[str, Any], local_store: Path) 
 
 def spec_doc(k: Kube, run: str) -> dict[str, Any]:
     """The trainer's spec document exactly as the operator wrote it for the Job."""
-    from mlops_operator.resources.training_job import job_name
+    from mlops_operator.resources.names import child_name
 
-    cm = k.core.read_namespaced_config_map(job_name(run) + "-spec", NS)
+    obj = k.custom.get_namespaced_custom_object("mlops.dev", "v1alpha1", NS, "trainingruns", run)
+    cm = k.core.read_namespaced_config_map(child_name(obj, "train-spec"), NS)
     return json.loads(cm.data["spec.json"])
 
 

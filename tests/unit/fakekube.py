@@ -104,6 +104,7 @@ class FakeKube:
     async def create_or_adopt(self, obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         key = (obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"])
         if key in self.objects:
+            kube.check_adoptable(obj, self.objects[key])  # the real rule: same owner uid only
             return copy.deepcopy(self.objects[key]), False
         self.calls.append(("create", key))
         self.objects[key] = copy.deepcopy(obj)
@@ -125,6 +126,8 @@ class FakeKube:
     async def ensure_deployment(self, obj: dict[str, Any], spec_hash: str) -> dict[str, Any]:
         key = ("Deployment", obj["metadata"]["namespace"], obj["metadata"]["name"])
         cur = self.objects.get(key)
+        if cur is not None:
+            kube.check_adoptable(obj, cur)
         if cur is None or cur["metadata"].get("annotations", {}).get("mlops.dev/spec-hash") != spec_hash:
             self.calls.append(("ensure_deployment", key))
             obj = copy.deepcopy(obj)

@@ -106,6 +106,14 @@ KINDS: tuple[Kind, ...] = (
 )
 
 
+#: The object's name is a label value on everything made for it (`mlops.dev/dataset=<name>`) and
+#: part of its children's names: at most 63 characters, a DNS label (no dots).
+NAME_RULE = cel("self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+                "metadata.name must be a DNS label: at most 63 lowercase letters, digits and '-', starting and "
+                "ending with a letter or digit (it is used as a label value and in the names of its Jobs and "
+                "Deployments)", reason="FieldValueInvalid")
+
+
 def kind(name: str) -> Kind:
     return next(k for k in KINDS if k.kind == name or k.plural == name)
 
@@ -131,6 +139,7 @@ def crd(k: Kind) -> dict[str, Any]:
                 "schema": {"openAPIV3Schema": {
                     "type": "object", "description": k.description,
                     "required": ["spec"],
+                    "x-kubernetes-validations": [NAME_RULE],
                     "properties": {
                         "apiVersion": {"type": "string", "description": API_VERSION_DESCRIPTION},
                         "kind": {"type": "string", "description": KIND_DESCRIPTION},

@@ -25,6 +25,7 @@ from ..data.versions import record_snapshot
 from ..resources.snapshot_job import GENERATION_ANNOTATION, job_name, snapshot_job
 from ..resources.store import store_claim
 from . import kube
+from .conflicts import name_taken
 from .metrics import measured
 from ..settings import Settings
 
@@ -39,7 +40,8 @@ def trigger_of(ds: dict[str, Any], now: float | None = None) -> str:
     token = (meta.get("annotations") or {}).get(REFRESH_ANNOTATION, "")
     interval = parse_duration(spec.refresh_interval)
     bucket = int((now or time.time()) // interval) if interval else 0
-    return hashlib.sha256(f"{meta.get('generation')}/{token}/{bucket}".encode()).hexdigest()[:8]
+    # the uid too: a Dataset deleted and re-applied under the same name starts over
+    return hashlib.sha256(f"{meta.get('uid')}/{meta.get('generation')}/{token}/{bucket}".encode()).hexdigest()[:8]
 
 
 def _event(ds: dict[str, Any], etype: str, reason: str, message: str) -> None:
@@ -86,9 +88,14 @@ async def reconcile(namespace: str, name: str, settings: Settings) -> None:
         with measured("Dataset"):
             # twice at most: a snapshot that finishes is recorded, then a spec changed while it
             # ran (or a refresh asked for meanwhile) starts the next one at once
-            for _ in range(2):
-                if not await _step(namespace, name, settings):
-                    return
+            try:
+                for _ in range(2):
+                    if not await _step(namespace, name, settings):
+                        return
+            except kube.NameTaken as e:
+                ds = await kube.get_custom(PLURAL, namespace, name)
+                if ds is not None:
+                    await name_taken(PLURAL, ds, e)
 
 
 async def _step(namespace: str, name: str, settings: Settings) -> bool:

@@ -25,11 +25,14 @@ from ..api.conditions import epoch, now, observe, set_condition
 from ..api.durations import parse_duration
 from ..drift.engine import evaluate, references_from_profile
 from ..api.driftmonitor import DriftMonitorSpec
+from ..monitoring import retrain as rt
 from ..monitoring.decisions import WindowVerdict, judge_window, retrain_gate
 from ..monitoring.windows import Window, accumulate
 from ..resources.common import labels, owner_reference
+from ..resources.names import child_name
 from ..resources.serving import PORT
 from . import kube
+from .dataset import trigger_of
 from .metrics import measured
 from ..settings import Settings
 
@@ -55,14 +58,20 @@ def _event(obj: dict[str, Any], etype: str, reason: str, message: str) -> None:
 
 # ------------------------------------------------------------------------------ state ConfigMap
 
-def _state_name(dm: str) -> str:
-    return f"{dm[:50]}-state"
+def _state_name(dm: dict[str, Any]) -> str:
+    return child_name(dm, "state")
 
 
-async def _load_state(ns: str, name: str) -> dict[str, Any]:
+async def _load_state(dm: dict[str, Any]) -> dict[str, Any]:
+    """The window being filled and the previous scrape; {} when there is none, or when the
+    ConfigMap of that name belongs to another monitor (one deleted and re-applied)."""
     core = client.CoreV1Api(kube._api())
     try:
-        cm = await kube.call(core.read_namespaced_config_map, _state_name(name), ns)
+        cm = kube._api().sanitize_for_serialization(
+            await kube.call(core.read_namespaced_config_map, _state_name(dm), dm["metadata"]["namespace"]))
+        if not any(r.get("uid") == dm["metadata"]["uid"] for r in cm["metadata"].get("ownerReferences") or []):
+            return {}
+        return json.loads((cm.get("data") or {}).get("state.json") or "{}")
         return json.loads((cm.data or {}).get("state.json") or "{}")
     except ApiException as e:
         if e.status == 404:
@@ -73,7 +82,7 @@ async def _load_state(ns: str, name: str) -> dict[str, Any]:
 async def _save_state(dm: dict[str, Any], state: dict[str, Any]) -> None:
     meta = dm["metadata"]
     body = {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": _state_name(meta["name"]), "namespace": meta["namespace"],
+            "metadata": {"name": _state_name(dm), "namespace": meta["namespace"],
                          "labels": labels("drift-monitor", "monitor-state", meta["name"]),
                          "ownerReferences": [owner_reference(dm)]},
             "data": {"state.json": json.dumps(state, separators=(",", ":"))}}
@@ -153,7 +162,7 @@ async def tick(dm: dict[str, Any], settings: Settings) -> None:
     mv = await kube.get_custom("modelversions", ns, serving)
     model, version = isvc["spec"]["model"], (mv or {}).get("spec", {}).get("version")
     pods = await _ready_pods(ns, spec.inference_service)
-    state = await _load_state(ns, name)
+    state = await _load_state(dm)
     notes: list[str] = []
     reference = spec.reference.to_api()
     ref_key = json.dumps(reference, sort_keys=True)
@@ -257,35 +266,44 @@ async def _maybe_retrain(dm: dict[str, Any], st: dict[str, Any], patch: dict[str
         return
     if retrain.template is None:  # enabled without a template is refused at apply time (CEL)
         return
-    why = verdict.condition[2]
     n = int(st.get("retrainCount") or 0) + 1
     ds_name = retrain.template.dataset.name
     ds = await kube.get_custom("datasets", dm["metadata"]["namespace"], ds_name)
-    prior = ((ds or {}).get("status") or {}).get("lastSnapshotTrigger")
-    step = {"number": n, "reason": why[:500], "startedAt": now(), "dataset": ds_name}
-    if retrain.refresh_dataset and ds is not None:
-        await kube.patch_custom("datasets", dm["metadata"]["namespace"], ds_name,
-                                {"metadata": {"annotations": {"mlops.dev/refresh": f"{dm['metadata']['name']}-{n}"}}})
-        step.update(phase="Refreshing", priorTrigger=prior)
-        _event(dm, "Normal", "RefreshingDataset", f"retraining #{n}: refreshing Dataset {ds_name} first ({why[:200]})")
-    else:
-        step.update(phase="Training")
+    step = rt.new_step(dm, n, verdict.condition[2], ds_name, retrain.refresh_dataset and ds is not None, time.time())
+    # written with the window's status first; _follow_retrain then asks the Dataset for the
+    # refresh, so an operator stopped in between leaves a step that resumes, never a wedge
     patch.update(retrain=step, retrainCount=n, lastRetrainTime=now())
 
 
 async def _follow_retrain(dm: dict[str, Any], st: dict[str, Any]) -> None:
-    """Drive a retraining in progress: refresh done -> create the run; run done -> report."""
+    """Drive a retraining in progress (monitoring.retrain): ask for the refresh, see it done,
+    create the run, report how it ended."""
     meta, spec = dm["metadata"], dm["spec"]
     ns, name = meta["namespace"], meta["name"]
     r = dict(st.get("retrain") or {})
     if r.get("phase") == "Refreshing":
         ds = await kube.get_custom("datasets", ns, r["dataset"])
-        dst = (ds or {}).get("status") or {}
-        if ds is not None and (dst.get("activeJob") or dst.get("lastSnapshotTrigger") == r.get("priorTrigger")):
-            return  # the snapshot has not finished yet
+        if ds is not None and not r.get("refreshRequested"):
+            await kube.patch_custom("datasets", ns, r["dataset"], {"metadata": {"annotations": {
+                rt.REFRESH_ANNOTATION: rt.refresh_value(dm, r)}}})
+            r["refreshRequested"] = True
+            await kube.patch_status(PLURAL, ns, name, {"retrain": r})
+            _event(dm, "Normal", "RefreshingDataset",
+                   f"retraining #{r['number']}: refreshing Dataset {r['dataset']} first ({r.get('reason', '')[:200]})")
+            return
+        caught_up = ds is not None and (ds.get("status") or {}).get("lastSnapshotTrigger") == trigger_of(ds)
+        progress, why = rt.refresh_progress(r, ds, caught_up, time.time())
+        if progress == "waiting":
+            return
+        if progress == "failed":
+            text = f"retraining #{r['number']} failed: {why}; the serving model stays"
+            _event(dm, "Warning", "RetrainingFailed", text)
+            r.update(phase="Failed", finishedAt=now(), result=text[:1000])
+            await kube.patch_status(PLURAL, ns, name, {"retrain": r, "message": text})
+            return
         r["phase"] = "Training"
     if r.get("phase") == "Training" and not r.get("trainingRun"):
-        run_name = f"{name[:40]}-retrain-{r['number']}"
+        run_name = rt.run_name(dm, r)
         template = json.loads(json.dumps(spec["retrain"]["template"]))
         ds = await kube.get_custom("datasets", ns, template["dataset"]["name"])
         latest = (((ds or {}).get("status") or {}).get("latestValid") or {}).get("digest")
@@ -294,7 +312,8 @@ async def _follow_retrain(dm: dict[str, Any], st: dict[str, Any]) -> None:
         body = {"apiVersion": API_VERSION, "kind": "TrainingRun",
                 "metadata": {"name": run_name, "namespace": ns,
                              "labels": labels("retraining", "training-run", name, {"mlops.dev/drift-monitor": name}),
-                             "annotations": {"mlops.dev/retrain-reason": r.get("reason", "")[:1000]}},
+                             "annotations": {"mlops.dev/retrain-reason": r.get("reason", "")[:1000],
+                                             rt.TOKEN_ANNOTATION: r.get("token", "")}},
                 "spec": template}
         try:
             await kube.create_custom("trainingruns", ns, body)
@@ -303,6 +322,14 @@ async def _follow_retrain(dm: dict[str, Any], st: dict[str, Any]) -> None:
         except Exception as e:
             if not kube.is_conflict(e):
                 raise
+            existing = await kube.get_custom("trainingruns", ns, run_name)
+            if existing is not None and not rt.is_ours(existing, r):
+                text = (f"retraining #{r['number']} failed: TrainingRun {run_name} exists and is not this "
+                        "retraining's; it is not adopted")
+                _event(dm, "Warning", "RetrainingFailed", text)
+                r.update(phase="Failed", finishedAt=now(), result=text[:1000])
+                await kube.patch_status(PLURAL, ns, name, {"retrain": r, "message": text})
+                return
         r["trainingRun"] = run_name
         await kube.patch_status(PLURAL, ns, name, {"retrain": r, "lastTrainingRun": run_name})
         return

@@ -28,6 +28,7 @@ from ..resources.serving import (PORT, autoscaler, canary_deployment, canary_nam
 from ..rollout import canary as canary_rules
 from ..resources.store import store_claim
 from . import kube
+from .conflicts import name_taken
 from .metrics import measured
 from ..settings import Settings
 
@@ -85,7 +86,10 @@ async def reconcile(namespace: str, name: str, settings: Settings) -> None:
             isvc = await kube.get_custom(PLURAL, namespace, name)
             if isvc is None or isvc["metadata"].get("deletionTimestamp"):
                 return
-            await _reconcile(isvc, settings)
+            try:
+                await _reconcile(isvc, settings)
+            except kube.NameTaken as e:
+                await name_taken(PLURAL, isvc, e)
 
 
 async def _write(isvc: dict[str, Any], patch: dict[str, Any], conds: list[dict[str, Any]] | None, *,
@@ -137,7 +141,7 @@ async def _reconcile(isvc: dict[str, Any], settings: Settings) -> None:
             await _canary(isvc, st, stable, target, settings)
             return
     if st.get("canary"):  # a canary left over (strategy changed, or the alias went back)
-        await kube.delete_deployment(ns, canary_name(name))
+        await kube.delete_deployment(ns, canary_name(isvc))
         await kube.patch_status(PLURAL, ns, name, {"canary": None})
     dep = await _ensure(isvc, target, settings)
     state, msg = rollout_state(dep)
@@ -269,7 +273,7 @@ async def _canary(isvc: dict[str, Any], st: dict[str, Any], stable: dict[str, An
         # every step passed: the stable track rolls to the new version, then the canary goes
         _event(isvc, "Normal", "CanaryPromoted", f"{version} passed every step ({step.message}); rolling it out")
         await _ensure(isvc, target, settings)
-        await kube.delete_deployment(ns, canary_name(name))
+        await kube.delete_deployment(ns, canary_name(isvc))
         await kube.patch_status(PLURAL, ns, name, {"canary": None, "lastCanary": {**c, "result": "promoted"}})
         _later(ns, name, settings, step.delay)
         return
@@ -284,7 +288,7 @@ async def _canary(isvc: dict[str, Any], st: dict[str, Any], stable: dict[str, An
 async def _rollback(isvc: dict[str, Any], st: dict[str, Any], c: dict[str, Any], why: str) -> None:
     meta = isvc["metadata"]
     ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
-    await kube.delete_deployment(ns, canary_name(name))
+    await kube.delete_deployment(ns, canary_name(isvc))
     text = f"canary {c['version']} rolled back: {why}; {st.get('modelVersion')} keeps serving"
     conds, _ = set_condition(st.get("conditions"), "Degraded", True, "CanaryRolledBack", text, gen)
     conds, _ = set_condition(conds, "Progressing", False, "CanaryRolledBack", text, gen)

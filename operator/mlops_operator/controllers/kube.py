@@ -45,8 +45,32 @@ def _create_fn(obj: dict[str, Any]):
     raise ValueError(f"create_or_adopt does not handle {kind}")
 
 
+class NameTaken(Exception):
+    """The name of a child is held by an object another owner controls (or one being deleted
+    after its owner went): it is not adopted. Retried; the condition and Event say which."""
+
+
+def _controller_uid(obj: dict[str, Any]) -> str | None:
+    return next((r.get("uid") for r in obj["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
+
+
+def check_adoptable(want: dict[str, Any], got: dict[str, Any]) -> None:
+    """Adopt an existing object only when the same owner (by uid) controls it: a parent deleted
+    and re-applied under the same name (as GitOps does) must not inherit its predecessor's Job."""
+    mine = _controller_uid(want)
+    if mine is None:
+        return  # shared objects with no owner (the namespace's store claim)
+    theirs = _controller_uid(got)
+    if theirs != mine:
+        kind, name = want["kind"], want["metadata"]["name"]
+        whose = f"owner uid {theirs}" if theirs else "no owner"
+        raise NameTaken(f"{kind} {name} exists with {whose}, not this object's ({mine}); it is not adopted"
+                        + (" (it is being deleted)" if got["metadata"].get("deletionTimestamp") else ""))
+
+
 async def create_or_adopt(obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """Create `obj`; if it exists already, return the existing one. (object, created)."""
+    """Create `obj`; if it exists already and the same owner controls it, return the existing
+    one. (object, created). Raises NameTaken for an object of another owner."""
     create, read, ns = _create_fn(obj)
     try:
         made = await call(create, ns, obj)
@@ -54,8 +78,9 @@ async def create_or_adopt(obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     except ApiException as e:
         if e.status != 409:
             raise
-    got = await call(read, obj["metadata"]["name"], ns)
-    return _api().sanitize_for_serialization(got), False
+    got = _api().sanitize_for_serialization(await call(read, obj["metadata"]["name"], ns))
+    check_adoptable(obj, got)
+    return got, False
 
 
 async def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ from ..api.conditions import now, observe, set_condition
 from ..registry import aliases as reg
 from ..resources.model_version import verify_job
 from . import kube
+from .conflicts import name_taken
 from .metrics import measured
 from ..settings import Settings
 from .trainingrun import model_locks
@@ -128,8 +129,11 @@ async def reconcile_verification(namespace: str, name: str, settings: Settings) 
     if mv is None or mv["metadata"].get("deletionTimestamp"):
         return
     async with model_locks[(namespace, mv["spec"]["model"])]:
-        while await _verify(namespace, name, settings):
-            pass
+        try:
+            while await _verify(namespace, name, settings):
+                pass
+        except kube.NameTaken as e:
+            await name_taken(PLURAL, mv, e)
 
 
 async def _verify(namespace: str, name: str, settings: Settings) -> bool:

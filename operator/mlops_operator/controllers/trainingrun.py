@@ -27,6 +27,7 @@ from ..resources.model_version import model_version
 from ..resources.store import store_claim
 from ..resources.training_job import job_name, spec_configmap, training_job
 from . import kube
+from .conflicts import name_taken
 from .metrics import TRAINING_RUNS, measured
 from ..settings import Settings
 
@@ -139,7 +140,10 @@ def _job_failure(job: dict[str, Any] | None, msg: str | None, tail: str) -> str:
 async def _register(run: dict[str, Any], summary: dict[str, Any]) -> str:
     """The run's ModelVersion: adopted if it exists, else the next free version number."""
     ns, spec = run["metadata"]["namespace"], run["spec"]
-    mine = await kube.list_custom(MV, ns, f"mlops.dev/training-run={run['metadata']['name']}")
+    # by uid: a run deleted and re-applied under the same name (GitOps) must not find, and
+    # promote, the version its predecessor registered
+    mine = await kube.list_custom(MV, ns, f"mlops.dev/training-run={run['metadata']['name']},"
+                                          f"mlops.dev/training-run-uid={run['metadata']['uid']}")
     if mine:
         return mine[0]["metadata"]["name"]
     async with model_locks[(ns, spec["modelName"])]:
@@ -257,6 +261,8 @@ async def reconcile(namespace: str, name: str, settings: Settings) -> None:
                     await _finish(run, status, job)
                     return
                 await _start(run, status, settings)
+            except kube.NameTaken as e:
+                await name_taken(PLURAL, run, e)
             except kopf.PermanentError as e:
                 conds, _ = set_condition(status.get("conditions"), "Ready", False, "InvalidInput", str(e), gen)
                 conds, _ = set_condition(conds, "Succeeded", False, "InvalidInput", str(e), gen)

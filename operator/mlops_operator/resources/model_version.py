@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..settings import Settings
+from .names import child_name
 from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference
 from .store import store_volume
 
@@ -24,7 +25,9 @@ def model_version(run: dict[str, Any], summary: dict[str, Any], version: int) ->
         "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelVersion",
         "metadata": {"name": version_name(model, version), "namespace": meta["namespace"],
                      "labels": labels("model-version", "model-version", model,
-                                      {"mlops.dev/model": model, "mlops.dev/training-run": meta["name"]})},
+                                      {"mlops.dev/model": model, "mlops.dev/training-run": meta["name"],
+                                       # a run re-applied under the same name is another run
+                                       "mlops.dev/training-run-uid": meta["uid"]})},
         "spec": {"model": model, "version": version,
                  "artifact": {"uri": summary["uri"], "digest": summary["digest"], "format": "onnx"},
                  "lineage": {k: v for k, v in lineage.items() if v is not None},
@@ -35,7 +38,7 @@ def model_version(run: dict[str, Any], summary: dict[str, Any], version: int) ->
 
 def verify_job(mv: dict[str, Any], trigger: str, s: Settings) -> dict[str, Any]:
     meta, spec = mv["metadata"], mv["spec"]
-    name = f"{meta['name'][:45]}-verify-{trigger}"
+    name = child_name(mv, f"verify-{trigger}")
     lab = labels("model-verify", "verifier", meta["name"], {"mlops.dev/model-version": meta["name"]})
     vol, mount = store_volume(s)
     mount = dict(mount, readOnly=True)

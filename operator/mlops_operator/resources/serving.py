@@ -6,6 +6,7 @@ from typing import Any
 
 from ..api.inferenceservice import InferenceServiceSpec
 from ..settings import Settings
+from .names import child_name
 from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, pod_options
 from .store import store_volume
 
@@ -14,8 +15,8 @@ PORT = 8080
 PROGRESS_DEADLINE = 120
 
 
-def deployment_name(isvc: str) -> str:
-    return f"{isvc[:50]}-predictor"
+def deployment_name(isvc: dict[str, Any]) -> str:
+    return child_name(isvc, "predictor")
 
 
 def selector(isvc: str) -> dict[str, str]:
@@ -59,7 +60,7 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
         container["resources"] = resources
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": deployment_name(name), "namespace": meta["namespace"], "labels": lab,
+        "metadata": {"name": deployment_name(isvc), "namespace": meta["namespace"], "labels": lab,
                      "ownerReferences": [owner_reference(isvc)]},
         "spec": {
             # with an autoscaler the HPA owns the count (None: keep the Deployment's current one)
@@ -100,7 +101,7 @@ def url(isvc: dict[str, Any], model: str) -> str:
 def canary_deployment(isvc: dict[str, Any], mv: dict[str, Any], replicas: int, s: Settings) -> dict[str, Any]:
     """The new version next to the stable one, behind the same Service (same selector label)."""
     d = deployment(isvc, mv, s)
-    d["metadata"]["name"] = canary_name(isvc["metadata"]["name"])
+    d["metadata"]["name"] = canary_name(isvc)
     d["metadata"]["labels"] = {**d["metadata"]["labels"], "mlops.dev/track": "canary"}
     d["spec"]["replicas"] = replicas
     d["spec"]["selector"] = {"matchLabels": {**selector(isvc["metadata"]["name"]), "mlops.dev/track": "canary"}}
@@ -108,8 +109,8 @@ def canary_deployment(isvc: dict[str, Any], mv: dict[str, Any], replicas: int, s
     return d
 
 
-def canary_name(isvc: str) -> str:
-    return f"{isvc[:50]}-canary"
+def canary_name(isvc: dict[str, Any]) -> str:
+    return child_name(isvc, "canary")
 
 
 def autoscaler(isvc: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +120,7 @@ def autoscaler(isvc: dict[str, Any]) -> dict[str, Any]:
     metrics = auto.metrics or [{"type": "Resource", "resource": {
         "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]
     spec: dict[str, Any] = {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                               "name": deployment_name(meta["name"])},
+                                               "name": deployment_name(isvc)},
                             "minReplicas": auto.min_replicas, "maxReplicas": auto.max_replicas,
                             "metrics": metrics}
     if auto.behavior:

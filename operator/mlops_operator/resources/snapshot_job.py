@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from ..settings import Settings
+from .names import child_name
 from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, pod_options
 from .store import store_volume
 
@@ -13,14 +14,14 @@ SOURCE_MOUNT = "/source"
 GENERATION_ANNOTATION = "mlops.dev/generation"
 
 
-def job_name(dataset: str, trigger: str) -> str:
-    return f"{dataset[:40]}-snap-{trigger}"
+def job_name(dataset: dict[str, Any], trigger: str) -> str:
+    return child_name(dataset, f"snap-{trigger}")
 
 
 def snapshot_job(dataset: dict[str, Any], trigger: str, frozen_schema: list[dict[str, Any]] | None,
                  s: Settings) -> dict[str, Any]:
     meta, spec = dataset["metadata"], dataset["spec"]
-    name = job_name(meta["name"], trigger)
+    name = job_name(dataset, trigger)
     doc = {"name": meta["name"], "spec": spec, "frozenSchema": frozen_schema}
     lab = labels("dataset-snapshot", "snapshot", meta["name"], {"mlops.dev/dataset": meta["name"],
                                                                  "mlops.dev/trigger": trigger})

@@ -6,21 +6,22 @@ import json
 from typing import Any
 
 from ..settings import Settings
+from .names import child_name
 from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, pod_options
 from .store import store_volume
 
 SPEC_MOUNT = "/etc/mlops/run"
 
 
-def job_name(run: str) -> str:
-    return f"{run[:50]}-train"
+def job_name(run: dict[str, Any]) -> str:
+    return child_name(run, "train")
 
 
 def spec_configmap(run: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
     meta = run["metadata"]
     return {
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": job_name(meta["name"]) + "-spec", "namespace": meta["namespace"],
+        "metadata": {"name": child_name(run, "train-spec"), "namespace": meta["namespace"],
                      "labels": labels("training", "training-spec", meta["name"],
                                       {"mlops.dev/training-run": meta["name"]}),
                      "ownerReferences": [owner_reference(run)]},
@@ -30,7 +31,7 @@ def spec_configmap(run: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
 
 def training_job(run: dict[str, Any], s: Settings) -> dict[str, Any]:
     meta, spec = run["metadata"], run["spec"]
-    name = job_name(meta["name"])
+    name = job_name(run)
     lab = labels("training", "trainer", meta["name"], {"mlops.dev/training-run": meta["name"],
                                                         "mlops.dev/model": spec["modelName"]})
     vol, mount = store_volume(s)
