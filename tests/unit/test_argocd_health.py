@@ -1,4 +1,5 @@
-"""Argo CD health of the five mlops.dev kinds: the Lua scripts in manifests/argocd/health/ run
+"""Argo CD health of the five mlops.dev kinds: the Lua scripts in
+manifests/argocd/resource_customizations/mlops.dev/<Kind>/health.lua run
 in a real Lua 5.1 interpreter (lupa; Argo CD runs them in gopher-lua, also Lua 5.1) the way Argo
 CD calls them: the resource is the global `obj`, the script returns {status, message}.
 
@@ -26,10 +27,9 @@ import lupa.lua51 as lupa  # noqa: E402  (dev extra: runs the Argo CD health scr
 
 REPO = Path(__file__).resolve().parents[2]
 ARGOCD = REPO / "manifests" / "argocd"
-HEALTH = ARGOCD / "health"
 GROUP = "mlops.dev"
-KINDS = {"Dataset": "dataset.lua", "TrainingRun": "trainingrun.lua", "ModelVersion": "modelversion.lua",
-         "InferenceService": "inferenceservice.lua", "DriftMonitor": "driftmonitor.lua"}
+CUSTOM = ARGOCD / "resource_customizations" / GROUP  # Argo CD's layout: <Kind>/health.lua
+KINDS = ["Dataset", "TrainingRun", "ModelVersion", "InferenceService", "DriftMonitor"]
 T0, T1, T2, T3 = "2026-03-01T10:00:00Z", "2026-03-01T10:05:00Z", "2026-03-01T10:10:00Z", "2026-03-01T10:15:00Z"
 
 
@@ -40,7 +40,7 @@ def health(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     for unsafe in ("os", "io", "require", "dofile", "loadfile", "load", "loadstring", "module", "package"):
         g[unsafe] = None  # Argo CD's scripts may use none of these
     g.obj = lua.table_from(_lua_ready(obj), recursive=True)
-    hs = lua.execute((HEALTH / KINDS[kind]).read_text())
+    hs = lua.execute((CUSTOM / kind / "health.lua").read_text())
     out = dict(hs.items())
     assert set(out) <= {"status", "message"}, out
     assert out.get("status") in {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}, out
@@ -81,9 +81,10 @@ def test_argocd_cm_patch_holds_exactly_the_lua_files():
     doc = yaml.safe_load((ARGOCD / "argocd-cm-patch.yaml").read_text())
     assert doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "argocd-cm"
     assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "argocd"  # how Argo CD finds it
-    want = {f"resource.customizations.health.{GROUP}_{k}": (HEALTH / f).read_text() for k, f in KINDS.items()}
+    want = {f"resource.customizations.health.{GROUP}_{k}": (CUSTOM / k / "health.lua").read_text() for k in KINDS}
     assert doc["data"] == want
-    assert sorted(p.name for p in HEALTH.glob("*.lua")) == sorted(KINDS.values())
+    assert sorted(p.relative_to(CUSTOM).as_posix() for p in CUSTOM.rglob("*.lua")) == sorted(
+        f"{k}/health.lua" for k in KINDS)
 
 
 def test_the_renderer_reports_the_patch_up_to_date():
@@ -101,9 +102,9 @@ def test_every_kind_of_the_crds_has_a_health_script():
     assert kinds == set(KINDS)
 
 
-@pytest.mark.parametrize("fname", sorted(KINDS.values()))
-def test_scripts_are_plain_lua_51(fname):
-    src = (HEALTH / fname).read_text()
+@pytest.mark.parametrize("kind", KINDS)
+def test_scripts_are_plain_lua_51(kind):
+    src = (CUSTOM / kind / "health.lua").read_text()
     assert not re.search(r"\bgoto\b|//|\bos\.|\bio\.|\brequire\b", src)  # gopher-lua is Lua 5.1, sandboxed
 
 
