@@ -1,7 +1,9 @@
 """Argo CD health of the five mlops.dev kinds: the Lua scripts in
-manifests/argocd/resource_customizations/mlops.dev/<Kind>/health.lua run
-in a real Lua 5.1 interpreter (lupa; Argo CD runs them in gopher-lua, also Lua 5.1) the way Argo
-CD calls them: the resource is the global `obj`, the script returns {status, message}.
+manifests/argocd/resource_customizations/mlops.dev/<Kind>/health.lua run the way Argo CD runs a
+health script from argocd-cm: in a Lua 5.1 (lupa; Argo CD's gopher-lua is a Lua 5.1 too) cut down
+to Argo CD's sandbox (tests/unit/argocd_lua.py: no `string`, no `math`, no string methods unless
+argocd-cm sets useOpenLibs for the kind), the resource as the global `obj`, the returned table
+read as Argo CD reads it.
 
 The statuses are the ones the controllers write: the same condition types, reasons, messages
 and phases, built with the operator's own `set_condition` (and, for Datasets, the operator's
@@ -22,8 +24,7 @@ import yaml
 
 from mlops_operator.api.conditions import set_condition
 from mlops_operator.data.versions import record_snapshot
-
-import lupa.lua51 as lupa  # noqa: E402  (dev extra: runs the Argo CD health scripts in Lua 5.1)
+from tests.unit.argocd_lua import STATUSES, execute_health, lupa, sandbox
 
 REPO = Path(__file__).resolve().parents[2]
 ARGOCD = REPO / "manifests" / "argocd"
@@ -33,28 +34,26 @@ KINDS = ["Dataset", "TrainingRun", "ModelVersion", "InferenceService", "DriftMon
 T0, T1, T2, T3 = "2026-03-01T10:00:00Z", "2026-03-01T10:05:00Z", "2026-03-01T10:10:00Z", "2026-03-01T10:15:00Z"
 
 
+def argocd_cm() -> dict[str, str]:
+    return yaml.safe_load((ARGOCD / "argocd-cm-patch.yaml").read_text())["data"]
+
+
+def configured(kind: str) -> tuple[str, bool]:
+    """The kind's script and useOpenLibs as Argo CD reads them from the argocd-cm patch
+    (util/settings/settings.go: resource.customizations.<health|useOpenLibs>.<group>_<kind>)."""
+    data = argocd_cm()
+    open_libs = data.get(f"resource.customizations.useOpenLibs.{GROUP}_{kind}", "false")
+    assert open_libs in ("true", "false"), open_libs  # strconv.ParseBool also takes 1, t, TRUE, ...: keep it plain
+    return data[f"resource.customizations.health.{GROUP}_{kind}"], open_libs == "true"
+
+
 def health(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
-    """Run the kind's script as Argo CD does; return its table as a dict."""
-    lua = lupa.LuaRuntime(unpack_returned_tuples=True)
-    g = lua.globals()
-    for unsafe in ("os", "io", "require", "dofile", "loadfile", "load", "loadstring", "module", "package"):
-        g[unsafe] = None  # Argo CD's scripts may use none of these
-    g.obj = lua.table_from(_lua_ready(obj), recursive=True)
-    hs = lua.execute((CUSTOM / kind / "health.lua").read_text())
-    out = dict(hs.items())
-    assert set(out) <= {"status", "message"}, out
-    assert out.get("status") in {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}, out
-    assert isinstance(out.get("message"), str) and out["message"], out
+    """Run the kind's script from the argocd-cm patch as Argo CD does; return {status, message}."""
+    script, open_libs = configured(kind)
+    out = execute_health(script, obj, open_libs)
+    assert out.get("status") in STATUSES and out["status"] != "Unknown", out
+    assert out.get("message"), out  # every branch says why
     return out
-
-
-def _lua_ready(v: Any) -> Any:
-    """JSON as Argo CD hands it over: null fields are absent (a status patch with None deletes)."""
-    if isinstance(v, dict):
-        return {k: _lua_ready(x) for k, x in v.items() if x is not None}
-    if isinstance(v, list):
-        return [_lua_ready(x) for x in v]
-    return v
 
 
 def resource(kind: str, status: dict[str, Any] | None, spec: dict[str, Any] | None = None,
@@ -106,6 +105,120 @@ def test_every_kind_of_the_crds_has_a_health_script():
 def test_scripts_are_plain_lua_51(kind):
     src = (CUSTOM / kind / "health.lua").read_text()
     assert not re.search(r"\bgoto\b|//|\bos\.|\bio\.|\brequire\b", src)  # gopher-lua is Lua 5.1, sandboxed
+    code = re.sub(r"--.*", "", src)
+    code = re.sub(r'"(\\.|[^"\\])*"' + r"|'(\\.|[^'\\])*'", '""', code)  # string literals emptied
+    # a backstop for the cases below: no library Argo CD's sandbox lacks, no string methods
+    assert not re.search(r"\b(string|math|os|io|debug|coroutine)\s*\.|[\w)\]\"']\s*:\s*[a-z]+\s*\(", code)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_scripts_run_without_open_libs(kind):
+    """Argo CD gives a script from argocd-cm the standard libraries only when useOpenLibs is set
+    for its kind: the patch sets it for none, so every case here runs in the bare sandbox."""
+    assert configured(kind)[1] is False
+
+
+# ------------------------------------------------------------------------------ the sandbox
+# tests/unit/argocd_lua.py rebuilds Argo CD's sandbox; these keep it from being vacuous
+
+def run_lua(src: str, open_libs: bool = False) -> Any:
+    return sandbox(open_libs).execute(src)
+
+
+def test_sandbox_holds_exactly_argocds_globals():
+    names = set(run_lua("local t = {} for k in pairs(_G) do t[#t + 1] = k end return t").values())
+    assert names == {"_G", "_VERSION", "_GOPHER_LUA_VERSION", "_printregs", "assert", "collectgarbage", "dofile",
+                     "error", "getfenv", "getmetatable", "ipairs", "load", "loadfile", "loadstring", "module",
+                     "newproxy", "next", "package", "pairs", "pcall", "print", "rawequal", "rawget", "rawset",
+                     "require", "select", "setfenv", "setmetatable", "table", "tonumber", "tostring", "type",
+                     "unpack", "xpcall"}
+    assert set(run_lua("local t = {} for k in pairs(package.loaded) do t[#t + 1] = k end return t").values()) == {
+        "_G", "table"}
+
+
+@pytest.mark.parametrize("src", [
+    'return string.find("abc", "b", 1, true)',
+    'return string.sub("abc", 2)',
+    'return ("abc"):find("b")',  # gopher-lua sets the string metatable only in OpenString
+    'local s = "abc" return s:upper()',
+    'return getmetatable("").__index',
+    "return math.max(1, 2)",
+    "return math.floor(1.5)",
+    "return os.time()",
+    'return io.write("")',
+    "return coroutine.running()",
+    "return debug.traceback()",
+    "return package.loaded.string.find",
+])
+def test_sandbox_lacks_the_libraries_argocd_does_not_open(src):
+    with pytest.raises(lupa.LuaError, match="attempt to (index|call)"):
+        run_lua(src)
+    if "package.loaded" not in src:  # even with useOpenLibs, package.loaded holds _G and table only
+        run_lua(src, open_libs=True)  # useOpenLibs has them
+
+
+@pytest.mark.parametrize("src", ["return gcinfo()", "return table.foreach({}, print)", "return python.eval('1')",
+                                 'return package.loadlib("x", "y")', "return require('string')"])
+def test_sandbox_lacks_what_gopher_lua_never_has(src):
+    for open_libs in (False, True):
+        with pytest.raises(lupa.LuaError):
+            run_lua(src, open_libs)
+
+
+@pytest.mark.parametrize("src, want", [
+    ('return table.concat({"a", "b"}, ", ")', "a, b"),
+    ('return #"abc"', 3),
+    ('return "generation " .. 2', "generation 2"),
+    ('return tostring(2) .. type("")', "2string"),
+    ('return "2026-03-01T10:00:00Z" <= "2026-03-01T10:05:00Z"', True),
+    ('local n = 0 for _, v in ipairs({1, 2}) do n = n + v end return n', 3),
+    ('return select("#", pcall(error, "x"))', 2),
+    ('return loadstring("return 7")()', 7),
+    ('return type(require("os").time())', "number"),  # argo-cd's safe os, preloaded (oslib_safe.go)
+    ('return require("os").execute', None),
+    ("return os", None),  # OpenSafeOs registers nothing: there is no os global
+])
+def test_sandbox_keeps_what_argocd_opens(src, want):
+    assert run_lua(src) == want
+
+
+# argo-cd util/lua/lua_test.go TestGetResourceHealthWithOpenLibs: the same script, both ways
+STD_LIB_SCRIPT = """
+hs = {}
+str = "Using lua standard library"
+if string.find(str, "standard") then
+  hs.message = "Standard lib was used"
+else
+  hs.message = "Standard lib was not used"
+end
+hs.status = "Healthy"
+return hs"""
+
+
+def test_a_script_using_the_string_library_fails_without_open_libs_as_in_argocd():
+    obj = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "test", "namespace": "test"}}
+    assert execute_health(STD_LIB_SCRIPT, obj, open_libs=True) == {"status": "Healthy",
+                                                                    "message": "Standard lib was used"}
+    with pytest.raises(lupa.LuaError, match=r":4: attempt to index global 'string' \(a nil value\)"):
+        execute_health(STD_LIB_SCRIPT, obj)  # Argo CD: "<string>:4: attempt to index a non-table object(nil)..."
+
+
+@pytest.mark.parametrize("src, want", [
+    ('return {status = "Healthy", message = "ok"}', {"status": "Healthy", "message": "ok"}),
+    ('return {status = "Healthy"}', {"status": "Healthy"}),
+    ("return {}", {}),
+    ("return nil", {}),
+    ('return {status = "Fine", message = "ok"}', {"status": "Unknown", "message": "Lua returned an invalid health status"}),
+    ('return {message = "ok"}', {"status": "Unknown", "message": "Lua returned an invalid health status"}),
+    ('return "x", {status = "Degraded", message = "last value"}', {"status": "Degraded", "message": "last value"}),
+])
+def test_the_result_is_read_as_argocd_reads_it(src, want):
+    assert execute_health(src, {}) == want
+
+
+def test_a_result_that_is_no_table_is_an_error():
+    with pytest.raises(TypeError, match="expect table output from Lua script, not string"):
+        execute_health('return "Healthy"', {})
 
 
 def test_application_points_at_the_retail_loop():

@@ -29,6 +29,10 @@ local function message(c, fallback)
   return fallback
 end
 
+-- the Degraded reasons whose message already ends "<version> keeps serving"
+-- (controllers/inferenceservice.py); NotRolledOut's does not
+local NAMES_SERVING = {RolloutFailed = true, CanaryRolledBack = true}
+
 local ready = condition("Ready")
 local progressing = condition("Progressing")
 local degraded = condition("Degraded")
@@ -42,7 +46,7 @@ elseif degraded ~= nil and degraded.status == "True" then
   hs.status = "Degraded"
   hs.message = message(degraded, "Degraded")
   local serving = obj.status.modelVersion
-  if ready.status == "True" and serving ~= nil and string.find(hs.message, "keeps serving", 1, true) == nil then
+  if ready.status == "True" and serving ~= nil and not NAMES_SERVING[degraded.reason] then
     hs.message = hs.message .. "; " .. serving .. " keeps serving"
   end
 elseif ready.status == "True" then
