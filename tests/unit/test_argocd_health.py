@@ -7,7 +7,9 @@ read as Argo CD reads it.
 
 The statuses are the ones the controllers write: the same condition types, reasons, messages
 and phases, built with the operator's own `set_condition` (and, for Datasets, the operator's
-pure `record_snapshot`), so a renamed reason or phase in a controller shows up here.
+pure `record_snapshot`), so a renamed reason or phase in a controller shows up here. Each holds
+`observedGeneration` = the object's generation (1), as the operator writes it on every reconcile
+of every kind; the cases at a later generation are the specs it has not observed yet.
 """
 
 from __future__ import annotations
@@ -234,7 +236,7 @@ def test_application_points_at_the_retail_loop():
 # ------------------------------------------------------------------------------ TrainingRun
 
 def _run_pending():
-    return {"phase": "Pending", "message": "Dataset retail-sessions has no valid version yet",
+    return {"phase": "Pending", "message": "Dataset retail-sessions has no valid version yet", "observedGeneration": 1,
             "conditions": conds(("Ready", False, "DatasetNotReady",
                                  "Dataset retail-sessions has no valid version yet"))}
 
@@ -266,7 +268,7 @@ def _run_failed(reason):
 
 
 @pytest.mark.parametrize("status, want, words", [
-    (None, "Progressing", ["Waiting for the operator"]),
+    (None, "Progressing", ["Waiting for the operator to observe generation 1"]),
     (_run_pending(), "Progressing", ["has no valid version yet"]),
     (_run_running(), "Progressing", ["propensity-initial-train is training on retail-sessions@"]),
     (_run_succeeded(), "Healthy", ["registered propensity-v1: roc_auc 0.8123", "promotion: promoted",
@@ -287,15 +289,19 @@ def test_trainingrun_health(status, want, words):
 
 def test_trainingrun_rejected_parameters_are_degraded():
     msg = "LogisticRegression has no parameter(s) max_iterz; known: C, max_iter"
-    st = {"phase": "Failed", "message": msg, "completionTime": T0,
+    st = {"phase": "Failed", "message": msg, "completionTime": T0, "observedGeneration": 1,
           "conditions": conds(("Ready", False, "InvalidInput", msg), ("Succeeded", False, "InvalidInput", msg))}
     assert health("TrainingRun", resource("TrainingRun", st)) == {"status": "Degraded", "message": msg}
 
 
 # ------------------------------------------------------------------------------ ModelVersion
 
+MV_SPEC = {"model": "propensity", "version": 1, "aliases": ["production"],
+           "artifact": {"uri": "file:///store/models/propensity/x/", "digest": "b" * 64}}
+
+
 def _mv_verifying():
-    return {"verifyJob": "propensity-v1-verify-1", "lastVerifyTrigger": "1",
+    return {"verifyJob": "propensity-v1-verify-1", "lastVerifyTrigger": "1", "observedGeneration": 1,
             "conditions": conds(("Ready", False, "Verifying", "checking the artifact's sha256"))}
 
 
@@ -313,16 +319,14 @@ def _mv_invalid():
 
 
 @pytest.mark.parametrize("status, aliases, want, words", [
-    (None, [], "Progressing", ["Waiting for the operator to verify"]),
+    (None, [], "Progressing", ["Waiting for the operator to observe generation 1"]),
     (_mv_verifying(), [], "Progressing", ["checking the artifact's sha256"]),
     (_mv_verified(), ["production"], "Healthy", ["model.onnx matches sha256", "holds production"]),
     (_mv_verified(), [], "Healthy", ["model.onnx matches sha256"]),
     (_mv_invalid(), ["production"], "Degraded", ["sha256 of model.onnx is"]),
 ])
 def test_modelversion_health(status, aliases, want, words):
-    spec = {"model": "propensity", "version": 1, "aliases": aliases,
-            "artifact": {"uri": "file:///store/models/propensity/x/", "digest": "b" * 64}}
-    hs = health("ModelVersion", resource("ModelVersion", status, spec))
+    hs = health("ModelVersion", resource("ModelVersion", status, dict(MV_SPEC, aliases=aliases)))
     assert hs["status"] == want, hs
     for w in words:
         assert w in hs["message"], hs
@@ -421,7 +425,7 @@ def _isvc_recovered():
 
 
 @pytest.mark.parametrize("status, want, words", [
-    (None, "Progressing", ["Waiting for the operator"]),
+    (None, "Progressing", ["Waiting for the operator to observe generation 1"]),
     (_isvc_no_model(), "Progressing", ["Waiting for a model to serve", "holds the alias production"]),
     (_isvc_first_rollout(), "Progressing", ["propensity-v1: 0/2 pods"]),
     (_isvc_serving(), "Healthy", ["propensity-v1 on 2 pod(s)"]),
@@ -492,7 +496,7 @@ RETRAIN = {"number": 1, "reason": DRIFT, "startedAt": T1, "dataset": "retail-ses
 
 
 @pytest.mark.parametrize("status, spec, want, words", [
-    (None, DM_SPEC, "Progressing", ["Waiting for the operator"]),
+    (None, DM_SPEC, "Progressing", ["Waiting for the operator to observe generation 1"]),
     (_dm_waiting(), DM_SPEC, "Progressing", ["serves no model yet"]),
     (_dm_monitoring(), DM_SPEC, "Healthy", ["2 pod(s) of propensity-v1 scraped", "no window judged yet"]),
     (_dm_insufficient(), DM_SPEC, "Healthy", ["too few rows"]),
@@ -557,7 +561,8 @@ def started(status: dict, job: str = "retail-sessions-snap-g2") -> dict:
     c, _ = set_condition(st.get("conditions"), "Progressing", True, "Snapshotting", f"snapshot Job {job} is running", 1)
     if not st.get("latestValid"):
         c, _ = set_condition(c, "Ready", False, "Snapshotting", "no valid version yet", 1)
-    st.update(activeJob=job, conditions=c, phase=st.get("phase") if st.get("latestValid") else "Snapshotting")
+    st.update(activeJob=job, conditions=c, phase=st.get("phase") if st.get("latestValid") else "Snapshotting",
+              observedGeneration=1)
     return st
 
 
@@ -570,7 +575,7 @@ REJECTED = snapshot(FIRST, bad("b"), "r1")
 
 
 @pytest.mark.parametrize("status, want, words", [
-    (None, "Progressing", ["Waiting for the operator"]),
+    (None, "Progressing", ["Waiting for the operator to observe generation 1"]),
     (started({}, "retail-sessions-snap-g1"), "Progressing", ["snapshot Job retail-sessions-snap-g1 is running"]),
     (FIRST, "Healthy", [f"version {'a' * 12} with 5000 rows"]),
     (started(FIRST), "Healthy", [f"version {'a' * 12}", "snapshot Job retail-sessions-snap-g2 is running"]),
@@ -589,3 +594,86 @@ def test_dataset_health(status, want, words):
     assert hs["status"] == want, hs
     for w in words:
         assert w in hs["message"], hs
+
+
+# ------------------------------------------------------------------------------ every kind: generation, kstatus
+
+#: per kind, a settled status the operator writes at generation 1, and the spec
+SETTLED = {
+    "Dataset": (lambda: copy.deepcopy(FIRST), {}),
+    "TrainingRun": (_run_running, {}),  # not finished: a finished run is a record (below)
+    "ModelVersion": (_mv_verified, MV_SPEC),
+    "InferenceService": (_isvc_serving, ISVC_SPEC),
+    "DriftMonitor": (_dm_no_drift, DM_SPEC),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_generation_the_operator_has_not_observed_is_progressing(kind):
+    build, spec = SETTLED[kind]
+    settled = health(kind, resource(kind, build(), spec))
+    assert not settled["message"].startswith("Waiting for the operator to observe"), settled
+    assert health(kind, resource(kind, build(), spec, generation=2)) == {
+        "status": "Progressing", "message": "Waiting for the operator to observe generation 2 (the status is of "
+                                            "generation 1)"}
+    assert health(kind, resource(kind, None, spec, generation=3)) == {
+        "status": "Progressing", "message": "Waiting for the operator to observe generation 3"}
+    st = build()
+    del st["observedGeneration"]
+    assert health(kind, resource(kind, st, spec)) == {
+        "status": "Progressing", "message": "Waiting for the operator to observe generation 1"}
+    assert health(kind, resource(kind, dict(build(), observedGeneration=3), spec, generation=2)) == settled
+
+
+@pytest.mark.parametrize("status", [_run_succeeded(), _run_failed("the training Job failed"),
+                                    _run_failed("the training Job failed") | {"observedGeneration": None}])
+def test_a_finished_trainingrun_does_not_wait_for_a_generation(status):
+    """The operator never reconciles a Succeeded or Failed run again (controllers/trainingrun.py:
+    TERMINAL), so an edit of its spec would otherwise leave it Progressing for good."""
+    at_1 = health("TrainingRun", resource("TrainingRun", status))
+    assert at_1["status"] in ("Healthy", "Degraded"), at_1
+    assert health("TrainingRun", resource("TrainingRun", status, generation=2)) == at_1
+
+
+STALLED = ("Stalled", True, "SourceUnreachable", "the source s3://retail/sessions.parquet answers 403 Forbidden")
+RECONCILING = ("Reconciling", True, "Progressing", "applying generation 1")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stalled_is_degraded_with_its_message(kind):
+    build, spec = SETTLED[kind]
+    st = build()
+    st["conditions"] = conds(STALLED, base=st["conditions"])
+    assert health(kind, resource(kind, st, spec)) == {"status": "Degraded", "message": STALLED[3]}
+    st["conditions"] = conds(STALLED[:3] + ("",), base=st["conditions"])
+    assert health(kind, resource(kind, st, spec)) == {"status": "Degraded", "message": "SourceUnreachable"}
+    st["conditions"] = conds(("Stalled", False, "Reconciled", ""), base=st["conditions"])
+    assert health(kind, resource(kind, st, spec)) == health(kind, resource(kind, build(), spec))
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "Dataset"])
+def test_reconciling_is_progressing_with_its_message(kind):
+    build, spec = SETTLED[kind]
+    st = build()
+    st["conditions"] = conds(RECONCILING, base=st["conditions"])
+    assert health(kind, resource(kind, st, spec)) == {"status": "Progressing", "message": RECONCILING[3]}
+    st["conditions"] = conds(STALLED, base=st["conditions"])  # stalled wins
+    assert health(kind, resource(kind, st, spec))["status"] == "Degraded"
+    st["conditions"] = conds(("Stalled", False, "Reconciled", ""), ("Reconciling", False, "Reconciled", ""),
+                             base=st["conditions"])
+    assert health(kind, resource(kind, st, spec)) == health(kind, resource(kind, build(), spec))
+
+
+def test_a_reconciling_dataset_with_a_valid_version_stays_healthy():
+    """A refresh snapshot must not flap the Dataset to Progressing (see its script): Reconciling
+    counts only while no version is Ready, like the Progressing condition."""
+    st = started(FIRST)
+    st["conditions"] = conds(RECONCILING, base=st["conditions"])
+    assert health("Dataset", resource("Dataset", st)) == health("Dataset", resource("Dataset", started(FIRST)))
+    assert health("Dataset", resource("Dataset", st))["status"] == "Healthy"
+    first = {"observedGeneration": 1, "conditions": conds(RECONCILING)}
+    assert health("Dataset", resource("Dataset", first)) == {"status": "Progressing", "message": RECONCILING[3]}
+    st = snapshot({}, bad("b"), "g1")  # no valid version: Degraded, unless a new snapshot is under way
+    assert health("Dataset", resource("Dataset", st))["status"] == "Degraded"
+    st["conditions"] = conds(RECONCILING, base=st["conditions"])
+    assert health("Dataset", resource("Dataset", st)) == {"status": "Progressing", "message": RECONCILING[3]}
