@@ -24,7 +24,9 @@ HEADER = """\
 # edit those, then re-run it.
 #
 # Argo CD resource health for the mlops.dev kinds (Healthy / Progressing / Degraded from the
-# conditions and phases the operator writes). Merge it into Argo CD's argocd-cm, e.g.
+# conditions and phases the operator writes). The scripts need nothing beyond Argo CD's default
+# Lua sandbox (no string or math library): set no resource.customizations.useOpenLibs for them.
+# Merge it into Argo CD's argocd-cm, e.g.
 #   kubectl -n argocd patch configmap argocd-cm --type merge --patch-file manifests/argocd/argocd-cm-patch.yaml
 # or list it under `patches:` of the kustomization that installs Argo CD. The labels are the
 # ones Argo CD finds its settings by; keep them.

@@ -105,13 +105,14 @@ else
   elseif obj.spec == nil or obj.spec.retrain == nil or obj.spec.retrain.enabled ~= true then
     hs.message = what .. "; retraining is not enabled"
   else
-    -- why the operator starts no retraining is in status.message, after the window's summary:
-    -- "<summary>; retraining not started: in cooldown for another 80s (last: ...)". Cutting the
-    -- summary off would take string.find, which Argo CD's sandbox lacks, so status.message is
-    -- added whole, unless it is only the summary the Drifted message already holds
+    -- why the operator starts no retraining is in status.message, after the latest window's
+    -- summary: "<summary>; retraining not started: in cooldown for another 80s (last: ...)".
+    -- Cutting the summary off would take string.find, which Argo CD's sandbox lacks, so
+    -- status.message is added whole (its summary may repeat the Drifted message's), unless it
+    -- is only the summary the Drifted message already holds
     hs.message = what
     if st.message ~= nil and st.message ~= "" and "data drift: " .. st.message ~= what then
-      hs.message = what .. "; " .. st.message
+      hs.message = what .. "; latest window: " .. st.message
     end
   end
 end

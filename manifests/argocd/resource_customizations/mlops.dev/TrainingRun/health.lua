@@ -3,7 +3,8 @@
 --   first (except for a finished run): metadata.generation not yet observed (no status, no
 --     status.observedGeneration, or one below it) -> Progressing "Waiting for the operator to
 --     observe generation N"; a Succeeded or Failed run is a record the operator never
---     reconciles again, so an edit to its spec does not make it wait;
+--     reconciles again (one finished before it wrote observedGeneration must not wait for
+--     good; the spec is immutable, so the generation stays 1 anyway);
 --     then the kstatus conditions: Stalled True -> Degraded (its message), Reconciling True ->
 --     Progressing (its message)
 --   no status yet / Pending (waiting for a valid Dataset version) / Running -> Progressing
