@@ -15,7 +15,7 @@ argo-cd util/lua/lua.go
             util/settings/settings.go:1201 with strconv.ParseBool; default false)
   :133-135  lua.NewState(lua.Options{SkipOpenLibs: !vm.UseOpenLibs}): without useOpenLibs
             gopher-lua opens no library at all (gopher-lua state.go:1430)
-  :137-156  then, always: lua.OpenPackage (`package`), lua.OpenBase (base functions),
+  :137-155  then, always: lua.OpenPackage (`package`), lua.OpenBase (base functions),
             lua.OpenTable (`table`), OpenSafeOs. OpenSafeOs (util/lua/oslib_safe.go:16-20)
             calls l.RegisterModule(lua.TabLibName, osFuncs), i.e. under the name "table";
             RegisterModule (gopher-lua auxlib.go:289-305) returns the module already loaded
@@ -25,12 +25,14 @@ argo-cd util/lua/lua.go
             fresh package.loaded (gopher-lua loadlib.go:61-63) holds only _G and table: the
             globals `os`, `string`, ... stay, but require("os") is still the safe one
   :159      a 1 s timeout (not reproduced here)
-  :166-172  globals `actionParams` (an empty table for health) and `obj` (decodeValue
-            :682-720: JSON numbers become Lua numbers, null becomes nil, arrays 1-based)
-  :213-247  ExecuteHealthLua: the value on top of the stack after the call (the script's
+  :164-172  globals `actionParams` (an empty table for health) and `obj` (decodeValue
+            :682-715: JSON numbers become Lua numbers, null becomes nil, arrays 1-based)
+  :213-246  ExecuteHealthLua: the value on top of the stack after the call (the script's
             last return value) must be a table; it is JSON-encoded and decoded into
-            HealthStatus{status, message}; an empty table is {}, nil is {}, a status that is
-            not one of the six codes becomes Unknown "Lua returned an invalid health status"
+            HealthStatus{status, message}; an empty table (encoded as an array), a status or
+            message that is no string (any UnmarshalTypeError, :226-231) and nil all give {};
+            a status that is not one of the six codes becomes Unknown "Lua returned an invalid
+            health status"
   :250-286  GetHealthScript: argocd-cm overrides keep their useOpenLibs; only the scripts built
             into Argo CD (resource_customizations/) always get open libraries (:276, :285)
 argo-cd util/lua/lua_test.go:992-1001: a script calling string.find without useOpenLibs fails
@@ -174,9 +176,8 @@ def execute_health(script: str, obj: dict[str, Any], open_libs: bool = False) ->
     if not fields or all(isinstance(k, (int, float)) for k in fields):
         return {}  # gopher-json encodes it as an array: Argo CD answers an empty HealthStatus
     hs = json.loads(json.dumps({k: fields[k] for k in ("status", "message") if k in fields}))
-    for k, v in hs.items():
-        if not isinstance(v, str):
-            raise TypeError(f"json: cannot unmarshal {type(v).__name__} into HealthStatus.{k}")
+    if not all(isinstance(v, str) for v in hs.values()):
+        return {}  # json.Unmarshal's UnmarshalTypeError: errors.As matches any one, :226-231
     if hs.get("status") not in STATUSES:
         return {"status": "Unknown", "message": INVALID}
     return {k: v for k, v in hs.items() if v}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +106,21 @@ def test_the_renderer_reports_the_patch_up_to_date():
     r = subprocess.run([sys.executable, str(ARGOCD / "render_argocd_cm.py"), "--check"], capture_output=True,
                        text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_the_renderer_notices_an_edited_script_and_renders_it(tmp_path):
+    argocd = tmp_path / "argocd"
+    shutil.copytree(ARGOCD, argocd)
+    script = argocd / "resource_customizations" / GROUP / "Dataset" / "health.lua"
+    script.write_text(script.read_text() + "-- edited\n")
+    render = [sys.executable, str(argocd / "render_argocd_cm.py")]
+    r = subprocess.run(render + ["--check"], capture_output=True, text=True)
+    assert r.returncode == 1 and "out of date" in r.stderr, r
+    assert subprocess.run(render, capture_output=True).returncode == 0
+    assert subprocess.run(render + ["--check"], capture_output=True).returncode == 0
+    data = yaml.safe_load((argocd / "argocd-cm-patch.yaml").read_text())["data"]
+    assert data[f"resource.customizations.health.{GROUP}_Dataset"] == script.read_text()
+    assert list(data) == [f"resource.customizations.health.{GROUP}_{k}" for k in KINDS]  # nothing else
 
 
 def test_every_kind_of_the_crds_has_a_health_script():
@@ -197,7 +213,7 @@ def test_sandbox_keeps_what_argocd_opens(src, want):
     assert run_lua(src) == want
 
 
-# argo-cd util/lua/lua_test.go TestGetResourceHealthWithOpenLibs: the same script, both ways
+# argo-cd util/lua/lua_test.go TestGetResourceHealth ("Enable/Disable Lua standard lib"): the same script
 STD_LIB_SCRIPT = """
 hs = {}
 str = "Using lua standard library"
@@ -227,6 +243,7 @@ def test_a_script_using_the_string_library_fails_without_open_libs_as_in_argocd(
      {"status": "Unknown", "message": "Lua returned an invalid health status"}),
     ('return {message = "ok"}', {"status": "Unknown", "message": "Lua returned an invalid health status"}),
     ('return "x", {status = "Degraded", message = "last value"}', {"status": "Degraded", "message": "last value"}),
+    ('return {status = 1, message = "ok"}', {}),  # any UnmarshalTypeError: an empty HealthStatus
 ])
 def test_the_result_is_read_as_argocd_reads_it(src, want):
     assert execute_health(src, {}) == want
