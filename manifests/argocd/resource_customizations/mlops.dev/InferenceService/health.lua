@@ -1,5 +1,9 @@
 -- Argo CD health of a mlops.dev InferenceService, from the Ready, Progressing and Degraded
 -- conditions the operator writes (controllers/inferenceservice.py):
+--   first: metadata.generation not yet observed (no status, no status.observedGeneration, or
+--     one below it) -> Progressing "Waiting for the operator to observe generation N";
+--     then the kstatus conditions: Stalled True -> Degraded (its message), Reconciling True ->
+--     Progressing (its message)
 --   Progressing True (RollingOut, Canary) -> Progressing: a new rollout is under way, even
 --     when an earlier one failed (its Degraded condition is only cleared when this one ends)
 --   Degraded True -> Degraded, also while Ready is True: RolloutFailed, CanaryRolledBack and
@@ -29,6 +33,40 @@ local function message(c, fallback)
   return fallback
 end
 
+-- the operator writes status.observedGeneration = metadata.generation on every reconcile: until
+-- it has, the status describes an older spec (or none at all)
+local function unobserved()
+  local gen = obj.metadata ~= nil and obj.metadata.generation or nil
+  if type(gen) ~= "number" then
+    return nil
+  end
+  local og = obj.status ~= nil and obj.status.observedGeneration or nil
+  if type(og) == "number" and og >= gen then
+    return nil
+  end
+  local m = "Waiting for the operator to observe generation " .. gen
+  if type(og) == "number" then
+    m = m .. " (the status is of generation " .. og .. ")"
+  end
+  return m
+end
+
+-- the Degraded reasons whose message already ends "<version> keeps serving"
+-- (controllers/inferenceservice.py); NotRolledOut's does not
+local NAMES_SERVING = {RolloutFailed = true, CanaryRolledBack = true}
+
+local waiting = unobserved()
+if waiting ~= nil then
+  return {status = "Progressing", message = waiting}
+end
+local stalled = condition("Stalled")
+if stalled ~= nil and stalled.status == "True" then
+  return {status = "Degraded", message = message(stalled, stalled.reason or "Stalled")}
+end
+local reconciling = condition("Reconciling")
+if reconciling ~= nil and reconciling.status == "True" then
+  return {status = "Progressing", message = message(reconciling, reconciling.reason or "Reconciling")}
+end
 local ready = condition("Ready")
 local progressing = condition("Progressing")
 local degraded = condition("Degraded")
@@ -42,7 +80,7 @@ elseif degraded ~= nil and degraded.status == "True" then
   hs.status = "Degraded"
   hs.message = message(degraded, "Degraded")
   local serving = obj.status.modelVersion
-  if ready.status == "True" and serving ~= nil and string.find(hs.message, "keeps serving", 1, true) == nil then
+  if ready.status == "True" and serving ~= nil and not NAMES_SERVING[degraded.reason] then
     hs.message = hs.message .. "; " .. serving .. " keeps serving"
   end
 elseif ready.status == "True" then
