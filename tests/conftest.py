@@ -79,7 +79,7 @@ class Cluster:
         return wait_for(check, timeout, what=f"pod {namespace}/{name} in phase {phases}")
 
     def api_client(self):
-        from kubernetes import client, config
+        from kubernetes import config
 
         return config.new_client_from_config(config_file=str(self.kubeconfig))
 

@@ -58,7 +58,7 @@ BOOTSTRAP: list[tuple[str, str, dict[str, Any]]] = [
 
 async def bootstrap(admin: ApiClient) -> None:
     """Create the StorageClass and the provisioner's RBAC (idempotent; run with admin rights)."""
-    for path, name, body in BOOTSTRAP:
+    for path, _name, body in BOOTSTRAP:
         try:
             await admin.create(path, body)
         except ApiError as e:

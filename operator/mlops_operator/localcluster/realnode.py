@@ -256,7 +256,8 @@ def components(cfg: ClusterConfig, bins: dict[str, Path]) -> list[Component]:
 
 # --- images -------------------------------------------------------------------------------------
 
-def ctr(cfg: ClusterConfig, bins: dict[str, Path], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def ctr(cfg: ClusterConfig, bins: dict[str, Path], *args: str,
+        timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(bins["ctr"]), "--address", str(containerd_socket(cfg)), "-n", CRI_NAMESPACE, *args],
                           capture_output=True, text=True, timeout=timeout)
 

@@ -129,7 +129,8 @@ def parse_onnx(data: bytes, where: str = "model.onnx") -> dict[str, int]:
     try:
         for number, wire, value in _wire_fields(memoryview(data)):
             kind = (number, wire)
-            if number in (_IR_VERSION[0], _GRAPH[0], _OPSET_IMPORT[0]) and kind not in (_IR_VERSION, _GRAPH, _OPSET_IMPORT):
+            if (number in (_IR_VERSION[0], _GRAPH[0], _OPSET_IMPORT[0])
+                    and kind not in (_IR_VERSION, _GRAPH, _OPSET_IMPORT)):
                 raise ValueError(f"field {number} has wire type {wire}")
             if kind == _IR_VERSION:
                 found["ir_version"] = value

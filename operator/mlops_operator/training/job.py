@@ -206,7 +206,8 @@ def train(doc: dict[str, Any], store_uri: str) -> dict[str, Any]:
     return {
         "digest": digest, "uri": uri, "task": task, "metric": metric, "metrics": mets,
         "bestParams": best, "params": {**fixed, **best}, "trials": [t.wire() for t in result.trials],
-        "stoppedEarly": result.stopped_early, "promotionMetric": promo_metric, "candidateScore": candidate, "champion": champ,
+        "stoppedEarly": result.stopped_early, "promotionMetric": promo_metric, "candidateScore": candidate,
+        "champion": champ,
         "evaluation": details if len(classes or []) <= 10 else {},
         "parity": {"rows": parity.rows, "maxAbsDiff": parity.max_abs_diff, "labelMismatches": parity.label_mismatches},
         "split": {"how": sp.how, "train": len(sp.train), "validation": len(sp.validation), "test": len(sp.test)},

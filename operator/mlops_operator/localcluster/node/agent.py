@@ -78,7 +78,8 @@ class Agent:
             "addresses": [{"type": "InternalIP", "address": NODE_IP}, {"type": "Hostname", "address": self.node}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
             "nodeInfo": {
-                "machineID": "", "systemUUID": "", "bootID": Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
+                "machineID": "", "systemUUID": "",
+                "bootID": Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
                 "kernelVersion": platform.release(), "osImage": f"mlops local node ({platform.system()})",
                 "containerRuntimeVersion": f"mlops-process://{__version__}",
                 "kubeletVersion": f"v{self.cfg.kubernetes_version}", "kubeProxyVersion": "",
@@ -240,7 +241,8 @@ class Agent:
                                      self.capacity, self._finished, cluster_dns=dns)
             runner = web.AppRunner(kubeletapi.make_app(self.lookup), access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, NODE_IP, KUBELET_PORT, ssl_context=kubeletapi.server_tls(self.cfg.path("pki"))).start()
+            tls = kubeletapi.server_tls(self.cfg.path("pki"))
+            await web.TCPSite(runner, NODE_IP, KUBELET_PORT, ssl_context=tls).start()
             self.ready = True
             await self.post_status()
             log.info("node %s ready: pod CIDR %s, kubelet API on %s:%s", self.node, cidr, NODE_IP, KUBELET_PORT)
