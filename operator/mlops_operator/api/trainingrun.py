@@ -97,7 +97,7 @@ class Tuning(ApiModel):
 
 
 class Estimator(ApiModel):
-    type: EstimatorType = Field(description="Estimator from the allowlist (scikit-learn class name).")
+    type: EstimatorType = Field(description="Estimator from the allowlist (scikit-learn class name).")  # type: ignore[valid-type]
     params: dict[str, Scalar] | None = Field(None, max_length=100,
                                              description="Fixed hyperparameters (checked against the estimator).")
 

@@ -239,7 +239,7 @@ class RetailLoop:
         self.export(1, seed=1, shift=0.0, start="2026-01-01")
         self.apply("dataset.yaml")
         self.wait(lambda: cond(k.get("dataset", "retail-sessions"), "Ready").get("status") == "True", "Dataset Ready")
-        ds = k.get("dataset", "retail-sessions")["status"]["latestValid"]
+        ds = (k.get("dataset", "retail-sessions") or {})["status"]["latestValid"]
         self.mark(f"Dataset retail-sessions version {ds['id']} ({ds['rows']} rows) validated")
         self.apply("trainingrun.yaml")
         run = self.wait(lambda: _finished(k.get("trainingrun", "propensity-initial")), "initial training")
@@ -274,6 +274,7 @@ class RetailLoop:
 
     def _loop(self) -> LoopResult:
         k, tr = self.k, self.traffic
+        assert tr is not None, "the traffic starts before the loop"
         self.phase = "before"
         self.mark("traffic from current behaviour, labels fed back as feedback")
         t_before = time.time()
@@ -402,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     def base_url() -> str:
         p = subprocess.Popen([*k.argv, "port-forward", "svc/propensity", ":80"], stdout=subprocess.PIPE, text=True)
         forwards.append(p)
+        assert p.stdout is not None  # stdout=PIPE
         m = re.search(r"127\.0\.0\.1:(\d+)", p.stdout.readline())
         if not m:
             raise LoopError("kubectl port-forward did not start")

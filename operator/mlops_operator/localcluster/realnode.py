@@ -220,8 +220,8 @@ def prepare(cfg: ClusterConfig, bins: dict[str, Path]) -> None:
     pki.ensure_kubelet_serving(p, name, REAL_NODE_IP, stem="kubelet-real")
     kubeconfig.write(cfg.path("kubeconfigs", "node-real.conf"), f"https://127.0.0.1:{API_PORT}", p, "node-real",
                      f"mlops-{cfg.name}", f"system:node:{name}")
-    for d in cgroup_dirs(cfg):
-        d.mkdir(exist_ok=True)
+    for cg in cgroup_dirs(cfg):
+        cg.mkdir(exist_ok=True)
 
 
 def components(cfg: ClusterConfig, bins: dict[str, Path]) -> list[Component]:

@@ -177,7 +177,7 @@ def train(doc: dict[str, Any], store_uri: str) -> dict[str, Any]:
     pred = model.predict(x_test)
     proba = model.predict_proba(x_test) if task == "classification" and hasattr(model, "predict_proba") else None
     if task == "classification":
-        mets, details = evaluate.classification_metrics(y_test.to_numpy(), pred, proba, classes)
+        mets, details = evaluate.classification_metrics(y_test.to_numpy(), pred, proba, classes or [])
     else:
         mets, details = evaluate.regression_metrics(y_test.to_numpy(), pred), {}
     onnx_bytes = convert.export(model, feats, task == "classification")

@@ -225,8 +225,11 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         health = web.Application()
-        health.router.add_get("/healthz", lambda _: web.Response(text="ok" if self.ready else "starting",
-                                                                  status=200 if self.ready else 503))
+
+        async def healthz(_: web.Request) -> web.Response:  # (aiohttp: bare-function handlers are deprecated)
+            return web.Response(text="ok" if self.ready else "starting", status=200 if self.ready else 503)
+
+        health.router.add_get("/healthz", healthz)
         hrunner = web.AppRunner(health, access_log=None)
         await hrunner.setup()
         await web.TCPSite(hrunner, "127.0.0.1", HEALTHZ_PORT).start()
