@@ -7,13 +7,15 @@ CLUSTER ?= local
 BIN      = $(VENV)/bin
 export GOTOOLCHAIN ?= local
 
-.PHONY: real-node e2e-kind images images-docker deploy crds help venv system-deps binaries demo demo-kind test test-unit up down status constraints bench clean
+.PHONY: real-node e2e-kind images images-docker deploy crds help venv system-deps binaries demo demo-kind test test-unit lint up down status constraints bench clean
 
 help:
 	@echo "make demo        set up everything and run the demo on the embedded local cluster"
 	@echo "make demo NODE=process   the same on the process node (pods as processes, no images to build)"
 	@echo "make demo CLUSTER=kind   the same on a kind cluster (needs Docker and kind)"
 	@echo "make test        run the whole test suite (unit + integration on a real control plane)"
+	@echo "make test-unit   the unit tests alone (no cluster)"
+	@echo "make lint        ruff, mypy and the import layers (lint-imports); configured in pyproject.toml"
 	@echo "make up / down / status  start, stop, inspect the local cluster"
 	@echo "make bench       run the benchmarks in benchmarks/"
 	@echo "make deploy      install the operator into the current kube context (kubectl apply -k)"
@@ -115,8 +117,15 @@ e2e-kind: venv
 crds: venv
 	$(BIN)/python -m mlops_operator.api.crd crds
 
+# the tests under tests/unit (marked `unit` by tests/conftest.py): no cluster, no binaries
 test-unit: venv
-	$(BIN)/pytest tests/unit
+	$(BIN)/pytest -m unit
+
+# ruff (rules), mypy (types), lint-imports (the import layers): all configured in pyproject.toml
+lint: venv
+	$(BIN)/ruff check
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 up: binaries
 	$(BIN)/mlops up --name $(CLUSTER)

@@ -183,7 +183,8 @@ def main() -> None:
         print(f"| {k} | {statistics.median(v):.2f} | {', '.join(f'{x:.2f}' for x in v)} |")
     for k, v in res["job"].items():
         print(f"| {k} | {statistics.median(v):.3f} | {', '.join(f'{x:.3f}' for x in v)} |")
-    ratio = statistics.median(res["job"]["job_apply_to_complete_s"]) / statistics.median(res["job"]["plain_subprocess_s"])
+    job = res["job"]
+    ratio = statistics.median(job["job_apply_to_complete_s"]) / statistics.median(job["plain_subprocess_s"])
     print(f"| Job on the local node / plain subprocess | {ratio:.1f}x | |")
     d = res["deployment"]
     print(f"| {d['replicas']}-replica Deployment all ready | {d['all_ready_s']} | {d['pods_per_s']} pods/s |")

@@ -606,10 +606,11 @@ def agreement(raw: dict[str, list[dict]]) -> dict[str, Any]:
 def table(res: dict[str, Any]) -> str:
     v = res.get("versions", {})
     ours_v, bench_v = v.get("ours", {}), v.get("bench-venv", {})
-    lines = [f"{res['machine']['cpus']} CPUs, Python {res['machine']['python']}; ours: pyarrow {ours_v.get('pyarrow')}, "
-             f"numpy {ours_v.get('numpy')}; bench venv: pandera {bench_v.get('pandera')}, great-expectations "
-             f"{bench_v.get('great-expectations')}, pandas {bench_v.get('pandas')}, pyarrow {bench_v.get('pyarrow')}, "
-             f"numpy {bench_v.get('numpy')}; repeats {res['repeat']}"]
+    lines = [f"{res['machine']['cpus']} CPUs, Python {res['machine']['python']}; "
+             f"ours: pyarrow {ours_v.get('pyarrow')}, numpy {ours_v.get('numpy')}; "
+             f"bench venv: pandera {bench_v.get('pandera')}, great-expectations {bench_v.get('great-expectations')}, "
+             f"pandas {bench_v.get('pandas')}, pyarrow {bench_v.get('pyarrow')}, numpy {bench_v.get('numpy')}; "
+             f"repeats {res['repeat']}"]
     for fmt, per_tool in res["runs"].items():
         ours = per_tool.get("ours", {})
         lines.append(f"\ninput: {fmt}, {res['rows']:,} rows x {res['columns']} columns\n")
@@ -627,7 +628,8 @@ def table(res: dict[str, Any]) -> str:
                 continue
             tr = f"{s['work_s'] / ours['work_s']:.2f}x" if ours.get("work_s") else ""
             mr = f"{s['peak_rss_mb'] / ours['peak_rss_mb']:.2f}x" if ours.get("peak_rss_mb") else ""
-            lines.append(f"| {TOOL_NAMES[tool]} | {s['work_s']:.2f} | {', '.join(f'{x:.2f}' for x in s['work_s_runs'])} "
+            runs = ", ".join(f"{x:.2f}" for x in s["work_s_runs"])
+            lines.append(f"| {TOOL_NAMES[tool]} | {s['work_s']:.2f} | {runs} "
                          f"| {s['rows_per_s']:,.0f} | {s['validate_s']:.2f} | {s['process_wall_s']:.2f} "
                          f"| {s['cpu_s']:.2f} | {s['peak_rss_mb']:.0f} | {tr} | {mr} |")
         agree = res.get("agreement", {}).get(fmt, {})

@@ -108,7 +108,8 @@ def recorded_one_time_costs() -> dict[str, object]:
             info = json.loads(f.read_text())
             builds[f"{info['what']} {info['version']}"] = info["seconds"]
     state = images.load_state()
-    imgs = {n: {"uncompressed_MB": round(e["uncompressed_bytes"] / 1e6), "compressed_MB": round(e["compressed_bytes"] / 1e6),
+    imgs = {n: {"uncompressed_MB": round(e["uncompressed_bytes"] / 1e6),
+                "compressed_MB": round(e["compressed_bytes"] / 1e6),
                 "build_s": e["build_seconds"]} for n, e in sorted(state.get("images", {}).items())}
     base = state.get("base") or {}
     return {"go_builds_s": builds, "base_rootfs_s": base.get("build_seconds"), "images": imgs}

@@ -21,10 +21,11 @@ on the same event loop (uvloop when installed; `--no-uvloop` for both with --asy
 
 Every server gets the same V2 requests (one tensor per feature; batch 1 and 32 rows of the
 test split, with their nulls; request parameter `content_type: pd`, which MLServer needs to
-decode several input tensors into the DataFrame the pipeline takes), from `wrk` (one thread, keep-alive connections) for `--duration`
-seconds per point after a warm-up. Before loading, each server's answers are checked against
-scikit-learn (ours: probabilities within 1e-5; MLServer: the predicted labels). MLServer
-answers `predict` only (its default output); ours answers label and probabilities.
+decode several input tensors into the DataFrame the pipeline takes), from `wrk` (one thread,
+keep-alive connections) for `--duration` seconds per point after a warm-up. Before loading,
+each server's answers are checked against scikit-learn (ours: probabilities within 1e-5;
+MLServer: the predicted labels). MLServer answers `predict` only (its default output); ours
+answers label and probabilities.
 Memory is the RSS of the server's whole process tree after the runs.
 
 MLServer lives in its own virtualenv (default ~/.cache/mlops/serving-bench-venv, pinned by
@@ -371,8 +372,8 @@ def mlserver(py: Path, model: dict[str, Any], workers: int, root: Path) -> Serve
         "parameters": {"uri": "./model.joblib", "version": VERSION},
     }))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER")}
-    return Server(f"MLServer 1.7.1 sklearn (parallel_workers={workers})", [str(py.parent / "mlserver"), "start", str(d)],
-                  port, f"/v2/models/{MODEL}/ready", cwd=d, env=env)
+    return Server(f"MLServer 1.7.1 sklearn (parallel_workers={workers})",
+                  [str(py.parent / "mlserver"), "start", str(d)], port, f"/v2/models/{MODEL}/ready", cwd=d, env=env)
 
 
 def check_answers(srv: Server, model: dict[str, Any], kind: str) -> str | None:
@@ -497,7 +498,8 @@ def table(res: dict[str, Any]) -> str:
             hp = _point(hw, b, c) if hw else None
             vs_ml = f"{p['rps'] / mp['rps']:.1f}x" if mp and mp["rps"] and key.startswith("ours") else ""
             p99 = f"{p['p99_ms'] / mp['p99_ms']:.2f}" if mp and key.startswith("ours") else ""
-            vs_hw = f"{p['rps'] / hp['rps']:.0%}" if hp and hp["rps"] and key in ("ours", "ours-asyncio", "bare") else ""
+            vs_hw = (f"{p['rps'] / hp['rps']:.0%}" if hp and hp["rps"] and key in ("ours", "ours-asyncio", "bare")
+                     else "")
             bp = _point(br, b, c) if br else None
             vs_br = f"{p['rps'] / bp['rps']:.2f}x" if bp and bp["rps"] and key.startswith("ours") else ""
             lines.append(f"| {r['label']} | {b} | {c} | {p['rps']:,.0f} | {p['rows_per_s']:,.0f} | "
@@ -518,8 +520,8 @@ def table(res: dict[str, Any]) -> str:
                 if p and mp and hp and mp["rps"] and hp["rps"]:
                     bp = _point(br, b, c) if br else None
                     lines.append(f"- batch {b}, {c} connections: {p['rps'] / mp['rps']:.1f}x MLServer (goal 6x), p99 "
-                                 f"{p['p99_ms'] / mp['p99_ms']:.2f} of MLServer's (goal <= 0.20), {p['rps'] / hp['rps']:.0%} "
-                                 "of the hello-world (goal >= 50%)"
+                                 f"{p['p99_ms'] / mp['p99_ms']:.2f} of MLServer's (goal <= 0.20), "
+                                 f"{p['rps'] / hp['rps']:.0%} of the hello-world (goal >= 50%)"
                                  + (f"; the bare server (no features) reaches {bp['rps'] / hp['rps']:.0%} of it and "
                                     f"ours {p['rps'] / bp['rps']:.2f}x the bare one" if bp and bp["rps"] else ""))
     return "\n".join(lines)
@@ -561,7 +563,8 @@ def main(argv: list[str] | None = None) -> int:
         lua.write_text(LUA)
         print(f"training the model on {a.rows} rows ...", flush=True)
         model = build(work, a.rows, a.seed, a.estimator)
-        res["model"] = {"estimator": f"{ESTIMATORS[a.estimator][0]}({ESTIMATORS[a.estimator][1]})", "features": 14 if a.estimator.endswith("-numeric") else 18,
+        res["model"] = {"estimator": f"{ESTIMATORS[a.estimator][0]}({ESTIMATORS[a.estimator][1]})",
+                        "features": 14 if a.estimator.endswith("-numeric") else 18,
                         "onnx_bytes": model["onnx_bytes"], "nulls_in_batch32_request": model["nulls_in_batch32"],
                         "request_bytes": {str(n): p.stat().st_size for n, p in model["bodies"].items()}}
         try:

@@ -345,8 +345,8 @@ def measure_training(rows: int, repeat: int, work: Path, names: list[str]) -> di
 
         t = time.perf_counter()
         k.kubectl("apply", "-n", NS, "-f", "-", input=dataset_manifest(rows))
-        ds = wait(lambda: (lambda d: d if cond(d, "Ready").get("status") == "True" else None)(k.get("datasets", DATASET)),
-                  600, f"Dataset {DATASET} Ready")
+        ds = wait(lambda: (lambda d: d if cond(d, "Ready").get("status") == "True" else None)(
+            k.get("datasets", DATASET)), 600, f"Dataset {DATASET} Ready")
         res["dataset_ready_s"] = time.perf_counter() - t
         print(f"Dataset Ready in {res['dataset_ready_s']:.2f} s", file=sys.stderr)
 
@@ -516,8 +516,8 @@ def table(res: dict[str, Any]) -> str:
                      f"{tr['cluster_up_s']:.1f} s and operator start {tr['operator_start_s']:.1f} s not included)\n")
         lines.append("| estimator | TrainingRun: apply to ModelVersion Ready | apply to TrainingRun Succeeded "
                      "| trainer inside the pod | plain subprocess (same command) | in-process `job.train` "
-                     "| its fit alone | bare scikit-learn fit + predict | Ready / subprocess | Ready / in-process | Ready / bare "
-                     "| runs: Ready (s) |")
+                     "| its fit alone | bare scikit-learn fit + predict | Ready / subprocess | Ready / in-process "
+                     "| Ready / bare | runs: Ready (s) |")
         lines.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for est, s in tr["summary"].items():
             lines.append(
@@ -538,9 +538,11 @@ def table(res: dict[str, Any]) -> str:
         lines.append(f"\nONNX Runtime vs scikit-learn, per call, fit on {lat['train_rows']:,} retail rows; "
                      f"classifiers `predict_proba`, regressors `predict` (scikit-learn, DataFrame in) vs "
                      f"`InferenceSession.run` (ONNX, label + probabilities, feed dict in); calls alternate; "
-                     f"reps per cell: at least {lat['min_reps']}, up to {lat['max_reps']} or {lat['budget_s_per_cell']} s\n")
+                     f"reps per cell: at least {lat['min_reps']}, up to {lat['max_reps']} or "
+                     f"{lat['budget_s_per_cell']} s\n")
         head = "| estimator | " + " | ".join(
-            f"{b} row{'s' if b > 1 else ''}: sklearn median / p99 | ONNX median / p99 | sklearn / ONNX" for b in BATCHES) + " |"
+            f"{b} row{'s' if b > 1 else ''}: sklearn median / p99 | ONNX median / p99 | sklearn / ONNX"
+            for b in BATCHES) + " |"
         lines.append(head)
         lines.append("|---|" + "---|---|---|" * len(BATCHES))
         for name, e in lat["models"].items():

@@ -18,6 +18,21 @@ from mlops_operator.localcluster.forward import free_port
 from mlops_operator.localcluster import binaries, cluster, realnode
 from mlops_operator.localcluster.config import ClusterConfig
 
+#: tests/<dir>/... gets the marker <dir> (registered in pyproject.toml): `pytest -m unit` runs the unit tests alone
+TEST_KINDS = ("unit", "integration", "e2e")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            kind = item.path.resolve().relative_to(TESTS).parts[0]
+        except ValueError:  # a test outside tests/ (not collected by default)
+            continue
+        if kind in TEST_KINDS:
+            item.add_marker(getattr(pytest.mark, kind))
+
+
 #: Name of the cluster the test session starts (separate from the user's `local` cluster).
 TEST_CLUSTER = os.environ.get("MLOPS_TEST_CLUSTER", "pytest")
 
@@ -64,7 +79,7 @@ class Cluster:
         return wait_for(check, timeout, what=f"pod {namespace}/{name} in phase {phases}")
 
     def api_client(self):
-        from kubernetes import client, config
+        from kubernetes import config
 
         return config.new_client_from_config(config_file=str(self.kubeconfig))
 

@@ -69,7 +69,6 @@ def test_the_kernel_kills_a_starved_training_run_and_a_lost_node_takes_serving_d
         operator_on_real_node: Cluster, request):
     c = operator_on_real_node
     ns = make_namespace(c, request)
-    node = f"mlops-{c.cfg.name}-real"
     try:
         c.apply(retail_dataset(rows=3000), ns)
         # scikit-learn alone needs more than 48 MiB: the kernel ends the trainer, the run says so

@@ -4,7 +4,6 @@ probes, volumes, logs, deletion, in-cluster API access, and an agent restart."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time

@@ -48,7 +48,7 @@ def test_operator_starts_names_the_cluster_and_serves_liveness(local_cluster: Cl
             code = proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
-            raise AssertionError("operator did not exit within 30s of SIGTERM:\n" + log.read_text())
+            raise AssertionError("operator did not exit within 30s of SIGTERM:\n" + log.read_text()) from None
     assert code == 0, log.read_text()
 
 

@@ -178,7 +178,8 @@ def test_cluster_dns_from_both_kinds_of_node(real_cluster: Cluster, request):
         running(c, ns, "web")
         svc_ip = c.get_json("service", "web", "-n", ns)["spec"]["clusterIP"]
         for client in ("client-real", "client-process"):
-            wait_for(lambda: c.get_json("pod", client, "-n", ns).get("status", {}).get("phase") == "Succeeded", 90,
+            wait_for(lambda client=client: c.get_json("pod", client, "-n", ns).get("status", {}).get("phase")
+                     == "Succeeded", 90,
                      what=f"{client} to resolve and reach the Service")
             out = c.kubectl("logs", "-n", ns, client).stdout
             assert out.split()[-2:] == [svc_ip, "True"], (client, out)  # earlier tries may print the IP only

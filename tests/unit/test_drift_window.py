@@ -91,7 +91,7 @@ def test_window_is_the_sum_of_deltas_and_loses_nothing_it_could_see():
     unscraped = {p: np.zeros(4, np.int64) for p in pods}
     window: dict[str, CurrentData] = {}
     prev = None
-    for step in range(200):
+    for _ in range(200):
         for p, s in pods.items():
             add = np.bincount(rng.integers(0, 4, rng.integers(0, 20)), minlength=4)
             s["bins"] += add

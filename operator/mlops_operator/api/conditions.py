@@ -36,7 +36,7 @@ def set_condition(conditions: list[dict[str, Any]] | None, ctype: str, status: b
     cur = get_condition(out, ctype)
     changed = cur is None or cur.get("status") != st
     new = {"type": ctype, "status": st, "reason": reason, "message": message[:32768],
-           "lastTransitionTime": now() if changed else cur.get("lastTransitionTime", now())}
+           "lastTransitionTime": now() if cur is None or changed else cur.get("lastTransitionTime", now())}
     if generation is not None:
         new["observedGeneration"] = generation
     if cur is None:
@@ -89,7 +89,10 @@ def epoch(ts: str | None) -> float | None:
 
 def seconds_between(start: str, end: str) -> float:
     """Seconds between two RFC 3339 timestamps as written by `now()`."""
-    return epoch(end) - epoch(start)
+    t0, t1 = epoch(start), epoch(end)
+    if t0 is None or t1 is None:
+        raise ValueError(f"seconds between {start!r} and {end!r}: both must be timestamps")
+    return t1 - t0
 
 
 def age(ts: str | None) -> float:

@@ -106,7 +106,7 @@ class Tuning(ApiModel):
 class Estimator(ApiModel):
     """The scikit-learn estimator to train, and its fixed hyperparameters."""
 
-    type: EstimatorType = Field(description="Estimator from the allowlist (scikit-learn class name).")
+    type: EstimatorType = Field(description="Estimator from the allowlist (scikit-learn class name).")  # type: ignore[valid-type]
     params: dict[str, Scalar] | None = Field(None, max_length=100,
                                              description="Fixed hyperparameters (checked against the estimator).",
                                              json_schema_extra=each("Value of the named parameter of the estimator "

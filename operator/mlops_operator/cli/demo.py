@@ -87,6 +87,7 @@ def run_demo(name: str = "local", out_dir: str = "demo-output", nodes: list[str]
                               "-n", RETAIL_NS, "svc/propensity", f"{port}:80"], stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True)
         forwards.append(p)
+        assert p.stdout is not None  # stdout=PIPE
         p.stdout.readline()  # "Forwarding from ..."
         return f"http://127.0.0.1:{port}"
 

@@ -165,7 +165,8 @@ def decode_log(log: str | bytes) -> dict[str, bytes]:
         return decode(log)
     except DumpError as e:
         hint = ""
-        if (len(log) > ROTATION_HINT_BYTES and "truncated" in str(e)) or ("no dump found" in str(e) and len(log) > 4096):
+        if ((len(log) > ROTATION_HINT_BYTES and "truncated" in str(e))
+                or ("no dump found" in str(e) and len(log) > 4096)):
             hint = (" (a large model's dump may exceed what the node keeps of a pod's log: kubelet "
                     "containerLogMaxSize, 10Mi by default)")
         raise ExportError(f"could not read the export pod's output: {e}{hint}") from None

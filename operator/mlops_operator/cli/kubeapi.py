@@ -7,6 +7,7 @@ kubeconfig it falls back to the in-cluster service account.
 
 from __future__ import annotations
 
+import builtins
 import json
 import logging
 import os
@@ -165,7 +166,7 @@ class Kube:
     def read_pod(self, name: str) -> dict[str, Any]:
         return self._json(f'pod "{name}"', self._core().read_namespaced_pod, name, self.namespace)
 
-    def pod_events(self, name: str) -> list[dict[str, Any]]:
+    def pod_events(self, name: str) -> builtins.list[dict[str, Any]]:  # (`list` here is Kube.list)
         try:
             got = self._json("events", self._core().list_namespaced_event, self.namespace,
                              field_selector=f"involvedObject.kind=Pod,involvedObject.name={name}")

@@ -87,6 +87,7 @@ def resolve(kube: Kube, ref: str) -> dict[str, Any]:
     except ValueError as e:
         raise CliError(str(e)) from None
     plural = {"ModelVersion": "modelversions", "TrainingRun": "trainingruns"}
+    obj: dict[str, Any] | None
     if kind:
         obj = kube.get(plural[kind], name)
     else:
@@ -260,7 +261,7 @@ def cmd_export(kube: Kube, a: argparse.Namespace) -> int:
     if quiet:
         _emit(result, a.format)
         return 0
-    for fname, f in result["files"].items():
+    for f in result["files"].values():
         print(f"wrote {f['path']} ({f['bytes']} bytes)")
     print(f"model.onnx sha256 {result['digest']} verified (= spec.artifact.digest of {result['modelVersion']})")
     return 0

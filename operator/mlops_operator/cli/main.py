@@ -48,7 +48,8 @@ def _cmd_status(a: argparse.Namespace) -> int:
               f"pod cgroups under {rn['cgroupRoot']}, cgroups {rn['cgroups']}")
     for n, c in st["components"].items():
         state = "healthy" if c["healthy"] else c["state"]
-        print(f"  {n:<24} {state:<10} pid={c['pid']} restarts={c['restarts']}" + (f"  {c['detail']}" if c["detail"] and not c["healthy"] else ""))
+        detail = f"  {c['detail']}" if c["detail"] and not c["healthy"] else ""
+        print(f"  {n:<24} {state:<10} pid={c['pid']} restarts={c['restarts']}{detail}")
     return 0 if all(c["healthy"] for c in st["components"].values()) else 1
 
 
@@ -188,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="peering priority (default: random); the highest-priority replica is the active one")
     run.add_argument("--log-format", choices=["plain", "json"], default="plain", help="json: structured logs")
     g = run.add_mutually_exclusive_group()
-    g.add_argument("--peering", default=None, help="kopf peering name for leader election across replicas (default: standalone)")
+    g.add_argument("--peering", default=None,
+                   help="kopf peering name for leader election across replicas (default: standalone)")
     g.add_argument("--standalone", action="store_true", help="no peering (a single replica)")
     run.set_defaults(func=_cmd_operator_run)
     return p

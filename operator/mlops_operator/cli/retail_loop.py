@@ -83,6 +83,12 @@ def cond(obj: dict[str, Any] | None, ctype: str) -> dict[str, Any]:
     return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c["type"] == ctype), {})
 
 
+def _finished(run: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The TrainingRun once it has succeeded or failed, else None (for RetailLoop.wait)."""
+    run = run or {}
+    return run if (run.get("status") or {}).get("phase") in ("Succeeded", "Failed") else None
+
+
 class Traffic:
     """A bounded load generator: V1 `:predict` requests of BATCH sessions from the current
     behaviour, and the true labels sent back as feedback a few requests later."""
@@ -233,11 +239,10 @@ class RetailLoop:
         self.export(1, seed=1, shift=0.0, start="2026-01-01")
         self.apply("dataset.yaml")
         self.wait(lambda: cond(k.get("dataset", "retail-sessions"), "Ready").get("status") == "True", "Dataset Ready")
-        ds = k.get("dataset", "retail-sessions")["status"]["latestValid"]
+        ds = (k.get("dataset", "retail-sessions") or {})["status"]["latestValid"]
         self.mark(f"Dataset retail-sessions version {ds['id']} ({ds['rows']} rows) validated")
         self.apply("trainingrun.yaml")
-        run = self.wait(lambda: (lambda r: r if (r.get("status") or {}).get("phase") in ("Succeeded", "Failed") else None)(
-            k.get("trainingrun", "propensity-initial") or {}), "initial training")
+        run = self.wait(lambda: _finished(k.get("trainingrun", "propensity-initial")), "initial training")
         st = run["status"]
         if st["phase"] != "Succeeded":
             raise LoopError(f"initial training failed: {st.get('message')}")
@@ -269,6 +274,7 @@ class RetailLoop:
 
     def _loop(self) -> LoopResult:
         k, tr = self.k, self.traffic
+        assert tr is not None, "the traffic starts before the loop"
         self.phase = "before"
         self.mark("traffic from current behaviour, labels fed back as feedback")
         t_before = time.time()
@@ -276,7 +282,8 @@ class RetailLoop:
         if any(e["_drifted"] == "True" for e in before):
             raise LoopError(f"the monitor raised drift on unshifted traffic: {before[-1].get('message')}")
         self.r.accuracy["before"], self.r.drift["before"] = before[-1].get("accuracy"), before[-1].get("driftShare")
-        self.mark(f"DriftMonitor quiet: drift share {before[-1].get('driftShare')}, accuracy {before[-1].get('accuracy')}")
+        self.mark(f"DriftMonitor quiet: drift share {before[-1].get('driftShare')}, "
+                  f"accuracy {before[-1].get('accuracy')}")
 
         self.phase = "shifted"
         self.mark("a new season: the export lands shifted sessions, traffic shifts")
@@ -294,8 +301,7 @@ class RetailLoop:
         run_name = dm["status"]["lastTrainingRun"]
         self.r.retrain_runs.append(run_name)
         self.mark(f"DriftMonitor refreshed the Dataset and created TrainingRun {run_name}")
-        run = self.wait(lambda: (lambda r: r if (r.get("status") or {}).get("phase") in ("Succeeded", "Failed") else None)(
-            k.get("trainingrun", run_name) or {}), f"TrainingRun {run_name}")
+        run = self.wait(lambda: _finished(k.get("trainingrun", run_name)), f"TrainingRun {run_name}")
         rst = run["status"]
         if rst["phase"] != "Succeeded":
             raise LoopError(f"retraining failed: {rst.get('message')}")
@@ -397,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     def base_url() -> str:
         p = subprocess.Popen([*k.argv, "port-forward", "svc/propensity", ":80"], stdout=subprocess.PIPE, text=True)
         forwards.append(p)
+        assert p.stdout is not None  # stdout=PIPE
         m = re.search(r"127\.0\.0\.1:(\d+)", p.stdout.readline())
         if not m:
             raise LoopError("kubectl port-forward did not start")

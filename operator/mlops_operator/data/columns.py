@@ -68,7 +68,7 @@ def _all_cast(values: pa.Array, to: pa.DataType) -> bool:
 def _strings_to(values: pa.Array, to: pa.DataType, parse) -> CastResult:
     """Slow path for a batch that failed the vectorised cast: find the offending values."""
     out: list[Any] = []
-    bad, examples = 0, []
+    bad, examples = 0, list[Any]()
     for v in values.to_pylist():
         if v is None or (isinstance(v, str) and v.strip() == ""):
             out.append(None)

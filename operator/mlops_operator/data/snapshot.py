@@ -123,7 +123,8 @@ class _FixedRowGroups:
     give the same version."""
 
     def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema):
-        self.writer, self.schema, self.pending, self.rows = writer, schema, [], 0
+        self.writer, self.schema, self.rows = writer, schema, 0
+        self.pending: list[pa.RecordBatch] = []
 
     def add(self, batch: pa.RecordBatch) -> None:
         self.pending.append(batch)

@@ -59,7 +59,8 @@ def file_batches(path: Path, fmt: str = "auto") -> Iterator[pa.RecordBatch]:
     """A file, or every file of a directory in name order (hidden files skipped)."""
     if not path.exists():
         raise SourceError(f"{path} does not exist")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")) if path.is_dir() else [path]
+    files = (sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")) if path.is_dir()
+             else [path])
     if not files:
         raise SourceError(f"directory {path} holds no files")
     for f in files:

@@ -37,7 +37,8 @@ def record_snapshot(status: dict[str, Any], summary: dict[str, Any], generation:
         msg = f"snapshot failed: {summary['error']}"
         conds, _ = set_condition(conds, "Progressing", False, "SnapshotFailed", msg, generation)
         has_valid = bool(st.get("latestValid"))
-        conds, _ = set_condition(conds, "Ready", has_valid, "PreviousVersionAvailable" if has_valid else "SnapshotFailed",
+        reason = "PreviousVersionAvailable" if has_valid else "SnapshotFailed"
+        conds, _ = set_condition(conds, "Ready", has_valid, reason,
                                  (f"latest valid version {st['latestValid']['id']} stays in use; " if has_valid else "")
                                  + msg, generation)
         st["conditions"] = conds

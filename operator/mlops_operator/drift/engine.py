@@ -53,6 +53,8 @@ from .methods import (
 OTHER = "__other__"  # the bucket of values outside the reference's listed categories
 DEFAULT_MIN_SAMPLES = 200  # the DriftMonitor CRD's window.minSamples default
 BINS = 10  # bins of ReferenceData.from_sample, as the data profile (data/profile.py)
+#: what a feature's score was computed on (FeatureDrift.basis)
+Basis = Literal["raw", "binned", "counts", "none"]
 
 
 def _floats(values: Any) -> np.ndarray:
@@ -141,7 +143,7 @@ class ReferenceData:
             return cls("numeric", bin_edges=edges, bin_counts=counts, sample=v if keep_sample else None,
                        std=float(np.std(v)) if v.size else None)
         s = _strings(values)
-        keys, counts = np.unique(s.astype(str), return_counts=True) if s.size else ([], [])
+        keys, counts = np.unique(s.astype(str), return_counts=True)  # empty arrays for an empty sample
         return cls(kind, categories={str(k): int(c) for k, c in zip(keys, counts)},
                    sample=s if keep_sample else None)
 
@@ -190,14 +192,16 @@ class CurrentData:
     def from_sample(cls, values: Any, reference: ReferenceData, keep_sample: bool = True) -> CurrentData:
         """Count raw values on the reference's buckets (what the server does per request)."""
         if reference.kind == "numeric":
+            edges = reference.bin_edges
+            if edges is None:
+                raise ValueError("a numeric reference needs bin edges")
             raw = np.asarray(values, dtype=np.float64).ravel()
             v = _floats(raw)
-            counts = np.bincount(np.searchsorted(reference.bin_edges, v, side="right"),
-                                 minlength=reference.bin_edges.size + 1)
+            counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=edges.size + 1)
             return cls(bin_counts=counts, sample=np.sort(v) if keep_sample else None, nulls=int(raw.size - v.size))
         raw = np.asarray(values, dtype=object).ravel()
         s = _strings(raw)
-        keys, counts = np.unique(s.astype(str), return_counts=True) if s.size else ([], [])
+        keys, counts = np.unique(s.astype(str), return_counts=True)  # empty arrays for an empty sample
         return cls(categories={str(k): int(c) for k, c in zip(keys, counts)}, sample=s if keep_sample else None,
                    nulls=int(raw.size - s.size))
 
@@ -221,7 +225,7 @@ class FeatureDrift:
     drifted: bool
     samples: int
     kind: str = "numeric"
-    basis: Literal["raw", "binned", "counts", "none"] = "counts"
+    basis: Basis = "counts"
     status: Literal["ok", "insufficient", "missing", "error"] = "ok"
     message: str = ""
 
@@ -273,9 +277,10 @@ def _category_buckets(ref: ReferenceData, cur: CurrentData) -> tuple[list[str], 
     has one (they may be in its long tail), else each is its own bucket with reference count
     0: a category never seen in training (chi-squared then gives p = 0, as in Evidently).
     """
-    keys = list(ref.categories)
+    cats = ref.categories or {}
+    keys = list(cats)
     index = {k: i for i, k in enumerate(keys)}
-    rc = list(ref.categories.values())
+    rc = list(cats.values())
     has_other = ref.other_count > 0
     if has_other:
         index[OTHER] = len(keys)
@@ -320,20 +325,22 @@ def _numeric_n_values(rs: np.ndarray | None, cs: np.ndarray | None, rc: np.ndarr
 
 
 def _score(method: str, kind: str, keys: Sequence[Any] | None, rc: np.ndarray, cc: np.ndarray,
-           ref: ReferenceData, rs: np.ndarray | None, cs: np.ndarray | None) -> tuple[float, str]:
+           ref: ReferenceData, rs: np.ndarray | None, cs: np.ndarray | None) -> tuple[float, Basis]:
     """(score, basis) of ``method`` on aligned buckets, or on sorted raw samples ``rs``/``cs``."""
-    raw = rs is not None and cs is not None
     if method == "ks":
-        if raw:
+        if rs is not None and cs is not None:
             return stats.ks_sorted(rs, cs)[1], "raw"
         return stats.ks_binned(rc, cc)[1], "binned"
     if method == "wasserstein":
-        if raw:
+        if rs is not None and cs is not None:
             std = ref.std if ref.std is not None else float(np.std(rs))
             return stats.wasserstein_sorted(rs, cs) / max(std, 0.001), "raw"
-        std = ref.std if ref.std is not None else stats.binned_std(ref.bin_edges, rc)
-        return stats.wasserstein_binned(ref.bin_edges, rc, cc) / max(std, 0.001), "binned"
-    basis = "counts" if kind != "numeric" else ("raw" if keys is not None else "binned")
+        edges = ref.bin_edges
+        if edges is None:  # check_method allows wasserstein on numeric features only
+            raise ValueError("wasserstein needs the reference's bin edges")
+        std = ref.std if ref.std is not None else stats.binned_std(edges, rc)
+        return stats.wasserstein_binned(edges, rc, cc) / max(std, 0.001), "binned"
+    basis: Basis = "counts" if kind != "numeric" else ("raw" if keys is not None else "binned")
     if method == "psi":
         return stats.psi(rc, cc), basis
     if method == "jensenshannon":
@@ -344,9 +351,9 @@ def _score(method: str, kind: str, keys: Sequence[Any] | None, rc: np.ndarray, c
         seen = (rc > 0) | (cc > 0)
         if np.count_nonzero(seen) <= 1:
             return 1.0, basis  # both samples one and the same value
-        order = np.flatnonzero(seen)
+        order = [int(i) for i in np.flatnonzero(seen)]
         if keys is not None:  # categories: the first key in sorted order is Evidently's "0"
-            order = sorted(order, key=lambda i: keys[i])
+            order.sort(key=lambda i: keys[i])
         first = order[0]
         return stats.ztest_pvalue(rc[first], rc.sum(), cc[first], cc.sum())[1], basis
     raise ValueError(method)
@@ -387,13 +394,13 @@ def evaluate_feature(name: str, ref: ReferenceData, cur: CurrentData | None, ove
         if rs is None or cs is None:
             rs = cs = None
         n_values = _numeric_n_values(rs, cs, rc, cc)
-        if n_values <= DISCRETE_MAX_VALUES and rs is not None:
+        if n_values <= DISCRETE_MAX_VALUES and rs is not None and cs is not None:
             # a few distinct values: count them in the samples, as Evidently does, instead of on
             # bins that may lump two of them together (a constant reference has a single edge)
             values = np.union1d(rs, cs)
-            rc = np.searchsorted(rs, values, "right") - np.searchsorted(rs, values, "left")
-            cc = np.searchsorted(cs, values, "right") - np.searchsorted(cs, values, "left")
-            rc, cc, keys = rc.astype(np.float64), cc.astype(np.float64), list(values)
+            rn = np.searchsorted(rs, values, "right") - np.searchsorted(rs, values, "left")
+            cn = np.searchsorted(cs, values, "right") - np.searchsorted(cs, values, "left")
+            rc, cc, keys = rn.astype(np.float64), cn.astype(np.float64), list(values)
     else:
         keys, rc, cc = _category_buckets(ref, cur)
         rs = cs = None

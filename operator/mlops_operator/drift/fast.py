@@ -158,7 +158,7 @@ def _count_objects(a: np.ndarray) -> tuple[list[Any], np.ndarray] | None:
 
     if a.ndim != 1 or not a.flags.c_contiguous:
         return None
-    ptr = np.sort(np.frombuffer(memoryview(a).cast("B"), dtype=np.uintp))
+    ptr = np.sort(np.frombuffer(a, dtype=np.uintp))  # the object pointers
     if ptr.size == 0:
         return [], np.zeros(0)
     starts = np.flatnonzero(np.concatenate([[True], ptr[1:] != ptr[:-1]]))
@@ -299,10 +299,13 @@ def _bucket_score(method: str, keys: list | None, rc: np.ndarray, cc: np.ndarray
         seen = np.flatnonzero((rc > 0) | (cc > 0))
         if seen.size <= 1:
             return 1.0
-        try:
-            first = min(seen, key=lambda i: keys[i])
-        except TypeError:
-            first = min(seen, key=lambda i: str(keys[i]))
+        if keys is None:  # bins, in order
+            first = seen[0]
+        else:
+            try:
+                first = min(seen, key=lambda i: keys[i])
+            except TypeError:
+                first = min(seen, key=lambda i: str(keys[i]))
         return stats.ztest_pvalue(rc[first], rc.sum(), cc[first], cc.sum())[1]
     raise ValueError(f"{method} is not a bucket method")
 

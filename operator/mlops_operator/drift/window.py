@@ -80,12 +80,12 @@ def _minus(cur: CurrentData, prev: CurrentData | None) -> tuple[CurrentData, boo
             return _strip(cur), True
         return CurrentData(bin_counts=d, nulls=nulls), False
     cc, pc = dict(cur.categories or {}), dict(prev.categories or {})
-    d = {k: int(cc.get(k, 0)) - int(pc.get(k, 0)) for k in cc.keys() | pc.keys()}
+    dc = {k: int(cc.get(k, 0)) - int(pc.get(k, 0)) for k in cc.keys() | pc.keys()}
     other = int(cur.other_count) - int(prev.other_count)
     nulls = int(cur.nulls) - int(prev.nulls)
-    if any(v < 0 for v in d.values()) or other < 0 or nulls < 0 or prev.bin_counts is not None:
+    if any(v < 0 for v in dc.values()) or other < 0 or nulls < 0 or prev.bin_counts is not None:
         return _strip(cur), True
-    return CurrentData(categories={k: v for k, v in d.items() if v}, other_count=other, nulls=nulls), False
+    return CurrentData(categories={k: v for k, v in dc.items() if v}, other_count=other, nulls=nulls), False
 
 
 def _strip(c: CurrentData) -> CurrentData:

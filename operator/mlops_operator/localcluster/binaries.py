@@ -222,7 +222,8 @@ def run_go_build(workdir: Path, flags: list[str], pkgs: list[str], progress: Pro
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
-    done, last, tail = 0, 0.0, []
+    done, last = 0, 0.0
+    tail: list[str] = []
     for line in proc.stdout:
         line = line.rstrip()
         tail = (tail + [line])[-40:]

@@ -74,7 +74,8 @@ def _prepare(cfg: ClusterConfig) -> None:
     p = cfg.path("pki")
     inside = f"https://127.0.0.1:{API_PORT}"
     kubeconfig.write(cfg.kubeconfig_path, cfg.server_url, p, "admin", f"mlops-{cfg.name}", "mlops-admin")
-    kubeconfig.write(cfg.path("kubeconfigs", "admin-internal.conf"), inside, p, "admin", f"mlops-{cfg.name}", "mlops-admin")
+    kubeconfig.write(cfg.path("kubeconfigs", "admin-internal.conf"), inside, p, "admin", f"mlops-{cfg.name}",
+                     "mlops-admin")
     # Components run inside the cluster namespace and reach the API server on its loopback.
     for stem, user in (("controller-manager", "system:kube-controller-manager"),
                        ("scheduler", "system:kube-scheduler"),

@@ -25,14 +25,14 @@ class ProbeResult:
 class _NsConnection(http.client.HTTPSConnection):
     def __init__(self, ns: str, host: str, port: int, context: ssl.SSLContext | None, timeout: float):
         super().__init__(host, port, timeout=timeout, context=context or ssl.create_default_context())
-        self._ns, self._tls = ns, context is not None
+        self._ns, self._tls = ns, context
 
     def connect(self) -> None:
         sock = netns.socket_in(self._ns)
         sock.settimeout(self.timeout)
         sock.connect((self.host, self.port))
-        if self._tls:
-            sock = self._context.wrap_socket(sock, server_hostname=self.host)
+        if self._tls is not None:
+            sock = self._tls.wrap_socket(sock, server_hostname=self.host)
         self.sock = sock
 
 

@@ -396,8 +396,10 @@ def ensure_base(state: dict[str, Any], force: bool, log: _Clock) -> str:
     log(f"base {BASE_REF}: mmdebstrap {SUITE} minbase + {', '.join(BASE_PACKAGES)} "
         f"from {', '.join(sources)} (about a minute)")
     t0 = time.monotonic()
-    _run(argv, "mmdebstrap (the Debian base image)", log, echo=re.compile(r"^I: (downloading|extracting|installing|creating)"))
-    log(f"base rootfs: {tarball.stat().st_size / 1e6:.0f} MB tar in {time.monotonic() - t0:.0f}s; importing into buildah")
+    _run(argv, "mmdebstrap (the Debian base image)", log,
+         echo=re.compile(r"^I: (downloading|extracting|installing|creating)"))
+    log(f"base rootfs: {tarball.stat().st_size / 1e6:.0f} MB tar in {time.monotonic() - t0:.0f}s; "
+        "importing into buildah")
     ctr = _run(["buildah", "from", "scratch"], "buildah from scratch", log).strip().splitlines()[-1]
     try:
         _run(["buildah", "add", ctr, str(tarball), "/"], "buildah add (the base rootfs)", log)
@@ -511,7 +513,8 @@ def build(only: Sequence[str] | None = None, force: bool = False, say: Progress 
         state["images"][img.name] = {
             "ref": img.ref, "archive": str(archive), "uncompressed_bytes": unc, "compressed_bytes": comp,
             "build_seconds": round(seconds, 1), "input_hash": want, "image_id": image_id(img.ref),
-            "base_id": base_id if img.needs_base else None, "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "base_id": base_id if img.needs_base else None,
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         save_state(state)
         log(f"{img.name}: {unc / 1e6:.0f} MB uncompressed, {comp / 1e6:.0f} MB compressed")

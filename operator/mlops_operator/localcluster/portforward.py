@@ -36,17 +36,19 @@ def resolve(cfg: ClusterConfig, namespace: str, target: str, remote: int) -> Tar
     try:
         if kind in ("svc", "service", "services"):
             svc = api.read_namespaced_service(name, namespace)
-            ip = svc.spec.cluster_ip
+            spec = svc.spec or client.V1ServiceSpec()
+            ip = spec.cluster_ip
             if not ip or ip == "None":
                 raise PortForwardError(f"service {namespace}/{name} has no ClusterIP (headless)")
-            if remote not in [p.port for p in svc.spec.ports or []]:
+            if remote not in [p.port for p in spec.ports or []]:
                 raise PortForwardError(f"service {namespace}/{name} has no port {remote}")
             return Target("svc", name, ip, remote)
         if kind in ("pod", "pods", "po"):
             pod = api.read_namespaced_pod(name, namespace)
-            if not pod.status.pod_ip or pod.status.phase != "Running":
-                raise PortForwardError(f"pod {namespace}/{name} is not running (phase {pod.status.phase})")
-            return Target("pod", name, pod.status.pod_ip, remote)
+            status = pod.status or client.V1PodStatus()
+            if not status.pod_ip or status.phase != "Running":
+                raise PortForwardError(f"pod {namespace}/{name} is not running (phase {status.phase})")
+            return Target("pod", name, status.pod_ip, remote)
     except client.ApiException as e:
         if e.status == 404:
             raise PortForwardError(f"{kind} {namespace}/{name} not found") from e

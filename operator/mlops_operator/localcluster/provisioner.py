@@ -58,7 +58,7 @@ BOOTSTRAP: list[tuple[str, str, dict[str, Any]]] = [
 
 async def bootstrap(admin: ApiClient) -> None:
     """Create the StorageClass and the provisioner's RBAC (idempotent; run with admin rights)."""
-    for path, name, body in BOOTSTRAP:
+    for path, _name, body in BOOTSTRAP:
         try:
             await admin.create(path, body)
         except ApiError as e:
@@ -143,7 +143,11 @@ class Provisioner:
                              pki / "admin.key") as admin:
             await bootstrap(admin)
         app = web.Application()
-        app.router.add_get("/healthz", lambda _: web.Response(text="ok"))
+
+        async def healthz(_: web.Request) -> web.Response:  # (aiohttp: bare-function handlers are deprecated)
+            return web.Response(text="ok")
+
+        app.router.add_get("/healthz", healthz)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", HEALTHZ_PORT).start()

@@ -220,8 +220,8 @@ def prepare(cfg: ClusterConfig, bins: dict[str, Path]) -> None:
     pki.ensure_kubelet_serving(p, name, REAL_NODE_IP, stem="kubelet-real")
     kubeconfig.write(cfg.path("kubeconfigs", "node-real.conf"), f"https://127.0.0.1:{API_PORT}", p, "node-real",
                      f"mlops-{cfg.name}", f"system:node:{name}")
-    for d in cgroup_dirs(cfg):
-        d.mkdir(exist_ok=True)
+    for cg in cgroup_dirs(cfg):
+        cg.mkdir(exist_ok=True)
 
 
 def components(cfg: ClusterConfig, bins: dict[str, Path]) -> list[Component]:
@@ -256,7 +256,8 @@ def components(cfg: ClusterConfig, bins: dict[str, Path]) -> list[Component]:
 
 # --- images -------------------------------------------------------------------------------------
 
-def ctr(cfg: ClusterConfig, bins: dict[str, Path], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def ctr(cfg: ClusterConfig, bins: dict[str, Path], *args: str,
+        timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(bins["ctr"]), "--address", str(containerd_socket(cfg)), "-n", CRI_NAMESPACE, *args],
                           capture_output=True, text=True, timeout=timeout)
 

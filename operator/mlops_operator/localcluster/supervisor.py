@@ -18,7 +18,6 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import binaries, health, netns, nodebins, realnode
 from .components import Component, control_plane

@@ -38,6 +38,7 @@ def decide(policy: str, alias: str, metric: str, margin: float, candidate_score:
     way = "lower" if metric in LOWER_IS_BETTER else "higher"
     if better(metric, c, ch, margin):
         return {**out, "decision": "promoted",
-                "reason": f"{metric} {c:.4f} beats {champion['name']}'s {ch:.4f} by at least {margin:g} ({way} is better)"}
+                "reason": f"{metric} {c:.4f} beats {champion['name']}'s {ch:.4f} by at least {margin:g} "
+                          f"({way} is better)"}
     return {**out, "decision": "kept",
             "reason": f"{metric} {c:.4f} does not beat {champion['name']}'s {ch:.4f} by {margin:g} ({way} is better)"}

@@ -64,7 +64,8 @@ class ServerStats:
         return self.errors / self.requests if self.requests else 0.0
 
     def quantile(self, q: float) -> float | None:
-        """Upper bound of the bucket holding the q-quantile (as Prometheus' histogram_quantile, without interpolation)."""
+        """Upper bound of the bucket holding the q-quantile (as Prometheus' histogram_quantile,
+        without interpolation)."""
         if not self.buckets:
             return None
         total = max(self.buckets.values())

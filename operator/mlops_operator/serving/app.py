@@ -314,7 +314,7 @@ class Router:
     def __init__(self, routes: list[tuple[str, str, Any]]):
         self.table: dict[tuple[int, str | None], list[tuple[list[tuple[str | None, str]], dict[str, Any]]]] = {}
         for method, path, handler in routes:
-            pat = []
+            pat: list[tuple[str | None, str]] = []
             for seg in path.strip("/").split("/"):
                 if seg.startswith("{"):
                     name, _, suffix = seg[1:].partition("}")

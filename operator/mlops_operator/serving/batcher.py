@@ -125,6 +125,7 @@ class Batcher:
         # a big run: ONNX Runtime releases the GIL, so the event loop keeps reading, parsing and
         # answering other requests meanwhile; those queue up and go together in the next run
         self.busy = True
+        assert self.loop is not None  # set by submit()
         done = self.loop.run_in_executor(self.executor, self.model.run, feeds)
         done.add_done_callback(lambda f: self._finished(f, chunk, x, x32, cats))
 
@@ -140,6 +141,7 @@ class Batcher:
             self._fail(chunk, err)
         if self.pending and not self.scheduled:
             self.scheduled = True
+            assert self.loop is not None  # set by submit()
             self.loop.call_soon(self.flush)
 
     def _deliver(self, chunk, x: np.ndarray, cats: list[list[str]], result: dict[str, np.ndarray]) -> None:

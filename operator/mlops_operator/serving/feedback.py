@@ -108,11 +108,11 @@ class Feedback:
             self.confusion += np.bincount(t * c + p, minlength=c * c).reshape(c, c)
             ok = int((t == p).sum())
             self.correct += ok
-            if s is not None:
+            if s is not None and self.score_counts is not None:  # (scores: binary only, checked above)
                 b = np.searchsorted(self.score_edges, s, side="right")
                 k = self.score_counts.shape[1]
                 self.score_counts += np.bincount(t * k + b, minlength=2 * k).reshape(2, k)
-            answer = {"rows": len(labels), "correct": ok}
+            answer: dict[str, Any] = {"rows": len(labels), "correct": ok}
         else:
             p = self._numbers("predictions", preds)
             t = self._numbers("labels", labels)

@@ -104,8 +104,8 @@ class ServingCollector(Collector):
         base = [s.spec.name, s.spec.version]
         bl = ["model", "version"]
 
-        fam = CounterMetricFamily("mlops_serving_requests", "Requests answered, by endpoint and HTTP status.",
-                                  labels=bl + ["endpoint", "code"])
+        fam: Any = CounterMetricFamily("mlops_serving_requests", "Requests answered, by endpoint and HTTP status.",
+                                       labels=bl + ["endpoint", "code"])  # counters and histograms below
         for (e, c), n in sorted(s.requests.codes.items()):
             fam.add_metric(base + [e, str(c)], n)
         yield fam

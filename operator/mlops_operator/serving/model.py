@@ -83,6 +83,7 @@ def _wire_fields(buf: memoryview):
     32/64-bit fields. Groups (wire types 3, 4: not used by ONNX) and bad framing raise.
     """
     i, n = 0, len(buf)
+    value: int | memoryview | None
     while i < n:
         key, i = _varint(buf, i)
         number, wire = key >> 3, key & 7
@@ -129,7 +130,8 @@ def parse_onnx(data: bytes, where: str = "model.onnx") -> dict[str, int]:
     try:
         for number, wire, value in _wire_fields(memoryview(data)):
             kind = (number, wire)
-            if number in (_IR_VERSION[0], _GRAPH[0], _OPSET_IMPORT[0]) and kind not in (_IR_VERSION, _GRAPH, _OPSET_IMPORT):
+            if (number in (_IR_VERSION[0], _GRAPH[0], _OPSET_IMPORT[0])
+                    and kind not in (_IR_VERSION, _GRAPH, _OPSET_IMPORT)):
                 raise ValueError(f"field {number} has wire type {wire}")
             if kind == _IR_VERSION:
                 found["ir_version"] = value
@@ -213,8 +215,8 @@ class LoadedModel:
             feeds[f.name] = np.full((rows, 1), v, dtype=np.float32)
         for f in self.cat_features:
             col = ref.get(f.name)
-            v = next(iter(col.categories), "") if col is not None and col.categories else ""
-            feeds[f.name] = np.array([v] * rows, dtype=object).reshape(-1, 1)
+            c = next(iter(col.categories), "") if col is not None and col.categories else ""
+            feeds[f.name] = np.array([c] * rows, dtype=object).reshape(-1, 1)
         return feeds
 
     def warm_up(self, batch_sizes: tuple[int, ...] = (1, 2, 32, 256)) -> None:

@@ -326,7 +326,8 @@ class Monitor:
         num_i = {f.name: i for i, f in enumerate(self.model.num_features)}
         cat_i = {f.name: i for i, f in enumerate(self.model.cat_features)}
         for f in self.model.features:
-            out[f.name] = self.numeric.feature(num_i[f.name]) if f.name in num_i else self.categorical[cat_i[f.name]].stats()
+            out[f.name] = (self.numeric.feature(num_i[f.name]) if f.name in num_i
+                           else self.categorical[cat_i[f.name]].stats())
         return out
 
     def reservoir_doc(self, order: list[tuple[bool, int]]) -> dict[str, Any]:

@@ -312,8 +312,8 @@ def parse_v2(body: bytes, spec: Spec, header_length: str | None = None) -> Parse
     for t in inputs:
         if type(t) is not dict:
             raise bad("each input must be an object with name, datatype, shape and data")
-        name = t.get("name")
-        dt = t.get("datatype")
+        name: Any = t.get("name")  # str once found in accept
+        dt: Any = t.get("datatype")
         try:
             is_cat, j = accept[name, dt]
         except (KeyError, TypeError):

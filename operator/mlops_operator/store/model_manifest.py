@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-FORMAT = "mlops.dev/model/v1"
+FORMAT: Final = "mlops.dev/model/v1"
 
 
 class _M(BaseModel):

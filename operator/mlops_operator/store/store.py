@@ -51,7 +51,8 @@ class ArtifactStore(abc.ABC):
     """What controllers, Jobs and servers need from a store, whatever the backend."""
 
     @abc.abstractmethod
-    def put_version(self, kind: str, name: str, primary: Path, extras: dict[str, Path] | None = None) -> tuple[str, str]:
+    def put_version(self, kind: str, name: str, primary: Path,
+                    extras: dict[str, Path] | None = None) -> tuple[str, str]:
         """Store `primary` (+ extra files) under its sha256; return (digest, uri)."""
 
     @abc.abstractmethod
@@ -84,7 +85,8 @@ class FileStore(ArtifactStore):
     def exists(self, kind: str, name: str, digest: str) -> bool:
         return (self._dir(kind, name, digest) / self.PRIMARY[kind]).exists()
 
-    def put_version(self, kind: str, name: str, primary: Path, extras: dict[str, Path] | None = None) -> tuple[str, str]:
+    def put_version(self, kind: str, name: str, primary: Path,
+                    extras: dict[str, Path] | None = None) -> tuple[str, str]:
         digest = sha256_file(primary)
         final = self._dir(kind, name, digest)
         if (final / self.PRIMARY[kind]).exists():

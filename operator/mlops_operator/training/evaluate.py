@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as m
 
-from ..registry.promotion import LOWER_IS_BETTER  # one definition for trainer and operator
+from ..registry.promotion import LOWER_IS_BETTER as LOWER_IS_BETTER  # one definition for trainer and operator
 
 #: metric name -> scikit-learn scorer used to rank tuning trials (higher is better)
 SCORERS = {

@@ -177,7 +177,7 @@ def train(doc: dict[str, Any], store_uri: str) -> dict[str, Any]:
     pred = model.predict(x_test)
     proba = model.predict_proba(x_test) if task == "classification" and hasattr(model, "predict_proba") else None
     if task == "classification":
-        mets, details = evaluate.classification_metrics(y_test.to_numpy(), pred, proba, classes)
+        mets, details = evaluate.classification_metrics(y_test.to_numpy(), pred, proba, classes or [])
     else:
         mets, details = evaluate.regression_metrics(y_test.to_numpy(), pred), {}
     onnx_bytes = convert.export(model, feats, task == "classification")
@@ -206,7 +206,8 @@ def train(doc: dict[str, Any], store_uri: str) -> dict[str, Any]:
     return {
         "digest": digest, "uri": uri, "task": task, "metric": metric, "metrics": mets,
         "bestParams": best, "params": {**fixed, **best}, "trials": [t.wire() for t in result.trials],
-        "stoppedEarly": result.stopped_early, "promotionMetric": promo_metric, "candidateScore": candidate, "champion": champ,
+        "stoppedEarly": result.stopped_early, "promotionMetric": promo_metric, "candidateScore": candidate,
+        "champion": champ,
         "evaluation": details if len(classes or []) <= 10 else {},
         "parity": {"rows": parity.rows, "maxAbsDiff": parity.max_abs_diff, "labelMismatches": parity.label_mismatches},
         "split": {"how": sp.how, "train": len(sp.train), "validation": len(sp.validation), "test": len(sp.test)},

@@ -54,7 +54,8 @@ def grid(space: dict[str, dict[str, Any]], max_trials: int) -> list[dict[str, An
 
 def random_candidates(space: dict[str, dict[str, Any]], max_trials: int, seed: int) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
-    out, seen = [], set()
+    out: list[dict[str, Any]] = []
+    seen: set[Any] = set()
     # a space of only choices may hold fewer distinct points than max_trials: stop when exhausted
     finite = all("choice" in s for s in space.values())
     size = math.prod(len(s["choice"]) for s in space.values()) if finite else None

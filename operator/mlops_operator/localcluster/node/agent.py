@@ -78,7 +78,8 @@ class Agent:
             "addresses": [{"type": "InternalIP", "address": NODE_IP}, {"type": "Hostname", "address": self.node}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
             "nodeInfo": {
-                "machineID": "", "systemUUID": "", "bootID": Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
+                "machineID": "", "systemUUID": "",
+                "bootID": Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
                 "kernelVersion": platform.release(), "osImage": f"mlops local node ({platform.system()})",
                 "containerRuntimeVersion": f"mlops-process://{__version__}",
                 "kubeletVersion": f"v{self.cfg.kubernetes_version}", "kubeProxyVersion": "",
@@ -224,8 +225,11 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         health = web.Application()
-        health.router.add_get("/healthz", lambda _: web.Response(text="ok" if self.ready else "starting",
-                                                                  status=200 if self.ready else 503))
+
+        async def healthz(_: web.Request) -> web.Response:  # (aiohttp: bare-function handlers are deprecated)
+            return web.Response(text="ok" if self.ready else "starting", status=200 if self.ready else 503)
+
+        health.router.add_get("/healthz", healthz)
         hrunner = web.AppRunner(health, access_log=None)
         await hrunner.setup()
         await web.TCPSite(hrunner, "127.0.0.1", HEALTHZ_PORT).start()
@@ -240,7 +244,8 @@ class Agent:
                                      self.capacity, self._finished, cluster_dns=dns)
             runner = web.AppRunner(kubeletapi.make_app(self.lookup), access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, NODE_IP, KUBELET_PORT, ssl_context=kubeletapi.server_tls(self.cfg.path("pki"))).start()
+            tls = kubeletapi.server_tls(self.cfg.path("pki"))
+            await web.TCPSite(runner, NODE_IP, KUBELET_PORT, ssl_context=tls).start()
             self.ready = True
             await self.post_status()
             log.info("node %s ready: pod CIDR %s, kubelet API on %s:%s", self.node, cidr, NODE_IP, KUBELET_PORT)

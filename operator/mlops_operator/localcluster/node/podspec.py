@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 Obj = Mapping[str, Any]
 
@@ -99,7 +99,7 @@ def _env_name(s: str) -> str:
     return re.sub(r"[^A-Z0-9_]", "_", s.upper())
 
 
-def service_env(services: list[Obj]) -> dict[str, str]:
+def service_env(services: Sequence[Obj]) -> dict[str, str]:
     """Docker-link style variables for each Service with a ClusterIP, as the kubelet sets them."""
     env: dict[str, str] = {}
     for svc in sorted(services, key=lambda s: s["metadata"]["name"]):
@@ -204,7 +204,7 @@ def _ref_data(objs: Mapping[str, Obj], name: str, kind: str) -> dict[str, str] |
     return dict(o.get("data") or {})
 
 
-def container_env(pod: Obj, container: Obj, services: list[Obj], configmaps: Mapping[str, Obj],
+def container_env(pod: Obj, container: Obj, services: Sequence[Obj], configmaps: Mapping[str, Obj],
                   secrets: Mapping[str, Obj], node_allocatable: Mapping[str, str]) -> dict[str, str]:
     """The full environment of a container process, in kubelet precedence order."""
     env: dict[str, str] = {"PATH": default_path(), "HOSTNAME": pod["metadata"]["name"], "HOME": "/root"}

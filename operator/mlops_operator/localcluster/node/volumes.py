@@ -9,7 +9,6 @@ projected tokens are refreshed by the worker before they expire.
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path

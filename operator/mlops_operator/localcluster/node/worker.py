@@ -67,14 +67,19 @@ async def wait_pid_exit(pid: int) -> None:
         return
     loop = asyncio.get_running_loop()
     done = loop.create_future()
-    loop.add_reader(fd, lambda: done.done() or done.set_result(None))
+
+    def exited() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, exited)
     try:
         await done
     finally:
         loop.remove_reader(fd)
         os.close(fd)
         try:
-            os.waitpid(pid, os.WNOHANG)
+            os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 (WNOHANG: reaps the exited child, never blocks)
         except ChildProcessError:
             pass
 
@@ -308,7 +313,8 @@ class PodWorker:
         r.last_terminated = r.terminated_state()
         if delay:
             r.state, r.reason = "waiting", "CrashLoopBackOff"
-            r.message = f"back-off {int(delay)}s restarting failed container={r.name} pod={self.name}_{self.ns}({self.uid})"
+            r.message = (f"back-off {int(delay)}s restarting failed container={r.name} "
+                         f"pod={self.name}_{self.ns}({self.uid})")
             r.ready = False
             self.mark()
             try:
@@ -391,7 +397,7 @@ class PodWorker:
         (d / "spec.json").write_text(json.dumps(spec))
         fs_group = (self.pod["spec"].get("securityContext") or {}).get("fsGroup")
         if fs_group is not None and self.vols:
-            for name, path in self.vols.paths.items():
+            for path in self.vols.paths.values():
                 if path.is_relative_to(self.dir):
                     os.chown(path, -1, fs_group)
                     path.chmod(0o2775)
@@ -582,7 +588,8 @@ class PodWorker:
         ctl.rec.ready = False
         self.mark()
         grace = float(self.pod["spec"].get("terminationGracePeriodSeconds", 30))
-        asyncio.create_task(self._stop_container(ctl, grace))
+        # kept (a task with no reference may be garbage-collected mid-run) and cancelled with the worker
+        self.tasks.append(asyncio.create_task(self._stop_container(ctl, grace)))
 
     async def _token_refresher(self) -> None:
         """Rewrite projected service-account tokens at 80% of their lifetime, as the kubelet does."""
