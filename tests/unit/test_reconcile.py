@@ -20,7 +20,7 @@ from mlops_operator.drift.engine import DatasetDrift
 from mlops_operator.monitoring.decisions import judge_window
 from mlops_operator.settings import Settings
 
-from .fakekube import FakeKube, fake  # noqa: F401  (fixture)
+from .fakekube import FakeKube
 
 SETTINGS = Settings(runtime_image="runtime", store_claim="mlops-store", store_size="1Gi",
                     store_access_mode="ReadWriteOnce", store_storage_class=None, server_image="server")

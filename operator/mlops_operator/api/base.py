@@ -55,7 +55,7 @@ def validations(*rules: dict[str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": list(rules)}
 
 
-def each(description: str) -> dict[str, str]:
+def each(description: str) -> dict[str, Any]:
     """`json_schema_extra` describing every item of a list field or every value of a map field."""
     return {ITEM_DESCRIPTION: description}
 

@@ -10,6 +10,7 @@ import kopf
 
 from ..api.conditions import observe
 from . import kube
+from .events import emit
 
 
 async def name_taken(plural: str, obj: dict[str, Any], err: kube.NameTaken) -> NoReturn:
@@ -17,5 +18,5 @@ async def name_taken(plural: str, obj: dict[str, Any], err: kube.NameTaken) -> N
     gen = meta.get("generation")
     conds = observe((obj.get("status") or {}).get("conditions"), gen, stalled=("NameTaken", str(err)))
     await kube.patch_status(plural, meta["namespace"], meta["name"], {"conditions": conds})
-    kopf.event(obj, type="Warning", reason="NameTaken", message=str(err)[:1000])
+    emit(obj, "Warning", "NameTaken", str(err))
     raise kopf.TemporaryError(str(err), delay=30)

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -25,6 +26,7 @@ from ..data.versions import record_snapshot
 from ..resources.snapshot_job import GENERATION_ANNOTATION, job_name, snapshot_job
 from ..resources.store import store_claim
 from . import kube
+from .events import emit
 from .conflicts import name_taken
 from .metrics import measured
 from ..settings import Settings
@@ -44,8 +46,7 @@ def trigger_of(ds: dict[str, Any], now: float | None = None) -> str:
     return hashlib.sha256(f"{meta.get('uid')}/{meta.get('generation')}/{token}/{bucket}".encode()).hexdigest()[:8]
 
 
-def _event(ds: dict[str, Any], etype: str, reason: str, message: str) -> None:
-    kopf.event(ds, type=etype, reason=reason, message=message)
+_event = emit
 
 
 def stalled(status: dict[str, Any]) -> tuple[str, str] | None:
@@ -53,7 +54,7 @@ def stalled(status: dict[str, Any]) -> tuple[str, str] | None:
     content or refresh is needed), else None."""
     if status.get("phase") != "Failed":
         return None
-    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
     return ready.get("reason") or "SnapshotFailed", ready.get("message") or "no valid version"
 
 
@@ -115,23 +116,35 @@ async def _step(namespace: str, name: str, settings: Settings) -> bool:
     trigger = trigger_of(ds)
     if status.get("lastSnapshotTrigger") == trigger:
         if status.get("observedGeneration") != gen:  # e.g. only a label changed: nothing to snapshot
-            await kube.patch_status(PLURAL, namespace, name, {
-                "observedGeneration": gen, "conditions": observe(status.get("conditions"), gen, stalled=stalled(status))})
+            await kube.patch_status(
+                PLURAL,
+                namespace,
+                name,
+                {
+                    "observedGeneration": gen,
+                    "conditions": observe(status.get("conditions"), gen, stalled=stalled(status)),
+                },
+            )
         return False
     spec = DatasetSpec.model_validate(ds["spec"])
     await kube.create_or_adopt(store_claim(namespace, settings))
-    frozen = None if spec.schema_ is not None and spec.schema_.columns else \
-        (status.get("schema") or {}).get("columns")
+    frozen = None if spec.schema_ is not None and spec.schema_.columns else (status.get("schema") or {}).get("columns")
     job, created = await kube.create_or_adopt(snapshot_job(ds, trigger, frozen, settings))
     text = f"snapshot Job {job['metadata']['name']} is running"
     conds, _ = set_condition(status.get("conditions"), "Progressing", True, "Snapshotting", text, gen)
     if not status.get("latestValid"):
         conds, _ = set_condition(conds, "Ready", False, "Snapshotting", "no valid version yet", gen)
-    await kube.patch_status(PLURAL, namespace, name, {
-        "activeJob": job["metadata"]["name"], "observedGeneration": gen,
-        "conditions": observe(conds, gen, reconciling=("Snapshotting", text)),
-        "phase": status.get("phase") if status.get("latestValid") else "Snapshotting",
-    })
+    await kube.patch_status(
+        PLURAL,
+        namespace,
+        name,
+        {
+            "activeJob": job["metadata"]["name"],
+            "observedGeneration": gen,
+            "conditions": observe(conds, gen, reconciling=("Snapshotting", text)),
+            "phase": status.get("phase") if status.get("latestValid") else "Snapshotting",
+        },
+    )
     if created:
         _event(ds, "Normal", "SnapshotStarted", f"started Job {job['metadata']['name']}")
     if kube.job_state(job) != "Running":  # adopted a Job that already finished
@@ -144,19 +157,26 @@ def register(settings: Settings) -> None:
     @kopf.on.resume(GROUP, VERSION, PLURAL)
     @kopf.on.create(GROUP, VERSION, PLURAL)
     @kopf.on.update(GROUP, VERSION, PLURAL)
-    async def dataset_changed(namespace: str, name: str, **_: Any) -> None:
+    async def dataset_changed(namespace: str | None, name: str, **_: Any) -> None:
+        if not namespace:  # every kind here is namespaced
+            return
         await reconcile(namespace, name, settings)
 
     # Only Datasets with a refreshInterval get a timer: kopf puts a finalizer on objects with
     # timers, and a finalizer would block deleting a Dataset while the operator is away.
     # Job completion arrives through the Job events below; restarts go through `resume`.
-    @kopf.timer(GROUP, VERSION, PLURAL, interval=15, initial_delay=5,
-                when=lambda spec, **_: bool(spec.get("refreshInterval")))
-    async def dataset_tick(namespace: str, name: str, **_: Any) -> None:
+    @kopf.timer(
+        GROUP, VERSION, PLURAL, interval=15, initial_delay=5, when=lambda spec, **_: bool(spec.get("refreshInterval"))
+    )
+    async def dataset_tick(namespace: str | None, name: str, **_: Any) -> None:
+        if not namespace:  # every kind here is namespaced
+            return
         await reconcile(namespace, name, settings)
 
     @kopf.on.event("batch", "v1", "jobs", labels={"mlops.dev/dataset": kopf.PRESENT})
-    async def snapshot_job_changed(namespace: str, labels: dict[str, str], body: Any, **_: Any) -> None:
+    async def snapshot_job_changed(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> None:
+        if not namespace:  # every kind here is namespaced
+            return
         if kube.job_state(dict(body)) != "Running":
             await reconcile(namespace, labels["mlops.dev/dataset"], settings)
 

@@ -32,6 +32,7 @@ from ..resources.common import labels, owner_reference
 from ..resources.names import child_name
 from ..resources.serving import PORT
 from . import kube
+from .events import emit
 from .dataset import trigger_of
 from .metrics import measured
 from ..settings import Settings
@@ -52,8 +53,7 @@ ACCURACY = Gauge("mlops_window_accuracy", "Accuracy (or error) of the model on l
 SAMPLES = Gauge("mlops_window_rows", "Rows in the last evaluated window", ["namespace", "monitor"])
 
 
-def _event(obj: dict[str, Any], etype: str, reason: str, message: str) -> None:
-    kopf.event(obj, type=etype, reason=reason, message=message[:1000])
+_event = emit
 
 
 # ------------------------------------------------------------------------------ state ConfigMap
@@ -81,7 +81,7 @@ async def _load_state(dm: dict[str, Any]) -> dict[str, Any]:
 
 async def _save_state(dm: dict[str, Any], state: dict[str, Any]) -> None:
     meta = dm["metadata"]
-    body = {"apiVersion": "v1", "kind": "ConfigMap",
+    body: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": _state_name(dm), "namespace": meta["namespace"],
                          "labels": labels("drift-monitor", "monitor-state", meta["name"]),
                          "ownerReferences": [owner_reference(dm)]},
@@ -122,7 +122,8 @@ async def _scrape(ns: str, pods: list[dict[str, Any]], model: str, version: int)
     return docs, problems
 
 
-async def _reference(ns: str, pods: list[dict[str, Any]], model: str, override: dict[str, Any]) -> dict[str, Any] | None:
+async def _reference(ns: str, pods: list[dict[str, Any]], model: str,
+                     override: dict[str, Any]) -> dict[str, Any] | None:
     """The serving model's training reference, or the Dataset version `spec.reference` names
     (read from the store by a serving pod, which mounts it)."""
     from urllib.parse import urlencode
@@ -139,11 +140,12 @@ async def _reference(ns: str, pods: list[dict[str, Any]], model: str, override: 
 
 # ------------------------------------------------------------------------------ the tick
 
+
 async def tick(dm: dict[str, Any], settings: Settings) -> None:
     meta, spec = dm["metadata"], DriftMonitorSpec.model_validate(dm["spec"])
     ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
     st = dict(dm.get("status") or {})
-    interval = parse_duration(spec.interval)
+    interval = parse_duration(spec.interval) or 60.0
     last = epoch(st.get("lastScrapeTime"))
     if last is not None and time.time() - last < interval - TICK / 2 and st.get("observedGeneration") == gen:
         await _follow_retrain(dm, st)
@@ -151,11 +153,22 @@ async def tick(dm: dict[str, Any], settings: Settings) -> None:
     conds = st.get("conditions")
     isvc = await kube.get_custom("inferenceservices", ns, spec.inference_service)
     serving = ((isvc or {}).get("status") or {}).get("modelVersion")
-    if not serving:
-        why = f"InferenceService {spec.inference_service} " + ("does not exist" if isvc is None else "serves no model yet")
+    if isvc is None or not serving:
+        why = f"InferenceService {spec.inference_service} " + (
+            "does not exist" if isvc is None else "serves no model yet"
+        )
         conds, changed = set_condition(conds, "Ready", False, "NoServingModel", why, gen)
-        await kube.patch_status(PLURAL, ns, name, {"conditions": observe(conds, gen, reconciling=("NoServingModel", why)),
-                                                   "observedGeneration": gen, "lastScrapeTime": now(), "message": why})
+        await kube.patch_status(
+            PLURAL,
+            ns,
+            name,
+            {
+                "conditions": observe(conds, gen, reconciling=("NoServingModel", why)),
+                "observedGeneration": gen,
+                "lastScrapeTime": now(),
+                "message": why,
+            },
+        )
         if changed:
             _event(dm, "Warning", "NoServingModel", why)
         return
@@ -172,28 +185,59 @@ async def tick(dm: dict[str, Any], settings: Settings) -> None:
         if ref is None:
             why = f"no reference from the pods of {serving} yet"
             conds, _ = set_condition(conds, "Ready", False, "NoReference", why, gen)
-            await kube.patch_status(PLURAL, ns, name, {"conditions": observe(conds, gen, reconciling=("NoReference", why)),
-                                                       "observedGeneration": gen, "lastScrapeTime": now()})
+            await kube.patch_status(
+                PLURAL,
+                ns,
+                name,
+                {
+                    "conditions": observe(conds, gen, reconciling=("NoReference", why)),
+                    "observedGeneration": gen,
+                    "lastScrapeTime": now(),
+                },
+            )
             return
         if state.get("servingVersion"):
-            _event(dm, "Normal", "NewReference", f"{serving} serves now: new reference "
-                                                 f"({ref.get('dataset')}@{str(ref.get('datasetDigest'))[:12]}), new window")
-        state = {"servingVersion": serving, "referenceSpec": ref_key, "reference": ref, "pods": {},
-                 "window": Window(time.time()).to_json()}
+            _event(
+                dm,
+                "Normal",
+                "NewReference",
+                f"{serving} serves now: new reference "
+                f"({ref.get('dataset')}@{str(ref.get('datasetDigest'))[:12]}), new window",
+            )
+        state = {
+            "servingVersion": serving,
+            "referenceSpec": ref_key,
+            "reference": ref,
+            "pods": {},
+            "window": Window(time.time()).to_json(),
+        }
     docs, problems = await _scrape(ns, pods, model, version)
     res = accumulate(Window.from_json(state["window"]), state.get("pods") or {}, docs)
     notes += res.notes + problems
     window = res.window
     state["pods"] = res.pods
-    duration, min_rows = parse_duration(spec.window.duration), spec.window.min_samples
-    patch: dict[str, Any] = {"observedGeneration": gen, "lastScrapeTime": now(), "servingModelVersion": serving,
-                             "windowRows": window.rows, "windowStart": _iso(window.start)}
-    conds, _ = set_condition(conds, "Ready", True, "Monitoring",
-                             f"{len(docs)} pod(s) of {serving} scraped" + (f"; {'; '.join(notes)}" if notes else ""), gen)
+    duration, min_rows = parse_duration(spec.window.duration) or 600.0, spec.window.min_samples
+    patch: dict[str, Any] = {
+        "observedGeneration": gen,
+        "lastScrapeTime": now(),
+        "servingModelVersion": serving,
+        "windowRows": window.rows,
+        "windowStart": _iso(window.start),
+    }
+    conds, _ = set_condition(
+        conds,
+        "Ready",
+        True,
+        "Monitoring",
+        f"{len(docs)} pod(s) of {serving} scraped" + (f"; {'; '.join(notes)}" if notes else ""),
+        gen,
+    )
     if time.time() - window.start >= duration:
         if window.rows < min_rows:
-            patch["message"] = (f"insufficient samples: {window.rows} rows since {_iso(window.start)}, {min_rows} "
-                                "needed; the window grows until there are")
+            patch["message"] = (
+                f"insufficient samples: {window.rows} rows since {_iso(window.start)}, {min_rows} "
+                "needed; the window grows until there are"
+            )
         else:
             conds = await _judge(dm, st, conds, state, window, patch)
             state["window"] = Window(time.time()).to_json()
@@ -209,16 +253,27 @@ def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-async def _judge(dm: dict[str, Any], st: dict[str, Any], conds: list, state: dict[str, Any], window: Window,
-                 patch: dict[str, Any]) -> list:
+async def _judge(
+    dm: dict[str, Any], st: dict[str, Any], conds: list, state: dict[str, Any], window: Window, patch: dict[str, Any]
+) -> list:
     meta, spec = dm["metadata"], DriftMonitorSpec.model_validate(dm["spec"])
     ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
     refs = references_from_profile(state["reference"].get("columns") or {})
     overrides = {k: {"method": v.method, "threshold": v.threshold} for k, v in (spec.features or {}).items()}
-    result = evaluate(refs, window.features, overrides, drift_share=spec.drift_share,
-                      min_samples=spec.window.min_samples)
-    feats = [{"name": f.name, "method": f.method, "score": _num(f.score), "threshold": _num(f.threshold),
-              "drifted": bool(f.drifted)} for f in result.features if f.status == "ok"]
+    result = evaluate(
+        refs, window.features, overrides, drift_share=spec.drift_share, min_samples=spec.window.min_samples
+    )
+    feats = [
+        {
+            "name": f.name,
+            "method": f.method,
+            "score": _num(f.score),
+            "threshold": _num(f.threshold),
+            "drifted": bool(f.drifted),
+        }
+        for f in result.features
+        if f.status == "ok"
+    ]
     for f in result.features:
         if f.status == "ok":
             SCORE.labels(ns, name, f.name, f.method).set(f.score)
@@ -233,9 +288,17 @@ async def _judge(dm: dict[str, Any], st: dict[str, Any], conds: list, state: dic
     trend = list(st.get("accuracyTrend") or [])
     if acc is not None:
         trend = (trend + [round(acc, 4)])[-TREND:]
-    patch.update(lastEvaluationTime=now(), samples=window.rows, features=feats, driftShare=round(result.share, 4),
-                 datasetDrift=result.drifted and not result.insufficient, accuracy=None if acc is None else round(acc, 4),
-                 accuracyTrend=trend, labelledSamples=int(window.feedback.get("count", 0)), message=result.message)
+    patch.update(
+        lastEvaluationTime=now(),
+        samples=window.rows,
+        features=feats,
+        driftShare=round(result.share, 4),
+        datasetDrift=result.drifted and not result.insufficient,
+        accuracy=None if acc is None else round(acc, 4),
+        accuracyTrend=trend,
+        labelledSamples=int(window.feedback.get("count", 0)),
+        message=result.message,
+    )
     status, reason, text = verdict.condition
     conds, changed = set_condition(conds, "Drifted", status, reason, text, gen)
     if changed and status != "Unknown":
@@ -250,15 +313,21 @@ def _num(x: float) -> float:
 
 # ------------------------------------------------------------------------------ retraining
 
-async def _maybe_retrain(dm: dict[str, Any], st: dict[str, Any], patch: dict[str, Any],
-                         verdict: WindowVerdict) -> None:
+
+async def _maybe_retrain(dm: dict[str, Any], st: dict[str, Any], patch: dict[str, Any], verdict: WindowVerdict) -> None:
     retrain = DriftMonitorSpec.model_validate(dm["spec"]).retrain
     in_flight = None
     r = st.get("retrain") or {}
     if r.get("phase") in ("Refreshing", "Training"):
         in_flight = r.get("trainingRun") or "a dataset refresh"
-    gate = retrain_gate(retrain.enabled, verdict.breached, in_flight, epoch(st.get("lastRetrainTime")),
-                        parse_duration(retrain.cooldown), time.time())
+    gate = retrain_gate(
+        retrain.enabled,
+        verdict.breached,
+        in_flight,
+        epoch(st.get("lastRetrainTime")),
+        parse_duration(retrain.cooldown) or 0.0,
+        time.time(),
+    )
     if not gate.allowed:
         if retrain.enabled and verdict.breached:
             last = f" (last: {r['result']})" if r.get("result") else ""
@@ -284,12 +353,20 @@ async def _follow_retrain(dm: dict[str, Any], st: dict[str, Any]) -> None:
     if r.get("phase") == "Refreshing":
         ds = await kube.get_custom("datasets", ns, r["dataset"])
         if ds is not None and not r.get("refreshRequested"):
-            await kube.patch_custom("datasets", ns, r["dataset"], {"metadata": {"annotations": {
-                rt.REFRESH_ANNOTATION: rt.refresh_value(dm, r)}}})
+            await kube.patch_custom(
+                "datasets",
+                ns,
+                r["dataset"],
+                {"metadata": {"annotations": {rt.REFRESH_ANNOTATION: rt.refresh_value(dm, r)}}},
+            )
             r["refreshRequested"] = True
             await kube.patch_status(PLURAL, ns, name, {"retrain": r})
-            _event(dm, "Normal", "RefreshingDataset",
-                   f"retraining #{r['number']}: refreshing Dataset {r['dataset']} first ({r.get('reason', '')[:200]})")
+            _event(
+                dm,
+                "Normal",
+                "RefreshingDataset",
+                f"retraining #{r['number']}: refreshing Dataset {r['dataset']} first ({r.get('reason', '')[:200]})",
+            )
             return
         caught_up = ds is not None and (ds.get("status") or {}).get("lastSnapshotTrigger") == trigger_of(ds)
         progress, why = rt.refresh_progress(r, ds, caught_up, time.time())
@@ -303,29 +380,43 @@ async def _follow_retrain(dm: dict[str, Any], st: dict[str, Any]) -> None:
             return
         r["phase"] = "Training"
     if r.get("phase") == "Training" and not r.get("trainingRun"):
-        run_name = rt.run_name(dm, r)
+        run_name = child_name(dm, rt.run_suffix(r))
         template = json.loads(json.dumps(spec["retrain"]["template"]))
         ds = await kube.get_custom("datasets", ns, template["dataset"]["name"])
         latest = (((ds or {}).get("status") or {}).get("latestValid") or {}).get("digest")
         if latest:
             template["dataset"]["digest"] = latest  # pin the newest valid version: what was judged on
-        body = {"apiVersion": API_VERSION, "kind": "TrainingRun",
-                "metadata": {"name": run_name, "namespace": ns,
-                             "labels": labels("retraining", "training-run", name, {"mlops.dev/drift-monitor": name}),
-                             "annotations": {"mlops.dev/retrain-reason": r.get("reason", "")[:1000],
-                                             rt.TOKEN_ANNOTATION: r.get("token", "")}},
-                "spec": template}
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "TrainingRun",
+            "metadata": {
+                "name": run_name,
+                "namespace": ns,
+                "labels": labels("retraining", "training-run", name, {"mlops.dev/drift-monitor": name}),
+                "annotations": {
+                    "mlops.dev/retrain-reason": r.get("reason", "")[:1000],
+                    rt.TOKEN_ANNOTATION: r.get("token", ""),
+                },
+            },
+            "spec": template,
+        }
         try:
             await kube.create_custom("trainingruns", ns, body)
-            _event(dm, "Normal", "RetrainingStarted", f"created TrainingRun {run_name} on "
-                                                      f"{template['dataset']['name']}@{str(latest)[:12]}")
+            _event(
+                dm,
+                "Normal",
+                "RetrainingStarted",
+                f"created TrainingRun {run_name} on {template['dataset']['name']}@{str(latest)[:12]}",
+            )
         except Exception as e:
             if not kube.is_conflict(e):
                 raise
             existing = await kube.get_custom("trainingruns", ns, run_name)
             if existing is not None and not rt.is_ours(existing, r):
-                text = (f"retraining #{r['number']} failed: TrainingRun {run_name} exists and is not this "
-                        "retraining's; it is not adopted")
+                text = (
+                    f"retraining #{r['number']} failed: TrainingRun {run_name} exists and is not this "
+                    "retraining's; it is not adopted"
+                )
                 _event(dm, "Warning", "RetrainingFailed", text)
                 r.update(phase="Failed", finishedAt=now(), result=text[:1000])
                 await kube.patch_status(PLURAL, ns, name, {"retrain": r, "message": text})
@@ -340,12 +431,16 @@ async def _follow_retrain(dm: dict[str, Any], st: dict[str, Any]) -> None:
             rst = (run or {}).get("status") or {}
             promo = rst.get("promotion") or {}
             if phase == "Succeeded":
-                text = (f"retraining {r['trainingRun']} registered {rst.get('modelVersion')}: "
-                        f"{promo.get('decision', 'registered')} ({promo.get('reason', '')})")
+                text = (
+                    f"retraining {r['trainingRun']} registered {rst.get('modelVersion')}: "
+                    f"{promo.get('decision', 'registered')} ({promo.get('reason', '')})"
+                )
                 _event(dm, "Normal", "RetrainingSucceeded", text)
             else:
-                text = (f"retraining {r['trainingRun']} failed: {rst.get('message') or 'the run disappeared'}; "
-                        "the serving model stays")
+                text = (
+                    f"retraining {r['trainingRun']} failed: {rst.get('message') or 'the run disappeared'}; "
+                    "the serving model stays"
+                )
                 _event(dm, "Warning", "RetrainingFailed", text)
             r.update(phase=phase or "Failed", finishedAt=now(), result=text[:1000])
             await kube.patch_status(PLURAL, ns, name, {"retrain": r, "message": text})
@@ -353,6 +448,6 @@ async def _follow_retrain(dm: dict[str, Any], st: dict[str, Any]) -> None:
 
 def register(settings: Settings) -> None:
     @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK, initial_delay=1)
-    async def driftmonitor_tick(body: Any, **_: Any) -> None:
+    async def driftmonitor_tick(body: kopf.Body, **_: Any) -> None:
         with measured("DriftMonitor"):
             await tick(dict(body), settings)

@@ -15,12 +15,13 @@ import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from ..api.base import GROUP, VERSION
-from ..api.conditions import age, is_true, now, observe, set_condition
+from ..api.conditions import is_true, now, observe, set_condition
 from ..api.inferenceservice import CanaryOptions, InferenceServiceSpec
 from ..registry import aliases as reg
 from ..resources.serving import (PORT, autoscaler, canary_deployment, canary_name, deployment, service,
@@ -28,6 +29,7 @@ from ..resources.serving import (PORT, autoscaler, canary_deployment, canary_nam
 from ..rollout import canary as canary_rules
 from ..resources.store import store_claim
 from . import kube
+from .events import emit
 from .conflicts import name_taken
 from .metrics import measured
 from ..settings import Settings
@@ -37,8 +39,7 @@ PLURAL = "inferenceservices"
 _locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
 
 
-def _event(obj: dict[str, Any], etype: str, reason: str, message: str) -> None:
-    kopf.event(obj, type=etype, reason=reason, message=message[:1000])
+_event = emit
 
 
 async def resolve(isvc: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
@@ -59,11 +60,12 @@ def rollout_state(dep: dict[str, Any]) -> tuple[str, str]:
     if st.get("observedGeneration", 0) < dep["metadata"].get("generation", 0):
         return "progressing", "the Deployment controller has not seen the new spec yet"
     for c in st.get("conditions") or []:
-        if c.get("type") == "Progressing" and c.get("status") == "False" and c.get("reason") == "ProgressDeadlineExceeded":
+        if (c.get("type"), c.get("status"), c.get("reason")) == ("Progressing", "False", "ProgressDeadlineExceeded"):
             return "failed", c.get("message", "")
-    if st.get("updatedReplicas", 0) >= want and st.get("availableReplicas", 0) >= want and st.get("replicas", 0) == st.get("updatedReplicas", 0):
+    updated, available = st.get("updatedReplicas", 0), st.get("availableReplicas", 0)
+    if updated >= want and available >= want and st.get("replicas", 0) == updated:
         return "complete", ""
-    return "progressing", f"{st.get('updatedReplicas', 0)}/{want} pods on the new version, {st.get('availableReplicas', 0)} available"
+    return "progressing", f"{updated}/{want} pods on the new version, {available} available"
 
 
 def why_pods_fail(pods: list[dict[str, Any]], version: str) -> str:
@@ -164,12 +166,14 @@ async def _reconcile(isvc: dict[str, Any], settings: Settings) -> None:
     if state == "complete":
         if target_name != serving_now:
             patch.update(modelVersion=target_name, previousModelVersion=serving_now, lastRolloutTime=now())
-            _event(isvc, "Normal", "RolledOut", f"serving {target_name}" + (f" (was {serving_now})" if serving_now else ""))
+            was = f" (was {serving_now})" if serving_now else ""
+            _event(isvc, "Normal", "RolledOut", f"serving {target_name}{was}")
         elif st.get("previousModelVersion") and not await _pods_of(ns, name, st["previousModelVersion"]):
             # the rollout is over and no pod serves the old version any more: it is no longer
             # protected from deletion on this service's account (see controllers.modelversion)
             patch["previousModelVersion"] = None
-        conds, _ = set_condition(conds, "Ready", True, "Serving", f"{target_name} on {patch['readyReplicas']} pod(s)", gen)
+        conds, _ = set_condition(conds, "Ready", True, "Serving", f"{target_name} on {patch['readyReplicas']} pod(s)",
+                                 gen)
         conds, _ = set_condition(conds, "Progressing", False, "RolloutComplete", "", gen)
         if why:
             conds, _ = set_condition(conds, "Degraded", True, "NotRolledOut", why, gen)
@@ -287,7 +291,7 @@ async def _canary(isvc: dict[str, Any], st: dict[str, Any], stable: dict[str, An
 
 async def _rollback(isvc: dict[str, Any], st: dict[str, Any], c: dict[str, Any], why: str) -> None:
     meta = isvc["metadata"]
-    ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
+    ns, gen = meta["namespace"], meta.get("generation")
     await kube.delete_deployment(ns, canary_name(isvc))
     text = f"canary {c['version']} rolled back: {why}; {st.get('modelVersion')} keeps serving"
     conds, _ = set_condition(st.get("conditions"), "Degraded", True, "CanaryRolledBack", text, gen)
@@ -306,16 +310,22 @@ def register(settings: Settings) -> None:
     @kopf.on.resume(GROUP, VERSION, PLURAL)
     @kopf.on.create(GROUP, VERSION, PLURAL)
     @kopf.on.update(GROUP, VERSION, PLURAL)
-    async def isvc_changed(namespace: str, name: str, **_: Any) -> None:
+    async def isvc_changed(namespace: str | None, name: str, **_: Any) -> None:
+        if not namespace:  # every kind here is namespaced
+            return
         await reconcile(namespace, name, settings)
 
     @kopf.on.event("apps", "v1", "deployments", labels={"mlops.dev/inference-service": kopf.PRESENT})
-    async def predictor_changed(namespace: str, labels: dict[str, str], **_: Any) -> None:
+    async def predictor_changed(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
+        if not namespace:  # every kind here is namespaced
+            return
         await reconcile(namespace, labels["mlops.dev/inference-service"], settings)
 
     # an alias moved or a version became Ready: every InferenceService of that model looks again
     @kopf.on.event(GROUP, VERSION, "modelversions")
-    async def version_changed(namespace: str, spec: Any, **_: Any) -> None:
+    async def version_changed(namespace: str | None, spec: kopf.Spec, **_: Any) -> None:
+        if not namespace:  # every kind here is namespaced
+            return
         for isvc in await kube.list_custom(PLURAL, namespace):
             if isvc["spec"].get("model") == spec.get("model"):
                 await reconcile(namespace, isvc["metadata"]["name"], settings)

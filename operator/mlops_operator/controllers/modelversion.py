@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -20,6 +21,7 @@ from ..api.conditions import now, observe, set_condition
 from ..registry import aliases as reg
 from ..resources.model_version import verify_job
 from . import kube
+from .events import emit
 from .conflicts import name_taken
 from .metrics import measured
 from ..settings import Settings
@@ -30,8 +32,7 @@ PLURAL = "modelversions"
 VERIFY_ANNOTATION = "mlops.dev/verify"
 
 
-def _event(obj: dict[str, Any], etype: str, reason: str, message: str) -> None:
-    kopf.event(obj, type=etype, reason=reason, message=message[:1000])
+_event = emit
 
 
 def verify_trigger(mv: dict[str, Any]) -> str:
@@ -59,7 +60,7 @@ async def serving(namespace: str, name: str) -> list[str]:
 def kstatus(st: dict[str, Any]) -> dict[str, tuple[str, str] | None]:
     """Reconciling while the artifact is being verified; Stalled when it failed verification (a
     new version is needed: the artifact is immutable)."""
-    ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
+    ready: dict[str, Any] = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
     if st.get("verifyJob") or not ready or ready.get("reason") == "Verifying":
         return {"reconciling": ("Verifying", "checking the artifact's sha256"), "stalled": None}
     if ready.get("status") == "False":
@@ -106,7 +107,8 @@ async def reconcile_model(namespace: str, model: str, settings: Settings) -> Non
                 h = history[-1] if history else {}
                 verb = "now holds" if action == "assigned" else "no longer holds"
                 _event(v, "Normal", "AliasAssigned" if action == "assigned" else "AliasRemoved",
-                       f"{v['metadata']['name']} {verb} {alias} (by {h.get('by')}{': ' + h['reason'] if h.get('reason') else ''})")
+                       f"{v['metadata']['name']} {verb} {alias} "
+                       f"(by {h.get('by')}{': ' + h['reason'] if h.get('reason') else ''})")
             if changes and (v["metadata"].get("annotations") or {}).get(reg.BY_ANNOTATION):
                 await kube.patch_custom(PLURAL, namespace, v["metadata"]["name"], {"metadata": {"annotations": {
                     reg.BY_ANNOTATION: None, reg.REASON_ANNOTATION: None}}})
@@ -176,7 +178,7 @@ async def _verify(namespace: str, name: str, settings: Settings) -> bool:
     if st.get("lastVerifyTrigger") == trigger:
         return False
     job, _ = await kube.create_or_adopt(verify_job(mv, trigger, settings))
-    conds = st.get("conditions")
+    conds = st.get("conditions") or []
     if not conds:
         conds, _ = set_condition(conds, "Ready", False, "Verifying", "checking the artifact's sha256", gen)
     await kube.patch_status(PLURAL, namespace, name, {
@@ -190,18 +192,24 @@ def register(settings: Settings) -> None:
     @kopf.on.resume(GROUP, VERSION, PLURAL)
     @kopf.on.create(GROUP, VERSION, PLURAL)
     @kopf.on.update(GROUP, VERSION, PLURAL)
-    async def modelversion_changed(namespace: str, name: str, spec: Any, **_: Any) -> None:
+    async def modelversion_changed(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> None:
+        if not namespace:  # every kind here is namespaced
+            return
         with measured("ModelVersion"):
             await reconcile_model(namespace, spec["model"], settings)
             await reconcile_verification(namespace, name, settings)
 
     @kopf.on.event("batch", "v1", "jobs", labels={"mlops.dev/model-version": kopf.PRESENT})
-    async def verify_job_changed(namespace: str, labels: dict[str, str], body: Any, **_: Any) -> None:
+    async def verify_job_changed(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> None:
+        if not namespace:  # every kind here is namespaced
+            return
         if kube.job_state(dict(body)) != "Running":
             await reconcile_verification(namespace, labels["mlops.dev/model-version"], settings)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL)
-    async def modelversion_deleted(namespace: str, name: str, body: Any, **_: Any) -> None:
+    async def modelversion_deleted(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
+        if not namespace:  # every kind here is namespaced
+            return
         users = await serving(namespace, name)
         if users:
             msg = f"{name} is served by InferenceService {', '.join(users)}; deletion waits until it is not"
@@ -209,7 +217,9 @@ def register(settings: Settings) -> None:
             raise kopf.TemporaryError(msg, delay=15)
 
     @kopf.on.field(GROUP, VERSION, "inferenceservices", field="status.modelVersion")
-    async def serving_changed(namespace: str, old: Any, new: Any, **_: Any) -> None:
+    async def serving_changed(namespace: str | None, old: Any, new: Any, **_: Any) -> None:
+        if not namespace:  # every kind here is namespaced
+            return
         for mv_name in {old, new} - {None}:
             mv = await kube.get_custom(PLURAL, namespace, mv_name)
             if mv is not None:

@@ -12,6 +12,7 @@ Event; the condition clears once the pod starts. The last good data and model ke
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -19,6 +20,7 @@ import kopf
 from ..api.conditions import get_condition, set_condition
 from ..resources.common import MANAGED_BY
 from . import kube
+from .events import emit
 from ..settings import Settings
 
 log = logging.getLogger("mlops.pods")
@@ -48,8 +50,10 @@ def owner_of(labels: dict[str, str]) -> tuple[str, str] | None:
 
 def register(settings: Settings) -> None:
     @kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
-    async def managed_pod_event(type: str, body: Any, namespace: str, name: str, labels: dict[str, str],
+    async def managed_pod_event(type: str, body: kopf.Body, namespace: str | None, name: str, labels: Mapping[str, str],
                                 **_: Any) -> None:
+        if not namespace:  # every kind here is namespaced
+            return
         owner = owner_of(dict(labels))
         if owner is None:
             return
@@ -70,10 +74,11 @@ def register(settings: Settings) -> None:
             _marked.add(key)
             if changed:
                 await kube.patch_status(plural, namespace, oname, {"conditions": conds})
-                kopf.event(obj, type="Warning", reason=REASON, message=text[:1000])
+                emit(obj, "Warning", REASON, text)
             return
         cur = get_condition(st.get("conditions"), "Degraded")
         _marked.discard(key)
         if cur and cur.get("reason") == REASON and cur.get("status") == "True":
-            conds, _ = set_condition(st.get("conditions"), "Degraded", False, "PodStarted", f"pod {name} started", gen)
-            await kube.patch_status(plural, namespace, oname, {"conditions": conds})
+            cleared = set_condition(st.get("conditions"), "Degraded", False, "PodStarted", f"pod {name} started",
+                                    gen)[0]
+            await kube.patch_status(plural, namespace, oname, {"conditions": cleared})

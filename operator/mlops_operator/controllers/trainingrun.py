@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -27,6 +28,7 @@ from ..resources.model_version import model_version
 from ..resources.store import store_claim
 from ..resources.training_job import job_name, spec_configmap, training_job
 from . import kube
+from .events import emit
 from .conflicts import name_taken
 from .metrics import TRAINING_RUNS, measured
 from ..settings import Settings
@@ -43,8 +45,7 @@ class Waiting(Exception):
     """Not an error: something the run needs is not there yet (condition says what)."""
 
 
-def _event(obj: dict[str, Any], etype: str, reason: str, message: str) -> None:
-    kopf.event(obj, type=etype, reason=reason, message=message[:1000])
+_event = emit
 
 
 def dataset_input(ds: dict[str, Any] | None, ref: dict[str, Any]) -> dict[str, Any]:
@@ -80,7 +81,8 @@ async def _champion(namespace: str, run: dict[str, Any]) -> dict[str, Any] | Non
     h = reg.holder(versions, spec.promotion.alias)
     if h is None:
         return None
-    return {"name": h["metadata"]["name"], "uri": h["spec"]["artifact"]["uri"], "digest": h["spec"]["artifact"]["digest"]}
+    art = h["spec"]["artifact"]
+    return {"name": h["metadata"]["name"], "uri": art["uri"], "digest": art["digest"]}
 
 
 async def _start(run: dict[str, Any], status: dict[str, Any], settings: Settings) -> None:
@@ -100,7 +102,7 @@ async def _start(run: dict[str, Any], status: dict[str, Any], settings: Settings
             "observedGeneration": gen, "message": str(w)})
         if changed:
             _event(run, "Normal", "Waiting", str(w))
-        raise kopf.TemporaryError(str(w), delay=10)
+        raise kopf.TemporaryError(str(w), delay=10) from None
     doc = {"name": name, "namespace": ns, "modelName": spec["modelName"], "spec": spec, "dataset": dsin,
            "champion": await _champion(ns, run)}
     await kube.create_or_adopt(store_claim(ns, settings))
@@ -114,7 +116,8 @@ async def _start(run: dict[str, Any], status: dict[str, Any], settings: Settings
         "phase": "Running", "jobName": job["metadata"]["name"], "startTime": status.get("startTime") or now(),
         "datasetDigest": dsin["digest"], "conditions": conds, "observedGeneration": gen, "message": None})
     if created:
-        _event(run, "Normal", "Started", f"training Job {job['metadata']['name']} on {dsin['name']}@{dsin['digest'][:12]}")
+        _event(run, "Normal", "Started",
+               f"training Job {job['metadata']['name']} on {dsin['name']}@{dsin['digest'][:12]}")
     if kube.job_state(job) != "Running":
         await _finish(run, dict(status, jobName=job["metadata"]["name"], conditions=conds), job)
 
@@ -227,7 +230,7 @@ async def _finish(run: dict[str, Any], status: dict[str, Any], job: dict[str, An
         "bestParams": summary.get("bestParams") or None, "trials": summary.get("trials") or [],
         "trialCount": summary.get("trialCount", len(summary.get("trials") or [])),
         "trialsTruncated": bool(summary.get("trialsTruncated")), "stoppedEarly": summary.get("stoppedEarly"),
-        "split": {k: v for k, v in (summary.get("split") or {}).items()}, "evaluation": summary.get("evaluation") or None,
+        "split": dict(summary.get("split") or {}), "evaluation": summary.get("evaluation") or None,
         "parity": summary.get("parity"), "trainerVersion": summary.get("trainerVersion"),
         "modelVersion": mv_name, "artifactDigest": summary["digest"], "promotion": promotion,
         "datasetDigest": summary.get("datasetDigest"),
@@ -276,18 +279,24 @@ async def reconcile(namespace: str, name: str, settings: Settings) -> None:
 def register(settings: Settings) -> None:
     @kopf.on.resume(GROUP, VERSION, PLURAL)
     @kopf.on.create(GROUP, VERSION, PLURAL)
-    async def trainingrun_changed(namespace: str, name: str, **_: Any) -> None:
+    async def trainingrun_changed(namespace: str | None, name: str, **_: Any) -> None:
+        if not namespace:  # every kind here is namespaced
+            return
         await reconcile(namespace, name, settings)
 
     @kopf.on.event("batch", "v1", "jobs", labels={"mlops.dev/training-run": kopf.PRESENT})
-    async def training_job_changed(namespace: str, labels: dict[str, str], body: Any, **_: Any) -> None:
+    async def training_job_changed(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> None:
+        if not namespace:  # every kind here is namespaced
+            return
         if kube.job_state(dict(body)) != "Running":
             await reconcile(namespace, labels["mlops.dev/training-run"], settings)
 
     # a run waiting for its Dataset retries through TemporaryError; when the Dataset becomes
     # ready first, this starts the runs that wait on it without waiting for the retry
     @kopf.on.field(GROUP, VERSION, "datasets", field="status.latestValid")
-    async def dataset_ready(namespace: str, name: str, **_: Any) -> None:
+    async def dataset_ready(namespace: str | None, name: str, **_: Any) -> None:
+        if not namespace:  # every kind here is namespaced
+            return
         for run in await kube.list_custom(PLURAL, namespace):
             if run["spec"]["dataset"]["name"] == name and (run.get("status") or {}).get("phase") in (None, "Pending"):
                 try:

@@ -20,7 +20,6 @@ import secrets
 from typing import Any
 
 from ..api.conditions import epoch, iso
-from ..resources.names import child_name
 
 REFRESH_ANNOTATION = "mlops.dev/refresh"
 TOKEN_ANNOTATION = "mlops.dev/retrain-token"
@@ -40,8 +39,9 @@ def refresh_value(dm: dict[str, Any], step: dict[str, Any]) -> str:
     return f"{dm['metadata']['name']}/{step['token']}"
 
 
-def run_name(dm: dict[str, Any], step: dict[str, Any]) -> str:
-    return child_name(dm, f"retrain-{step['number']}-{step['token'].rsplit('-', 1)[-1]}")
+def run_suffix(step: dict[str, Any]) -> str:
+    """The TrainingRun's name after the monitor's (`<monitor>-retrain-<n>-<nonce>`)."""
+    return f"retrain-{step['number']}-{step['token'].rsplit('-', 1)[-1]}"
 
 
 def refresh_progress(step: dict[str, Any], dataset: dict[str, Any] | None, caught_up: bool,
