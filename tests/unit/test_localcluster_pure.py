@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+from pathlib import Path
 
 import pytest
 import yaml
@@ -110,3 +111,31 @@ def test_cluster_config_round_trips(tmp_path, monkeypatch):
     assert again == cfg
     assert again.netns == "mlops-t1"
     assert ClusterConfig.load("absent") is None
+
+
+def test_credentials_are_never_readable_by_others_even_for_a_moment(tmp_path, monkeypatch):
+    """The admin kubeconfig was written, then chmod-ed: 0644 in between under the usual umask."""
+    import os
+    import stat
+
+    old = os.umask(0)
+    seen = []
+    real_chmod = Path.chmod
+
+    def chmod(self, mode, **kw):  # any chmod must find the file private already
+        seen.append(stat.S_IMODE(os.stat(self).st_mode))
+        return real_chmod(self, mode, **kw)
+    monkeypatch.setattr(Path, "chmod", chmod)
+    try:
+        key = tmp_path / "k.pem"
+        pki.write_private(key, b"secret")
+        cfg = tmp_path / "kubeconfig"
+        (tmp_path / "admin.crt").write_text("c")
+        (tmp_path / "admin.key").write_text("k")
+        (tmp_path / "ca.crt").write_text("ca")
+        kubeconfig.write(cfg, "https://127.0.0.1:6443", tmp_path, "admin", "local", "admin")
+        for p in (key, cfg):
+            assert stat.S_IMODE(os.stat(p).st_mode) == 0o600, oct(os.stat(p).st_mode)
+        assert all(m & 0o077 == 0 for m in seen), [oct(m) for m in seen]
+    finally:
+        os.umask(old)

@@ -340,3 +340,17 @@ def test_observe_stamps_every_condition_and_keeps_transition_times(reconciling, 
         r = next(c for c in out if c["type"] == "Reconciling")
         assert r["lastTransitionTime"] == started and r["reason"] == "Working"
     assert out[0]["type"] == "Ready"
+
+
+def test_every_api_call_has_a_timeout():
+    """No API call had one: a stalled connection held a reconcile forever."""
+    from mlops_operator.controllers import kube
+
+    seen = {}
+
+    def api_method(*args, **kwargs):
+        seen.update(kwargs)
+        return "ok"
+    assert run(kube.call(api_method, "ns")) == "ok"
+    connect, read = seen["_request_timeout"]
+    assert 0 < connect <= 10 and 0 < read <= 60

@@ -9,7 +9,7 @@ making a second one.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Callable
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -21,7 +21,13 @@ def _api() -> client.ApiClient:
     return client.ApiClient()
 
 
-async def call(fn, *args, **kwargs):
+#: (connect, read) seconds of every API call: without one, a stalled connection to the API server
+#: (or through its pod proxy to a server that stopped answering) held a reconcile forever
+API_TIMEOUT = (5.0, 30.0)
+
+
+async def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    kwargs.setdefault("_request_timeout", API_TIMEOUT)
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 

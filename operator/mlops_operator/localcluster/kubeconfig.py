@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+from .pki import write_private
+
 import yaml
 
 
@@ -33,7 +35,7 @@ def render(server: str, pki: Path, stem: str, cluster: str, user: str) -> str:
 def write(path: Path, server: str, pki: Path, stem: str, cluster: str, user: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(render(server, pki, stem, cluster, user))
-    tmp.chmod(0o600)
+    write_private(tmp, render(server, pki, stem, cluster, user).encode())
     tmp.replace(path)
     return path
+
