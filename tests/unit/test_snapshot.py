@@ -143,3 +143,61 @@ def test_duplicate_ids_are_counted_with_examples(tmp_path):
     s = _run(tmp_path, GOOD + "c1,30,mobile,true,1\nc1,31,mobile,true,1\nc2,30,mobile,true,0\n")
     f = next(f for f in s["failures"] if f["check"] == "uniqueIds")
     assert f["count"] == 3 and sorted(f["examples"]) == ["c1", "c2"]
+
+
+# ------------------------------------------------------------------ deadlines and the http opt-in (issue 16)
+
+def _settings(**kw):
+    from mlops_operator.settings import Settings
+
+    return Settings(runtime_image="runtime", store_claim="mlops-store", store_size="1Gi",
+                    store_access_mode="ReadWriteOnce", store_storage_class=None, **kw)
+
+
+def _dataset(**spec):
+    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "Dataset",
+            "metadata": {"name": "d", "namespace": "ns", "uid": "u", "generation": 1},
+            "spec": {"source": {"type": "http", "http": {"url": "https://example.com/x.csv"}}, **spec}}
+
+
+def test_the_private_http_opt_in_is_an_operator_setting_passed_to_the_job(monkeypatch):
+    from mlops_operator.resources.snapshot_job import snapshot_job
+    from mlops_operator.settings import Settings
+
+    monkeypatch.delenv("MLOPS_HTTP_SOURCE_ALLOW_PRIVATE", raising=False)
+    assert Settings.from_env().http_source_allow_private is False
+    for value, on in (("true", True), ("1", True), ("false", False), ("", False)):
+        monkeypatch.setenv("MLOPS_HTTP_SOURCE_ALLOW_PRIVATE", value)
+        assert Settings.from_env().http_source_allow_private is on, value
+    # a Dataset cannot ask for it: the flag comes from the operator's settings only
+    sneaky = _dataset()
+    sneaky["spec"]["source"]["http"]["allowPrivate"] = True
+    cmd = snapshot_job(sneaky, "t", None, _settings())["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "--allow-private-http" not in cmd
+    job = snapshot_job(_dataset(), "t", None, _settings(http_source_allow_private=True))
+    assert "--allow-private-http" in job["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
+def test_the_entrypoint_refuses_internal_http_sources_unless_allowed(tmp_path, monkeypatch):
+    import http.server
+    import threading
+    from functools import partial
+
+    (tmp_path / "data.csv").write_text(GOOD)
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        doc = {"name": "shop", "spec": {"source": {"type": "http", "http": {
+            "url": f"http://127.0.0.1:{server.server_address[1]}/data.csv"}}, "schema": {"columns": SCHEMA}}}
+        monkeypatch.setenv("SPEC", json.dumps(doc))
+        log = tmp_path / "termination-log"
+        args = ["--spec-env", "SPEC", "--store", (tmp_path / "store").as_uri(), "--termination-log", str(log)]
+        assert snapshot.main(args) == 2
+        assert "loopback" in json.loads(log.read_text())["error"]
+        assert snapshot.main(args + ["--allow-private-http"]) == 0
+        assert json.loads(log.read_text())["rows"] == 300
+    finally:
+        server.shutdown()
+        server.server_close()

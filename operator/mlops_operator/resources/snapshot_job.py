@@ -43,7 +43,9 @@ def snapshot_job(dataset: dict[str, Any], trigger: str, frozen_schema: list[dict
         "name": "snapshot",
         "image": s.runtime_image,
         "command": ["python", "-m", "mlops_operator.data.snapshot", "--spec-env", "MLOPS_SNAPSHOT_SPEC",
-                    "--store", s.store_uri, "--source-root", source_root],
+                    "--store", s.store_uri, "--source-root", source_root]
+                   # the operator's setting (MLOPS_HTTP_SOURCE_ALLOW_PRIVATE), never the Dataset's
+                   + (["--allow-private-http"] if s.http_source_allow_private else []),
         "env": [{"name": "MLOPS_SNAPSHOT_SPEC", "value": json.dumps(doc, separators=(",", ":"))},
                 {"name": "PYTHONUNBUFFERED", "value": "1"}],
         "volumeMounts": mounts,
