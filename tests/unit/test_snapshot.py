@@ -10,6 +10,8 @@ import pytest
 
 from mlops_operator.data import snapshot
 
+from .fakekube import fake  # noqa: F401  (fixture)
+
 SCHEMA = [
     {"name": "customer_id", "type": "categorical", "role": "id", "nullable": False},
     {"name": "age", "type": "numeric", "nullable": True, "minimum": 18, "maximum": 100},
@@ -160,6 +162,18 @@ def _dataset(**spec):
             "spec": {"source": {"type": "http", "http": {"url": "https://example.com/x.csv"}}, **spec}}
 
 
+def test_the_snapshot_job_has_an_active_deadline():
+    from mlops_operator.resources.snapshot_job import snapshot_job
+
+    from mlops_operator.api.dataset import DatasetSpec
+
+    assert DatasetSpec.model_validate(_dataset()["spec"]).snapshot_deadline_seconds == 3600
+    job = snapshot_job(_dataset(), "t", None, _settings())
+    assert job["spec"]["activeDeadlineSeconds"] == 3600  # the default: a stalled source cannot wedge the Dataset
+    job = snapshot_job(_dataset(snapshotDeadlineSeconds=120), "t", None, _settings())
+    assert job["spec"]["activeDeadlineSeconds"] == 120
+
+
 def test_the_private_http_opt_in_is_an_operator_setting_passed_to_the_job(monkeypatch):
     from mlops_operator.resources.snapshot_job import snapshot_job
     from mlops_operator.settings import Settings
@@ -201,3 +215,39 @@ def test_the_entrypoint_refuses_internal_http_sources_unless_allowed(tmp_path, m
     finally:
         server.shutdown()
         server.server_close()
+
+
+def _failed_job(reason: str, deadline: int = 120) -> dict:
+    return {"metadata": {"name": "d-snap-t"}, "spec": {"activeDeadlineSeconds": deadline},
+            "status": {"conditions": [{"type": "Failed", "status": "True", "reason": reason,
+                                       "message": "Job was active longer than specified deadline"}]}}
+
+
+def test_a_deadline_exceeded_snapshot_job_gets_a_clear_message():
+    from mlops_operator.resources.snapshot_job import deadline_exceeded
+
+    msg = deadline_exceeded(_failed_job("DeadlineExceeded"))
+    assert "snapshotDeadlineSeconds=120" in msg and "stopped" in msg
+    assert deadline_exceeded(_failed_job("BackoffLimitExceeded")) is None
+    assert deadline_exceeded({"metadata": {}, "spec": {}, "status": {}}) is None
+
+
+def test_the_dataset_reports_a_snapshot_that_ran_past_its_deadline(fake):
+    import asyncio
+
+    from mlops_operator.controllers import dataset as dsc
+
+    fake.add("datasets", {"apiVersion": "mlops.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": "d"},
+                          "spec": {"source": {"type": "generator", "generator": {"rows": 100}},
+                                   "snapshotDeadlineSeconds": 90}})
+    asyncio.run(dsc.reconcile("ns", "d", _settings()))
+    name = fake.get("datasets", "d")["status"]["activeJob"]
+    job = fake.objects[("Job", "ns", name)]
+    assert job["spec"]["activeDeadlineSeconds"] == 90
+    job["status"] = _failed_job("DeadlineExceeded", 90)["status"]
+    fake.job_messages[name] = (None, "reading the source...\n")  # killed: no termination message
+    asyncio.run(dsc.reconcile("ns", "d", _settings()))
+    ds = fake.get("datasets", "d")
+    ready = next(c for c in ds["status"]["conditions"] if c["type"] == "Ready")
+    assert ds["status"]["phase"] == "Failed"
+    assert "exceeded snapshotDeadlineSeconds=90" in ready["message"], ready

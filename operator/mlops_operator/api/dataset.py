@@ -145,6 +145,11 @@ class DatasetSpec(ApiModel):
                                                      "annotation.")
     version_history_limit: int = Field(10, ge=1, le=100, description="Versions kept in status.versions.")
     job: PodOptions | None = Field(None, description="Resources and scheduling of the snapshot Job.")
+    snapshot_deadline_seconds: int = Field(3600, ge=1,
+                                           description="Stop a snapshot Job that runs longer than this many seconds "
+                                                       "(the Job's activeDeadlineSeconds) and report the snapshot as "
+                                                       "failed, so a stalled source cannot hold the Dataset in "
+                                                       "Snapshotting forever.")
 
 
 class DatasetVersion(ApiModel):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..api.dataset import DatasetSpec
 from ..settings import Settings
 from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, pod_options
 from .store import store_volume
 
 SOURCE_MOUNT = "/source"
 GENERATION_ANNOTATION = "mlops.dev/generation"
+DEFAULT_DEADLINE = DatasetSpec.model_fields["snapshot_deadline_seconds"].default
 
 
 def job_name(dataset: str, trigger: str) -> str:
@@ -62,6 +64,8 @@ def snapshot_job(dataset: dict[str, Any], trigger: str, frozen_schema: list[dict
                      "ownerReferences": [owner_reference(dataset)]},
         "spec": {
             "backoffLimit": 1,
+            # a stalled source fails the snapshot instead of holding the Dataset forever
+            "activeDeadlineSeconds": int(spec.get("snapshotDeadlineSeconds") or DEFAULT_DEADLINE),
             "ttlSecondsAfterFinished": 3600,
             "template": {
                 "metadata": {"labels": lab},
@@ -70,3 +74,13 @@ def snapshot_job(dataset: dict[str, Any], trigger: str, frozen_schema: list[dict
             },
         },
     }
+
+
+def deadline_exceeded(job: dict[str, Any]) -> str | None:
+    """The message for a snapshot Job that Kubernetes stopped at its activeDeadlineSeconds, else None."""
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Failed" and c.get("status") == "True" and c.get("reason") == "DeadlineExceeded":
+            return (f"the snapshot Job exceeded snapshotDeadlineSeconds="
+                    f"{(job.get('spec') or {}).get('activeDeadlineSeconds')} and was stopped: the source is "
+                    "stalled or too slow (raise spec.snapshotDeadlineSeconds for a large source)")
+    return None
