@@ -25,6 +25,11 @@ class Settings:
     store_mount: str = "/store"
     #: image of the InferenceService model servers (images/server.Dockerfile: the server alone)
     server_image: str = "ghcr.io/mlops-dev/mlops-server:0.1.0"
+    #: let Dataset http sources reach loopback, link-local (cloud metadata), private and other
+    #: non-public addresses (in-cluster services, a private network). Off by default: a namespace
+    #: user who may create Datasets could otherwise read the API server, pods or the metadata
+    #: endpoint through the snapshot Job. An administrator's decision, never a Dataset's.
+    http_source_allow_private: bool = False
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -37,6 +42,7 @@ class Settings:
             store_storage_class=e("MLOPS_STORE_STORAGE_CLASS") or None,
             model_retention=int(e("MLOPS_MODEL_RETENTION", "10")),
             server_image=e("MLOPS_SERVER_IMAGE", "ghcr.io/mlops-dev/mlops-server:0.1.0"),
+            http_source_allow_private=e("MLOPS_HTTP_SOURCE_ALLOW_PRIVATE", "").strip().lower() in ("1", "true", "yes"),
         )
 
     @property

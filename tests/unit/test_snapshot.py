@@ -10,6 +10,8 @@ import pytest
 
 from mlops_operator.data import snapshot
 
+from .fakekube import fake  # noqa: F401  (fixture)
+
 SCHEMA = [
     {"name": "customer_id", "type": "categorical", "role": "id", "nullable": False},
     {"name": "age", "type": "numeric", "nullable": True, "minimum": 18, "maximum": 100},
@@ -143,3 +145,109 @@ def test_duplicate_ids_are_counted_with_examples(tmp_path):
     s = _run(tmp_path, GOOD + "c1,30,mobile,true,1\nc1,31,mobile,true,1\nc2,30,mobile,true,0\n")
     f = next(f for f in s["failures"] if f["check"] == "uniqueIds")
     assert f["count"] == 3 and sorted(f["examples"]) == ["c1", "c2"]
+
+
+# ------------------------------------------------------------------ deadlines and the http opt-in (issue 16)
+
+def _settings(**kw):
+    from mlops_operator.settings import Settings
+
+    return Settings(runtime_image="runtime", store_claim="mlops-store", store_size="1Gi",
+                    store_access_mode="ReadWriteOnce", store_storage_class=None, **kw)
+
+
+def _dataset(**spec):
+    return {"apiVersion": "mlops.dev/v1alpha1", "kind": "Dataset",
+            "metadata": {"name": "d", "namespace": "ns", "uid": "u", "generation": 1},
+            "spec": {"source": {"type": "http", "http": {"url": "https://example.com/x.csv"}}, **spec}}
+
+
+def test_the_snapshot_job_has_an_active_deadline():
+    from mlops_operator.resources.snapshot_job import snapshot_job
+
+    from mlops_operator.api.dataset import DatasetSpec
+
+    assert DatasetSpec.model_validate(_dataset()["spec"]).snapshot_deadline_seconds == 3600
+    job = snapshot_job(_dataset(), "t", None, _settings())
+    assert job["spec"]["activeDeadlineSeconds"] == 3600  # the default: a stalled source cannot wedge the Dataset
+    job = snapshot_job(_dataset(snapshotDeadlineSeconds=120), "t", None, _settings())
+    assert job["spec"]["activeDeadlineSeconds"] == 120
+
+
+def test_the_private_http_opt_in_is_an_operator_setting_passed_to_the_job(monkeypatch):
+    from mlops_operator.resources.snapshot_job import snapshot_job
+    from mlops_operator.settings import Settings
+
+    monkeypatch.delenv("MLOPS_HTTP_SOURCE_ALLOW_PRIVATE", raising=False)
+    assert Settings.from_env().http_source_allow_private is False
+    for value, on in (("true", True), ("1", True), ("false", False), ("", False)):
+        monkeypatch.setenv("MLOPS_HTTP_SOURCE_ALLOW_PRIVATE", value)
+        assert Settings.from_env().http_source_allow_private is on, value
+    # a Dataset cannot ask for it: the flag comes from the operator's settings only
+    sneaky = _dataset()
+    sneaky["spec"]["source"]["http"]["allowPrivate"] = True
+    cmd = snapshot_job(sneaky, "t", None, _settings())["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "--allow-private-http" not in cmd
+    job = snapshot_job(_dataset(), "t", None, _settings(http_source_allow_private=True))
+    assert "--allow-private-http" in job["spec"]["template"]["spec"]["containers"][0]["command"]
+
+
+def test_the_entrypoint_refuses_internal_http_sources_unless_allowed(tmp_path, monkeypatch):
+    import http.server
+    import threading
+    from functools import partial
+
+    (tmp_path / "data.csv").write_text(GOOD)
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        doc = {"name": "shop", "spec": {"source": {"type": "http", "http": {
+            "url": f"http://127.0.0.1:{server.server_address[1]}/data.csv"}}, "schema": {"columns": SCHEMA}}}
+        monkeypatch.setenv("SPEC", json.dumps(doc))
+        log = tmp_path / "termination-log"
+        args = ["--spec-env", "SPEC", "--store", (tmp_path / "store").as_uri(), "--termination-log", str(log)]
+        assert snapshot.main(args) == 2
+        assert "loopback" in json.loads(log.read_text())["error"]
+        assert snapshot.main(args + ["--allow-private-http"]) == 0
+        assert json.loads(log.read_text())["rows"] == 300
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _failed_job(reason: str, deadline: int = 120) -> dict:
+    return {"metadata": {"name": "d-snap-t"}, "spec": {"activeDeadlineSeconds": deadline},
+            "status": {"conditions": [{"type": "Failed", "status": "True", "reason": reason,
+                                       "message": "Job was active longer than specified deadline"}]}}
+
+
+def test_a_deadline_exceeded_snapshot_job_gets_a_clear_message():
+    from mlops_operator.resources.snapshot_job import deadline_exceeded
+
+    msg = deadline_exceeded(_failed_job("DeadlineExceeded"))
+    assert "snapshotDeadlineSeconds=120" in msg and "stopped" in msg
+    assert deadline_exceeded(_failed_job("BackoffLimitExceeded")) is None
+    assert deadline_exceeded({"metadata": {}, "spec": {}, "status": {}}) is None
+
+
+def test_the_dataset_reports_a_snapshot_that_ran_past_its_deadline(fake):
+    import asyncio
+
+    from mlops_operator.controllers import dataset as dsc
+
+    fake.add("datasets", {"apiVersion": "mlops.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": "d"},
+                          "spec": {"source": {"type": "generator", "generator": {"rows": 100}},
+                                   "snapshotDeadlineSeconds": 90}})
+    asyncio.run(dsc.reconcile("ns", "d", _settings()))
+    name = fake.get("datasets", "d")["status"]["activeJob"]
+    job = fake.objects[("Job", "ns", name)]
+    assert job["spec"]["activeDeadlineSeconds"] == 90
+    job["status"] = _failed_job("DeadlineExceeded", 90)["status"]
+    fake.job_messages[name] = (None, "reading the source...\n")  # killed: no termination message
+    asyncio.run(dsc.reconcile("ns", "d", _settings()))
+    ds = fake.get("datasets", "d")
+    ready = next(c for c in ds["status"]["conditions"] if c["type"] == "Ready")
+    assert ds["status"]["phase"] == "Failed"
+    assert "exceeded snapshotDeadlineSeconds=90" in ready["message"], ready

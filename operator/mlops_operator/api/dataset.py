@@ -35,6 +35,15 @@ class HttpSource(ApiModel):
     format: DataFormat = Field("auto", description="File format; auto detects from the extension or Content-Type.")
     sha256: str | None = Field(None, description="Expected sha256 of the download; a mismatch fails the snapshot.",
                                pattern=SHA256_PATTERN)
+    timeout_seconds: int = Field(600, ge=1, le=86400,
+                                 description="Longest the whole download may take, in seconds (connecting, redirects "
+                                             "and the body together); a stalled or too slow server fails the "
+                                             "snapshot. Keep it below snapshotDeadlineSeconds.")
+    max_bytes: int = Field(10 * 1024 ** 3, ge=1,
+                           description="Largest download allowed, in bytes (default 10 GiB): a larger Content-Length, "
+                                       "or a body that grows past it, fails the snapshot. The download is written to "
+                                       "the snapshot Job's scratch space, so the node needs that much ephemeral "
+                                       "storage.")
 
 
 class GeneratorSource(ApiModel):
@@ -136,6 +145,11 @@ class DatasetSpec(ApiModel):
                                                      "annotation.")
     version_history_limit: int = Field(10, ge=1, le=100, description="Versions kept in status.versions.")
     job: PodOptions | None = Field(None, description="Resources and scheduling of the snapshot Job.")
+    snapshot_deadline_seconds: int = Field(3600, ge=1,
+                                           description="Stop a snapshot Job that runs longer than this many seconds "
+                                                       "(the Job's activeDeadlineSeconds) and report the snapshot as "
+                                                       "failed, so a stalled source cannot hold the Dataset in "
+                                                       "Snapshotting forever.")
 
 
 class DatasetVersion(ApiModel):

@@ -71,7 +71,11 @@ async def _finish(ds: dict[str, Any], status: dict[str, Any], job: dict[str, Any
             summary = json.loads(msg) if msg else {}
         except ValueError:
             summary = {}
-        if kube.job_state(job) == "Failed" and "error" not in summary:
+        from ..resources.snapshot_job import deadline_exceeded  # (kept local: a minimal edit, issue 16)
+
+        if kube.job_state(job) == "Failed" and deadline_exceeded(job):
+            summary = {"error": deadline_exceeded(job)}
+        elif kube.job_state(job) == "Failed" and "error" not in summary:
             summary = {"error": (msg or tail or "the snapshot Job failed").strip()[-1500:]}
         elif not summary:
             summary = {"error": f"the snapshot Job reported no result; log tail: {tail.strip()[-1000:]}"}

@@ -54,14 +54,15 @@ def _writer_options() -> dict[str, Any]:
             "write_statistics": True, "data_page_version": "1.0"}
 
 
-def run(spec_doc: dict[str, Any], store_uri: str, source_root: Path, workdir: Path) -> dict[str, Any]:
+def run(spec_doc: dict[str, Any], store_uri: str, source_root: Path, workdir: Path, *,
+        allow_private_http: bool = False) -> dict[str, Any]:
     spec = spec_doc["spec"]
     name = spec_doc["name"]
     declared = (spec.get("schema") or {}).get("columns") or spec_doc.get("frozenSchema")
     allow_extra = bool((spec.get("schema") or {}).get("allowExtraColumns", False))
     rules = spec.get("validation") or {}
     started = time.time()
-    batches = iter(sources.open_source(spec["source"], source_root, workdir))
+    batches = iter(sources.open_source(spec["source"], source_root, workdir, allow_private_http=allow_private_http))
     first = next(batches, None)
     if first is None:
         raise sources.SourceError("the source holds no rows")
@@ -176,11 +177,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", required=True)
     ap.add_argument("--source-root", default="/source", type=Path)
     ap.add_argument("--termination-log", default="/dev/termination-log", type=Path)
+    ap.add_argument("--allow-private-http", action="store_true",
+                    help="let http sources reach loopback, private and link-local addresses "
+                         "(the operator's MLOPS_HTTP_SOURCE_ALLOW_PRIVATE setting)")
     a = ap.parse_args(argv)
     spec_doc = json.loads(os.environ[a.spec_env] if a.spec_env else a.spec.read_text())
     with tempfile.TemporaryDirectory(prefix="snapshot-") as tmp:
         try:
-            summary = run(spec_doc, a.store, a.source_root, Path(tmp))
+            summary = run(spec_doc, a.store, a.source_root, Path(tmp), allow_private_http=a.allow_private_http)
         except Exception as e:  # any failure becomes a readable result, never a bare traceback
             msg = {"error": f"{type(e).__name__}: {e}"[:3000]}
             traceback.print_exc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..api.dataset import DatasetSpec
 from ..settings import Settings
 from .names import child_name
 from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, pod_options
@@ -12,6 +13,7 @@ from .store import store_volume
 
 SOURCE_MOUNT = "/source"
 GENERATION_ANNOTATION = "mlops.dev/generation"
+DEFAULT_DEADLINE = DatasetSpec.model_fields["snapshot_deadline_seconds"].default
 
 
 def job_name(dataset: dict[str, Any], trigger: str) -> str:
@@ -44,7 +46,9 @@ def snapshot_job(dataset: dict[str, Any], trigger: str, frozen_schema: list[dict
         "name": "snapshot",
         "image": s.runtime_image,
         "command": ["python", "-m", "mlops_operator.data.snapshot", "--spec-env", "MLOPS_SNAPSHOT_SPEC",
-                    "--store", s.store_uri, "--source-root", source_root],
+                    "--store", s.store_uri, "--source-root", source_root]
+                   # the operator's setting (MLOPS_HTTP_SOURCE_ALLOW_PRIVATE), never the Dataset's
+                   + (["--allow-private-http"] if s.http_source_allow_private else []),
         "env": [{"name": "MLOPS_SNAPSHOT_SPEC", "value": json.dumps(doc, separators=(",", ":"))},
                 {"name": "PYTHONUNBUFFERED", "value": "1"}],
         "volumeMounts": mounts,
@@ -61,6 +65,8 @@ def snapshot_job(dataset: dict[str, Any], trigger: str, frozen_schema: list[dict
                      "ownerReferences": [owner_reference(dataset)]},
         "spec": {
             "backoffLimit": 1,
+            # a stalled source fails the snapshot instead of holding the Dataset forever
+            "activeDeadlineSeconds": int(spec.get("snapshotDeadlineSeconds") or DEFAULT_DEADLINE),
             "ttlSecondsAfterFinished": 3600,
             "template": {
                 "metadata": {"labels": lab},
@@ -69,3 +75,13 @@ def snapshot_job(dataset: dict[str, Any], trigger: str, frozen_schema: list[dict
             },
         },
     }
+
+
+def deadline_exceeded(job: dict[str, Any]) -> str | None:
+    """The message for a snapshot Job that Kubernetes stopped at its activeDeadlineSeconds, else None."""
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Failed" and c.get("status") == "True" and c.get("reason") == "DeadlineExceeded":
+            return (f"the snapshot Job exceeded snapshotDeadlineSeconds="
+                    f"{(job.get('spec') or {}).get('activeDeadlineSeconds')} and was stopped: the source is "
+                    "stalled or too slow (raise spec.snapshotDeadlineSeconds for a large source)")
+    return None
