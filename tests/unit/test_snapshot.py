@@ -10,7 +10,6 @@ import pytest
 
 from mlops_operator.data import snapshot
 
-from .fakekube import fake  # noqa: F401  (fixture)
 
 SCHEMA = [
     {"name": "customer_id", "type": "categorical", "role": "id", "nullable": False},
