@@ -47,6 +47,7 @@ reader diffs successive scrapes of the same `startId` and treats a new one as a 
                    "current": {"windowStart": "...", "windowStartEpoch": ..., "seen": 4000,
                                "columns": [feature names in model.json order],
                                "rows": [[value or null, ...], ...], "predictions": [...]},
+                               # a category over --max-category-bytes: "sha256:<16 hex>" (monitor.py)
                    "previous": {... the last complete window ...} or null}}
 
 Numeric bins: bin i holds edges[i-1] <= v < edges[i] (`searchsorted(edges, v, side="right")`),
@@ -100,7 +101,8 @@ class ModelServer:
         self.model = model
         self.cfg = cfg
         self.spec = Spec(model, cfg.name, cfg.version, cfg.max_batch_size)
-        self.monitor = Monitor(model, cfg.reservoir_size, cfg.window_seconds, seed=seed, clock=clock)
+        self.monitor = Monitor(model, cfg.reservoir_size, cfg.window_seconds, seed=seed, clock=clock,
+                               max_category_bytes=cfg.max_category_bytes)
         self.batcher = Batcher(model, self.spec, self.monitor,
                                offload_rows=cfg.thread_rows if cfg.thread_rows > 0 else 1 << 62)
         self.feedback = Feedback(model.classifier, model.classes, cfg.max_batch_size)
