@@ -5,7 +5,6 @@ cannot hold a connection (or an in-flight slot) open for long."""
 from __future__ import annotations
 
 import hashlib
-import socket
 import struct
 import time
 
@@ -143,3 +142,97 @@ def test_a_million_distinct_categories_do_not_grow_the_counts(srv, art):
     assert after["categories"] == before["categories"]
     assert after["other"] - before["other"] == 4000
     assert [c.counts.size for c in mon.categorical] == sizes
+
+
+# ------------------------------------------------------------------------------------------------
+# odd JSON: never a 5xx
+
+def test_lone_surrogates_and_deep_parameters_get_a_4xx_never_a_500(srv, art):
+    """orjson refuses a lone surrogate escape; the fallback parser (for bare NaN/Infinity, which
+    Python's json module writes) used to accept it, and echoing the id then failed (500)."""
+    u = srv.url + "/v2/models/retail/infer"
+    good = orjson.dumps(_doc(art))
+    for prefix in (b'{"id":"\\ud800",', b'{"id":"\\udfff x",', b'{"parameters":{"p":"\\ud800"},',
+                   b'{"parameters":{"\\ud800":1},', b'{"id":"a\\ud800","parameters":{"x":NaN},',
+                   b'{"parameters":{"x":Infinity,"y":"\\udc00"},'):
+        r = srv.http.post(u, data=prefix + good[1:])
+        assert 400 <= r.status_code < 500, (prefix, r.status_code, r.text)
+        assert r.json()["error"]
+    # a category with a lone surrogate, through the fallback parser (a NaN elsewhere)
+    body = orjson.dumps(_doc(art, age=[None, 30.0], device=["mobile", "desktop"]))
+    assert body.count(b"null") == 1 and body.count(b'"mobile"') == 1
+    body = body.replace(b"null", b"NaN").replace(b'"mobile"', b'"\\ud800"')
+    r = srv.http.post(u, data=body)
+    assert 400 <= r.status_code < 500, r.text
+    # V1
+    names = [c["name"] for c in art.feats]
+    row = b"[" + b",".join(b'"\\ud800"' if c["type"] == "categorical" else b"NaN" for c in art.feats) + b"]"
+    r = srv.http.post(srv.url + "/v1/models/retail:predict", data=b'{"instances":[' + row + b"]}")
+    assert 400 <= r.status_code < 500, r.text
+    assert len(names) == len(art.feats)
+    # parameters nested deeper than the response writer goes (orjson: 255 levels)
+    deep = b'{"parameters":{"p":' + b"[" * 300 + b"]" * 300 + b"}," + good[1:]
+    r = srv.http.post(u, data=deep)
+    assert 400 <= r.status_code < 500, r.text
+    # a surrogate pair is a character like any other: accepted and echoed, NaN or not
+    for body in (b'{"id":"\\ud83d\\ude00",' + good[1:], b'{"id":"\\ud83d\\ude00","parameters":{"x":NaN},' + good[1:]):
+        r = srv.http.post(u, data=body)
+        assert r.status_code == 200, r.text
+        assert r.json()["id"] == "\U0001F600"
+    assert srv.http.get(srv.url + "/v2/models/retail/stats").status_code == 200
+    assert not [k for k in srv.server.requests.codes if k[1] >= 500]
+
+
+def test_an_empty_string_is_refused_in_a_non_nullable_categorical(srv, art):
+    """"" is how a null category reaches the graph (the encoder ignores it), so it is a null:
+    refused where model.json says the feature is not nullable, like null, naming the input."""
+    assert not next(f for f in art.manifest.inputs if f.name == "device").nullable
+    u = srv.url + "/v2/models/retail/infer"
+    assert_error(srv.http.post(u, data=orjson.dumps(_doc(art, device=["", "mobile"]))), 422, "device", "row 0")
+    assert_error(srv.http.post(u, data=orjson.dumps(_doc(art, device=["mobile", ""]))), 422, "device", "row 1")
+    # the checking path too (a string among numbers sends the batch there)
+    assert_error(srv.http.post(u, data=orjson.dumps(_doc(art, device=["", "mobile"], age=["x", 1]))), 422)
+    assert_error(srv.http.post(u, data=orjson.dumps(_doc(art, device=["", "mobile"], age=["30", 1]))), 422,
+                 "device")
+    # one [N, F] BYTES tensor, and V1
+    names = [c["name"] for c in art.feats]
+    row = ["" if n == "device" else ("mobile" if c["type"] == "categorical" else 1.0)
+           for n, c in zip(names, art.feats)]
+    doc = {"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1, len(names)], "data": row}]}
+    assert_error(srv.http.post(u, data=orjson.dumps(doc)), 422, "device")
+    r = srv.http.post(srv.url + "/v1/models/retail:predict", data=orjson.dumps({"instances": [row]}))
+    assert_error(r, 422, "device")
+    assert srv.http.post(u, data=orjson.dumps(_doc(art))).status_code == 200
+
+
+def _binary_request(art, elements: dict[str, list[bytes]]) -> tuple[bytes, dict[str, str]]:
+    """A valid request with the named categorical features as binary BYTES tensors."""
+    inputs, blobs = [], []
+    for t in _doc(art)["inputs"]:
+        if t["name"] in elements:
+            blob = b"".join(struct.pack("<I", len(e)) + e for e in elements[t["name"]])
+            blobs.append(blob)
+            inputs.append({"name": t["name"], "datatype": "BYTES", "shape": [2],
+                           "parameters": {"binary_data_size": len(blob)}})
+        else:
+            inputs.append(t)
+    head = orjson.dumps({"inputs": inputs})
+    return head + b"".join(blobs), {"Inference-Header-Content-Length": str(len(head))}
+
+
+def test_invalid_utf8_in_binary_bytes_is_a_400(srv, art):
+    u = srv.url + "/v2/models/retail/infer"
+    body, headers = _binary_request(art, {"device": [b"mobile", b"desktop"]})
+    assert srv.http.post(u, data=body, headers=headers).status_code == 200
+    for bad in (b"\xff\xfe", b"\xed\xa0\x80", b"\xc0\x80", b"mob\xe9", b"\xf4\x90\x80\x80"):
+        body, headers = _binary_request(art, {"device": [b"mobile", bad]})
+        assert_error(srv.http.post(u, data=body, headers=headers), 400, "device", "UTF-8")
+    # in one [N, F] BYTES tensor
+    f = len(art.feats)
+    elems = [b"\xff" if c["name"] == "channel" else (b"web" if c["type"] == "categorical" else b"1")
+             for c in art.feats]
+    blob = b"".join(struct.pack("<I", len(e)) + e for e in elems)
+    head = orjson.dumps({"inputs": [{"name": "x", "datatype": "BYTES", "shape": [1, f],
+                                     "parameters": {"binary_data_size": len(blob)}}]})
+    r = srv.http.post(u, data=head + blob, headers={"Inference-Header-Content-Length": str(len(head))})
+    assert_error(r, 400, "UTF-8")

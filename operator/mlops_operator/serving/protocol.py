@@ -40,10 +40,12 @@ Response outputs: classifiers `label` (INT64, or BYTES for string classes; shape
 as lists in model.json order) and answers `{"predictions": [...]}` plus, for classifiers,
 `"probabilities": [[...], ...]` and `"classes": [...]`.
 
-Errors: 400 for a body that is not JSON / not the protocol's shape, 404 unknown model or
-version, 413 body or batch too large, 422 for tensors that do not fit the model (unknown or
-missing feature, wrong datatype, shape, length, value type, null in a non-nullable feature);
-each as `{"error": "..."}` naming the problem.
+Errors: 400 for a body that is not JSON / not the protocol's shape (a lone surrogate escape
+such as "\ud800", or binary BYTES that are not UTF-8, included), 404 unknown model or
+version, 408 a body that did not arrive within `--read-timeout-seconds`, 413 body or batch
+too large, 422 for tensors that do not fit the model (unknown or missing feature, wrong
+datatype, shape, length, value type, null in a non-nullable feature, where "" is a null for a
+categorical one); each as `{"error": "..."}` naming the problem.
 """
 
 from __future__ import annotations
@@ -192,9 +194,19 @@ def _loads(body: bytes) -> Any:
         # Python's json module (and clients built on it, e.g. tritonclient) writes NaN and
         # Infinity as bare words, which strict JSON parsers refuse: accept those, nothing else
         try:
-            return json.loads(body, parse_constant=_CONSTANTS.__getitem__)
+            doc = json.loads(body, parse_constant=_CONSTANTS.__getitem__)
         except (ValueError, KeyError, RecursionError):
             raise bad(f"request body is not valid JSON: {e}") from None
+    # json.loads also takes what orjson refuses for good reasons, which would fail later when
+    # the id or parameters are echoed or a category is counted (a 500): a lone surrogate
+    # escape ("\ud800"), an integer beyond 64 bits, nesting past 255 levels. Only this rare
+    # path pays for the check (one serialisation, in C).
+    try:
+        _DUMPS(doc)
+    except TypeError as te:
+        raise bad(f"request body is not valid JSON here: {te} (lone surrogate escapes, integers beyond "
+                  "64 bits and nesting deeper than 255 levels are refused)") from None
+    return doc
 
 
 def _rows_of(name: str, shape: Any, spec: Spec, want_cols: int | None) -> int:
@@ -376,7 +388,10 @@ def _request_fields(doc: dict, spec: Spec) -> ParsedRequest:
     if params is not None:
         if type(params) is not dict:
             raise bad("parameters must be an object")
-        req.parameters = params
+        try:  # serialised now, once: echoed as is in the response, and refused here if it cannot be
+            req.parameters = orjson.Fragment(_DUMPS(params))
+        except TypeError as te:  # nesting deeper than the writer goes (255 levels), say
+            raise bad(f"parameters cannot be echoed back: {te}") from None
         binary_all = params.get("binary_data_output") is True
     if binary_all or "outputs" in doc:
         _requested_outputs(doc, spec, req, binary_all)
