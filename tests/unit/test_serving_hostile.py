@@ -236,3 +236,30 @@ def test_invalid_utf8_in_binary_bytes_is_a_400(srv, art):
                                      "parameters": {"binary_data_size": len(blob)}}]})
     r = srv.http.post(u, data=head + blob, headers={"Inference-Header-Content-Length": str(len(head))})
     assert_error(r, 400, "UTF-8")
+
+
+# ------------------------------------------------------------------------------------------------
+# feedback sums stay finite
+
+def test_feedback_refuses_values_that_would_overflow_the_error_sums():
+    """±1e308 made the error sums inf (null in the stats) until the pod restarted, so MAE/RMSE
+    retraining could never fire: values beyond float32 (the model's own output type) are
+    refused, which keeps every sum finite for any number of rows."""
+    from mlops_operator.serving.feedback import Feedback
+    from mlops_operator.serving.protocol import ServingError
+
+    fb = Feedback(False, [], 1024)
+    fb.add(orjson.dumps({"predictions": [10.0, 20], "labels": [12, 17.5]}))
+    for preds, labels, where in (([1e308], [-1e308], "predictions[0]"), ([1.0, 2.0], [3.0, -1e308], "labels[1]"),
+                                 ([3.5e38], [0], "predictions[0]"), ([0], [-3.5e38], "labels[0]")):
+        with pytest.raises(ServingError) as e:
+            fb.add(orjson.dumps({"predictions": preds, "labels": labels}))
+        assert e.value.status == 422 and where in e.value.message and "float32" in e.value.message, e.value.message
+    f32 = float(np.finfo(np.float32).max)
+    for _ in range(50):  # the largest values allowed, many times
+        fb.add(orjson.dumps({"predictions": [f32] * 1024, "labels": [-f32] * 1024}))
+    st = fb.stats()
+    assert st["count"] == 2 + 50 * 1024
+    for k in ("sumAbsError", "sumSquaredError", "sumLabel", "sumSquaredLabel", "sumPrediction"):
+        assert np.isfinite(st[k]), (k, st[k])
+    assert orjson.loads(orjson.dumps(st))["sumSquaredError"] is not None
