@@ -5,6 +5,7 @@ cannot hold a connection (or an in-flight slot) open for long."""
 from __future__ import annotations
 
 import hashlib
+import socket
 import struct
 import time
 
@@ -263,3 +264,83 @@ def test_feedback_refuses_values_that_would_overflow_the_error_sums():
     for k in ("sumAbsError", "sumSquaredError", "sumLabel", "sumSquaredLabel", "sumPrediction"):
         assert np.isfinite(st[k]), (k, st[k])
     assert orjson.loads(orjson.dumps(st))["sumSquaredError"] is not None
+
+
+# ------------------------------------------------------------------------------------------------
+# stalled clients are dropped after a bounded time
+
+def _connect(s) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    return sock
+
+
+def _read_until_closed(sock: socket.socket, limit: float) -> tuple[bytes, float]:
+    t0 = time.monotonic()
+    sock.settimeout(limit)
+    out = b""
+    try:
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            out += data
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return out, time.monotonic() - t0
+
+
+def test_a_stalled_request_head_or_body_is_dropped_after_the_timeouts(art):
+    with ServerThread(art.cfg(idle_timeout_seconds=1.0, read_timeout_seconds=1.0)) as s:
+        # a head that never ends
+        sock = _connect(s)
+        sock.sendall(b"POST /v2/models/retail/infer HTTP/1.1\r\nHost: x\r\nContent-Type: appl")
+        out, took = _read_until_closed(sock, 10)
+        sock.close()
+        assert took < 4, took  # closed by the server, not by our 10 s limit
+        # a body that never ends: a JSON 408, the connection closed, nothing left in flight
+        sock = _connect(s)
+        sock.sendall(b"POST /v2/models/retail/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000\r\n\r\n{\"inputs\": [")
+        out, took = _read_until_closed(sock, 10)
+        sock.close()
+        assert took < 4, took
+        head, _, body = out.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408"), out[:200]
+        assert b"1 s" in body and orjson.loads(body)["error"], body
+        deadline = time.monotonic() + 5
+        while s.server.requests.inflight and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert s.server.requests.inflight == 0
+        assert s.server.requests.codes.get(("infer", 408)) == 1
+        # the same for feedback and V1; and a client that is merely slow still gets its answer
+        for path in ("/v2/models/retail/feedback", "/v1/models/retail:predict"):
+            sock = _connect(s)
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{{".encode())
+            out, took = _read_until_closed(sock, 10)
+            sock.close()
+            assert out.startswith(b"HTTP/1.1 408") and took < 4, (path, out[:100], took)
+        body = orjson.dumps(_doc(art))
+        sock = _connect(s)
+        sock.sendall(b"POST /v2/models/retail/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+        time.sleep(0.3)
+        sock.sendall(body[10:])
+        out, _ = _read_until_closed(sock, 10)
+        sock.close()
+        assert out.startswith(b"HTTP/1.1 200"), out[:200]
+        with requests.Session() as h:  # and the server goes on
+            assert h.post(s.url + "/v2/models/retail/infer", data=body).status_code == 200
+
+
+def test_timeouts_are_configurable(monkeypatch, art):
+    from mlops_operator.serving import config as serve_config
+
+    base = ["--store-uri", art.store_uri, "--model-uri", art.uri, "--digest", art.digest, "--name", "retail"]
+    cfg = serve_config.parse(base)
+    assert (cfg.read_timeout_seconds, cfg.idle_timeout_seconds, cfg.max_category_bytes) == (30.0, 75.0, 256)
+    cfg = serve_config.parse(base + ["--read-timeout-seconds", "5", "--idle-timeout-seconds", "9",
+                                     "--max-category-bytes", "64"])
+    assert (cfg.read_timeout_seconds, cfg.idle_timeout_seconds, cfg.max_category_bytes) == (5.0, 9.0, 64)
+    for flag in ("--read-timeout-seconds", "--idle-timeout-seconds"):
+        with pytest.raises(SystemExit):
+            serve_config.parse(base + [flag, "0"])

@@ -18,6 +18,10 @@ Routes (`{name}` must be the served model, `{version}` its version, else 404):
 Every error, including unknown routes (404) and methods (405), is JSON `{"error": "..."}`; bad input is
 always a 4xx, never a 500.
 
+Slow and stalled clients are bounded: a connection that sends no complete request head within
+`--idle-timeout-seconds` (75 s) of opening or of its last answer is closed; a body has
+`--read-timeout-seconds` (30 s) once its head is in, else 408 and the connection is closed.
+
 Stats document (`GET /v2/models/{name}/stats`)
 ----------------------------------------------
 All counts are cumulative since the process started; `startId` changes with every start, so a
@@ -114,6 +118,7 @@ class ModelServer:
         self.instance = cfg.instance or os.environ.get("POD_NAME") or socket.gethostname()
         self.registry = registry(self)
         self.max_body = cfg.max_body_bytes
+        self.read_timeout = cfg.read_timeout_seconds
 
     # -- helpers ---------------------------------------------------------------------------------
     def _check_model(self, mi: dict[str, str]) -> None:
@@ -130,9 +135,12 @@ class ModelServer:
         if cl is not None and cl > self.max_body:
             raise ServingError(413, f"request body of {cl} bytes is over the limit of {self.max_body} bytes")
         try:
-            return await request.read()
+            async with asyncio.timeout(self.read_timeout):
+                return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise ServingError(413, f"request body is over the limit of {self.max_body} bytes") from None
+        except TimeoutError:  # a stalled or far too slow client: not held in flight any longer
+            raise ServingError(408, f"request body did not arrive within {self.read_timeout:g} s") from None
 
     # -- the data plane --------------------------------------------------------------------------
     async def infer(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
@@ -302,12 +310,25 @@ class ModelServer:
                 handler, params = router.resolve(request.method, request.raw_path)
             except ServingError as e:
                 return _error(e.status, e.message)
-            return await handler(request, params)
+            resp = await handler(request, params)
+            if resp.status == 408:
+                # the body did not come: answer, then close the connection at once (aiohttp
+                # would otherwise go on reading what is left of the body for up to 10 s)
+                resp.force_close()
+                await resp.prepare(request)
+                await resp.write_eof()
+                request.protocol.force_close()
+            return resp
 
         def request_factory(message, payload, protocol, writer, task):  # the body limit applies to read()
             return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=max_body)
 
-        return web.Server(handle, request_factory=request_factory, access_log=None)
+        # keepalive_timeout: aiohttp's timer runs from a connection's start and from each answer
+        # until the next request head is complete, so it closes idle connections and stalled or
+        # dripping heads alike (its own default, 3630 s, let a stalled head hold a connection
+        # for an hour); the body has --read-timeout-seconds (_body)
+        return web.Server(handle, request_factory=request_factory, access_log=None,
+                          keepalive_timeout=self.cfg.idle_timeout_seconds)
 
 
 class Router:
