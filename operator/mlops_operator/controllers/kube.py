@@ -204,9 +204,12 @@ async def delete_deployment(namespace: str, name: str) -> None:
 
 
 #: pod_proxy_get's defaults: a whole answer takes at most this long and holds at most this many
-#: bytes (a model server's stats document is far smaller: serving/monitor.py bounds it)
+#: bytes. The largest answer read is a model server's stats document, bounded by its reservoir
+#: (serving/monitor.py): about 0.3 kB per reservoir row for usual traffic (0.3 MB with the
+#: default 1000 rows, 30 MB with the 100000 an InferenceService may ask for), at most about
+#: 2.7 kB per row for the retail model (every category at --max-category-bytes)
 POD_PROXY_TIMEOUT_SECONDS = 30.0
-POD_PROXY_MAX_BYTES = 8 << 20
+POD_PROXY_MAX_BYTES = 64 << 20
 _PROXY_CHUNK = 1 << 16
 
 

@@ -33,7 +33,7 @@ Bounded whatever clients send:
   `F_num` numbers, `F_cat` strings of at most `max_category_bytes` and one prediction, two
   windows at a time: with the defaults and the 18-feature retail model (4 categorical), about
   2.7 MB at most (every categorical value at the limit; measured) and 0.3 MB for its usual
-  traffic, well under what the operator reads of it (controllers/kube.py, 8 MiB).
+  traffic, well under what the operator reads of it (controllers/kube.py, 64 MiB).
 """
 
 from __future__ import annotations
