@@ -353,8 +353,8 @@ class Monitor:
         """Buffer one model run's rows (x: float64 [F_num, N]; cats: F_cat columns; the outputs).
         `cats` is not changed: a value too long to keep is replaced in a copy (see cap_column)."""
         n = x.shape[1]
-        if cats:
-            cap = self.max_category_bytes
+        cap = self.max_category_bytes
+        if cats and max(map(len, chain.from_iterable(cats))) * _WORST_ESCAPE > cap:  # one pass, in C
             cats = [cap_column(col, cap, keep) for col, keep in zip(cats, self.keep)]
         if self.clock() >= self.reservoir.end:
             self.sync()  # the buffered rows belong to the window that is ending
