@@ -344,3 +344,22 @@ def test_timeouts_are_configurable(monkeypatch, art):
     for flag in ("--read-timeout-seconds", "--idle-timeout-seconds"):
         with pytest.raises(SystemExit):
             serve_config.parse(base + [flag, "0"])
+
+
+def test_a_client_that_hangs_up_mid_body_is_not_a_server_error(srv):
+    """Counted as 499 (nginx's "client closed request"), not as a 500 with a traceback: an
+    error-rate alert on 5xx must not fire because clients went away."""
+    before = dict(srv.server.requests.codes)
+    for path in ("/v2/models/retail/infer", "/v1/models/retail:predict", "/v2/models/retail/feedback"):
+        sock = _connect(srv)
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{{\"in".encode())
+        time.sleep(0.1)
+        sock.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        done = {k: v - before.get(k, 0) for k, v in srv.server.requests.codes.items() if v != before.get(k, 0)}
+        if sum(done.values()) == 3:
+            break
+        time.sleep(0.02)
+    assert done == {("infer", 499): 1, ("predict", 499): 1, ("feedback", 499): 1}, done
+    assert srv.server.requests.inflight == 0

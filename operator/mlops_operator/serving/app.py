@@ -20,7 +20,9 @@ always a 4xx, never a 500.
 
 Slow and stalled clients are bounded: a connection that sends no complete request head within
 `--idle-timeout-seconds` (75 s) of opening or of its last answer is closed; a body has
-`--read-timeout-seconds` (30 s) once its head is in, else 408 and the connection is closed.
+`--read-timeout-seconds` (30 s) once its head is in, else 408 and the connection is closed. A
+client that hangs up before its body has arrived is counted as 499 (nginx's "client closed
+request"), not as a server error.
 
 Stats document (`GET /v2/models/{name}/stats`)
 ----------------------------------------------
@@ -141,6 +143,8 @@ class ModelServer:
             raise ServingError(413, f"request body is over the limit of {self.max_body} bytes") from None
         except TimeoutError:  # a stalled or far too slow client: not held in flight any longer
             raise ServingError(408, f"request body did not arrive within {self.read_timeout:g} s") from None
+        except ConnectionError:  # it hung up: nginx's 499 "client closed request", not a server error
+            raise ServingError(499, "the client closed the connection before its request body arrived") from None
 
     # -- the data plane --------------------------------------------------------------------------
     async def infer(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
