@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 
 from .monitor import SCORE_EDGES
-from .protocol import ServingError, bad, unfit
+from .protocol import ServingError, _short, bad, unfit
 
 F32_MAX = float(np.finfo(np.float32).max)
 
@@ -61,17 +61,17 @@ class Feedback:
         elif t is bool:
             key = str(int(v))
         else:
-            raise unfit(f"{field}[{i}]: {v!r} is not a class label (a string or an integer)")
+            raise unfit(f"{field}[{i}]: {_short(v)} is not a class label (a string or an integer)")
         idx = self.index.get(key)
         if idx is None:
-            raise unfit(f"{field}[{i}]: unknown class {v!r}; the model's classes are {', '.join(self.classes)}")
+            raise unfit(f"{field}[{i}]: unknown class {_short(v)}; the model's classes are {', '.join(self.classes)}")
         return idx
 
     @staticmethod
     def _numbers(field: str, values: list) -> np.ndarray:
         for i, v in enumerate(values):
             if type(v) not in (int, float):
-                raise unfit(f"{field}[{i}]: {v!r} is not a number")
+                raise unfit(f"{field}[{i}]: {_short(v)} is not a number")
         a = np.array(values, dtype=np.float64)
         # the model answers float32: a number beyond that range is not a prediction or a label
         # it could be compared with, and it could overflow the sums to inf (stuck there, null in

@@ -100,6 +100,11 @@ def _short(v: Any, n: int = 60) -> str:
     return s if len(s) <= n else s[: n - 3] + "..."
 
 
+def _clip(name: str, n: int = 60) -> str:
+    """A client's name for something, cut short for an error message (never echo megabytes)."""
+    return name if len(name) <= n else name[: n - 3] + "..."
+
+
 class Spec:
     """What a request is checked against, precomputed from the model once."""
 
@@ -272,7 +277,7 @@ def _requested_outputs(doc: dict, spec: Spec, req: ParsedRequest, binary_all: bo
             raise bad("each requested output must be an object with a string name")
         n = o["name"]
         if n not in spec.output_set:
-            raise unfit(f"unknown output {n!r}; this model has {', '.join(spec.outputs)}")
+            raise unfit(f"unknown output {_clip(n)!r}; this model has {', '.join(spec.outputs)}")
         if n not in names:
             names.append(n)
         p = o.get("parameters")
@@ -439,7 +444,7 @@ def _refuse_input(t: dict, spec: Spec) -> None:
         raise bad("each input needs a string name")
     slot = spec.index.get(name)
     if slot is None:
-        raise unfit(f"unknown input {name!r}: this model's inputs are {', '.join(f.name for f in spec.features)}"
+        raise unfit(f"unknown input {_clip(name)!r}: this model's inputs are {', '.join(f.name for f in spec.features)}"
                     + (f" (or one [N, {spec.n_features}] tensor)" if spec.n_features > 1 else ""))
     is_cat, j = slot
     if is_cat:
@@ -471,6 +476,7 @@ def _single_tensor(t: dict, spec: Spec, req: ParsedRequest, raw: memoryview | No
     f = spec.n_features
     if type(name) is not str:
         raise bad("each input needs a string name")
+    name = _clip(name)  # used in messages only
     if (any(type(d) is not int or d < 0 for d in shape)) or shape[1] != f:
         raise unfit(f"input {name!r} is not a feature of this model, nor a [N, {f}] tensor of all features "
                     f"(shape {_short(shape)}); inputs are {', '.join(x.name for x in spec.features)}")
