@@ -20,9 +20,9 @@ always a 4xx, never a 500.
 
 Slow and stalled clients are bounded: a connection that sends no complete request head within
 `--idle-timeout-seconds` (75 s) of opening or of its last answer is closed; a body has
-`--read-timeout-seconds` (30 s) once its head is in, else 408 and the connection is closed. A
-client that hangs up before its body has arrived is counted as 499 (nginx's "client closed
-request"), not as a server error.
+`--read-timeout-seconds` (30 s, checked every second) once its head is in, else 408 and the
+connection is closed. A client that hangs up before its body has arrived is counted as 499
+(nginx's "client closed request"), not as a server error.
 
 Stats document (`GET /v2/models/{name}/stats`)
 ----------------------------------------------
