@@ -1,14 +1,24 @@
 """Property: whatever a client sends, the model server answers 200 or a 4xx whose JSON body has a
-non-empty `error`, never a 5xx, and keeps serving."""
+non-empty `error`, never a 5xx, keeps serving, and its stats document stays small.
+
+Random JSON and bytes exercise the refusals; valid requests with odd JSON text spliced in
+(lone surrogate escapes, bare NaN/Infinity, numbers beyond float64), Triton binary-extension
+frames (a correct header, binary tensors with a wrong size, datatype or shape, invalid UTF-8
+in BYTES) and huge strings reach every parse path down to the model and the counters."""
 
 from __future__ import annotations
 
+import struct
+import time
+
+import numpy as np
 import orjson
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mlops_operator.serving import protocol
 from tests.unit.test_serving import ServerThread, build_artifact, v2_inputs
 
 FEATURES = ["age", "tenure_days", "device", "is_member", "channel", "cart_value"]
@@ -69,6 +79,7 @@ def _check(resp: requests.Response) -> None:
     if resp.status_code != 200:
         body = resp.json()
         assert isinstance(body.get("error"), str) and body["error"], resp.text
+        assert len(resp.content) < 2048, resp.text[:300]  # an error names the problem, it does not echo the input
 
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -133,6 +144,235 @@ def test_single_tensor_fuzz_never_5xx(server, data):
                                                    st.lists(st.lists(json_scalars, min_size=f, max_size=f),
                                                             min_size=n, max_size=n), datas))}]}
     _check(server.http.post(server.url + "/v2/models/retail/infer", data=orjson.dumps(doc)))
+
+
+# ------------------------------------------------------------------------------------------------
+# every parse path: valid requests with odd JSON text spliced in, binary-extension frames, huge
+# strings (issue 16)
+
+#: what JSON text can hold in a string that a parser may take or refuse: lone and paired
+#: surrogate escapes, escaped controls, quotes
+STRING_ESCAPES = [rb"\ud800", rb"\udfff", rb"\udc00\ud800", rb"\ud83d", rb"\ud83d\ude00", rb"\u0000", rb"\u001f",
+                  rb"\\", rb"\"", rb"\u00e9", "\u00e9\u6771".encode()]
+#: what may stand where a number is: bare words Python's json writes, and numbers beyond float64
+NUMBER_WORDS = [b"NaN", b"Infinity", b"-Infinity", b"-NaN", b"nan", b"inf", b"1e999", b"-1e999", b"1e-999", b"-0",
+                b"123456789012345678901234567890", b"-9223372036854775809", b"18446744073709551616", b"0x10"]
+
+
+def _marker(k: int) -> str:
+    return f"\x01M{k}\x01"
+
+
+@st.composite
+def odd_json_bodies(draw, art):
+    """A valid V2 request (the common path or, with an id/parameters/outputs, the others) in which
+    one to three strings or numbers are replaced by odd JSON text, spliced into its bytes."""
+    n = draw(st.integers(1, 3))
+    start = draw(st.integers(0, 20))
+    doc = {"inputs": v2_inputs(art.test.iloc[start:start + n], art.feats)}
+    if draw(st.booleans()):
+        doc["id"] = "id"
+    if draw(st.booleans()):
+        doc["parameters"] = {"key": "value", "n": 1.5}
+    if draw(st.integers(0, 3)) == 0:
+        doc["outputs"] = [{"name": draw(st.sampled_from(["label", "probabilities"]))}]
+    # the places a splice can go: (kind, path to the value)
+    places: list[tuple[str, tuple]] = []
+    if "id" in doc:
+        places.append(("str", ("id",)))
+    if "parameters" in doc:
+        places += [("str", ("parameters", "key")), ("num", ("parameters", "n"))]
+    for k, t in enumerate(doc["inputs"]):
+        places.append(("str", ("inputs", k, "name")))
+        kind = "str" if t["datatype"] == "BYTES" else "num"
+        places += [(kind, ("inputs", k, "data", i)) for i in range(n)]
+    chosen = draw(st.lists(st.sampled_from(places), min_size=1, max_size=3, unique=True))
+    for m, (_, path) in enumerate(chosen):
+        obj = doc
+        for key in path[:-1]:
+            obj = obj[key]
+        if path[-1] == "key":  # the key itself
+            obj[_marker(m)] = obj.pop("key")
+        else:
+            obj[path[-1]] = _marker(m)
+    body = orjson.dumps(doc)
+    for m, (kind, _) in enumerate(chosen):
+        quoted = orjson.dumps(_marker(m))
+        if kind == "num":
+            body = body.replace(quoted, draw(st.sampled_from(NUMBER_WORDS)), 1)
+        else:
+            text = b"".join(draw(st.lists(st.one_of(st.sampled_from(STRING_ESCAPES),
+                                                    st.text(max_size=3).map(lambda x: orjson.dumps(x)[1:-1])),
+                                          min_size=1, max_size=4)))
+            body = body.replace(quoted, b'"' + text + b'"', 1)
+    return body
+
+
+@SETTINGS
+@given(data=st.data())
+def test_odd_json_text_in_valid_requests_never_5xx(server, data):
+    body = data.draw(odd_json_bodies(server.art))
+    _check(server.http.post(server.url + "/v2/models/retail/infer", data=body))
+    # the same text as V1 instances (one tensor's data as the rows) and as feedback
+    _check(server.http.post(server.url + "/v1/models/retail:predict", data=b'{"instances":' + body + b"}"))
+    _check(server.http.post(server.url + "/v2/models/retail/feedback",
+                            data=body.replace(b'"inputs"', b'"predictions"', 1)))
+
+
+BINARY_DATATYPES = ["BYTES", "FP32", "FP64", "FP16", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT64", "BOOL"]
+
+
+def _bytes_elements(values: list[bytes]) -> bytes:
+    return b"".join(struct.pack("<I", len(v)) + v for v in values)
+
+
+MUTATIONS = ["datatype", "bits", "utf8", "payload-short", "payload-long", "size+1", "size-1", "size0", "shape"]
+
+
+@st.composite
+def binary_frames(draw, art):
+    """A request in Triton's binary extension: a correct JSON header (Inference-Header-Content-Length)
+    and binary tensors after it, well formed about half the time, else with up to three faults: a
+    wrong datatype, size or shape, invalid UTF-8 in BYTES, any bit pattern (NaN, Inf, 2 in a BOOL)."""
+    n = draw(st.integers(1, 3))
+    frame = art.test.iloc[:n]
+    faults = draw(st.sampled_from([0, 0, 0, 1, 1, 2, 3]))
+    if draw(st.integers(0, 4)) == 0:  # all features in one [N, F] BYTES tensor
+        elems = []
+        for _, row in frame.iterrows():
+            for c in art.feats:
+                v = row[c["name"]]
+                elems.append(str(v).encode() if c["type"] == "categorical" else repr(float(v)).encode())
+        for _ in range(faults):
+            elems[draw(st.integers(0, len(elems) - 1))] = draw(st.one_of(
+                st.binary(max_size=6), st.sampled_from([b"\xff", b"\xed\xa0\x80", b"nan", b"inf", b"1e999", b""])))
+        blob = _bytes_elements(elems)
+        inputs = [{"name": "input", "datatype": "BYTES" if faults < 3 else "FP32", "shape": [n, len(art.feats)],
+                   "parameters": {"binary_data_size": len(blob)}}]
+        blobs = [blob]
+    else:
+        inputs, blobs, binary = [], [], []
+        for c in art.feats:
+            col = frame[c["name"]]
+            cat = c["type"] == "categorical"
+            if draw(st.integers(0, 2)) == 0:  # this one as JSON
+                data = [str(v) for v in col] if cat else [None if v != v else float(v) for v in col.to_numpy(dtype=float)]
+                inputs.append({"name": c["name"], "datatype": "BYTES" if cat else "FP32", "shape": [n], "data": data})
+                blobs.append(b"")
+                continue
+            if cat:
+                dt, blob = "BYTES", _bytes_elements([str(v).encode() for v in col])
+            else:
+                dt = draw(st.sampled_from(["FP32", "FP32", "FP64", "INT64", "FP16"]))
+                blob = np.nan_to_num(col.to_numpy(dtype=float)).astype(protocol._LE[dt]).tobytes()
+            binary.append(len(inputs))
+            inputs.append({"name": c["name"], "datatype": dt, "shape": [n], "parameters": {"binary_data_size": len(blob)}})
+            blobs.append(blob)
+        for _ in range(faults if binary else 0):
+            k = draw(st.sampled_from(binary))
+            t, blob = inputs[k], blobs[k]
+            how = draw(st.sampled_from(MUTATIONS))
+            if how == "datatype":
+                t["datatype"] = draw(st.sampled_from(BINARY_DATATYPES))
+                size = 4 if t["datatype"] == "BYTES" else np.dtype(protocol._LE[t["datatype"]]).itemsize
+                blob = draw(st.binary(min_size=n * size, max_size=n * size))
+            elif how == "bits" and t["datatype"] != "BYTES":
+                blob = draw(st.binary(min_size=len(blob), max_size=len(blob)))
+            elif how in ("bits", "utf8"):
+                blob = _bytes_elements([draw(st.one_of(st.binary(max_size=8), st.sampled_from(
+                    [b"\xff\xfe", b"\xed\xa0\x80", b"\xc0\x80", b"", b"\x00", "\u00e9".encode()]))) for _ in range(n)])
+            elif how == "payload-short":
+                blob = blob[:-1]
+            elif how == "payload-long":
+                blob = blob + b"\x00"
+            elif how == "shape":
+                t["shape"] = draw(st.sampled_from([[n + 1], [n, 2], [0], [n, 1], [-1], [n * 1000]]))
+            size = len(blob) + {"size+1": 1, "size-1": -1}.get(how, 0)
+            t["parameters"]["binary_data_size"] = 0 if how == "size0" else size
+            blobs[k] = blob
+    doc = {"inputs": inputs}
+    if draw(st.booleans()):
+        doc["parameters"] = {"binary_data_output": draw(st.booleans())}
+    head = orjson.dumps(doc)
+    hl = len(head) + (0 if draw(st.integers(0, 8)) else draw(st.integers(-3, 3)))
+    return head + b"".join(blobs), {"Inference-Header-Content-Length": str(hl)}
+
+
+@SETTINGS
+@given(data=st.data())
+def test_binary_extension_frames_never_5xx(server, data):
+    body, headers = data.draw(binary_frames(server.art))
+    _check(server.http.post(server.url + "/v2/models/retail/infer", data=body, headers=headers))
+
+
+@pytest.fixture(scope="module")
+def big_server(server):
+    """The same model with a 1 MiB body limit and the default reservoir, for huge values."""
+    with ServerThread(server.art.cfg(max_body_bytes=1 << 20, reservoir_size=1000)) as s:
+        s.art = server.art
+        with requests.Session() as h:
+            s.http = h
+            yield s
+
+
+huge_strings = st.tuples(st.text(min_size=1, max_size=3), st.integers(100, 300_000),
+                         st.text(max_size=3)).map(lambda t: t[0] * t[1] + t[2])
+
+
+@settings(SETTINGS, max_examples=25)
+@given(value=huge_strings, where=st.sampled_from(["category", "id", "parameters", "feedback", "v1", "input-name",
+                                                  "tensor-name", "output"]),
+       n=st.integers(1, 3))
+def test_huge_strings_never_5xx(big_server, value, where, n):
+    s, art = big_server, big_server.art
+    doc = {"inputs": v2_inputs(art.test.iloc[:n], art.feats)}
+    if where == "category":
+        for t in doc["inputs"]:
+            if t["datatype"] == "BYTES":
+                t["data"] = [value] * n
+                break
+    elif where == "id":
+        doc["id"] = value
+    elif where == "parameters":
+        doc["parameters"] = {value[:1000]: value}
+    elif where == "input-name":
+        doc["inputs"][0]["name"] = value
+    elif where == "tensor-name":  # one [N, F] tensor under a name of its own, but the wrong F
+        doc = {"inputs": [{"name": value, "datatype": "BYTES", "shape": [1, 3], "data": ["a", "b", "c"]}]}
+    elif where == "output":
+        doc["outputs"] = [{"name": value}]
+    if where == "feedback":
+        _check(s.http.post(s.url + "/v2/models/retail/feedback",
+                           data=orjson.dumps({"predictions": [value], "labels": ["1"]})))
+    elif where == "v1":
+        names = [c["name"] for c in art.feats]
+        inst = [{k: (value if c["type"] == "categorical" else 1.0) for k, c in zip(names, art.feats)}] * n
+        _check(s.http.post(s.url + "/v1/models/retail:predict", data=orjson.dumps({"instances": inst})))
+    else:
+        _check(s.http.post(s.url + "/v2/models/retail/infer", data=orjson.dumps(doc)))
+
+
+def _assert_stats_small(s, limit: int) -> None:
+    t0 = time.perf_counter()
+    r = s.http.get(s.url + "/v2/models/retail/stats")
+    took = time.perf_counter() - t0
+    assert r.status_code == 200, r.text[:300]
+    assert len(r.content) < limit, len(r.content)
+    assert took < 1.0, took
+    doc = r.json()
+    cap = s.cfg.max_category_bytes
+    for w in ("current", "previous"):
+        for row in (doc["reservoir"][w] or {}).get("rows", []):
+            for v in row:
+                if isinstance(v, str):
+                    assert len(orjson.dumps(v)) - 2 <= cap, v[:80]
+
+
+def test_the_stats_stay_small_and_answer_after_the_fuzzing(server, big_server):
+    _assert_stats_small(server, 256 << 10)  # a reservoir of 50 rows
+    _assert_stats_small(big_server, 1 << 20)  # the default reservoir (1000 rows)
+    for s in (server, big_server):
+        assert not any(code >= 500 for (_, code) in s.server.requests.codes), s.server.requests.codes
 
 
 def test_server_still_answers_after_the_fuzzing(server):

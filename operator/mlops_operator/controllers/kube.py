@@ -9,6 +9,7 @@ making a second one.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Callable
 
 from kubernetes import client
@@ -233,14 +234,53 @@ async def delete_deployment(namespace: str, name: str) -> None:
             raise
 
 
-async def pod_proxy_get(namespace: str, pod: str, port: int, path: str) -> str:
+#: pod_proxy_get's defaults: a whole answer takes at most this long and holds at most this many
+#: bytes. The largest answer read is a model server's stats document, bounded by its reservoir
+#: (serving/monitor.py): about 0.3 kB per reservoir row for usual traffic (0.3 MB with the
+#: default 1000 rows, 30 MB with the 100000 an InferenceService may ask for), at most about
+#: 2.7 kB per row for the retail model (every category at --max-category-bytes)
+POD_PROXY_TIMEOUT_SECONDS = 30.0
+POD_PROXY_MAX_BYTES = 64 << 20
+_PROXY_CHUNK = 1 << 16
+
+
+class PodProxyError(RuntimeError):
+    """A pod's answer through the proxy was too large or too slow; the message says which."""
+
+
+async def pod_proxy_get(namespace: str, pod: str, port: int, path: str, *,
+                        timeout: float = POD_PROXY_TIMEOUT_SECONDS, max_bytes: int = POD_PROXY_MAX_BYTES) -> str:
     """GET a pod's HTTP endpoint through the API server's pod proxy (works wherever the operator
-    runs, in or out of the cluster; needs `pods/proxy` get)."""
+    runs, in or out of the cluster; needs `pods/proxy` get).
+
+    Bounded: the request has `timeout` seconds in all (urllib3's timeout bounds the connect and
+    each socket read; the body is read in chunks against the same deadline, so a pod that drips
+    its answer is cut off too), and an answer over `max_bytes` is refused (PodProxyError) after
+    reading at most that much, instead of being read whole into memory."""
     api = client.CoreV1Api(_api())
-    # raw bytes: the client would otherwise turn a JSON body into the str() of a dict
-    resp = await call(api.connect_get_namespaced_pod_proxy_with_path, f"{pod}:{port}", namespace, path.lstrip("/"),
-                      _preload_content=False)
-    return resp.data.decode()
+    where = f"{namespace}/{pod}:{port}/{path.lstrip('/')}"
+
+    def get() -> bytes:
+        deadline = time.monotonic() + timeout
+        # raw bytes: the client would otherwise turn a JSON body into the str() of a dict
+        resp = api.connect_get_namespaced_pod_proxy_with_path(f"{pod}:{port}", namespace, path.lstrip("/"),
+                                                              _preload_content=False, _request_timeout=timeout)
+        parts, size = [], 0
+        try:
+            for chunk in resp.stream(_PROXY_CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PodProxyError(f"{where}: the answer has more than {max_bytes} bytes; not read further")
+                parts.append(chunk)
+                if time.monotonic() > deadline:
+                    raise PodProxyError(f"{where}: the answer did not arrive within {timeout:g} s")
+        except BaseException:
+            resp.close()  # half read: drop the connection rather than return it to the pool
+            raise
+        resp.release_conn()
+        return b"".join(parts)
+
+    return (await asyncio.to_thread(get)).decode()  # not call(): get() sets its own timeout
 
 
 async def ensure_hpa(obj: dict[str, Any]) -> None:

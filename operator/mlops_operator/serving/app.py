@@ -18,6 +18,12 @@ Routes (`{name}` must be the served model, `{version}` its version, else 404):
 Every error, including unknown routes (404) and methods (405), is JSON `{"error": "..."}`; bad input is
 always a 4xx, never a 500.
 
+Slow and stalled clients are bounded: a connection that sends no complete request head within
+`--idle-timeout-seconds` (75 s) of opening or of its last answer is closed; a body has
+`--read-timeout-seconds` (30 s, checked every second) once its head is in, else 408 and the
+connection is closed. A client that hangs up before its body has arrived is counted as 499
+(nginx's "client closed request"), not as a server error.
+
 Stats document (`GET /v2/models/{name}/stats`)
 ----------------------------------------------
 All counts are cumulative since the process started; `startId` changes with every start, so a
@@ -47,6 +53,7 @@ reader diffs successive scrapes of the same `startId` and treats a new one as a 
                    "current": {"windowStart": "...", "windowStartEpoch": ..., "seen": 4000,
                                "columns": [feature names in model.json order],
                                "rows": [[value or null, ...], ...], "predictions": [...]},
+                               # a category over --max-category-bytes: "sha256:<16 hex>" (monitor.py)
                    "previous": {... the last complete window ...} or null}}
 
 Numeric bins: bin i holds edges[i-1] <= v < edges[i] (`searchsorted(edges, v, side="right")`),
@@ -100,7 +107,8 @@ class ModelServer:
         self.model = model
         self.cfg = cfg
         self.spec = Spec(model, cfg.name, cfg.version, cfg.max_batch_size)
-        self.monitor = Monitor(model, cfg.reservoir_size, cfg.window_seconds, seed=seed, clock=clock)
+        self.monitor = Monitor(model, cfg.reservoir_size, cfg.window_seconds, seed=seed, clock=clock,
+                               max_category_bytes=cfg.max_category_bytes)
         self.batcher = Batcher(model, self.spec, self.monitor,
                                offload_rows=cfg.thread_rows if cfg.thread_rows > 0 else 1 << 62)
         self.feedback = Feedback(model.classifier, model.classes, cfg.max_batch_size)
@@ -112,6 +120,12 @@ class ModelServer:
         self.instance = cfg.instance or os.environ.get("POD_NAME") or socket.gethostname()
         self.registry = registry(self)
         self.max_body = cfg.max_body_bytes
+        self.read_timeout = cfg.read_timeout_seconds
+        #: request tasks reading their body -> deadline; those _sweep cancelled for it
+        self._reading: dict[asyncio.Task, float] = {}
+        self._expired: set[asyncio.Task] = set()
+        self._sweeper: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- helpers ---------------------------------------------------------------------------------
     def _check_model(self, mi: dict[str, str]) -> None:
@@ -127,10 +141,43 @@ class ModelServer:
         cl = request.content_length
         if cl is not None and cl > self.max_body:
             raise ServingError(413, f"request body of {cl} bytes is over the limit of {self.max_body} bytes")
+        # The read timeout: the task is registered with its deadline and _sweep cancels it when
+        # that passes (a dict entry per request; asyncio.timeout cost 6 µs a request).
+        task = asyncio.current_task()
+        reading = self._reading
+        reading[task] = self._loop.time() + self.read_timeout
         try:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise ServingError(413, f"request body is over the limit of {self.max_body} bytes") from None
+        except ConnectionError:  # it hung up: nginx's 499 "client closed request", not a server error
+            raise ServingError(499, "the client closed the connection before its request body arrived") from None
+        except asyncio.CancelledError:
+            if task not in self._expired:
+                raise
+            self._expired.discard(task)
+            task.uncancel()  # a stalled or far too slow client: not held in flight any longer
+            raise ServingError(408, f"request body did not arrive within {self.read_timeout:g} s") from None
+        finally:
+            del reading[task]
+
+    async def _sweep(self) -> None:
+        """Cancel the body reads that are past their deadline (see _body), a few times per timeout."""
+        every = min(1.0, self.read_timeout / 4)
+        loop = self._loop
+        while True:
+            await asyncio.sleep(every)
+            now = loop.time()
+            for task, deadline in list(self._reading.items()):
+                if now >= deadline and task not in self._expired:
+                    self._expired.add(task)
+                    task.cancel()
+
+    def close(self) -> None:
+        """Stop the background work (after the HTTP server has stopped)."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self.batcher.close()
 
     # -- the data plane --------------------------------------------------------------------------
     async def infer(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
@@ -293,19 +340,33 @@ class ModelServer:
         and its middleware machinery cost about a tenth of the CPU of a small request)."""
         router = Router(self.routes())
         max_body = self.max_body
-        loop = asyncio.get_running_loop()  # called from the coroutine that starts the server
+        loop = self._loop = asyncio.get_running_loop()  # called from the coroutine that starts the server
+        self._sweeper = loop.create_task(self._sweep())
 
         async def handle(request: web.BaseRequest) -> web.StreamResponse:
             try:
                 handler, params = router.resolve(request.method, request.raw_path)
             except ServingError as e:
                 return _error(e.status, e.message)
-            return await handler(request, params)
+            resp = await handler(request, params)
+            if resp.status == 408:
+                # the body did not come: answer, then close the connection at once (aiohttp
+                # would otherwise go on reading what is left of the body for up to 10 s)
+                resp.force_close()
+                await resp.prepare(request)
+                await resp.write_eof()
+                request.protocol.force_close()
+            return resp
 
         def request_factory(message, payload, protocol, writer, task):  # the body limit applies to read()
             return web.BaseRequest(message, payload, protocol, writer, task, loop, client_max_size=max_body)
 
-        return web.Server(handle, request_factory=request_factory, access_log=None)
+        # keepalive_timeout: aiohttp's timer runs from a connection's start and from each answer
+        # until the next request head is complete, so it closes idle connections and stalled or
+        # dripping heads alike (its own default, 3630 s, let a stalled head hold a connection
+        # for an hour); the body has --read-timeout-seconds (_body)
+        return web.Server(handle, request_factory=request_factory, access_log=None,
+                          keepalive_timeout=self.cfg.idle_timeout_seconds)
 
 
 class Router:

@@ -27,6 +27,9 @@ class ServeConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     reservoir_size: int = 1000
     window_seconds: int = 300
+    max_category_bytes: int = 256
+    read_timeout_seconds: float = 30.0
+    idle_timeout_seconds: float = 75.0
     drain_delay_seconds: float = 3.0
     grace_seconds: float = 20.0
     instance: str | None = None
@@ -49,6 +52,13 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
     ("max-body-bytes", int, 4 * 1024 * 1024, "largest request body (more: HTTP 413)"),
     ("reservoir-size", int, 1000, "raw rows sampled per statistics window (0: none)"),
     ("window-seconds", int, 300, "length of a statistics window (windows align to multiples of it since the epoch)"),
+    ("max-category-bytes", int, 256, "a categorical value whose JSON text is longer than this is kept in the "
+                                     "statistics as sha256:<16 hex digits> (the model still gets it as sent)"),
+    ("read-timeout-seconds", float, 30.0, "a request body must arrive within this long once its head has (else "
+                                          "HTTP 408 and the connection is closed)"),
+    ("idle-timeout-seconds", float, 75.0, "a connection that sends no complete request head for this long (since it "
+                                          "opened or since its last answer) is closed: idle keep-alive connections "
+                                          "and stalled request heads alike"),
     ("drain-delay-seconds", float, 3.0, "after SIGTERM: keep serving, not ready, for this long (endpoints update)"),
     ("grace-seconds", float, 20.0, "then: stop listening and wait this long at most for in-flight requests"),
     ("instance", str, None, "instance id in stats (default: $POD_NAME or the host name)"),
@@ -91,9 +101,13 @@ def parse(argv: list[str] | None = None) -> ServeConfig:
     problems = []
     if not 0 <= cfg.port < 65536:
         problems.append("--port must be 0..65535 (0: any free port)")
-    for field, lo in (("threads", 1), ("max_batch_size", 1), ("max_body_bytes", 64), ("window_seconds", 1)):
+    for field, lo in (("threads", 1), ("max_batch_size", 1), ("max_body_bytes", 64), ("window_seconds", 1),
+                      ("max_category_bytes", 32)):
         if getattr(cfg, field) < lo:
             problems.append(f"--{field.replace('_', '-')} must be >= {lo}")
+    for field in ("read_timeout_seconds", "idle_timeout_seconds"):
+        if not getattr(cfg, field) > 0:
+            problems.append(f"--{field.replace('_', '-')} must be > 0")
     if cfg.reservoir_size < 0:
         problems.append("--reservoir-size must be >= 0")
     if len(cfg.digest) != 64 or any(c not in "0123456789abcdef" for c in cfg.digest):

@@ -14,7 +14,8 @@ and a confusion matrix [true][predicted]; with `scores`, a histogram of the scor
 class on the edges 0.1 .. 0.9, from which a monitor can compute ROC AUC over a window.
 Regression: numbers; counted are the rows and the sums of absolute and squared errors, of
 the labels, of the squared labels and of the predictions (MAE, RMSE and R² over any window
-follow from differences of these cumulative sums).
+follow from differences of these cumulative sums). Numbers beyond the float32 range (the
+model's output type) are refused (422), which keeps every sum finite.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ import numpy as np
 import orjson
 
 from .monitor import SCORE_EDGES
-from .protocol import ServingError, bad, unfit
+from .protocol import ServingError, _short, bad, unfit
+
+F32_MAX = float(np.finfo(np.float32).max)
 
 
 class Feedback:
@@ -58,18 +61,27 @@ class Feedback:
         elif t is bool:
             key = str(int(v))
         else:
-            raise unfit(f"{field}[{i}]: {v!r} is not a class label (a string or an integer)")
+            raise unfit(f"{field}[{i}]: {_short(v)} is not a class label (a string or an integer)")
         idx = self.index.get(key)
         if idx is None:
-            raise unfit(f"{field}[{i}]: unknown class {v!r}; the model's classes are {', '.join(self.classes)}")
+            raise unfit(f"{field}[{i}]: unknown class {_short(v)}; the model's classes are {', '.join(self.classes)}")
         return idx
 
     @staticmethod
     def _numbers(field: str, values: list) -> np.ndarray:
         for i, v in enumerate(values):
             if type(v) not in (int, float):
-                raise unfit(f"{field}[{i}]: {v!r} is not a number")
-        return np.array(values, dtype=np.float64)
+                raise unfit(f"{field}[{i}]: {_short(v)} is not a number")
+        a = np.array(values, dtype=np.float64)
+        # the model answers float32: a number beyond that range is not a prediction or a label
+        # it could be compared with, and it could overflow the sums to inf (stuck there, null in
+        # the stats, until the pod restarts). Within it, a squared error is < 4.7e77, so the sums
+        # stay finite for any number of rows a pod can ever count.
+        out = ~(np.abs(a) <= F32_MAX)  # NaN too
+        if out.any():
+            i = int(np.argmax(out))
+            raise unfit(f"{field}[{i}]: {values[i]!r} is outside the float32 range of the model's outputs")
+        return a
 
     def add(self, body: bytes) -> dict[str, Any]:
         """Validate and count one feedback body; the answer says what was counted."""

@@ -40,10 +40,12 @@ Response outputs: classifiers `label` (INT64, or BYTES for string classes; shape
 as lists in model.json order) and answers `{"predictions": [...]}` plus, for classifiers,
 `"probabilities": [[...], ...]` and `"classes": [...]`.
 
-Errors: 400 for a body that is not JSON / not the protocol's shape, 404 unknown model or
-version, 413 body or batch too large, 422 for tensors that do not fit the model (unknown or
-missing feature, wrong datatype, shape, length, value type, null in a non-nullable feature);
-each as `{"error": "..."}` naming the problem.
+Errors: 400 for a body that is not JSON / not the protocol's shape (a lone surrogate escape
+such as "\ud800", or binary BYTES that are not UTF-8, included), 404 unknown model or
+version, 408 a body that did not arrive within `--read-timeout-seconds`, 413 body or batch
+too large, 422 for tensors that do not fit the model (unknown or missing feature, wrong
+datatype, shape, length, value type, null in a non-nullable feature, where "" is a null for a
+categorical one); each as `{"error": "..."}` naming the problem.
 """
 
 from __future__ import annotations
@@ -96,6 +98,11 @@ def error_body(message: str) -> bytes:
 def _short(v: Any, n: int = 60) -> str:
     s = repr(v)
     return s if len(s) <= n else s[: n - 3] + "..."
+
+
+def _clip(name: str, n: int = 60) -> str:
+    """A client's name for something, cut short for an error message (never echo megabytes)."""
+    return name if len(name) <= n else name[: n - 3] + "..."
 
 
 class Spec:
@@ -192,9 +199,19 @@ def _loads(body: bytes) -> Any:
         # Python's json module (and clients built on it, e.g. tritonclient) writes NaN and
         # Infinity as bare words, which strict JSON parsers refuse: accept those, nothing else
         try:
-            return json.loads(body, parse_constant=_CONSTANTS.__getitem__)
+            doc = json.loads(body, parse_constant=_CONSTANTS.__getitem__)
         except (ValueError, KeyError, RecursionError):
             raise bad(f"request body is not valid JSON: {e}") from None
+    # json.loads also takes what orjson refuses for good reasons, which would fail later when
+    # the id or parameters are echoed or a category is counted (a 500): a lone surrogate
+    # escape ("\ud800"), an integer beyond 64 bits, nesting past 255 levels. Only this rare
+    # path pays for the check (one serialisation, in C).
+    try:
+        _DUMPS(doc)
+    except TypeError as te:
+        raise bad(f"request body is not valid JSON here: {te} (lone surrogate escapes, integers beyond "
+                  "64 bits and nesting deeper than 255 levels are refused)") from None
+    return doc
 
 
 def _rows_of(name: str, shape: Any, spec: Spec, want_cols: int | None) -> int:
@@ -260,7 +277,7 @@ def _requested_outputs(doc: dict, spec: Spec, req: ParsedRequest, binary_all: bo
             raise bad("each requested output must be an object with a string name")
         n = o["name"]
         if n not in spec.output_set:
-            raise unfit(f"unknown output {n!r}; this model has {', '.join(spec.outputs)}")
+            raise unfit(f"unknown output {_clip(n)!r}; this model has {', '.join(spec.outputs)}")
         if n not in names:
             names.append(n)
         p = o.get("parameters")
@@ -376,7 +393,10 @@ def _request_fields(doc: dict, spec: Spec) -> ParsedRequest:
     if params is not None:
         if type(params) is not dict:
             raise bad("parameters must be an object")
-        req.parameters = params
+        try:  # serialised now, once: echoed as is in the response, and refused here if it cannot be
+            req.parameters = orjson.Fragment(_DUMPS(params))
+        except TypeError as te:  # nesting deeper than the writer goes (255 levels), say
+            raise bad(f"parameters cannot be echoed back: {te}") from None
         binary_all = params.get("binary_data_output") is True
     if binary_all or "outputs" in doc:
         _requested_outputs(doc, spec, req, binary_all)
@@ -424,7 +444,7 @@ def _refuse_input(t: dict, spec: Spec) -> None:
         raise bad("each input needs a string name")
     slot = spec.index.get(name)
     if slot is None:
-        raise unfit(f"unknown input {name!r}: this model's inputs are {', '.join(f.name for f in spec.features)}"
+        raise unfit(f"unknown input {_clip(name)!r}: this model's inputs are {', '.join(f.name for f in spec.features)}"
                     + (f" (or one [N, {spec.n_features}] tensor)" if spec.n_features > 1 else ""))
     is_cat, j = slot
     if is_cat:
@@ -456,6 +476,7 @@ def _single_tensor(t: dict, spec: Spec, req: ParsedRequest, raw: memoryview | No
     f = spec.n_features
     if type(name) is not str:
         raise bad("each input needs a string name")
+    name = _clip(name)  # used in messages only
     if (any(type(d) is not int or d < 0 for d in shape)) or shape[1] != f:
         raise unfit(f"input {name!r} is not a feature of this model, nor a [N, {f}] tensor of all features "
                     f"(shape {_short(shape)}); inputs are {', '.join(x.name for x in spec.features)}")

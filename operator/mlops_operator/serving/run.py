@@ -64,7 +64,7 @@ async def serve(server: Any, cfg: config.ServeConfig, started: Any = None) -> in
     if hasattr(runner, "_shutdown_timeout"):
         runner._shutdown_timeout = max(0.5, deadline - loop.time())
     await runner.cleanup()
-    server.batcher.close()
+    server.close()
     log.info("stopped after %d requests", sum(server.requests.codes.values()))
     return 0
 

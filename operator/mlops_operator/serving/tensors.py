@@ -4,8 +4,9 @@ Two paths give the same result. The fast path converts the columns of many reque
 (one `np.array` over nested lists, a fixed number of vectorised checks per batch, whatever the
 number of rows or requests); when anything there looks wrong (strings or objects among
 numbers, a null in a non-nullable feature, a number outside float32, a boolean that is not
-0/1, a non-string category) it gives up, and the careful path converts each request on its
-own and names the feature, row and value at fault, so one bad request fails alone.
+0/1, a non-string category, "" in a non-nullable categorical feature) it gives up, and the
+careful path converts each request on its own and names the feature, row and value at
+fault, so one bad request fails alone.
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ class Layout:
                 if not kinds <= {str, _NONE} or not nullable:
                     return None
                 col = ["" if v is None else v for v in col]
+            elif not nullable and "" in col:  # "" is a null (the encoder ignores it)
+                return None
             cats.append(col)
         return x, x32, cats
 
@@ -168,6 +171,9 @@ def _categorical(name: str, part: Any, nullable: bool) -> list[str]:
     out = []
     for i, v in enumerate(col):
         if type(v) is str:
+            if not v and not nullable:
+                raise unfit(f"feature {name!r} is not nullable: row {i} is \"\" (a null for a categorical "
+                            "feature)")
             out.append(v)
         elif v is None:
             if not nullable:

@@ -1,0 +1,114 @@
+"""controllers.kube.pod_proxy_get, the operator's only read of a pod's HTTP answers (the model
+server's /stats, /reference and /metrics through the API server's pod proxy): bounded in time
+and in bytes, with a fake CoreV1Api whose answer is read like urllib3's HTTPResponse."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from mlops_operator.controllers import kube
+
+
+class FakeResponse:
+    """What `_preload_content=False` gives: a urllib3 HTTPResponse, read with stream()/read()."""
+
+    def __init__(self, chunks: list[bytes], delay: float = 0.0):
+        self.chunks = list(chunks)
+        self.delay = delay
+        self.status = 200
+        self.read_bytes = 0
+        self.closed = False
+        self.released = False
+
+    def stream(self, amt: int = 2 ** 16, decode_content: bool = True):
+        while self.chunks:
+            data = self.read(amt)
+            if data:
+                yield data
+
+    def read(self, amt: int | None = None, decode_content: bool = True) -> bytes:
+        if not self.chunks:
+            return b""
+        if self.delay:
+            time.sleep(self.delay)
+        head = self.chunks.pop(0)
+        if amt is not None and len(head) > amt:
+            head, rest = head[:amt], head[amt:]
+            self.chunks.insert(0, rest)
+        self.read_bytes += len(head)
+        return head
+
+    @property
+    def data(self) -> bytes:  # what the old code read: everything, whatever its size
+        out = b"".join(self.chunks)
+        self.read_bytes += len(out)
+        self.chunks = []
+        return out
+
+    def close(self) -> None:
+        self.closed = True
+
+    def release_conn(self) -> None:
+        self.released = True
+
+
+@pytest.fixture()
+def fake_api(monkeypatch):
+    calls: list[dict] = []
+    answer: dict = {}
+
+    class FakeCoreV1Api:
+        def __init__(self, api_client=None):
+            pass
+
+        def connect_get_namespaced_pod_proxy_with_path(self, name, namespace, path, **kwargs):
+            calls.append({"name": name, "namespace": namespace, "path": path, **kwargs})
+            return answer["resp"]
+
+    monkeypatch.setattr(kube.client, "CoreV1Api", FakeCoreV1Api)
+    monkeypatch.setattr(kube, "_api", lambda: None)
+    return calls, answer
+
+
+def test_pod_proxy_get_reads_a_normal_answer_with_a_timeout(fake_api):
+    calls, answer = fake_api
+    answer["resp"] = FakeResponse([b'{"format": ', b'"x"}'])
+    text = asyncio.run(kube.pod_proxy_get("ns", "pod-1", 8080, "/v2/models/m/stats"))
+    assert text == '{"format": "x"}'
+    call = calls[0]
+    assert (call["name"], call["namespace"], call["path"]) == ("pod-1:8080", "ns", "v2/models/m/stats")
+    assert call["_preload_content"] is False
+    assert call["_request_timeout"] == kube.POD_PROXY_TIMEOUT_SECONDS
+    assert answer["resp"].released
+    # the caller can choose both bounds
+    answer["resp"] = FakeResponse([b"ok"])
+    assert asyncio.run(kube.pod_proxy_get("ns", "p", 1, "x", timeout=3.5, max_bytes=2)) == "ok"
+    assert calls[-1]["_request_timeout"] == 3.5
+
+
+def test_pod_proxy_get_stops_reading_over_the_byte_limit(fake_api):
+    _, answer = fake_api
+    chunk = b"x" * (1 << 20)
+    answer["resp"] = resp = FakeResponse([chunk] * 100)  # 100 MiB on offer
+    with pytest.raises(kube.PodProxyError, match=f"more than {64 << 20} bytes"):
+        asyncio.run(kube.pod_proxy_get("ns", "pod-1", 8080, "v2/models/m/stats"))
+    assert resp.read_bytes <= kube.POD_PROXY_MAX_BYTES + (1 << 20)  # stopped at the limit, not read to the end
+    assert resp.closed  # the connection is dropped, not returned to the pool half read
+    answer["resp"] = FakeResponse([b"y" * 100])
+    with pytest.raises(kube.PodProxyError, match="more than 10 bytes"):
+        asyncio.run(kube.pod_proxy_get("ns", "pod-1", 8080, "metrics", max_bytes=10))
+
+
+def test_pod_proxy_get_gives_up_on_a_slow_answer_after_its_timeout(fake_api):
+    """urllib3's timeout bounds each socket read; a pod that drips its answer is cut off at the
+    total deadline too."""
+    _, answer = fake_api
+    answer["resp"] = resp = FakeResponse([b"x"] * 1000, delay=0.05)  # 50 s in all
+    t0 = time.monotonic()
+    with pytest.raises(kube.PodProxyError, match="within 0.3"):
+        asyncio.run(kube.pod_proxy_get("ns", "pod-1", 8080, "v2/models/m/stats", timeout=0.3))
+    assert time.monotonic() - t0 < 2.0
+    assert resp.closed
