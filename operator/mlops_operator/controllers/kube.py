@@ -263,8 +263,8 @@ async def pod_proxy_get(namespace: str, pod: str, port: int, path: str, *,
     def get() -> bytes:
         deadline = time.monotonic() + timeout
         # raw bytes: the client would otherwise turn a JSON body into the str() of a dict
-        resp = api.connect_get_namespaced_pod_proxy_with_path(f"{pod}:{port}", namespace, path.lstrip("/"),
-                                                              _preload_content=False, _request_timeout=timeout)
+        resp: Any = api.connect_get_namespaced_pod_proxy_with_path(f"{pod}:{port}", namespace, path.lstrip("/"),
+                                                                   _preload_content=False, _request_timeout=timeout)
         parts, size = [], 0
         try:
             for chunk in resp.stream(_PROXY_CHUNK):

@@ -69,7 +69,7 @@ import socket
 import time
 import urllib.parse
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -143,9 +143,9 @@ class ModelServer:
             raise ServingError(413, f"request body of {cl} bytes is over the limit of {self.max_body} bytes")
         # The read timeout: the task is registered with its deadline and _sweep cancels it when
         # that passes (a dict entry per request; asyncio.timeout cost 6 µs a request).
-        task = asyncio.current_task()
+        task = cast("asyncio.Task[Any]", asyncio.current_task())  # a handler runs in a task
         reading = self._reading
-        reading[task] = self._loop.time() + self.read_timeout
+        reading[task] = cast(asyncio.AbstractEventLoop, self._loop).time() + self.read_timeout
         try:
             return await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -164,7 +164,7 @@ class ModelServer:
     async def _sweep(self) -> None:
         """Cancel the body reads that are past their deadline (see _body), a few times per timeout."""
         every = min(1.0, self.read_timeout / 4)
-        loop = self._loop
+        loop = cast(asyncio.AbstractEventLoop, self._loop)
         while True:
             await asyncio.sleep(every)
             now = loop.time()
