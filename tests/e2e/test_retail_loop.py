@@ -158,9 +158,10 @@ def test_a_failing_retraining_leaves_v1_serving(local_cluster: Cluster, operator
 
 
 def _forwarder(c: Cluster, ns: str, opened: list[Forward]):
-    """A base URL of the InferenceService per call (mlops port-forward), closed by the caller."""
-    def base_url() -> str:
-        opened.append(Forward(c, ns))
+    """A base URL of the InferenceService's port `remote` per call (mlops port-forward), closed
+    by the caller."""
+    def base_url(remote: int = 80) -> str:
+        opened.append(Forward(c, ns, remote))
         return opened[-1].base
     return base_url
 

@@ -899,3 +899,58 @@ def test_fast_parse_leaves_odd_requests_to_the_checking_path(art):
         order = np.random.default_rng(i).permutation(len(feats))
         assert parse_v2(orjson.dumps({"inputs": [feats[j] for j in order]}), spec).n == 2
     assert len(spec.arrangements) == protocol._ARRANGEMENTS
+
+
+def test_feedback_stats_and_reference_are_on_the_monitor_port_only(art):
+    """They shared the inference port: any inference client could read every client's sampled
+    rows (/stats) and write ground truth (/feedback). With --monitor-port they are served there
+    and nowhere else, so a NetworkPolicy can keep inference clients off them."""
+    from mlops_operator.localcluster.forward import free_port
+
+    mport = free_port()
+    with ServerThread(art.cfg(monitor_port=mport)) as s, requests.Session() as h:
+        mon = f"http://127.0.0.1:{mport}"
+        doc = {"inputs": v2_inputs(art.test.head(2), art.feats)}
+        assert h.post(s.url + "/v2/models/retail/infer", json=doc, timeout=10).status_code == 200
+        for path in ("/v2/models/retail/stats", "/v2/models/retail/reference"):
+            assert h.get(s.url + path, timeout=10).status_code == 404, path
+            assert h.get(mon + path, timeout=10).status_code == 200, path
+        fb = {"predictions": [0], "labels": [1]}
+        assert h.post(s.url + "/v2/models/retail/feedback", json=fb, timeout=10).status_code == 404
+        assert h.post(mon + "/v2/models/retail/feedback", json=fb, timeout=10).status_code == 200
+        assert h.post(mon + "/v2/models/retail/infer", json={"inputs": []}, timeout=10).status_code == 404
+        assert h.get(mon + "/v2/health/live", timeout=10).status_code == 200
+        assert h.get(s.url + "/metrics", timeout=10).status_code == 200
+
+
+def test_the_monitor_port_must_differ_from_the_inference_port(art):
+    with pytest.raises(SystemExit):
+        serve_config.parse(["--store-uri", art.store_uri, "--model-uri", art.uri, "--digest", art.digest,
+                            "--name", "retail", "--port", "8080", "--monitor-port", "8080"])
+
+
+def test_the_network_policy_opens_inference_and_guards_the_monitor_port():
+    """manifests/networkpolicy selects the pods the operator makes and matches their ports."""
+    import yaml
+
+    from mlops_operator.resources.serving import MONITOR_PORT, PORT, deployment
+    from mlops_operator.settings import Settings
+
+    repo = Path(__file__).resolve().parents[2]
+    pol = yaml.safe_load((repo / "manifests/networkpolicy/model-servers.yaml").read_text())
+    isvc = {"apiVersion": "mlops.dev/v1alpha1", "kind": "InferenceService",
+            "metadata": {"name": "svc", "namespace": "ns", "uid": "u"}, "spec": {"model": "m", "alias": "production"}}
+    mv = {"metadata": {"name": "m-v1"}, "spec": {"model": "m", "version": 1,
+                                                   "artifact": {"uri": "file:///store/m", "digest": "a" * 64}}}
+    s = Settings(runtime_image="r", store_claim="c", store_size="1Gi", store_access_mode="ReadWriteOnce",
+                 store_storage_class=None)
+    dep = deployment(isvc, mv, s)
+    pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert pol["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    ports = {p["name"]: p["containerPort"] for p in dep["spec"]["template"]["spec"]["containers"][0]["ports"]}
+    assert ports == {"http": PORT, "monitor": MONITOR_PORT}
+    rules = pol["spec"]["ingress"]
+    open_rules = [r for r in rules if not r.get("from")]
+    assert [p["port"] for r in open_rules for p in r["ports"]] == [PORT]  # only inference is open
+    guarded = [p["port"] for r in rules if r.get("from") for p in r["ports"]]
+    assert set(guarded) == {MONITOR_PORT}

@@ -81,10 +81,10 @@ def run_demo(name: str = "local", out_dir: str = "demo-output", nodes: list[str]
         _pin_to_real_node(kc, RETAIL_NS)
     forwards: list[subprocess.Popen] = []
 
-    def base_url() -> str:
+    def base_url(remote: int = 80) -> str:
         port = free_port()
         p = subprocess.Popen([sys.executable, "-m", "mlops_operator.cli.main", "port-forward", "--name", name,
-                              "-n", RETAIL_NS, "svc/propensity", f"{port}:80"], stdout=subprocess.PIPE,
+                              "-n", RETAIL_NS, "svc/propensity", f"{port}:{remote}"], stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, text=True)
         forwards.append(p)
         assert p.stdout is not None  # stdout=PIPE

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..data import retail
+from ..resources.serving import MONITOR_PORT
 
 REPO = Path(__file__).resolve().parents[3]
 LOOP = REPO / "examples" / "retail" / "loop"
@@ -93,8 +94,9 @@ class Traffic:
     """A bounded load generator: V1 `:predict` requests of BATCH sessions from the current
     behaviour, and the true labels sent back as feedback a few requests later."""
 
-    def __init__(self, base_url: str, features: list[str], interval: float = 0.05):
+    def __init__(self, base_url: str, features: list[str], interval: float = 0.05, feedback_url: str | None = None):
         self.base, self.features, self.interval = base_url, features, interval
+        self.feedback_base = feedback_url or base_url
         self.shift, self.seed = 0.0, 1000
         self.stop = threading.Event()
         self.requests = 0
@@ -102,8 +104,8 @@ class Traffic:
         self.correct: deque[tuple[float, int, int]] = deque(maxlen=100_000)  # (t, right, rows) client side
         self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def _post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        req = urllib.request.Request(self.base + path, data=json.dumps(body).encode(),
+    def _post(self, path: str, body: dict[str, Any], base: str | None = None) -> tuple[int, dict[str, Any]]:
+        req = urllib.request.Request((base or self.base) + path, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=15) as r:
@@ -137,7 +139,8 @@ class Traffic:
                 pending.append((preds, labels))
             if len(pending) > FEEDBACK_DELAY:
                 preds, labels = pending.popleft()
-                code, body = self._post(f"/v2/models/{MODEL}/feedback", {"predictions": preds, "labels": labels})
+                code, body = self._post(f"/v2/models/{MODEL}/feedback", {"predictions": preds, "labels": labels},
+                                        self.feedback_base)
                 if code != 200:
                     self.failed.append(f"feedback {code}: {body.get('error', body)}"[:300])
             time.sleep(self.interval)
@@ -159,7 +162,7 @@ class Traffic:
 
 
 class RetailLoop:
-    def __init__(self, kubectl: Kubectl, base_url: Callable[[], str], image: str, say: Callable[[str], None] = print,
+    def __init__(self, kubectl: Kubectl, base_url: Callable[[int], str], image: str, say: Callable[[str], None] = print,
                  rows: int = 20000, timeout: float = 600):
         self.k, self.base_url, self.say, self.rows, self.timeout = kubectl, base_url, say, rows, timeout
         self.image = image  # the runtime image, for the export Jobs
@@ -254,9 +257,10 @@ class RetailLoop:
                   self.r.versions["v1"] and cond(k.get("inferenceservice", MODEL), "Ready").get("status") == "True",
                   "InferenceService Ready")
         self.mark(f"InferenceService {MODEL} serves {self.r.versions['v1']} on 2 pods")
-        base = self.base_url()
+        base = self.base_url(80)
         meta = json.loads(urllib.request.urlopen(f"{base}/v2/models/{MODEL}", timeout=10).read())
-        self.traffic = Traffic(base, [i["name"] for i in meta["inputs"]])
+        # feedback goes to the servers' monitor port (apart from inference: serving --monitor-port)
+        self.traffic = Traffic(base, [i["name"] for i in meta["inputs"]], feedback_url=self.base_url(MONITOR_PORT))
         self.apply("driftmonitor.yaml")
         sampler = threading.Thread(target=self._sampler, daemon=True)
         sampler.start()
@@ -400,8 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([*k.argv[:-2], "create", "namespace", a.namespace], capture_output=True)
     forwards: list[subprocess.Popen] = []
 
-    def base_url() -> str:
-        p = subprocess.Popen([*k.argv, "port-forward", "svc/propensity", ":80"], stdout=subprocess.PIPE, text=True)
+    def base_url(remote: int = 80) -> str:
+        p = subprocess.Popen([*k.argv, "port-forward", "svc/propensity", f":{remote}"], stdout=subprocess.PIPE,
+                             text=True)
         forwards.append(p)
         assert p.stdout is not None  # stdout=PIPE
         m = re.search(r"127\.0\.0\.1:(\d+)", p.stdout.readline())

@@ -30,7 +30,7 @@ from ..monitoring.decisions import WindowVerdict, judge_window, retrain_gate
 from ..monitoring.windows import Window, accumulate
 from ..resources.common import labels, owner_reference
 from ..resources.names import child_name
-from ..resources.serving import PORT
+from ..resources.serving import MONITOR_PORT
 from . import kube
 from .events import emit
 from .dataset import trigger_of
@@ -112,7 +112,7 @@ async def _scrape(ns: str, pods: list[dict[str, Any]], model: str, version: int)
     for p in pods:
         name = p["metadata"]["name"]
         try:
-            doc = json.loads(await kube.pod_proxy_get(ns, name, PORT, f"v2/models/{model}/stats"))
+            doc = json.loads(await kube.pod_proxy_get(ns, name, MONITOR_PORT, f"v2/models/{model}/stats"))
         except Exception as e:
             problems.append(f"{name}: {e}"[:200])
             continue
@@ -132,7 +132,7 @@ async def _reference(ns: str, pods: list[dict[str, Any]], model: str,
     path = f"v2/models/{model}/reference" + (f"?{urlencode(query)}" if query else "")
     for p in pods:
         try:
-            return json.loads(await kube.pod_proxy_get(ns, p["metadata"]["name"], PORT, path))["reference"]
+            return json.loads(await kube.pod_proxy_get(ns, p["metadata"]["name"], MONITOR_PORT, path))["reference"]
         except Exception as e:
             log.warning("no reference from %s: %s", p["metadata"]["name"], e)
     return None

@@ -11,6 +11,9 @@ from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, p
 from .store import store_volume
 
 PORT = 8080
+#: feedback, stats and reference (serving --monitor-port): apart from inference, so a NetworkPolicy
+#: can let label pipelines and the API server in while inference clients stay out
+MONITOR_PORT = 8082
 #: a new version that never becomes ready is reported (and never takes traffic) after this
 PROGRESS_DEADLINE = 120
 
@@ -38,7 +41,7 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
         "command": ["python", "-m", "mlops_operator.serving",
                     "--store-uri", s.store_uri, "--model-uri", mvspec["artifact"]["uri"],
                     "--digest", mvspec["artifact"]["digest"], "--name", mvspec["model"],
-                    "--version", str(mvspec["version"]), "--port", str(PORT),
+                    "--version", str(mvspec["version"]), "--port", str(PORT), "--monitor-port", str(MONITOR_PORT),
                     "--threads", str(server.threads),
                     "--max-batch-size", str(server.max_batch_size),
                     "--max-body-bytes", str(server.max_body_bytes),
@@ -46,7 +49,7 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
                     "--window-seconds", str(mon.window_seconds)],
         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-        "ports": [{"name": "http", "containerPort": PORT}],
+        "ports": [{"name": "http", "containerPort": PORT}, {"name": "monitor", "containerPort": MONITOR_PORT}],
         "readinessProbe": probe,
         "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": PORT}, "periodSeconds": 10,
                           "failureThreshold": 3},
@@ -89,7 +92,8 @@ def service(isvc: dict[str, Any]) -> dict[str, Any]:
                      "labels": labels("model-server", "predictor", meta["name"], selector(meta["name"])),
                      "ownerReferences": [owner_reference(isvc)]},
         "spec": {"selector": selector(meta["name"]),
-                 "ports": [{"name": "http", "port": 80, "targetPort": PORT, "protocol": "TCP"}]},
+                 "ports": [{"name": "http", "port": 80, "targetPort": PORT, "protocol": "TCP"},
+                           {"name": "monitor", "port": MONITOR_PORT, "targetPort": MONITOR_PORT, "protocol": "TCP"}]},
     }
 
 

@@ -314,7 +314,23 @@ class ModelServer:
         }
 
     # -- the HTTP server ----------------------------------------------------------------------
-    def routes(self) -> list[tuple[str, str, Any]]:
+    #: paths served on the monitor port when there is one (--monitor-port): what is written by
+    #: label pipelines (feedback) and read by the operator (stats with sampled raw rows of every
+    #: client, the training reference), kept apart from the inference clients
+    MONITOR_PATHS = ("/stats", "/reference", "/feedback")
+
+    def routes(self, part: str = "all") -> list[tuple[str, str, Any]]:
+        """Every route (`all`), those of the inference port (`inference`) or of the monitor port
+        (`monitor`)."""
+        every = self._routes()
+        if part == "all":
+            return every
+        monitor = [r for r in every if r[1].endswith(self.MONITOR_PATHS)]
+        if part == "monitor":
+            return monitor + [("GET", "/v2/health/live", self.live)]
+        return [r for r in every if r not in monitor]
+
+    def _routes(self) -> list[tuple[str, str, Any]]:
         return [
             ("POST", "/v2/models/{name}/infer", self.infer),
             ("POST", "/v2/models/{name}/versions/{version}/infer", self.infer),
@@ -335,13 +351,15 @@ class ModelServer:
             ("GET", "/metrics", self.metrics),
         ]
 
-    def http_server(self) -> web.Server:
+    def http_server(self, part: str = "all") -> web.Server:
         """aiohttp's low-level server with a small router of our own (the Application router
-        and its middleware machinery cost about a tenth of the CPU of a small request)."""
-        router = Router(self.routes())
+        and its middleware machinery cost about a tenth of the CPU of a small request).
+        `part`: the routes it serves (see routes)."""
+        router = Router(self.routes(part))
         max_body = self.max_body
         loop = self._loop = asyncio.get_running_loop()  # called from the coroutine that starts the server
-        self._sweeper = loop.create_task(self._sweep())
+        if self._sweeper is None:
+            self._sweeper = loop.create_task(self._sweep())
 
         async def handle(request: web.BaseRequest) -> web.StreamResponse:
             try:

@@ -22,6 +22,7 @@ class ServeConfig:
     version: str = "1"
     host: str = "0.0.0.0"
     port: int = 8080
+    monitor_port: int = 0
     threads: int = 1
     max_batch_size: int = 1024
     max_body_bytes: int = 4 * 1024 * 1024
@@ -47,6 +48,8 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
     ("version", str, "1", "model version served under /v2/models/<name>/versions/<version>"),
     ("host", str, "0.0.0.0", "address to listen on"),
     ("port", int, 8080, "port to listen on"),
+    ("monitor-port", int, 0, "port of the feedback, stats and reference endpoints, apart from inference so a "
+                             "NetworkPolicy can keep inference clients off them (0: the same port as inference)"),
     ("threads", int, 1, "ONNX Runtime intra-op threads"),
     ("max-batch-size", int, 1024, "most rows in one request (more: HTTP 413)"),
     ("max-body-bytes", int, 4 * 1024 * 1024, "largest request body (more: HTTP 413)"),
@@ -101,6 +104,8 @@ def parse(argv: list[str] | None = None) -> ServeConfig:
     problems = []
     if not 0 <= cfg.port < 65536:
         problems.append("--port must be 0..65535 (0: any free port)")
+    if not 0 <= cfg.monitor_port < 65536 or (cfg.monitor_port and cfg.monitor_port == cfg.port):
+        problems.append("--monitor-port must be 0 (the inference port) or another port 1..65535")
     for field, lo in (("threads", 1), ("max_batch_size", 1), ("max_body_bytes", 64), ("window_seconds", 1),
                       ("max_category_bytes", 32)):
         if getattr(cfg, field) < lo:

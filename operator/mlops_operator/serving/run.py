@@ -24,7 +24,8 @@ log = logging.getLogger("mlops_operator.serving")
 async def serve(server: Any, cfg: config.ServeConfig, started: Any = None) -> int:
     from aiohttp import web
 
-    runner = web.ServerRunner(server.http_server(), handle_signals=False, shutdown_timeout=cfg.grace_seconds)
+    runner = web.ServerRunner(server.http_server("inference" if cfg.monitor_port else "all"),
+                              handle_signals=False, shutdown_timeout=cfg.grace_seconds)
     await runner.setup()
     site = web.TCPSite(runner, cfg.host, cfg.port, backlog=2048, reuse_address=True)
     await site.start()
@@ -32,6 +33,14 @@ async def serve(server: Any, cfg: config.ServeConfig, started: Any = None) -> in
     srv = getattr(site, "_server", None)
     if srv is not None and srv.sockets:
         port = srv.sockets[0].getsockname()[1]
+    runners = [runner]
+    if cfg.monitor_port:  # feedback, stats and reference on a port of their own
+        monitor = web.ServerRunner(server.http_server("monitor"), handle_signals=False,
+                                   shutdown_timeout=cfg.grace_seconds)
+        await monitor.setup()
+        await web.TCPSite(monitor, cfg.host, cfg.monitor_port, reuse_address=True).start()
+        runners.append(monitor)
+        log.info("feedback, stats and reference on http://%s:%d", cfg.host, cfg.monitor_port)
     log.info("serving model %s version %s (%s) on http://%s:%d", cfg.name, cfg.version, server.model.digest[:12],
              cfg.host, port)
     print(f"listening on http://{cfg.host}:{port}", flush=True)
@@ -61,9 +70,10 @@ async def serve(server: Any, cfg: config.ServeConfig, started: Any = None) -> in
         await asyncio.sleep(0.01)
     if server.requests.inflight:
         log.warning("grace period over with %d requests in flight", server.requests.inflight)
-    if hasattr(runner, "_shutdown_timeout"):
-        runner._shutdown_timeout = max(0.5, deadline - loop.time())
-    await runner.cleanup()
+    for r in runners:
+        if hasattr(r, "_shutdown_timeout"):
+            r._shutdown_timeout = max(0.5, deadline - loop.time())
+        await r.cleanup()
     server.close()
     log.info("stopped after %d requests", sum(server.requests.codes.values()))
     return 0
