@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..api.trainingrun import TrainingRunSpec
 from ..settings import Settings
 from .names import child_name
 from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, pod_options
@@ -34,6 +35,7 @@ def training_job(run: dict[str, Any], s: Settings) -> dict[str, Any]:
     name = job_name(run)
     lab = labels("training", "trainer", meta["name"], {"mlops.dev/training-run": meta["name"],
                                                         "mlops.dev/model": spec["modelName"]})
+    typed = TrainingRunSpec.model_validate(spec)  # the API's defaults, from one place
     vol, mount = store_volume(s)
     pod_extra, resources = pod_options(spec.get("job"))
     container = {
@@ -44,7 +46,7 @@ def training_job(run: dict[str, Any], s: Settings) -> dict[str, Any]:
         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
                 # joblib/loky and BLAS write temp files; the root filesystem is read-only
                 {"name": "JOBLIB_TEMP_FOLDER", "value": "/tmp"},
-                {"name": "OMP_NUM_THREADS", "value": str((spec.get("tuning") or {}).get("parallelism", 1))}],
+                {"name": "OMP_NUM_THREADS", "value": str(typed.tuning.parallelism)}],
         "volumeMounts": [mount, {"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
                          {"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": CONTAINER_SECURITY,
@@ -53,7 +55,7 @@ def training_job(run: dict[str, Any], s: Settings) -> dict[str, Any]:
     if resources:
         container["resources"] = resources
     job_spec: dict[str, Any] = {
-        "backoffLimit": int(spec.get("backoffLimit", 0)),
+        "backoffLimit": typed.backoff_limit,
         "ttlSecondsAfterFinished": 86400,
         "template": {
             "metadata": {"labels": lab},
