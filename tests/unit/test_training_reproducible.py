@@ -61,7 +61,8 @@ Path(sys.argv[4]).write_text(json.dumps(out))
 def _cases() -> dict[str, dict]:
     out = {}
     for name in sorted(estimators.ALLOWED):
-        spec = {"modelName": "m", "dataset": {"name": "retail"}, "estimator": {"type": name, "params": FAST.get(name, {})}}
+        spec = {"modelName": "m", "dataset": {"name": "retail"},
+                "estimator": {"type": name, "params": FAST.get(name, {})}}
         if estimators.task_of(name) == "regression":
             spec.update(target="cart_value", excludeFeatures=["purchased"])
         out[name] = spec
