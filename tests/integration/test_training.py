@@ -101,6 +101,7 @@ def test_train_register_promote_and_refuse_a_worse_model(local_cluster: Cluster,
     assert st["modelVersion"] == "propensity-v1" and st["promotion"]["decision"] == "promoted"
     ds = get(c, "dataset", ns, "retail")
     assert st["datasetDigest"] == ds["status"]["latestValid"]["digest"]
+    assert st["reproducible"] is True and "reproducibilityNote" not in st  # kept by the CRD schema
 
     mv = wait_mv_ready(c, ns, "propensity-v1")
     assert mv["spec"]["version"] == 1 and mv["spec"]["artifact"]["digest"] == st["artifactDigest"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import onnx
 import pytest
 
 from mlops_operator.data import retail
@@ -39,6 +40,11 @@ def test_estimator_converts_and_passes_parity(name, data):
     assert parity.rows == 1000
     assert parity.label_mismatches == 0, parity
     assert parity.max_abs_diff <= TOL, parity
+    # one order of operator sets whatever PYTHONHASHSEED (convert.canonical), and nothing of the
+    # time or the machine inside the bytes
+    onx = onnx.load_from_string(onnx_bytes)
+    assert [o.domain for o in onx.opset_import] == ["", "ai.onnx.ml"]
+    assert not onx.metadata_props and not onx.doc_string and not onx.graph.doc_string
 
 
 def test_the_api_allowlist_is_the_trainers():

@@ -47,7 +47,8 @@ class Split(ApiModel):
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Share of rows held out for the final test.")
     validation_fraction: float = Field(0.0, ge=0.0, lt=1.0,
                                        description="Share held out for early stopping (0: use cross-validation only).")
-    seed: int = Field(0, ge=0, description="Seed of the random split.")
+    seed: int = Field(0, ge=0, description="Seed of the random split and of the estimator's random_state "
+                                           "(unless estimator.params sets it).")
     time_column: str | None = Field(None, description="Split by time on this column (newest rows are the test set); "
                                                       "default: the dataset's timestamp column if it has one.")
     stratify: bool = Field(True, description="Keep class proportions in each split (classification).")
@@ -229,7 +230,11 @@ class TrainingRunStatus(ApiModel):
                                                                    "absolute difference of a prediction or "
                                                                    "probability; labelMismatches: rows whose "
                                                                    "predicted label differs."))
-    trainer_version: str | None = Field(None, description="Version of the trainer that ran the Job.")
+    trainer_version: str | None = Field(None, description="Trainer and the libraries the model's bytes depend on.")
+    reproducible: bool | None = Field(None, description="Whether the same spec on the same dataset version gives "
+                                                        "the same artifactDigest again (with the same "
+                                                        "trainerVersion); if false, reproducibilityNote says why.")
+    reproducibility_note: str | None = Field(None, description="Why this run's model bytes are not reproducible.")
 
 
 def unknown_params(spec: dict) -> list[str]:

@@ -233,7 +233,8 @@ async def _finish(run: dict[str, Any], status: dict[str, Any], job: dict[str, An
         "split": dict(summary.get("split") or {}), "evaluation": summary.get("evaluation") or None,
         "parity": summary.get("parity"), "trainerVersion": summary.get("trainerVersion"),
         "modelVersion": mv_name, "artifactDigest": summary["digest"], "promotion": promotion,
-        "datasetDigest": summary.get("datasetDigest"),
+        "datasetDigest": summary.get("datasetDigest"), "reproducible": summary.get("reproducible"),
+        "reproducibilityNote": summary.get("reproducibilityNote"),
     }
     if started:
         st["durationSeconds"] = seconds_between(started, finished)

@@ -24,10 +24,15 @@ SCORE_EDGES = [round(0.1 * i, 1) for i in range(1, 10)]
 
 
 def trainer_version() -> str:
+    """The libraries a model's bytes depend on: the same spec on the same dataset version gives
+    the same ONNX digest under the same trainer version."""
+    import onnx
+    import scipy
     import sklearn
     import skl2onnx
 
-    return f"mlops-operator {__version__} (scikit-learn {sklearn.__version__}, skl2onnx {skl2onnx.__version__})"
+    return (f"mlops-operator {__version__} (scikit-learn {sklearn.__version__}, skl2onnx {skl2onnx.__version__}, "
+            f"onnx {onnx.__version__}, numpy {np.__version__}, scipy {scipy.__version__})")
 
 
 def feature_inputs(features: list[dict[str, Any]]) -> list[Feature]:

@@ -52,6 +52,17 @@ def task_of(name: str) -> str:
     raise EstimatorError(f"estimator {name!r} is not on the allowlist: {', '.join(sorted(ALLOWED))}")
 
 
+def reproducibility(name: str, params: dict[str, Any]) -> tuple[bool, str | None]:
+    """(reproducible, why not): whether a run with these final params gives the same ONNX bytes
+    again on the same dataset version and trainerVersion. Every allowlisted estimator does when
+    seeded: its random_state is the spec's split.seed unless the params set it (measured across
+    processes, hash seeds and thread counts: tests/unit/test_training_reproducible.py)."""
+    if "random_state" in params and params["random_state"] is None:
+        return False, (f"{name} was given random_state: null, so every fit draws a fresh seed from the "
+                       "operating system; leave random_state out to seed it with spec.split.seed")
+    return True, None
+
+
 def make(name: str, params: dict[str, Any] | None = None, seed: int = 0) -> Any:
     """An unfitted estimator of an allowlisted class with checked params."""
     task_of(name)

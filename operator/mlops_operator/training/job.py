@@ -203,6 +203,7 @@ def train(doc: dict[str, Any], store_uri: str) -> dict[str, Any]:
         reference=artifact.reference_of(profile, feats, artifact.prediction_reference(task, str_classes, pred, proba),
                                         target, ds["name"], ds["digest"]))
     digest, uri, manifest = artifact.write(store, manifest, onnx_bytes)
+    reproducible, why_not = estimators.reproducibility(est_name, {**fixed, **best})
     return {
         "digest": digest, "uri": uri, "task": task, "metric": metric, "metrics": mets,
         "bestParams": best, "params": {**fixed, **best}, "trials": [t.wire() for t in result.trials],
@@ -213,6 +214,9 @@ def train(doc: dict[str, Any], store_uri: str) -> dict[str, Any]:
         "split": {"how": sp.how, "train": len(sp.train), "validation": len(sp.validation), "test": len(sp.test)},
         "datasetDigest": ds["digest"], "estimator": est_name, "trainerVersion": manifest.trainer_version,
         "fitSeconds": round(fit_seconds, 3), "seconds": round(time.time() - t_start, 3),
+        # the promise: this spec on this dataset version gives this digest again (same trainerVersion);
+        # the times above are the only things of the moment, and they are not in the model's bytes
+        "reproducible": reproducible, **({"reproducibilityNote": why_not} if why_not else {}),
     }
 
 
