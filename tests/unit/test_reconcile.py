@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import kopf
 import pytest
 
 from mlops_operator.api.conditions import now
@@ -354,3 +355,96 @@ def test_every_api_call_has_a_timeout():
     assert run(kube.call(api_method, "ns")) == "ok"
     connect, read = seen["_request_timeout"]
     assert 0 < connect <= 10 and 0 < read <= 60
+
+
+# ------------------------------------------------------------------------------ issue 16: names and uids
+
+def test_datasets_whose_names_differ_past_the_cut_get_their_own_jobs(fake: FakeKube):
+    """Child names were the parent's name cut at 40 characters: two Datasets got one Job."""
+    a, b = "retail-sessions-from-the-warehouse-export-europe-west1", "retail-sessions-from-the-warehouse-export-europe-west2"
+    fake.add("datasets", dataset(a))
+    fake.add("datasets", dataset(b))
+    run(dsc.reconcile("ns", a, SETTINGS))
+    run(dsc.reconcile("ns", b, SETTINGS))
+    ja, jb = fake.get("datasets", a)["status"]["activeJob"], fake.get("datasets", b)["status"]["activeJob"]
+    assert ja != jb and len(ja) <= 63 and len(jb) <= 63
+    import re
+    assert all(re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", j) for j in (ja, jb))
+
+
+def test_an_object_of_another_owner_is_never_adopted(fake: FakeKube):
+    """create_or_adopt adopted any object of the same name on 409."""
+    fake.add("datasets", dataset())
+    run(dsc.reconcile("ns", "d", SETTINGS))
+    job = fake.get("datasets", "d")["status"]["activeJob"]
+    # the Dataset is deleted and re-applied (a new uid) while its old Job still exists
+    del fake.custom[("datasets", "ns", "d")]
+    fake.add("datasets", {**dataset(), "metadata": {"name": "d", "uid": "uid-d-2"}})
+    from mlops_operator.resources.snapshot_job import job_name
+    from mlops_operator.controllers.dataset import trigger_of
+    new = fake.get("datasets", "d")
+    assert job_name(new, trigger_of(new)) != job  # the trigger covers the uid: no clash here ...
+    # ... and where names do clash, the other owner's object is refused, said, and retried
+    fake.objects[("Job", "ns", job_name(new, trigger_of(new)))] = {**fake.objects[("Job", "ns", job)]}
+    with pytest.raises(kopf.TemporaryError):
+        run(dsc.reconcile("ns", "d", SETTINGS))
+    got = fake.get("datasets", "d")
+    assert cond(got, "Stalled")["reason"] == "NameTaken" and ("Warning", "NameTaken") in [e[:2] for e in fake.events]
+
+
+def test_a_training_run_reapplied_under_the_same_name_registers_its_own_version(fake: FakeKube):
+    """It found the old ModelVersion by the training-run=<name> label and promoted the old artifact."""
+    ds = dataset()
+    ds["status"] = {"latestValid": {"digest": DIGEST, "uri": "file:///store/x", "id": DIGEST[:12]},
+                    "schema": {"columns": [{"name": "y", "type": "integer", "role": "label"}]}}
+    fake.add("datasets", ds)
+    body = {"apiVersion": "mlops.dev/v1alpha1", "kind": "TrainingRun", "metadata": {"name": "r"},
+            "spec": {"modelName": "m", "dataset": {"name": "d"}, "estimator": {"type": "LogisticRegression"}}}
+
+    def train(uid: str, digest: str) -> dict:
+        fake.add("trainingruns", {**body, "metadata": {"name": "r", "uid": uid}})
+        run(trc.reconcile("ns", "r", SETTINGS))
+        job = fake.get("trainingruns", "r")["status"]["jobName"]
+        fake.job("ns", job, "Complete", json.dumps({"digest": digest, "uri": f"file:///store/{digest[:8]}",
+                                                    "metric": "roc_auc", "metrics": {"roc_auc": 0.8}}))
+        run(trc.reconcile("ns", "r", SETTINGS))
+        return fake.get("trainingruns", "r")
+    first = train("uid-1", "1" * 64)
+    assert first["status"]["modelVersion"] == "m-v1"
+    # GitOps deletes and re-applies it: its Job and ConfigMap go with it (owner references)
+    del fake.custom[("trainingruns", "ns", "r")]
+    for key in [k for k in fake.objects if k[0] in ("Job", "ConfigMap")]:
+        del fake.objects[key]
+    second = train("uid-2", "2" * 64)
+    assert second["status"]["modelVersion"] == "m-v2", second["status"]
+    assert fake.get("modelversions", "m-v2")["spec"]["artifact"]["digest"] == "2" * 64
+
+
+def test_a_reapplied_monitor_asks_for_a_new_snapshot(fake: FakeKube):
+    """The refresh token was <monitor>-<n> from status: a re-applied monitor set the same
+    annotation again, no snapshot ran, and the step stayed Refreshing for ever."""
+    from mlops_operator.monitoring import retrain as rt
+
+    tokens = []
+    for uid in ("uid-a", "uid-b"):
+        dm = {"metadata": {"name": "dm", "namespace": "ns", "uid": uid}}
+        tokens.append(rt.refresh_value(dm, rt.new_step(dm, 1, "drift", "d", True, 0.0)))
+    assert tokens[0] != tokens[1]
+    # the same monitor retraining #1 twice (an operator killed between two writes): new tokens too
+    dm = {"metadata": {"name": "dm", "namespace": "ns", "uid": "uid-a"}}
+    assert rt.new_step(dm, 1, "d", "d", True, 0.0)["token"] != rt.new_step(dm, 1, "d", "d", True, 0.0)["token"]
+
+
+def test_a_refresh_that_never_finishes_fails_the_retraining_instead_of_blocking_it():
+    from mlops_operator.monitoring import retrain as rt
+
+    step = {"startedAt": "2026-01-01T00:00:00Z", "dataset": "d"}
+    running = {"status": {"activeJob": "d-snap-x", "lastSnapshotTime": "2025-12-31T00:00:00Z"}}
+    t0 = 1767225600.0  # 2026-01-01T00:00:00Z
+    assert rt.refresh_progress(step, running, False, t0 + 60)[0] == "waiting"
+    assert rt.refresh_progress(step, running, False, t0 + rt.REFRESH_DEADLINE_S + 1)[0] == "failed"
+    done = {"status": {"lastSnapshotTime": "2026-01-01T00:05:00Z"}}
+    assert rt.refresh_progress(step, done, True, t0 + 400)[0] == "done"
+    assert rt.refresh_progress(step, done, False, t0 + 400)[0] == "waiting"  # a snapshot still owed
+    old = {"status": {"lastSnapshotTime": "2025-12-31T23:59:00Z"}}
+    assert rt.refresh_progress(step, old, True, t0 + 400)[0] == "waiting"  # finished before it started
