@@ -1,21 +1,23 @@
 """Which namespaces the operator manages: those where it may write (issue 16).
 
-The operator watches its kinds in every namespace, but its ServiceAccount may write only where
-an admin bound the ClusterRole `mlops-operator-namespace` (a RoleBinding from
-manifests/namespace or `mlops enable-namespace`, or the cluster-wide component). Every handler
-carries `when=managed`: in any other namespace kopf is blind to the object. It adds no
-finalizer and writes no progress, which would otherwise be refused (403), retried, and then end
-the operator with "an unrecoverable error" — a crash loop any user who can create a Dataset
-somewhere could cause. Instead the log says, once per object and per WARN_EVERY, that the
-object is ignored and how to enable its namespace.
+The operator watches its kinds in every namespace, but its ServiceAccount may create and change
+workloads only where an admin bound the ClusterRole `mlops-operator-namespace` (a RoleBinding
+from manifests/namespace or `mlops enable-namespace`, or the cluster-wide component). Every
+handler carries `when=managed`: in any other namespace kopf is blind to the object. It adds no
+finalizer and runs no handler, whose every write would be refused (403) and retried for ever
+(and a refused patch of kopf's own ends the whole operator: see guard_kopf_patches). Instead
+the log says, once per object and per WARN_EVERY, that the object is ignored and how to enable
+its namespace. An object kopf is blind to but that still carries its finalizer (the namespace
+was managed before, or is being deleted with its RoleBinding) is released: kopf removes the
+finalizer, which the cluster-wide role allows (patch of its own kinds, nothing else).
 
 The answer comes from the API server itself (a SelfSubjectAccessReview, which every
 authenticated user may create), so it holds in both modes and for any way an admin grants the
-role; `patch datasets.mlops.dev` stands for the whole role. It is cached: a managed namespace
-is asked about once a minute, an unmanaged one at most every two seconds, so an object in a
-namespace enabled a moment ago is handled on its next event (`mlops enable-namespace` gives
-the existing ones that event). kopf calls filters synchronously, hence the blocking call,
-bounded by a timeout. Run with an admin's kubeconfig every namespace is managed.
+role; `create jobs` stands for the whole role. It is cached: a managed namespace is asked about
+once a minute, an unmanaged one at most every two seconds, so an object in a namespace enabled
+a moment ago is handled on its next event (`mlops enable-namespace` gives the existing ones
+that event). kopf calls filters synchronously, hence the blocking call, bounded by a timeout.
+Run with an admin's kubeconfig, every namespace is managed.
 """
 
 from __future__ import annotations
@@ -25,8 +27,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..api.base import GROUP
-
 log = logging.getLogger("mlops.namespaces")
 
 #: seconds an answer is kept: a yes for a minute, a no only long enough for the handlers of one
@@ -34,8 +34,8 @@ log = logging.getLogger("mlops.namespaces")
 MANAGED_TTL, UNMANAGED_TTL = 60.0, 2.0
 #: seconds between two warnings about the same ignored object
 WARN_EVERY = 600.0
-#: the permission asked about in the namespace: one of the write role's
-PROBE = {"verb": "patch", "group": GROUP, "resource": "datasets"}
+#: the permission asked about in the namespace: one only the write role grants
+PROBE = {"verb": "create", "group": "batch", "resource": "jobs"}
 #: the kinds whose objects are named in the warning (their children are skipped silently)
 OWN_KINDS = frozenset({"Dataset", "TrainingRun", "ModelVersion", "InferenceService", "DriftMonitor"})
 
@@ -95,10 +95,10 @@ def guard_kopf_patches() -> bool:
     """Keep one refused object from ending the operator.
 
     kopf patches objects itself (finalizers, progress, the last handled state) and treats a
-    refusal of such a patch, after its retries, as "an unrecoverable error": the operator exits.
-    `managed` keeps kopf away from namespaces the operator may not write in, but a namespace can
-    lose its RoleBinding while its objects still carry kopf's finalizer: kopf would then try to
-    remove it on every start, and the operator would crash in a loop. With this guard a 403 on a
+    refusal of such a patch, after its retries (about a minute), as "an unrecoverable error":
+    the operator exits. The cluster-wide role grants those patches on the operator's kinds
+    everywhere, so this is defence in depth: a role edited by an admin, or a policy of theirs,
+    must cost one object, not a crash loop of the operator. With this guard a 403 on a
     namespaced object is logged as an error and the object is left as it is (as kopf does with
     an object that is gone). Peering (a cluster-scoped object) keeps kopf's behaviour.
 
@@ -120,11 +120,12 @@ def guard_kopf_patches() -> bool:
             if namespace is None:
                 raise
             _answers.pop(namespace, None)  # ask again at the next event
-            log.error("%s %s/%s was not updated: the API server refused (403: %s). The operator may not write "
-                      "in namespace %s (its RoleBinding was removed?); the object is left as it is, kopf's "
-                      "finalizer included: re-enable the namespace (`mlops enable-namespace %s`) or remove the "
-                      "finalizer (`mlops uninstall --help`).", kwargs.get("resource"), namespace, name, e,
-                      namespace, namespace)
+            r = kwargs.get("resource")
+            what = f"{r.plural}.{r.group}".rstrip(".") if r is not None else "?"
+            log.error("%s %s/%s was not updated: the API server refused kopf's patch (403: %s). The object is "
+                      "left as it is, kopf's finalizer included: check the operator's ClusterRoles (`kubectl auth "
+                      "can-i patch %s -n %s --as=system:serviceaccount:mlops-system:mlops-operator`), or remove "
+                      "the finalizer (`mlops uninstall --help`).", what, namespace, name, e, what, namespace)
             return None, None
 
     patch_obj.mlops_guard = True  # type: ignore[attr-defined]
