@@ -179,8 +179,9 @@ def uninstall(k: Kube, timeout: float = 300.0, strip_finalizers: bool = False, k
     if objects:
         running = _operator_running(k)
         say(f"deleting {len(objects)} mlops object(s) in namespace(s) "
-            f"{', '.join(sorted({o['metadata']['namespace'] for _, o in objects}))}"
-            + ("" if running else " (the operator is not running: its finalizers will stay)"))
+            f"{', '.join(sorted({o['metadata']['namespace'] for _, o in objects}))}; the operator releases them"
+            + ("" if running else f" (no available Deployment {OPERATOR_NS}/{OPERATOR}: if the operator runs "
+               "elsewhere it still does; if it is gone, what keeps its finalizer stays until --strip-finalizers)"))
         for plural, o in objects:
             meta = o["metadata"]
             try:
@@ -188,7 +189,8 @@ def uninstall(k: Kube, timeout: float = 300.0, strip_finalizers: bool = False, k
                         meta["namespace"], plural, meta["name"])
             except NotFound:
                 pass
-        deadline = time.monotonic() + (timeout if running else 5.0)
+        # an operator that is gone releases nothing: with --strip-finalizers do not wait for it
+        deadline = time.monotonic() + (timeout if running or not strip_finalizers else min(timeout, 5.0))
         left = objects
         while True:
             left = [(p, o) for p in DELETE_ORDER for o in _list(k, custom, p)]
