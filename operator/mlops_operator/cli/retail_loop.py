@@ -402,10 +402,11 @@ def main(argv: list[str] | None = None) -> int:
         k.argv[3:3] = ["--context", a.context]
     subprocess.run([*k.argv[:-2], "create", "namespace", a.namespace], capture_output=True)
     if not a.no_enable:  # namespace-scoped operators write only in namespaces holding this RoleBinding
-        p = subprocess.run([*k.argv, "apply", "-k", str(REPO / "manifests" / "namespace")], capture_output=True,
-                           text=True)
-        if p.returncode != 0:  # a cluster-wide operator needs none; a namespace-scoped one ignores the loop
-            print(f"could not enable namespace {a.namespace} for the operator: {p.stderr.strip()}", file=sys.stderr)
+        enabled = subprocess.run([*k.argv, "apply", "-k", str(REPO / "manifests" / "namespace")],
+                                 capture_output=True, text=True)
+        if enabled.returncode != 0:  # a cluster-wide operator needs none; a namespace-scoped one ignores the loop
+            print(f"could not enable namespace {a.namespace} for the operator: {enabled.stderr.strip()}",
+                  file=sys.stderr)
     forwards: list[subprocess.Popen] = []
 
     def base_url() -> str:
