@@ -96,7 +96,8 @@ images-docker:
 	docker build -f images/server.Dockerfile -t ghcr.io/mlops-dev/mlops-server:0.1.0 .
 	docker build -f images/operator.Dockerfile -t ghcr.io/mlops-dev/mlops-operator:0.1.0 .
 
-# The operator into the current kube context (kind or any cluster): CRDs, RBAC, Deployment.
+# The operator into the current kube context (kind or any cluster): CRDs, RBAC, admission policy,
+# Deployment; cluster-wide mode (overlays/dev; overlays/production is namespace-scoped).
 deploy:
 	kubectl apply -k manifests/overlays/dev
 

@@ -179,12 +179,23 @@ def real_cluster() -> Cluster:
         cluster.down(REAL_TEST_CLUSTER, purge=True)
 
 
-def make_namespace(c: Cluster, request, pin_real: bool = True, restricted: bool = True) -> str:
+def enable_namespace(c: Cluster, namespace: str) -> None:
+    """What an admin does so the operator deployed from manifests/ (namespace-scoped) may write
+    in `namespace`: the RoleBinding of manifests/namespace. The operator run as a local process
+    uses the admin's kubeconfig and needs none."""
+    c.kubectl("apply", "-k", str(REPO / "manifests" / "namespace"), "-n", namespace)
+
+
+def make_namespace(c: Cluster, request, pin_real: bool = True, restricted: bool = True,
+                   managed: bool = False) -> str:
+    """A fresh namespace; `managed`: enabled for the in-cluster operator (enable_namespace)."""
     base = "".join(ch if ch.isalnum() else "-" for ch in request.node.originalname.lower())[:40].strip("-")
     name = f"r-{base}-{uuid.uuid4().hex[:6]}"
     labels = {"pod-security.kubernetes.io/enforce": "restricted"} if restricted else {}
     c.apply(json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": name, "labels": labels, "annotations": REAL_NODE_SELECTOR if pin_real else {}}}))
+    if managed:
+        enable_namespace(c, name)
     return name
 
 

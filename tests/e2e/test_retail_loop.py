@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime
 from typing import Callable
 
 import pytest
 
 from mlops_operator.cli.retail_loop import MODEL, Kubectl, LoopError, RetailLoop, cond, plot, summary_table
 from mlops_operator.localcluster import binaries
-from tests.conftest import Cluster, OperatorProcess, wait_for
+from tests.conftest import Cluster, OperatorProcess, enable_namespace, wait_for
 from tests.integration.test_inference_service import Forward
 
 pytestmark = pytest.mark.cluster
@@ -20,7 +21,9 @@ pytestmark = pytest.mark.cluster
 
 def test_the_loop_closes_by_itself(local_cluster: Cluster, operator: OperatorProcess, namespace: str, tmp_path):
     """With the operator deployed from manifests/ (its own ServiceAccount and exactly the
-    manifest's ClusterRole, 2 replicas, leader election): the loop also proves the RBAC."""
+    manifest's two ClusterRoles, namespace-scoped: the loop's namespace enabled by the
+    RoleBinding of manifests/namespace; 2 replicas, leader election): the loop also proves the
+    RBAC."""
     c, ns = local_cluster, namespace
     operator.stop()  # only the in-cluster replicas act in this test
     try:
@@ -35,11 +38,16 @@ def _loop_in_cluster(c: Cluster, ns: str, tmp_path, image: str = "mlops-runtime:
     """The retail loop with the operator deployed from manifests/overlays/local; `image` is the
     runtime image of the loop's own export Jobs. `also_while_retraining` is a second fault
     injected once the retraining is under way (its return value goes into the timeline)."""
+    from datetime import datetime, timezone
+
     from tests.conftest import REPO
 
+    started = datetime.now(timezone.utc)
     c.kubectl("apply", "-k", str(REPO / "manifests" / "overlays" / "local"))
     c.kubectl("rollout", "restart", "deploy/mlops-operator", "-n", "mlops-system")
     c.kubectl("rollout", "status", "deploy/mlops-operator", "-n", "mlops-system", "--timeout=180s", timeout=190)
+    # namespace-scoped (the default): the operator may write only where an admin allows it
+    enable_namespace(c, ns)
     k = Kubectl(str(binaries.binary_path("kubectl")), c.kubeconfig, ns)
     fwd: list[Forward] = []
     base_url = _forwarder(c, ns, fwd)
@@ -85,10 +93,10 @@ def _loop_in_cluster(c: Cluster, ns: str, tmp_path, image: str = "mlops-runtime:
         {"DataDriftAndAccuracy", "RetrainingStarted", "RetrainingSucceeded", "Promoted", "RolledOut"} <= events, events
     png = plot(r, tmp_path / "loop.png")
     assert png.stat().st_size > 10_000
-    # nothing the flow needed was refused by the ClusterRole
+    # nothing the flow needed was refused by the ClusterRoles or the admission policy
     logs = c.kubectl("logs", "-n", "mlops-system", "-l", "app.kubernetes.io/name=mlops-operator", "--tail=-1").stdout
     assert "forbidden" not in logs.lower(), [x for x in logs.splitlines() if "orbidden" in x][:3]
-    check_rbac_usage(c)
+    check_rbac_usage(c, ns, started)
     return r
 
 
@@ -102,26 +110,35 @@ NOT_IN_THE_LOOP = {
 }
 
 
-def check_rbac_usage(c: Cluster) -> None:
-    """Least privilege, measured: every verb the ClusterRole grants was used by the in-cluster
-    operator (API server audit log), or is listed above with the path that needs it."""
+def check_rbac_usage(c: Cluster, ns: str, since: datetime | None = None) -> None:
+    """Least privilege, measured: every verb the two ClusterRoles grant (their union: the
+    cluster-wide one and the one bound in `ns`) was used by the in-cluster operator (API server
+    audit log, from `since`), or is listed above with the path that needs it; and what only the
+    namespace role grants was used in `ns` alone."""
     import yaml
 
     from mlops_operator.localcluster import audit
     from mlops_operator.localcluster.components import audit_log
     from tests.conftest import REPO
 
-    role = next(d for d in yaml.safe_load_all((REPO / "manifests" / "base" / "rbac.yaml").read_text())
-                if d and d["kind"] == "ClusterRole")
+    roles = {d["metadata"]["name"]: d for d in yaml.safe_load_all((REPO / "manifests" / "base" / "rbac.yaml").read_text())
+             if d and d["kind"] == "ClusterRole"}
+    assert set(roles) == {"mlops-operator", "mlops-operator-namespace"}, set(roles)
     log = audit_log(c.cfg)
-    seen = audit.used(sorted(log.parent.glob(log.name + "*")), "system:serviceaccount:mlops-system:mlops-operator")
-    assert seen, f"no audit events in {log}"
-    unused = audit.unused(role, seen)
+    where = audit.used_where(sorted(log.parent.glob(log.name + "*")), "system:serviceaccount:mlops-system:mlops-operator",
+                             since=since)
+    assert where, f"no audit events in {log}"
+    seen = set(where)
+    unused = audit.unused(roles.values(), seen)
     print("granted but not used in the loop:", sorted(unused))
     unexplained = sorted(unused - set(NOT_IN_THE_LOOP))
     assert not unexplained, f"verbs granted but never used (remove them or say why): {unexplained}"
-    stale = sorted(set(NOT_IN_THE_LOOP) - audit.granted(role))
+    stale = sorted(set(NOT_IN_THE_LOOP) - audit.granted(*roles.values()))
     assert not stale, f"listed as needed but not granted: {stale}"
+    # the writes the namespace role grants happened in the loop's namespace only
+    per_ns = audit.granted(roles["mlops-operator-namespace"]) - audit.granted(roles["mlops-operator"])
+    elsewhere = {p: sorted(where[p] - {ns}) for p in per_ns & seen if where[p] - {ns}}
+    assert not elsewhere, f"namespace-role permissions used outside {ns}: {elsewhere}"
 
 
 def test_a_failing_retraining_leaves_v1_serving(local_cluster: Cluster, operator: OperatorProcess, namespace: str):

@@ -40,7 +40,7 @@ def operator_on_real_node(real_cluster: Cluster):
 
 def test_the_loop_closes_on_the_real_node(operator_on_real_node: Cluster, request, tmp_path):
     c = operator_on_real_node
-    ns = make_namespace(c, request)
+    ns = make_namespace(c, request)  # _loop_in_cluster enables it, as an admin does
     try:
         def restart_containerd() -> str:
             cluster.hold_component(c.cfg.name, "containerd", hold=True)
@@ -68,7 +68,7 @@ def _ready(obj: dict) -> str:
 def test_the_kernel_kills_a_starved_training_run_and_a_lost_node_takes_serving_down(
         operator_on_real_node: Cluster, request):
     c = operator_on_real_node
-    ns = make_namespace(c, request)
+    ns = make_namespace(c, request, managed=True)
     try:
         c.apply(retail_dataset(rows=3000), ns)
         # scikit-learn alone needs more than 48 MiB: the kernel ends the trainer, the run says so
@@ -134,7 +134,7 @@ def test_a_missing_runtime_image_is_named_on_the_dataset(operator_on_real_node: 
     """The operator's runtime image is not on the node and cannot be pulled: the snapshot Job's
     pod never starts, and the Dataset says why instead of waiting silently."""
     c = operator_on_real_node
-    ns = make_namespace(c, request)
+    ns = make_namespace(c, request, managed=True)
     missing = "ghcr.io/mlops-dev/mlops-runtime:0.0.0-missing"
     c.kubectl("set", "env", "deploy/mlops-operator", "-n", "mlops-system", f"MLOPS_RUNTIME_IMAGE={missing}")
     try:

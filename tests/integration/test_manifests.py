@@ -22,7 +22,7 @@ pytestmark = pytest.mark.cluster
 # kustomizations whose kinds all exist on a bare cluster (monitoring/ and argocd/ need the
 # Prometheus Operator's and Argo CD's CRDs: they are built, not applied)
 APPLIED = ["crds", "manifests/base", "manifests/overlays/local", "manifests/overlays/dev",
-           "manifests/overlays/production"]
+           "manifests/overlays/production", "manifests/namespace"]
 BUILT_ONLY = ["manifests/monitoring", "manifests/argocd"]
 
 

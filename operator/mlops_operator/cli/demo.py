@@ -64,7 +64,8 @@ def run_demo(name: str = "local", out_dir: str = "demo-output", nodes: list[str]
     for n, c in cluster.status(name)["components"].items():
         print(f"  {n:<24} {'healthy' if c['healthy'] else c['state']:<8} pid {c['pid']}")
     _kubectl(kc, "get", "nodes", "-o", "wide")
-    print("\n== The operator, deployed from manifests/ (CRDs, RBAC, 2 replicas with leader election) ==")
+    print("\n== The operator, deployed from manifests/ (CRDs, RBAC per namespace, admission policy, 2 replicas "
+          "with leader election) ==")
     _kubectl(kc, "apply", "-k", str(REPO / "manifests" / "overlays" / "local"))
     # the local node runs the working tree's code: restart so a cluster kept from an earlier
     # run gets the current operator (on a real cluster a new image tag does this)
@@ -77,6 +78,8 @@ def run_demo(name: str = "local", out_dir: str = "demo-output", nodes: list[str]
     print(f"\n== The retail loop in namespace {RETAIL_NS}: train, serve, monitor, drift, retrain, roll out ==")
     _kubectl(kc, "delete", "namespace", RETAIL_NS, "--ignore-not-found", "--wait=true", timeout=300)
     _kubectl(kc, "create", "namespace", RETAIL_NS)
+    # the manifests are namespace-scoped: the operator writes only where an admin allows it
+    _kubectl(kc, "apply", "-k", str(REPO / "manifests" / "namespace"), "-n", RETAIL_NS)
     if cfg.has_real_node:
         _pin_to_real_node(kc, RETAIL_NS)
     forwards: list[subprocess.Popen] = []

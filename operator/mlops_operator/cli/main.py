@@ -1,4 +1,5 @@
-"""The `mlops` command: the local cluster (up/down/status/kubeconfig) and the operator."""
+"""The `mlops` command: the local cluster (up/down/status/kubeconfig), the operator, and an admin's
+steps: enable-namespace, disable-namespace, uninstall."""
 
 from __future__ import annotations
 
@@ -129,6 +130,31 @@ def _cmd_operator_run(a: argparse.Namespace) -> int:
     return 0
 
 
+def _kube(a: argparse.Namespace):
+    from mlops_operator.cli.kubeapi import Kube
+
+    return Kube.connect(a.kubeconfig, a.context)
+
+
+def _cmd_enable_namespace(a: argparse.Namespace) -> int:
+    from mlops_operator.cli.access import enable_namespace
+
+    sas = None if a.allow_service_accounts is None else a.allow_service_accounts.split(",")
+    return enable_namespace(_kube(a), a.namespace, allow_service_accounts=sas)
+
+
+def _cmd_disable_namespace(a: argparse.Namespace) -> int:
+    from mlops_operator.cli.access import disable_namespace
+
+    return disable_namespace(_kube(a), a.namespace, force=a.force)
+
+
+def _cmd_uninstall(a: argparse.Namespace) -> int:
+    from mlops_operator.cli.access import uninstall
+
+    return uninstall(_kube(a), timeout=a.timeout, strip_finalizers=a.strip_finalizers, keep_crds=a.keep_crds)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlops", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -179,6 +205,30 @@ def build_parser() -> argparse.ArgumentParser:
                     help="then import what changed into that running cluster's real node (like `kind load`)")
     im.set_defaults(func=_cmd_images)
 
+    def kube(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG, else ~/.kube/config")
+        sp.add_argument("--context", default=None, help="kubeconfig context (default: the current one)")
+        return sp
+
+    en = kube(sub.add_parser("enable-namespace", help="let the operator manage a namespace (namespace-scoped mode): "
+                                                      "the RoleBinding of manifests/namespace"))
+    en.add_argument("namespace")
+    en.add_argument("--allow-service-accounts", metavar="SA,SA", default=None,
+                    help="ServiceAccounts the namespace's mlops workloads may run as besides `default` (the "
+                         "annotation mlops.dev/allowed-service-accounts the admission policy reads; '' removes it)")
+    en.set_defaults(func=_cmd_enable_namespace)
+    dis = kube(sub.add_parser("disable-namespace", help="remove the operator's RoleBinding from a namespace"))
+    dis.add_argument("namespace")
+    dis.add_argument("--force", action="store_true", help="even while mlops objects are left there")
+    dis.set_defaults(func=_cmd_disable_namespace)
+    un = kube(sub.add_parser("uninstall", help="delete every mlops object while the operator runs, then the operator, "
+                                               "its RBAC and admission policy, then the CRDs"))
+    un.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the objects to go")
+    un.add_argument("--strip-finalizers", action="store_true",
+                    help="remove the operator's finalizer from objects it did not release (the operator is gone)")
+    un.add_argument("--keep-crds", action="store_true", help="leave the CustomResourceDefinitions")
+    un.set_defaults(func=_cmd_uninstall)
+
     op = sub.add_parser("operator", help="the operator").add_subparsers(dest="op", required=True)
     run = op.add_parser("run", help="run the operator against the current kubeconfig or in-cluster config")
     run.add_argument("--namespace", "-n", action="append", default=[],
@@ -214,9 +264,10 @@ def main(argv: list[str] | None = None) -> int:
         from mlops_operator.controllers.run import NoClusterCredentials
         from mlops_operator.localcluster.portforward import PortForwardError
         from mlops_operator.localcluster.images import ImageBuildError
+        from mlops_operator.cli.kubeapi import CliError
 
         if isinstance(e, (BinaryError, ClusterError, NetnsError, NoClusterCredentials, PortForwardError,
-                          ImageBuildError)):
+                          ImageBuildError, CliError)):
             print(f"mlops: {e}", file=sys.stderr)
             return 1
         raise

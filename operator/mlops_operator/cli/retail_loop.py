@@ -397,11 +397,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--image", default=os.environ.get("MLOPS_RUNTIME_IMAGE", "ghcr.io/mlops-dev/mlops-runtime:0.1.0"))
     ap.add_argument("--kubectl", default=shutil.which("kubectl") or "kubectl")
     ap.add_argument("--out", default="demo-output")
+    ap.add_argument("--no-enable", action="store_true",
+                    help="do not apply manifests/namespace (the RoleBinding that lets a namespace-scoped operator "
+                         "write in the namespace)")
     a = ap.parse_args(argv)
     k = Kubectl(a.kubectl, Path(a.kubeconfig), a.namespace)
     if a.context:
         k.argv[3:3] = ["--context", a.context]
     subprocess.run([*k.argv[:-2], "create", "namespace", a.namespace], capture_output=True)
+    if not a.no_enable:  # namespace-scoped operators write only in namespaces holding this RoleBinding
+        enabled = subprocess.run([*k.argv, "apply", "-k", str(REPO / "manifests" / "namespace")],
+                                 capture_output=True, text=True)
+        if enabled.returncode != 0:  # a cluster-wide operator needs none; a namespace-scoped one ignores the loop
+            print(f"could not enable namespace {a.namespace} for the operator: {enabled.stderr.strip()}",
+                  file=sys.stderr)
     forwards: list[subprocess.Popen] = []
 
     def base_url(remote: int = 80) -> str:

@@ -27,7 +27,8 @@ from ..resources.snapshot_job import GENERATION_ANNOTATION, job_name, snapshot_j
 from ..resources.store import store_claim
 from . import kube
 from .events import emit
-from .conflicts import name_taken
+from .namespaces import managed
+from .conflicts import blocked
 from .metrics import measured
 from ..settings import Settings
 
@@ -97,10 +98,10 @@ async def reconcile(namespace: str, name: str, settings: Settings) -> None:
                 for _ in range(2):
                     if not await _step(namespace, name, settings):
                         return
-            except kube.NameTaken as e:
+            except kube.Blocked as e:
                 ds = await kube.get_custom(PLURAL, namespace, name)
                 if ds is not None:
-                    await name_taken(PLURAL, ds, e)
+                    await blocked(PLURAL, ds, e)
 
 
 async def _step(namespace: str, name: str, settings: Settings) -> bool:
@@ -157,10 +158,15 @@ async def _step(namespace: str, name: str, settings: Settings) -> bool:
     return False
 
 
+def _ticking(spec: kopf.Spec, **kwargs: Any) -> bool:
+    """The timer's filter: a refreshInterval, in a managed namespace."""
+    return bool(spec.get("refreshInterval")) and managed(**kwargs)
+
+
 def register(settings: Settings) -> None:
-    @kopf.on.resume(GROUP, VERSION, PLURAL)
-    @kopf.on.create(GROUP, VERSION, PLURAL)
-    @kopf.on.update(GROUP, VERSION, PLURAL)
+    @kopf.on.resume(GROUP, VERSION, PLURAL, when=managed)
+    @kopf.on.create(GROUP, VERSION, PLURAL, when=managed)
+    @kopf.on.update(GROUP, VERSION, PLURAL, when=managed)
     async def dataset_changed(namespace: str | None, name: str, **_: Any) -> None:
         if not namespace:  # every kind here is namespaced
             return
@@ -169,15 +175,13 @@ def register(settings: Settings) -> None:
     # Only Datasets with a refreshInterval get a timer: kopf puts a finalizer on objects with
     # timers, and a finalizer would block deleting a Dataset while the operator is away.
     # Job completion arrives through the Job events below; restarts go through `resume`.
-    @kopf.timer(
-        GROUP, VERSION, PLURAL, interval=15, initial_delay=5, when=lambda spec, **_: bool(spec.get("refreshInterval"))
-    )
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=15, initial_delay=5, when=_ticking)
     async def dataset_tick(namespace: str | None, name: str, **_: Any) -> None:
         if not namespace:  # every kind here is namespaced
             return
         await reconcile(namespace, name, settings)
 
-    @kopf.on.event("batch", "v1", "jobs", labels={"mlops.dev/dataset": kopf.PRESENT})
+    @kopf.on.event("batch", "v1", "jobs", labels={"mlops.dev/dataset": kopf.PRESENT}, when=managed)
     async def snapshot_job_changed(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> None:
         if not namespace:  # every kind here is namespaced
             return

@@ -33,6 +33,7 @@ from ..resources.names import child_name
 from ..resources.serving import MONITOR_PORT
 from . import kube
 from .events import emit
+from .namespaces import managed
 from .dataset import trigger_of
 from .metrics import measured
 from ..settings import Settings
@@ -447,7 +448,7 @@ async def _follow_retrain(dm: dict[str, Any], st: dict[str, Any]) -> None:
 
 
 def register(settings: Settings) -> None:
-    @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK, initial_delay=1)
+    @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK, initial_delay=1, when=managed)
     async def driftmonitor_tick(body: kopf.Body, **_: Any) -> None:
         with measured("DriftMonitor"):
             await tick(dict(body), settings)

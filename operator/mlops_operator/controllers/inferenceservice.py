@@ -30,7 +30,8 @@ from ..rollout import canary as canary_rules
 from ..resources.store import store_claim
 from . import kube
 from .events import emit
-from .conflicts import name_taken
+from .namespaces import managed
+from .conflicts import blocked
 from .metrics import measured
 from ..settings import Settings
 
@@ -90,8 +91,8 @@ async def reconcile(namespace: str, name: str, settings: Settings) -> None:
                 return
             try:
                 await _reconcile(isvc, settings)
-            except kube.NameTaken as e:
-                await name_taken(PLURAL, isvc, e)
+            except kube.Blocked as e:
+                await blocked(PLURAL, isvc, e)
 
 
 async def _write(isvc: dict[str, Any], patch: dict[str, Any], conds: list[dict[str, Any]] | None, *,
@@ -307,22 +308,23 @@ def _ready_reason(mv: dict[str, Any]) -> str:
 
 
 def register(settings: Settings) -> None:
-    @kopf.on.resume(GROUP, VERSION, PLURAL)
-    @kopf.on.create(GROUP, VERSION, PLURAL)
-    @kopf.on.update(GROUP, VERSION, PLURAL)
+    @kopf.on.resume(GROUP, VERSION, PLURAL, when=managed)
+    @kopf.on.create(GROUP, VERSION, PLURAL, when=managed)
+    @kopf.on.update(GROUP, VERSION, PLURAL, when=managed)
     async def isvc_changed(namespace: str | None, name: str, **_: Any) -> None:
         if not namespace:  # every kind here is namespaced
             return
         await reconcile(namespace, name, settings)
 
-    @kopf.on.event("apps", "v1", "deployments", labels={"mlops.dev/inference-service": kopf.PRESENT})
+    @kopf.on.event("apps", "v1", "deployments", labels={"mlops.dev/inference-service": kopf.PRESENT},
+                   when=managed)
     async def predictor_changed(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
         if not namespace:  # every kind here is namespaced
             return
         await reconcile(namespace, labels["mlops.dev/inference-service"], settings)
 
     # an alias moved or a version became Ready: every InferenceService of that model looks again
-    @kopf.on.event(GROUP, VERSION, "modelversions")
+    @kopf.on.event(GROUP, VERSION, "modelversions", when=managed)
     async def version_changed(namespace: str | None, spec: kopf.Spec, **_: Any) -> None:
         if not namespace:  # every kind here is namespaced
             return

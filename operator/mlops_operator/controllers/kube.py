@@ -9,6 +9,7 @@ making a second one.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any, Callable
 
@@ -52,9 +53,47 @@ def _create_fn(obj: dict[str, Any]):
     raise ValueError(f"create_or_adopt does not handle {kind}")
 
 
-class NameTaken(Exception):
+class Blocked(Exception):
+    """A child cannot be made for a reason the user or an admin must see: said on the owner as
+    `Stalled=True` with `reason` and a Warning Event (controllers/conflicts.py), then retried."""
+
+    reason = "Blocked"
+
+
+class NameTaken(Blocked):
     """The name of a child is held by an object another owner controls (or one being deleted
     after its owner went): it is not adopted. Retried; the condition and Event say which."""
+
+    reason = "NameTaken"
+
+
+class Refused(Blocked):
+    """The API server refused to create or change a child (HTTP 403): the operator may not write
+    in this namespace, or the admission policy of manifests/base/admission-policy.yaml denied
+    the workload (a ServiceAccount the namespace does not allow, host access). The message is
+    the API server's."""
+
+    reason = "Forbidden"
+
+
+def api_message(e: ApiException) -> str:
+    """The `message` of a Kubernetes Status in an error's body, else its HTTP status."""
+    try:
+        body = json.loads(e.body or "")
+        if isinstance(body, dict) and body.get("message"):
+            return str(body["message"])
+    except (TypeError, ValueError):
+        pass
+    return f"HTTP {e.status} {e.reason or ''}".strip()
+
+
+def _refused(e: ApiException, verb: str, obj: dict[str, Any]) -> Exception:
+    """`e` as Refused when it is a 403, else unchanged."""
+    if e.status != 403:
+        return e
+    meta = obj["metadata"]
+    return Refused(f"the API server refused to {verb} {obj['kind']} {meta['name']} in namespace "
+                   f"{meta.get('namespace')}: {api_message(e)}")
 
 
 def _controller_uid(obj: dict[str, Any]) -> str | None:
@@ -84,7 +123,7 @@ async def create_or_adopt(obj: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         return _api().sanitize_for_serialization(made), True
     except ApiException as e:
         if e.status != 409:
-            raise
+            raise _refused(e, "create", obj) from None
     got = _api().sanitize_for_serialization(await call(read, obj["metadata"]["name"], ns))
     check_adoptable(obj, got)
     return got, False
@@ -217,7 +256,11 @@ async def ensure_deployment(obj: dict[str, Any], spec_hash: str) -> dict[str, An
     if obj["spec"].get("replicas") is None:  # an autoscaler owns the replica count
         obj["spec"]["replicas"] = cur["spec"].get("replicas")
     apps = client.AppsV1Api(_api())
-    got = await call(apps.replace_namespaced_deployment, obj["metadata"]["name"], obj["metadata"]["namespace"], obj)
+    try:
+        got = await call(apps.replace_namespaced_deployment, obj["metadata"]["name"], obj["metadata"]["namespace"],
+                         obj)
+    except ApiException as e:
+        raise _refused(e, "update", obj) from None
     return _api().sanitize_for_serialization(got)
 
 

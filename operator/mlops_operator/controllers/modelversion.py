@@ -22,7 +22,8 @@ from ..registry import aliases as reg
 from ..resources.model_version import verify_job
 from . import kube
 from .events import emit
-from .conflicts import name_taken
+from .namespaces import managed
+from .conflicts import blocked
 from .metrics import measured
 from ..settings import Settings
 from .trainingrun import model_locks
@@ -134,8 +135,8 @@ async def reconcile_verification(namespace: str, name: str, settings: Settings) 
         try:
             while await _verify(namespace, name, settings):
                 pass
-        except kube.NameTaken as e:
-            await name_taken(PLURAL, mv, e)
+        except kube.Blocked as e:
+            await blocked(PLURAL, mv, e)
 
 
 async def _verify(namespace: str, name: str, settings: Settings) -> bool:
@@ -189,9 +190,9 @@ async def _verify(namespace: str, name: str, settings: Settings) -> bool:
 
 
 def register(settings: Settings) -> None:
-    @kopf.on.resume(GROUP, VERSION, PLURAL)
-    @kopf.on.create(GROUP, VERSION, PLURAL)
-    @kopf.on.update(GROUP, VERSION, PLURAL)
+    @kopf.on.resume(GROUP, VERSION, PLURAL, when=managed)
+    @kopf.on.create(GROUP, VERSION, PLURAL, when=managed)
+    @kopf.on.update(GROUP, VERSION, PLURAL, when=managed)
     async def modelversion_changed(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> None:
         if not namespace:  # every kind here is namespaced
             return
@@ -199,14 +200,14 @@ def register(settings: Settings) -> None:
             await reconcile_model(namespace, spec["model"], settings)
             await reconcile_verification(namespace, name, settings)
 
-    @kopf.on.event("batch", "v1", "jobs", labels={"mlops.dev/model-version": kopf.PRESENT})
+    @kopf.on.event("batch", "v1", "jobs", labels={"mlops.dev/model-version": kopf.PRESENT}, when=managed)
     async def verify_job_changed(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> None:
         if not namespace:  # every kind here is namespaced
             return
         if kube.job_state(dict(body)) != "Running":
             await reconcile_verification(namespace, labels["mlops.dev/model-version"], settings)
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL)
+    @kopf.on.delete(GROUP, VERSION, PLURAL, when=managed)
     async def modelversion_deleted(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> None:
         if not namespace:  # every kind here is namespaced
             return
@@ -216,7 +217,7 @@ def register(settings: Settings) -> None:
             _event(dict(body), "Warning", "InUse", msg)
             raise kopf.TemporaryError(msg, delay=15)
 
-    @kopf.on.field(GROUP, VERSION, "inferenceservices", field="status.modelVersion")
+    @kopf.on.field(GROUP, VERSION, "inferenceservices", field="status.modelVersion", when=managed)
     async def serving_changed(namespace: str | None, old: Any, new: Any, **_: Any) -> None:
         if not namespace:  # every kind here is namespaced
             return

@@ -21,6 +21,7 @@ from ..api.conditions import get_condition, set_condition
 from ..resources.common import MANAGED_BY
 from . import kube
 from .events import emit
+from .namespaces import managed
 from ..settings import Settings
 
 log = logging.getLogger("mlops.pods")
@@ -49,7 +50,7 @@ def owner_of(labels: dict[str, str]) -> tuple[str, str] | None:
 
 
 def register(settings: Settings) -> None:
-    @kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+    @kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": MANAGED_BY}, when=managed)
     async def managed_pod_event(type: str, body: kopf.Body, namespace: str | None, name: str, labels: Mapping[str, str],
                                 **_: Any) -> None:
         if not namespace:  # every kind here is namespaced

@@ -92,11 +92,13 @@ def run_operator(namespaces: list[str], liveness: str, peering: str | None, stan
     from prometheus_client import start_http_server
 
     from .handlers import register_all
+    from .namespaces import guard_kopf_patches
 
     # JSON lines for log collectors in a cluster; plain text for people at a terminal
     kopf.configure(verbose=False, log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.PLAIN)
     load_cluster_config()  # fail fast with a clear message instead of kopf's endless login retries
     register_all()
+    guard_kopf_patches()
     if peering and not standalone:
         ensure_peering(peering)
     if metrics_port:

@@ -29,7 +29,8 @@ from ..resources.store import store_claim
 from ..resources.training_job import job_name, spec_configmap, training_job
 from . import kube
 from .events import emit
-from .conflicts import name_taken
+from .namespaces import managed
+from .conflicts import blocked
 from .metrics import TRAINING_RUNS, measured
 from ..settings import Settings
 
@@ -265,8 +266,8 @@ async def reconcile(namespace: str, name: str, settings: Settings) -> None:
                     await _finish(run, status, job)
                     return
                 await _start(run, status, settings)
-            except kube.NameTaken as e:
-                await name_taken(PLURAL, run, e)
+            except kube.Blocked as e:
+                await blocked(PLURAL, run, e)
             except kopf.PermanentError as e:
                 conds, _ = set_condition(status.get("conditions"), "Ready", False, "InvalidInput", str(e), gen)
                 conds, _ = set_condition(conds, "Succeeded", False, "InvalidInput", str(e), gen)
@@ -278,14 +279,14 @@ async def reconcile(namespace: str, name: str, settings: Settings) -> None:
 
 
 def register(settings: Settings) -> None:
-    @kopf.on.resume(GROUP, VERSION, PLURAL)
-    @kopf.on.create(GROUP, VERSION, PLURAL)
+    @kopf.on.resume(GROUP, VERSION, PLURAL, when=managed)
+    @kopf.on.create(GROUP, VERSION, PLURAL, when=managed)
     async def trainingrun_changed(namespace: str | None, name: str, **_: Any) -> None:
         if not namespace:  # every kind here is namespaced
             return
         await reconcile(namespace, name, settings)
 
-    @kopf.on.event("batch", "v1", "jobs", labels={"mlops.dev/training-run": kopf.PRESENT})
+    @kopf.on.event("batch", "v1", "jobs", labels={"mlops.dev/training-run": kopf.PRESENT}, when=managed)
     async def training_job_changed(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> None:
         if not namespace:  # every kind here is namespaced
             return
@@ -294,7 +295,7 @@ def register(settings: Settings) -> None:
 
     # a run waiting for its Dataset retries through TemporaryError; when the Dataset becomes
     # ready first, this starts the runs that wait on it without waiting for the retry
-    @kopf.on.field(GROUP, VERSION, "datasets", field="status.latestValid")
+    @kopf.on.field(GROUP, VERSION, "datasets", field="status.latestValid", when=managed)
     async def dataset_ready(namespace: str | None, name: str, **_: Any) -> None:
         if not namespace:  # every kind here is namespaced
             return
