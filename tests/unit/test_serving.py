@@ -954,3 +954,17 @@ def test_the_network_policy_opens_inference_and_guards_the_monitor_port():
     assert [p["port"] for r in open_rules for p in r["ports"]] == [PORT]  # only inference is open
     guarded = [p["port"] for r in rules if r.get("from") for p in r["ports"]]
     assert set(guarded) == {MONITOR_PORT}
+
+
+def test_kserve_v1_liveness_model_list_and_explain(srv, http):
+    """KServe's client found 404 on `GET /` (is_server_live) and `GET /v1/models`; `:explain`
+    answered 405, then 404 for a model named `retail:explain`."""
+    r = http.get(srv.url + "/", timeout=10)
+    assert r.status_code == 200 and r.json() == {"status": "alive"}
+    r = http.get(srv.url + "/v1/models", timeout=10)
+    assert r.status_code == 200 and r.json() == {"models": ["retail"]}
+    for method in ("post", "get"):
+        r = getattr(http, method)(srv.url + "/v1/models/retail:explain", timeout=10)
+        assert r.status_code == 501 and "no explainer" in r.json()["error"], (method, r.text)
+    r = http.post(srv.url + "/v1/models/other:explain", timeout=10)
+    assert r.status_code == 404 and "not served" in r.json()["error"]

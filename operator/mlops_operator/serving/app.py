@@ -10,6 +10,9 @@ Routes (`{name}` must be the served model, `{version}` its version, else 404):
     POST /v2/models/{name}[/versions/{version}]/infer
     POST /v1/models/{name}:predict               {"instances": [...]} -> {"predictions": [...]}
     GET  /v1/models/{name}                       {"name": ..., "ready": true}
+    GET  /v1/models                              {"models": [name]}
+    GET  /                                       {"status": "alive"} (KServe V1 liveness)
+    POST /v1/models/{name}:explain               501: no explainer (a clear JSON error, not 404/405)
     GET  /v2/models/{name}[/versions/{version}]/stats     the drift monitor's JSON (see below)
     GET  /v2/models/{name}/reference             model.json's training reference (bins, categories)
     POST /v2/models/{name}[/versions/{version}]/feedback  ground truth (see feedback.py)
@@ -246,6 +249,23 @@ class ModelServer:
     async def live(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         return _json({"live": True})
 
+    async def kserve_live(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
+        """KServe V1 liveness (`GET /`), what kserve's client `is_server_live` reads."""
+        return _json({"status": "alive"})
+
+    async def v1_models(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
+        """KServe V1 model list."""
+        return _json({"models": [self.spec.name]})
+
+    async def explain(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
+        """KServe V1 `:explain`: this server has no explainer; say so (501), whatever the method."""
+        try:
+            self._check_model(params)
+        except ServingError as e:
+            return _error(e.status, e.message)
+        return _error(501, f"model {self.spec.name!r} has no explainer: this server does not implement :explain "
+                           "(use :predict, or /v2/models/{name}/infer)")
+
     async def server_ready(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         if self.ready:
             return _json({"ready": True})
@@ -335,6 +355,10 @@ class ModelServer:
             ("POST", "/v2/models/{name}/infer", self.infer),
             ("POST", "/v2/models/{name}/versions/{version}/infer", self.infer),
             ("POST", "/v1/models/{name}:predict", self.predict_v1),
+            ("POST", "/v1/models/{name}:explain", self.explain),
+            ("GET", "/v1/models/{name}:explain", self.explain),
+            ("GET", "/", self.kserve_live),
+            ("GET", "/v1/models", self.v1_models),
             ("GET", "/v2/health/live", self.live),
             ("GET", "/v2/health/ready", self.server_ready),
             ("GET", "/v2", self.server_meta),
