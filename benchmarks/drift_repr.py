@@ -252,8 +252,8 @@ class Reservoir(Candidate):
 
 
 def candidates() -> list[Candidate]:
-    out: list[Candidate] = [Bins10(), Hist(64, False), Hist(128, False), Hist(32), Hist(64), Hist(128), Hist(256), DDSketch(0.01),
-                            DDSketch(0.001), Reservoir()]
+    out: list[Candidate] = [Bins10(), Hist(64, False), Hist(128, False), Hist(32), Hist(64), Hist(128), Hist(256),
+                            DDSketch(0.01), DDSketch(0.001), Reservoir()]
     for c in (KLL(), TDigest()):
         try:
             c.summarise(np.arange(10.0), None)

@@ -44,7 +44,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -65,8 +65,8 @@ TABLE_REFERENCE_VALUES = 20
 #: |offset| above this is counted as this in the sums (values beyond float32 are refused by the
 #: server anyway; this keeps a profile's sums finite whatever the data)
 MAX_OFFSET = 1e250
-#: a float32 input (Triton binary tensors) is within this relative distance of the float64 edge
-#: it was rounded from: counted as that edge's atom (float32 rounds to nearest: 2**-24)
+#: a float32 rounding of an edge is within this relative distance of it (float32 rounds to
+#: nearest: 2**-24); what a snapped value (see :func:`locate`) may have moved
 SNAP = 2.0 ** -23
 
 
@@ -161,15 +161,19 @@ def _unique_sorted(s: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Histogram:
-    """Counts, atoms and offset sums of one numeric feature on ``edges`` (module docstring).
+    """Counts, atoms and offset sums of one numeric feature on some edges (module docstring).
 
-    ``values``/``unlisted``: the off-edge values counted one by one (a low-cardinality
-    reference only; :data:`TABLE_SIZE` at most) and how many off-edge values were not listed.
-    ``listing``: whether ``values`` is kept at all. The arrays are counters: two readings of a
-    server subtract, histograms of pods add.
+    ``values``/``unlisted``: the off-edge values counted one by one (kept, ``listing``, for a
+    feature whose reference has at most :data:`TABLE_REFERENCE_VALUES` distinct values; at most
+    :data:`TABLE_SIZE` of them) and how many off-edge values were not listed. ``snapped``: values
+    counted as an edge's atom because they were its float32 rounding (see :func:`locate`).
+
+    The arrays are counters: two readings of a server subtract (:meth:`minus`), histograms of
+    pods add. A histogram read from a stats document or a window knows its edges by ``digest``
+    only (``edges`` None): adding and subtracting need no more; the statistics take the edges of
+    the reference (:meth:`on`), which must have that digest.
     """
 
-    edges: np.ndarray
     counts: np.ndarray
     atoms: np.ndarray
     sums: np.ndarray
@@ -178,13 +182,15 @@ class Histogram:
     unlisted: int = 0
     listing: bool = False
     snapped: int = 0
+    edges: np.ndarray | None = None
+    digest: str = ""
 
     @classmethod
     def empty(cls, edges: Any, listing: bool = False) -> Histogram:
         e = np.asarray(edges, dtype=np.float64)
         k = e.size
-        return cls(e, np.zeros(k + 1, np.int64), np.zeros(k, np.int64), np.zeros(k + 1, np.float64),
-                   listing=listing)
+        return cls(np.zeros(k + 1, np.int64), np.zeros(k, np.int64), np.zeros(k + 1, np.float64),
+                   listing=listing, edges=e, digest=edges_digest(e))
 
     @classmethod
     def of(cls, edges: Any, values: Any, listing: bool = False) -> Histogram:
@@ -199,11 +205,21 @@ class Histogram:
 
     @property
     def k(self) -> int:
-        return int(self.edges.size)
+        """Number of edges."""
+        return int(self.atoms.size)
 
-    @property
-    def digest(self) -> str:
-        return edges_digest(self.edges)
+    def on(self, edges: np.ndarray) -> Histogram:
+        """This histogram with its edges, checked against the digest it was counted under."""
+        e = np.asarray(edges, dtype=np.float64)
+        if e.size != self.k or (self.digest and edges_digest(e) != self.digest):
+            raise ValueError("counted on other bin edges than the reference's (another model version, or a "
+                             "reference from another dataset)")
+        return replace(self, edges=e, digest=self.digest or edges_digest(e))
+
+    def _edges(self) -> np.ndarray:
+        if self.edges is None:
+            raise ValueError("a histogram known by its edges' digest only: take the reference's edges (on())")
+        return self.edges
 
     def add(self, v: np.ndarray) -> None:
         """Count values (float64, any shape; NaN and +-inf are nulls)."""
@@ -216,7 +232,7 @@ class Histogram:
             v = v[ok]
             if v.size == 0:
                 return
-        j, off, atom, snapped = locate(self.edges, v)
+        j, off, atom, snapped = locate(self._edges(), v)
         self.snapped += snapped
         k = self.k
         self.counts += np.bincount(j, minlength=k + 1)
@@ -240,21 +256,26 @@ class Histogram:
                 self.unlisted += c
 
     def copy(self) -> Histogram:
-        return Histogram(self.edges, self.counts.copy(), self.atoms.copy(), self.sums.copy(), self.nulls,
-                         dict(self.values), self.unlisted, self.listing, self.snapped)
+        return replace(self, counts=self.counts.copy(), atoms=self.atoms.copy(), sums=self.sums.copy(),
+                       values=dict(self.values))
 
     def same_edges(self, other: Histogram) -> bool:
-        return self.edges.shape == other.edges.shape and bool(np.array_equal(self.edges, other.edges))
+        if self.k != other.k:
+            return False
+        if self.digest and other.digest:
+            return self.digest == other.digest
+        return self.edges is not None and other.edges is not None and bool(np.array_equal(self.edges, other.edges))
 
     def __add__(self, other: Histogram) -> Histogram:
         if not self.same_edges(other):
-            raise ValueError("cannot add histograms on different edges (another model version?)")
+            raise ValueError("cannot add counts on different bin edges (another model version?)")
         vals = dict(self.values)
         for key, c in other.values.items():
             vals[key] = vals.get(key, 0) + c
-        return Histogram(self.edges, self.counts + other.counts, self.atoms + other.atoms, self.sums + other.sums,
+        return Histogram(self.counts + other.counts, self.atoms + other.atoms, self.sums + other.sums,
                          self.nulls + other.nulls, vals, self.unlisted + other.unlisted,
-                         self.listing or other.listing, self.snapped + other.snapped)
+                         self.listing or other.listing, self.snapped + other.snapped,
+                         self.edges if self.edges is not None else other.edges, self.digest or other.digest)
 
     def minus(self, before: Histogram) -> Histogram | None:
         """What was counted since ``before`` (an earlier reading of the same counters), or None
@@ -274,61 +295,77 @@ class Histogram:
         if (c < 0).any() or (a < 0).any() or min(nulls, unlisted, snapped) < 0 or set(before.values) - set(self.values):
             return None
         s = self.sums - before.sums
-        s[c == 0] = 0.0  # no value arrived: rounding residue of the cumulative sum, not data
-        return Histogram(self.edges, c, a, np.maximum(s, 0.0), nulls, vals, unlisted, self.listing, snapped)
+        s[c - np.concatenate([[0], a]) == 0] = 0.0  # only atoms (offset 0) came: rounding residue, not data
+        return replace(self, counts=c, atoms=a, sums=np.maximum(s, 0.0), nulls=nulls, values=vals,
+                       unlisted=unlisted, snapped=snapped)
 
     # -- JSON ---------------------------------------------------------------------------------
     def to_json(self, edges: bool = False) -> dict[str, Any]:
-        """Compact JSON: atoms and value table as [index, count] pairs of the non-zero ones."""
+        """Compact JSON: atoms and listed values as [index or value, count] pairs of the non-zero
+        ones; ``edges`` adds the edges themselves (the reference's document), else the digest."""
         d: dict[str, Any] = {"edgesDigest": self.digest, "counts": self.counts.tolist(),
                              "atoms": [[int(i), int(self.atoms[i])] for i in np.flatnonzero(self.atoms)],
                              "sums": [float(x) for x in self.sums], "nulls": int(self.nulls)}
         if self.snapped:
             d["snapped"] = int(self.snapped)
         if edges:
-            d["edges"] = self.edges.tolist()
+            d["edges"] = self._edges().tolist()
         if self.listing:
             d["values"] = [[float(key), int(c)] for key, c in self.values.items()]
             d["unlisted"] = int(self.unlisted)
         return d
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any], edges: Any = None) -> Histogram:
-        """From :meth:`to_json`; ``edges`` when the document names them by digest only."""
-        e = np.asarray(d["edges"] if d.get("edges") is not None else edges, dtype=np.float64)
-        if "edgesDigest" in d and edges_digest(e) != d["edgesDigest"]:
-            raise ValueError("the counts were taken on other edges than the reference's")
-        k = e.size
+    def from_json(cls, d: Mapping[str, Any]) -> Histogram:
+        """From :meth:`to_json` (with or without the edges). Raises ValueError on a malformed one."""
         counts = np.asarray(d["counts"], dtype=np.int64)
+        k = counts.size - 1
         sums = np.asarray(d["sums"], dtype=np.float64)
-        if counts.shape != (k + 1,) or sums.shape != (k + 1,):
-            raise ValueError(f"{k} edges need {k + 1} counts and sums")
+        if k < 0 or counts.ndim != 1 or sums.shape != counts.shape:
+            raise ValueError("a histogram needs as many sums as counts")
         atoms = np.zeros(k, np.int64)
         for i, c in d.get("atoms") or []:
+            if not 0 <= int(i) < k:
+                raise ValueError(f"atom of edge {i} of {k}")
             atoms[int(i)] = int(c)
-        listing = "values" in d
+        edges = None if d.get("edges") is None else np.asarray(d["edges"], dtype=np.float64)
+        digest = str(d.get("edgesDigest") or "")
+        if edges is not None:
+            if edges.shape != (k,):
+                raise ValueError(f"{edges.size} edges need {edges.size + 1} counts, got {k + 1}")
+            if edges.size > 1 and np.any(np.diff(edges) <= 0):
+                raise ValueError("bin edges must increase strictly")
+            if digest and edges_digest(edges) != digest:
+                raise ValueError("edges and edgesDigest disagree")
+            digest = edges_digest(edges)
         vals = {float(key): int(c) for key, c in d.get("values") or []}
-        return cls(e, counts, atoms, sums, int(d.get("nulls") or 0), vals, int(d.get("unlisted") or 0), listing,
-                   int(d.get("snapped") or 0))
+        return cls(counts, atoms, sums, int(d.get("nulls") or 0), vals, int(d.get("unlisted") or 0), "values" in d,
+                   int(d.get("snapped") or 0), edges, digest)
 
 
 def locate(edges: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """(bin, offset, is-atom, how many were snapped) of finite values on ``edges``; a value within
-    float32 rounding of an edge (not equal to it) is snapped: counted as that edge's atom."""
+    """(bin, offset, is-atom, how many were snapped) of finite values on ``edges``.
+
+    A value that is exactly an edge's float32 rounding (and not the edge) is snapped: counted as
+    that edge's atom. A client that sends float32 tensors (Triton's binary extension) sends 0.1
+    as 0.10000000149; without the snap every such value would be a new value next to the
+    reference's 0.1. A float64 value is never snapped unless it equals a float32 rounding exactly.
+    """
     k = edges.size
     j = np.searchsorted(edges, v, side="right")
     if k == 0:
         return j, np.zeros(v.size), np.zeros(v.size, bool), 0
-    # snap to the edge above: v a float32 rounding of e[j] (just below it)
-    up = np.minimum(j, k - 1)
-    eu = edges[up]
-    snap = (j < k) & (eu - v <= SNAP * np.abs(eu))
-    if snap.any():
-        j = np.where(snap, j + 1, j)
+    e32 = edges.astype(np.float32).astype(np.float64)
+    lo_i = np.maximum(j - 1, 0)
+    up_i = np.minimum(j, k - 1)
+    snap_up = (j < k) & (v == e32[up_i]) & (v != edges[up_i])
+    snap_lo = (j > 0) & (v == e32[lo_i]) & (v != edges[lo_i])
+    snapped = int(np.count_nonzero(snap_up) + np.count_nonzero(snap_lo))
+    if snapped:
+        j = np.where(snap_up, j + 1, j)
     left = edges[np.maximum(j - 1, 0)]
     off = np.where(j == 0, edges[0] - v, v - left)
-    atom = (j > 0) & (off <= SNAP * np.abs(left))
-    snapped = int(np.count_nonzero(atom & (off > 0)))
+    atom = (j > 0) & ((off == 0) | snap_up | snap_lo)
     off = np.where(atom, 0.0, np.minimum(off, MAX_OFFSET))
     return j, off, atom, snapped
 
@@ -435,23 +472,23 @@ def wasserstein(ref: Histogram, cur: Histogram) -> Bounded:
     rs, cs = _side(ref), _side(cur)
     if rs.n == 0 or cs.n == 0:
         return Bounded(float("nan"), float("nan"), float("nan"))
-    e, k = ref.edges, ref.k
+    e, k = ref._edges(), ref.k
     lower = upper = est = 0.0
     # bin 0 (-inf, e0): the integral of F there is sig[0]; D+ <= F_r, D- <= F_c. Bin k [e_{k-1},
     # inf): the integral of 1 - F is sig[k]; D = G_c - G_r (G = 1 - F), D+ <= G_c, D- <= G_r
-    for j, sign in ((0, 1.0), (k, -1.0)):
-        i_ = sign * (rs.sig[j] - cs.sig[j])
-        qp, qn = (rs.sig[j], cs.sig[j]) if sign > 0 else (cs.sig[j], rs.sig[j])
-        lo = abs(i_)
-        sl = float(_slack(np.array([i_]), np.array([qp]), np.array([qn]))[0])
-        e_ = lo
-        if sl > 0:  # both sides have mass beyond the edge: each uniform over [0, 2 mean offset]
-            mr, mc = rs.sig[j] / rs.rho[j], cs.sig[j] / cs.rho[j]
+    for jt, sign in ((0, 1.0), (k, -1.0)):
+        it = sign * (rs.sig[jt] - cs.sig[jt])
+        qpt, qnt = (rs.sig[jt], cs.sig[jt]) if sign > 0 else (cs.sig[jt], rs.sig[jt])
+        lot = abs(it)
+        slt = float(_slack(np.array([it]), np.array([qpt]), np.array([qnt]))[0])
+        et = lot
+        if slt > 0:  # both sides have mass beyond the edge: each uniform over [0, 2 mean offset]
+            mr, mc = rs.sig[jt] / rs.rho[jt], cs.sig[jt] / cs.rho[jt]
             t = np.linspace(0.0, 2 * max(mr, mc), 4 * GRID + 1)
             mid = (t[:-1] + t[1:]) / 2
-            g = rs.rho[j] * np.clip(1 - mid / (2 * mr), 0, 1) - cs.rho[j] * np.clip(1 - mid / (2 * mc), 0, 1)
-            e_ = min(max(float(np.sum(np.abs(g) * np.diff(t))), lo), lo + sl)
-        lower, upper, est = lower + lo, upper + lo + sl, est + e_
+            g = rs.rho[jt] * np.clip(1 - mid / (2 * mr), 0, 1) - cs.rho[jt] * np.clip(1 - mid / (2 * mc), 0, 1)
+            et = min(max(float(np.sum(np.abs(g) * np.diff(t))), lot), lot + slt)
+        lower, upper, est = lower + lot, upper + lot + slt, est + et
     if k >= 2:
         j = np.arange(1, k)
         w = e[1:] - e[:-1]
@@ -476,7 +513,7 @@ def wasserstein(ref: Histogram, cur: Histogram) -> Bounded:
 
 def _snap_room(h: Histogram, n: int) -> float:
     """How far (in W1) snapping moved a histogram's values from the raw ones, at most."""
-    return h.snapped * SNAP * float(np.abs(h.edges).max(initial=0.0)) / n if h.snapped else 0.0
+    return h.snapped * SNAP * float(np.abs(h._edges()).max(initial=0.0)) / n if h.snapped else 0.0
 
 
 def ks_statistic(ref: Histogram, cur: Histogram) -> Bounded:
@@ -506,7 +543,7 @@ def ks_statistic(ref: Histogram, cur: Histogram) -> Bounded:
         cheap = np.maximum(d0 + rs.rho[jj], cs.rho[jj] - d0)
         amb = np.flatnonzero(cheap > lower)
         if amb.size:
-            w = ref.edges[amb + 1] - ref.edges[amb]
+            w = ref._edges()[amb + 1] - ref._edges()[amb]
             _, _, sp, sm, _, model = _refine(rs, cs, jj[amb], w, d0[amb])
             upper = max(upper, float(np.minimum(cheap[amb], np.maximum(sp, sm)).max()))
             est = max(est, float(model.max()))
@@ -523,9 +560,9 @@ def ks_pvalue(d: float, n: int, m: int) -> float:
         return float("nan")
     if max(n, m) <= 10000:
         try:
-            from scipy.stats import _stats_py
+            from scipy.stats import _stats_py  # scipy's own exact distribution, as ks_2samp calls it
 
-            exact = getattr(_stats_py, "_attempt_exact_2kssamp")
+            exact: Any = getattr(_stats_py, "_attempt_exact_2kssamp")  # noqa: B009 (private: no stub)
             ok, _, p = exact(n, m, math.gcd(n, m), d, "two-sided")
             if ok:
                 return float(np.clip(p, 0.0, 1.0))
@@ -536,40 +573,124 @@ def ks_pvalue(d: float, n: int, m: int) -> float:
     return float(np.clip(distributions.kstwo.sf(d, np.round(en)), 0.0, 1.0))
 
 
+def _inner(h: Histogram) -> np.ndarray:
+    """Values off the edges, per bin."""
+    return np.maximum(h.counts - np.concatenate([[0], h.atoms]), 0)
+
+
+def complete(h: Histogram) -> bool:
+    """Every value counted one by one: on an edge (an atom) or listed."""
+    return h.unlisted == 0 and int(_inner(h).sum()) == sum(h.values.values())
+
+
+def lists_values(reference: Histogram) -> bool:
+    """Whether a server lists the off-edge values of a feature with this reference: its values
+    are all edges, and at most :data:`TABLE_REFERENCE_VALUES` of them (Evidently then counts
+    values one by one: n_values <= 5 decides between tests on values and on distributions, and
+    PSI / Jensen-Shannon bucket values below 21 distinct reference values)."""
+    return complete(reference) and int(np.count_nonzero(reference.atoms)) + len(reference.values) \
+        <= TABLE_REFERENCE_VALUES
+
+
 def value_counts(ref: Histogram, cur: Histogram) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """(values, reference counts, current counts, complete) over the distinct values of both
-    sides: atoms on the edges plus the listed off-edge values. ``complete`` is False when some
-    values were not counted one by one (interior mass not listed, or an overflowed list)."""
+    """(values, reference counts, current counts, complete) over the values of both sides counted
+    one by one (atoms and listed values), in increasing order. ``complete``: nothing else was
+    counted (see :func:`complete`)."""
     vals: dict[float, list[int]] = {}
     for side, h in ((0, ref), (1, cur)):
+        e = h._edges()
         for i in np.flatnonzero(h.atoms):
-            vals.setdefault(float(h.edges[i]), [0, 0])[side] += int(h.atoms[i])
+            vals.setdefault(float(e[i]), [0, 0])[side] += int(h.atoms[i])
         for key, c in h.values.items():
             vals.setdefault(float(key), [0, 0])[side] += int(c)
-    complete = all(h.listing and h.unlisted == 0 and int(h.atoms.sum()) + sum(h.values.values()) == h.count
-                   for h in (ref, cur))
     keys = np.array(sorted(vals), dtype=np.float64)
     rc = np.array([vals[x][0] for x in keys.tolist()], dtype=np.float64)
     cc = np.array([vals[x][1] for x in keys.tolist()], dtype=np.float64)
-    return keys, rc, cc, complete
+    return keys, rc, cc, complete(ref) and complete(cur)
 
 
 def distinct_values(ref: Histogram, cur: Histogram) -> tuple[int, bool]:
-    """(distinct non-null values of both sides together, exact). When not exact, a lower bound."""
-    keys, rc, cc, complete = value_counts(ref, cur)
+    """(distinct values of both sides together, exact); when not exact, a lower bound."""
+    keys, rc, cc, done = value_counts(ref, cur)
     n = int(np.count_nonzero((rc > 0) | (cc > 0)))
-    if complete:
+    if done:
         return n, True
-    # interior mass not listed: each bin with some holds at least one more value
-    extra = 0
+    more = 0  # each bin with unlisted off-edge values holds at least one value not counted yet
     for h in (ref, cur):
-        inner = h.counts - np.concatenate([[0], h.atoms])
-        if h.listing:
-            extra += 1 if h.unlisted > 0 else 0
-        else:
-            extra += int(np.count_nonzero(inner > 0))
-    return n + max(extra, 1), False
+        if not complete(h):
+            more = max(more, 1 if h.listing else int(np.count_nonzero(_inner(h))))
+    return n + more, False
 
 
-__all__ = ["EDGES", "Bounded", "EXACT_VALUES", "Histogram", "TABLE_SIZE", "distinct_values", "edges_digest",
-           "ks_pvalue", "ks_statistic", "locate", "reference_edges", "value_counts", "wasserstein"]
+def _model_extremes(h: Histogram) -> tuple[float, float]:
+    """The smallest and largest value, exact when they are atoms, else as the uniform model of
+    the bin puts them."""
+    e, k = h._edges(), h.k
+    nz = np.flatnonzero(h.counts)
+    if nz.size == 0:
+        return float("nan"), float("nan")
+    inner = _inner(h)
+
+    def ends(j: int) -> tuple[float, float]:
+        if j == 0:
+            return e[0] - 2 * h.sums[0] / h.counts[0], e[0]
+        lo_e = e[j - 1]
+        if inner[j] == 0:
+            return lo_e, lo_e
+        mu = h.sums[j] / inner[j]
+        if j == k:
+            return (lo_e if h.atoms[j - 1] else lo_e), lo_e + 2 * mu
+        w = e[j] - lo_e
+        a, b = (0.0, 2 * mu) if mu <= w / 2 else (2 * mu - w, w)
+        return (lo_e if h.atoms[j - 1] else lo_e + a), lo_e + b
+
+    return float(ends(int(nz[0]))[0]), float(ends(int(nz[-1]))[1])
+
+
+def cdf_below(h: Histogram, x: np.ndarray) -> np.ndarray:
+    """Values strictly below each x: exact at the edges, the uniform model inside bins."""
+    e, k = h._edges(), h.k
+    x = np.asarray(x, dtype=np.float64)
+    j = np.searchsorted(e, x, side="right")
+    before = np.concatenate([[0.0], np.cumsum(h.counts)[:-1]]).astype(np.float64)
+    inner = _inner(h).astype(np.float64)
+    out = before[j].copy()
+    atoms = np.concatenate([[0.0], h.atoms.astype(np.float64)])
+    left = e[np.maximum(j - 1, 0)]
+    out += np.where((j > 0) & (x > left), atoms[j], 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = np.where(inner > 0, h.sums / inner, 0.0)
+    m = mu[j]
+    # bin 0: offsets e0 - v uniform on [0, 2mu]; values below x have offsets above e0 - x
+    t0 = e[0] - x
+    frac0 = 1.0 - np.clip(np.where(m > 0, t0 / (2 * m), 1.0), 0.0, 1.0)
+    # the top bin: offsets uniform on [0, 2mu]; inner bins: the widest uniform interval with mean mu
+    t = x - left
+    w = np.where((j > 0) & (j < k), e[np.minimum(j, k - 1)] - left, 2 * m)
+    lo = np.where(m <= w / 2, 0.0, 2 * m - w)
+    span = np.where(m <= w / 2, 2 * m, 2 * (w - m))
+    frac = np.clip(np.where(span > 0, (t - lo) / span, (t > m).astype(np.float64)), 0.0, 1.0)
+    out += inner[j] * np.where(j == 0, frac0, frac)
+    return out
+
+
+def sturges_counts(ref: Histogram, cur: Histogram) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of both sides on Evidently's bins for PSI / Jensen-Shannon of a numeric column:
+    ``np.histogram_bin_edges(reference + current, "sturges")``, from the histograms (the range
+    and the counts between edges as the uniform model puts them: approximate)."""
+    from .stats import sturges_edges
+
+    rl, rh_ = _model_extremes(ref)
+    cl, ch_ = _model_extremes(cur)
+    bins = sturges_edges(min(rl, cl), max(rh_, ch_), ref.count + cur.count)
+    out = []
+    for h in (ref, cur):
+        f = cdf_below(h, bins[1:-1])
+        cum = np.concatenate([[0.0], f, [float(h.count)]])
+        out.append(np.maximum(np.diff(cum), 0.0))
+    return out[0], out[1]
+
+
+__all__ = ["EDGES", "EXACT_VALUES", "TABLE_SIZE", "Bounded", "Histogram", "cdf_below", "complete", "distinct_values",
+           "edges_digest", "ks_pvalue", "ks_statistic", "lists_values", "locate", "reference_edges", "sturges_counts",
+           "value_counts", "wasserstein"]

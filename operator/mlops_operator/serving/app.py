@@ -24,10 +24,13 @@ Slow and stalled clients are bounded: a connection that sends no complete reques
 connection is closed. A client that hangs up before its body has arrived is counted as 499
 (nginx's "client closed request"), not as a server error.
 
-Stats document (`GET /v2/models/{name}/stats`)
-----------------------------------------------
-All counts are cumulative since the process started; `startId` changes with every start, so a
-reader diffs successive scrapes of the same `startId` and treats a new one as a reset::
+Stats document (`GET /v2/models/{name}/stats[?cursor=...]`)
+------------------------------------------------------------
+Counts are cumulative since the process started; `startId` changes with every start. The
+`drift` section is what the DriftMonitor reads: with `?cursor=` (empty: start one) the server
+keeps a copy of its counters under a new cursor and answers the counts since the cursor it was
+given, if it still keeps it (`"since"` is then that cursor), else since the process started
+(`"since": null`); without the parameter, cumulative counts and no cursor::
 
     {"format": "mlops.dev/serving-stats/v1",
      "model": "retail", "version": "3", "digest": "<sha256 of model.onnx>",
@@ -35,29 +38,31 @@ reader diffs successive scrapes of the same `startId` and treats a new one as a 
      "startTimeEpoch": 1767268800.0, "now": "...", "nowEpoch": ...,
      "requests": {"infer": {"200": 1200, "422": 3}, "predict": {...}, "feedback": {...}},
      "rows": 35000,                       # rows predicted
-     "features": {
+     "features": {                        # cumulative, on the reference's decile bins / categories
         "age": {"type": "numeric", "binEdges": [e0, ..., e8], "counts": [c0, ..., c9], "nulls": 12},
         "is_member": {"type": "boolean", "categories": ["false", "true"], "counts": [a, b],
                       "other": 0, "nulls": 0},
         "device": {"type": "categorical", "categories": ["mobile", ...], "counts": [...],
                    "other": 4, "nulls": 0}, ...},
+     "drift": {"cursor": "<startId>.<n>", "since": "<the cursor given>" or null, "rows": 1200,
+               "features": {
+                  "age": {"type": "numeric", "edgesDigest": "<16 hex>", "counts": [k + 1],
+                          "atoms": [[edge index, count], ...], "sums": [k + 1], "nulls": 3,
+                          # a reference with <= 20 distinct values: "values": [[v, count], ...], "unlisted": 0
+                          },
+                  "is_member": {... as in features ...}, "device": {...}}},
      "prediction": {"type": "score", "positiveClass": "1", "binEdges": [0.1, ..., 0.9],
                     "counts": [10 counts], "count": 35000, "sum": 8123.4},
                    # multiclass: {"type": "class", "classes": [...], "counts": [...], ...}
                    # regression: {"type": "value", "binEdges": [reference edges], "counts": [...], ...}
      "feedback": {"requests": 10, "count": 500, "correct": 430, "classes": ["0", "1"],
                   "confusion": [[t0p0, t0p1], [t1p0, t1p1]],
-                  "scoreBinEdges": [...], "scoreCountsByLabel": {"0": [...], "1": [...]}},
+                  "scoreBinEdges": [...], "scoreCountsByLabel": {"0": [...], "1": [...]}}}
                  # regression: count, sumAbsError, sumSquaredError, sumLabel, sumSquaredLabel, sumPrediction
-     "reservoir": {"size": 1000, "windowSeconds": 300,
-                   "current": {"windowStart": "...", "windowStartEpoch": ..., "seen": 4000,
-                               "columns": [feature names in model.json order],
-                               "rows": [[value or null, ...], ...], "predictions": [...]},
-                               # a category over --max-category-bytes: "sha256:<16 hex>" (monitor.py)
-                   "previous": {... the last complete window ...} or null}}
 
 Numeric bins: bin i holds edges[i-1] <= v < edges[i] (`searchsorted(edges, v, side="right")`),
-the convention of the reference in model.json, so live and reference counts compare bin for bin.
+the convention of the reference in model.json, so live and reference counts compare bin for bin;
+the drift histograms are on the edges of model.json's reference histogram (drift/histogram.py).
 """
 
 from __future__ import annotations
@@ -107,8 +112,7 @@ class ModelServer:
         self.model = model
         self.cfg = cfg
         self.spec = Spec(model, cfg.name, cfg.version, cfg.max_batch_size)
-        self.monitor = Monitor(model, cfg.reservoir_size, cfg.window_seconds, seed=seed, clock=clock,
-                               max_category_bytes=cfg.max_category_bytes)
+        self.monitor = Monitor(model, seed=seed, clock=clock, max_category_bytes=cfg.max_category_bytes)
         self.batcher = Batcher(model, self.spec, self.monitor,
                                offload_rows=cfg.thread_rows if cfg.thread_rows > 0 else 1 << 62)
         self.feedback = Feedback(model.classifier, model.classes, cfg.max_batch_size)
@@ -273,7 +277,7 @@ class ModelServer:
             self._check_model(params)
         except ServingError as e:
             return _error(e.status, e.message)
-        return _json(self.stats_doc())
+        return _json(self.stats_doc(request.query.get("cursor")))
 
     async def reference(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         """The training reference of the served model (model.json's `reference`): what the
@@ -299,7 +303,7 @@ class ModelServer:
     async def metrics(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    def stats_doc(self) -> dict[str, Any]:
+    def stats_doc(self, cursor: str | None = None) -> dict[str, Any]:
         now = time.time()
         mon = self.monitor
         mon.sync()
@@ -310,7 +314,7 @@ class ModelServer:
             "now": _iso(now), "nowEpoch": now,
             "requests": self.requests.by_code(), "rows": mon.rows,
             "features": mon.features_doc(), "prediction": mon.prediction.stats(),
-            "feedback": self.feedback.stats(), "reservoir": mon.reservoir_doc(self.spec.order),
+            "drift": mon.drift_doc(self.start_id, cursor), "feedback": self.feedback.stats(),
         }
 
     # -- the HTTP server ----------------------------------------------------------------------
