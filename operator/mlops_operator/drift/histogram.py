@@ -184,6 +184,7 @@ class Histogram:
     snapped: int = 0
     edges: np.ndarray | None = None
     digest: str = ""
+    _loc: _Locator | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def empty(cls, edges: Any, listing: bool = False) -> Histogram:
@@ -232,7 +233,9 @@ class Histogram:
             v = v[ok]
             if v.size == 0:
                 return
-        j, off, atom, snapped = locate(self._edges(), v)
+        if self._loc is None:
+            self._loc = _Locator(self._edges())
+        j, off, atom, snapped = self._loc(v)
         self.snapped += snapped
         k = self.k
         self.counts += np.bincount(j, minlength=k + 1)
@@ -267,15 +270,27 @@ class Histogram:
         return self.edges is not None and other.edges is not None and bool(np.array_equal(self.edges, other.edges))
 
     def __add__(self, other: Histogram) -> Histogram:
+        out = self.copy()
+        out += other
+        return out
+
+    def __iadd__(self, other: Histogram) -> Histogram:
+        """Add another histogram's counts into this one (the same edges), in place."""
         if not self.same_edges(other):
             raise ValueError("cannot add counts on different bin edges (another model version?)")
-        vals = dict(self.values)
+        self.counts += other.counts
+        self.atoms += other.atoms
+        self.sums += other.sums
+        self.nulls += other.nulls
         for key, c in other.values.items():
-            vals[key] = vals.get(key, 0) + c
-        return Histogram(self.counts + other.counts, self.atoms + other.atoms, self.sums + other.sums,
-                         self.nulls + other.nulls, vals, self.unlisted + other.unlisted,
-                         self.listing or other.listing, self.snapped + other.snapped,
-                         self.edges if self.edges is not None else other.edges, self.digest or other.digest)
+            self.values[key] = self.values.get(key, 0) + c
+        self.unlisted += other.unlisted
+        self.listing = self.listing or other.listing
+        self.snapped += other.snapped
+        if self.edges is None and other.edges is not None:
+            self.edges, self._loc = other.edges, None
+        self.digest = self.digest or other.digest
+        return self
 
     def minus(self, before: Histogram) -> Histogram | None:
         """What was counted since ``before`` (an earlier reading of the same counters), or None
@@ -301,11 +316,10 @@ class Histogram:
 
     # -- JSON ---------------------------------------------------------------------------------
     def to_json(self, edges: bool = False) -> dict[str, Any]:
-        """Compact JSON: atoms and listed values as [index or value, count] pairs of the non-zero
-        ones; ``edges`` adds the edges themselves (the reference's document), else the digest."""
+        """JSON: counts, atoms and sums as lists (the edges' digest names the edges; ``edges``
+        adds the edges themselves: the reference's document); listed values as [value, count]."""
         d: dict[str, Any] = {"edgesDigest": self.digest, "counts": self.counts.tolist(),
-                             "atoms": [[int(i), int(self.atoms[i])] for i in np.flatnonzero(self.atoms)],
-                             "sums": [float(x) for x in self.sums], "nulls": int(self.nulls)}
+                             "atoms": self.atoms.tolist(), "sums": self.sums.tolist(), "nulls": int(self.nulls)}
         if self.snapped:
             d["snapped"] = int(self.snapped)
         if edges:
@@ -323,11 +337,17 @@ class Histogram:
         sums = np.asarray(d["sums"], dtype=np.float64)
         if k < 0 or counts.ndim != 1 or sums.shape != counts.shape:
             raise ValueError("a histogram needs as many sums as counts")
-        atoms = np.zeros(k, np.int64)
-        for i, c in d.get("atoms") or []:
-            if not 0 <= int(i) < k:
-                raise ValueError(f"atom of edge {i} of {k}")
-            atoms[int(i)] = int(c)
+        raw = d.get("atoms") or []
+        if raw and isinstance(raw[0], list):  # [edge index, count] pairs of the non-zero ones
+            atoms = np.zeros(k, np.int64)
+            for i, c in raw:
+                if not 0 <= int(i) < k:
+                    raise ValueError(f"atom of edge {i} of {k}")
+                atoms[int(i)] = int(c)
+        else:
+            atoms = np.asarray(raw, dtype=np.int64) if raw else np.zeros(k, np.int64)
+            if atoms.shape != (k,):
+                raise ValueError(f"{k} edges need {k} atom counts, got {atoms.size}")
         edges = None if d.get("edges") is None else np.asarray(d["edges"], dtype=np.float64)
         digest = str(d.get("edgesDigest") or "")
         if edges is not None:
@@ -343,6 +363,42 @@ class Histogram:
                    int(d.get("snapped") or 0), edges, digest)
 
 
+class _Locator:
+    """Bins, offsets and atoms of values on fixed edges, with what it needs precomputed (the
+    model server counts every request's numbers with it: a dozen numpy calls per feature)."""
+
+    __slots__ = ("edges", "left", "snap_left", "snap_right", "any_snap")
+
+    def __init__(self, edges: np.ndarray):
+        e = np.asarray(edges, dtype=np.float64)
+        self.edges = e
+        self.left = np.concatenate([e[:1], e])  # the anchor of bin j: e[j-1], and e[0] for bin 0
+        e32 = e.astype(np.float32).astype(np.float64)
+        other = np.where(e32 != e, e32, np.nan)  # an edge's float32 rounding, when it is not the edge
+        nan = np.array([np.nan])
+        self.snap_left = np.concatenate([nan, other])   # at bin j: the rounding of e[j-1]
+        self.snap_right = np.concatenate([other, nan])  # at bin j: the rounding of e[j]
+        self.any_snap = bool(np.isfinite(other).any())
+
+    def __call__(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        if self.edges.size == 0:
+            return np.zeros(v.size, np.intp), np.zeros(v.size), np.zeros(v.size, bool), 0
+        j = np.searchsorted(self.edges, v, side="right")
+        off = np.abs(v - self.left[j])  # bin 0: e[0] - v; bin j: v - e[j-1]
+        snapped = 0
+        if self.any_snap:
+            up = v == self.snap_right[j]  # NaN (no rounding to match) compares False
+            lo = v == self.snap_left[j]
+            n_up, n_lo = int(np.count_nonzero(up)), int(np.count_nonzero(lo))
+            if n_up or n_lo:
+                snapped = n_up + n_lo
+                j = j + up
+                off[up | lo] = 0.0
+        atom = off == 0.0  # never in bin 0: its values are below e[0]
+        np.minimum(off, MAX_OFFSET, out=off)
+        return j, off, atom, snapped
+
+
 def locate(edges: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(bin, offset, is-atom, how many were snapped) of finite values on ``edges``.
 
@@ -351,23 +407,7 @@ def locate(edges: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np
     as 0.10000000149; without the snap every such value would be a new value next to the
     reference's 0.1. A float64 value is never snapped unless it equals a float32 rounding exactly.
     """
-    k = edges.size
-    j = np.searchsorted(edges, v, side="right")
-    if k == 0:
-        return j, np.zeros(v.size), np.zeros(v.size, bool), 0
-    e32 = edges.astype(np.float32).astype(np.float64)
-    lo_i = np.maximum(j - 1, 0)
-    up_i = np.minimum(j, k - 1)
-    snap_up = (j < k) & (v == e32[up_i]) & (v != edges[up_i])
-    snap_lo = (j > 0) & (v == e32[lo_i]) & (v != edges[lo_i])
-    snapped = int(np.count_nonzero(snap_up) + np.count_nonzero(snap_lo))
-    if snapped:
-        j = np.where(snap_up, j + 1, j)
-    left = edges[np.maximum(j - 1, 0)]
-    off = np.where(j == 0, edges[0] - v, v - left)
-    atom = (j > 0) & ((off == 0) | snap_up | snap_lo)
-    off = np.where(atom, 0.0, np.minimum(off, MAX_OFFSET))
-    return j, off, atom, snapped
+    return _Locator(edges)(np.asarray(v, dtype=np.float64))
 
 
 # ---------------------------------------------------------------------------------------------

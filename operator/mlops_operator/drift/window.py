@@ -131,7 +131,12 @@ def window_delta(previous: Mapping[str, PodCursor] | None, current: Mapping[str,
         out.cursors[pod] = PodCursor(now.start_id, now.cursor)
         out.rows += max(int(now.rows), 0)
         for name, counts in now.features.items():
-            out.features[name] = _add(out.features.get(name), counts)
+            mine = out.features.get(name)
+            if mine is not None and mine.hist is not None and counts.hist is not None:
+                mine.hist.__iadd__(counts.hist)  # our own copy (made below for the first pod): in place
+                out.features[name] = CurrentData(hist=mine.hist, nulls=mine.hist.nulls)
+            else:
+                out.features[name] = _add(mine, counts)
     out.gone_pods = sorted(set(previous) - set(current))
     return out
 

@@ -60,6 +60,46 @@ def pod_reading(doc: Mapping[str, Any]) -> PodReading | None:
                       cursor=d.get("cursor"), since=d.get("since"))
 
 
+def pod_readings(docs: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, PodReading], list[str]]:
+    """The readings of many stats documents, and the instances whose server has no drift section.
+
+    Same as :func:`pod_reading` for each, but the histograms of one feature are converted from
+    JSON for all pods at once (one array per feature instead of one per pod: with 100 pods, the
+    conversion is most of a tick's work otherwise)."""
+    drift_docs = {inst: doc["drift"] for inst, doc in docs.items() if isinstance(doc.get("drift"), Mapping)}
+    old = [inst for inst in docs if inst not in drift_docs]
+    feats: dict[str, dict[str, CurrentData]] = {inst: {} for inst in drift_docs}
+    names: dict[str, None] = {}
+    for d in drift_docs.values():
+        names.update(dict.fromkeys(d.get("features") or {}))
+    for name in names:
+        have = [(inst, d["features"][name]) for inst, d in drift_docs.items() if name in (d.get("features") or {})]
+        if have and all("sums" in f for _, f in have):
+            try:
+                counts = np.array([f["counts"] for _, f in have], dtype=np.int64)
+                sums = np.array([f["sums"] for _, f in have], dtype=np.float64)
+                atoms = np.array([f.get("atoms") or [0] * (len(f["counts"]) - 1) for _, f in have], dtype=np.int64)
+                if counts.ndim != 2 or sums.shape != counts.shape or atoms.shape != (counts.shape[0],
+                                                                                       counts.shape[1] - 1):
+                    raise ValueError("ragged")
+            except (ValueError, TypeError):
+                pass  # pods on different edges (a rollout): one by one below
+            else:
+                for i, (inst, f) in enumerate(have):
+                    listing = "values" in f
+                    h = Histogram(counts[i], atoms[i], sums[i], int(f.get("nulls") or 0),
+                                  {float(v): int(c) for v, c in f.get("values") or []}, int(f.get("unlisted") or 0),
+                                  listing, int(f.get("snapped") or 0), None, str(f.get("edgesDigest") or ""))
+                    feats[inst][name] = CurrentData(hist=h, nulls=h.nulls)
+                continue
+        for inst, f in have:
+            feats[inst][name] = CurrentData.from_stats(f)
+    out = {inst: PodReading(start_id=str(docs[inst].get("startId")), features=feats[inst],
+                            rows=int(d.get("rows") or 0), cursor=d.get("cursor"), since=d.get("since"))
+           for inst, d in drift_docs.items()}
+    return out, old
+
+
 def feedback_delta(prev: Mapping[str, Any] | None, cur_doc: Mapping[str, Any], same_process: bool) -> dict[str, float]:
     cur = {k: float((cur_doc.get("feedback") or {}).get(k) or 0) for k in FEEDBACK_KEYS}
     if not same_process or prev is None or any(cur[k] < float(prev.get(k, 0)) for k in FEEDBACK_KEYS):
@@ -97,15 +137,8 @@ class ScrapeResult:
 def accumulate(window: Window, previous: Mapping[str, Any], docs: Mapping[str, Mapping[str, Any]]) -> ScrapeResult:
     """Add what arrived since the previous readings (`docs`: instance -> stats document)."""
     prev_cursors = {k: PodCursor(str(v.get("startId")), v.get("cursor")) for k, v in previous.items()}
-    readings: dict[str, PodReading] = {}
+    readings, old = pod_readings(docs)
     notes = []
-    old = []
-    for inst, doc in docs.items():
-        r = pod_reading(doc)
-        if r is None:
-            old.append(inst)
-        else:
-            readings[inst] = r
     delta = window_delta(prev_cursors, readings)
     features = dict(window.features)
     reset = []

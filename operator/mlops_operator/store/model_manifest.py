@@ -43,8 +43,7 @@ class ReferenceHistogram(_M):
 
     edges: list[float]
     counts: list[int] = Field(description="Values per bin: (-inf, e0), [e0, e1), ..., [e_last, inf).")
-    atoms: list[list[int]] = Field(default_factory=list,
-                                   description="[edge index, count] of the values equal to an edge (non-zero only).")
+    atoms: list[int] = Field(default_factory=list, description="Values equal to each edge.")
     sums: list[float] = Field(description="Per bin, the sum of the values' distances from the bin's finite edge.")
     edges_digest: str | None = None
 
