@@ -255,7 +255,8 @@ def table(res: dict[str, Any]) -> str:
         m = res["memory"]
         lines += ["", "| memory | bytes |", "|---|---|",
                   "| counters per numeric feature per pod (median / max) | "
-                  f"{m['counter_bytes_per_numeric_feature_median']:,.0f} / {m['counter_bytes_per_numeric_feature_max']:,} |",
+                  f"{m['counter_bytes_per_numeric_feature_median']:,.0f} / "
+                  f"{m['counter_bytes_per_numeric_feature_max']:,} |",
                   f"| the same with the {m['cursor_copies']} copies kept for cursors (max) | "
                   f"{m['pod_bytes_per_numeric_feature_with_cursor_copies_max']:,} |",
                   f"| one numeric feature in the stats document (JSON, median) | "
