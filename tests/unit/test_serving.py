@@ -823,6 +823,52 @@ def test_buffered_counts_are_counted_when_read(art):
     assert sum(mon.prediction.counts) == 7
 
 
+def test_a_reference_from_another_dataset_is_projected_onto_the_counting_edges(art, tmp_path):
+    """DriftMonitor spec.reference: another Dataset version's profile, its histograms on its own
+    edges; the server gives them projected onto the edges it counts on, so the window can be
+    judged on them (approximately: "binned", no bound)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlops_operator import drift
+    from mlops_operator.data.profile import Profiler
+    from mlops_operator.store.store import FileStore
+
+    other = retail.generate(2500, seed=99).to_pandas()
+    x = pipeline.prepare_frame(other, art.feats)
+    numeric = [c["name"] for c in art.feats if c["type"] == "numeric"]
+    table = pa.table({n: pa.array(x[n].to_numpy(float), from_pandas=True) for n in numeric})
+    pq.write_table(table, tmp_path / "data.parquet")
+    prof = Profiler([{"name": n, "type": "numeric", "role": "feature"} for n in numeric], None)
+    for b in table.to_batches():
+        prof.add(b)
+    (tmp_path / "profile.json").write_bytes(orjson.dumps(prof.finish(tmp_path / "data.parquet")))
+    store = FileStore(Path(art.store_uri.removeprefix("file://")))
+    digest, _ = store.put_version("datasets", "other", tmp_path / "data.parquet",
+                                  {"profile.json": tmp_path / "profile.json"})
+    with ServerThread(art.cfg()) as s, requests.Session() as h:
+        r = h.get(s.url + "/v2/models/retail/reference", params={"dataset": "other", "digest": digest}, timeout=30)
+        assert r.status_code == 200, r.text
+        cols = r.json()["reference"]["columns"]
+        frame = art.test.iloc[:400]
+        assert h.post(s.url + "/v2/models/retail/infer",
+                      data=orjson.dumps({"inputs": v2_inputs(frame, art.feats)})).status_code == 200
+        doc = h.get(s.url + "/v2/models/retail/stats").json()["drift"]
+    own = art.manifest.reference.columns["age"].histogram
+    assert cols["age"]["histogram"]["edges"] == own.edges and cols["age"]["histogram"]["projected"] is True
+    assert sum(cols["age"]["histogram"]["counts"]) == int(x["age"].notna().sum())
+    refs = drift.references_from_profile(cols)
+    res = drift.evaluate(refs, {k: drift.CurrentData.from_stats(v) for k, v in doc["features"].items()},
+                         min_samples=10)
+    for f in res.features:
+        if f.name in numeric:
+            assert f.status == "ok" and f.basis == "binned" and "projected" in f.message, f
+            exact = drift.compare({"v": x[f.name].to_numpy(float)}, {"v": frame[f.name].to_numpy(float)},
+                                  overrides={"v": f.method}).features[0]
+            if f.method == "wasserstein":
+                assert abs(f.score - exact.score) < 0.02, (f, exact)
+
+
 def test_reference_endpoint_gives_the_manifests_reference(http, srv, art):
     from mlops_operator.drift.engine import references_from_profile
     from mlops_operator.store.model_manifest import read_manifest

@@ -445,9 +445,11 @@ def _histogram_feature(name: str, ref: ReferenceData, rh: Histogram, cur: Histog
                     keys = np.append(keys, np.inf)
                     rc, cc = np.append(rc, rest_r), np.append(cc, rest_c)
                     score, basis = bucket_score(method, list(keys), rc, cc), "binned"
-    f = FeatureDrift(name, method, float(score), threshold, m.drifted(score, threshold), samples, "numeric", basis,
-                     message=note, lower=float(lower), upper=float(upper))
-    return f
+    if rh.projected:  # a reference from another dataset, counted approximately on these edges: no bound
+        basis, lower, upper = "binned", float("nan"), float("nan")
+        note = (note + "; " if note else "") + "reference projected onto the pods' edges (approximate)"
+    return FeatureDrift(name, method, float(score), threshold, m.drifted(score, threshold), samples, "numeric", basis,
+                        message=note, lower=float(lower), upper=float(upper))
 
 
 def evaluate_feature(name: str, ref: ReferenceData, cur: CurrentData | None, override: Any = None,

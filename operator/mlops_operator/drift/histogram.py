@@ -184,6 +184,7 @@ class Histogram:
     snapped: int = 0
     edges: np.ndarray | None = None
     digest: str = ""
+    projected: bool = False  # counted approximately from a histogram on other edges (see project)
     _loc: _Locator | None = field(default=None, repr=False, compare=False)
 
     @classmethod
@@ -327,6 +328,8 @@ class Histogram:
         if self.listing:
             d["values"] = [[float(key), int(c)] for key, c in self.values.items()]
             d["unlisted"] = int(self.unlisted)
+        if self.projected:
+            d["projected"] = True
         return d
 
     @classmethod
@@ -360,7 +363,7 @@ class Histogram:
             digest = edges_digest(edges)
         vals = {float(key): int(c) for key, c in d.get("values") or []}
         return cls(counts, atoms, sums, int(d.get("nulls") or 0), vals, int(d.get("unlisted") or 0), "values" in d,
-                   int(d.get("snapped") or 0), edges, digest)
+                   int(d.get("snapped") or 0), edges, digest, bool(d.get("projected")))
 
 
 class _Locator:
@@ -701,17 +704,69 @@ def cdf_below(h: Histogram, x: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         mu = np.where(inner > 0, h.sums / inner, 0.0)
     m = mu[j]
-    # bin 0: offsets e0 - v uniform on [0, 2mu]; values below x have offsets above e0 - x
-    t0 = e[0] - x
-    frac0 = 1.0 - np.clip(np.where(m > 0, t0 / (2 * m), 1.0), 0.0, 1.0)
-    # the top bin: offsets uniform on [0, 2mu]; inner bins: the widest uniform interval with mean mu
-    t = x - left
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # bin 0: offsets e0 - v uniform on [0, 2mu]; values below x have offsets above e0 - x
+        t0 = e[0] - x
+        frac0 = 1.0 - np.clip(np.where(m > 0, t0 / (2 * m), 1.0), 0.0, 1.0)
+        # the top bin: offsets uniform on [0, 2mu]; inner bins: the widest uniform interval with mean mu
+        t = x - left
+        w = np.where((j > 0) & (j < k), e[np.minimum(j, k - 1)] - left, 2 * m)
+        lo = np.where(m <= w / 2, 0.0, 2 * m - w)
+        span = np.where(m <= w / 2, 2 * m, 2 * (w - m))
+        frac = np.clip(np.where(span > 0, (t - lo) / span, (t > m).astype(np.float64)), 0.0, 1.0)
+    out += inner[j] * np.where(j == 0, frac0, frac)
+    return out
+
+
+def _value_sums_below(h: Histogram, x: np.ndarray) -> np.ndarray:
+    """The sum of the values strictly below each x: exact at the edges, the uniform model inside."""
+    e, k = h._edges(), h.k
+    x = np.asarray(x, dtype=np.float64)
+    j = np.searchsorted(e, x, side="right")
+    anchor = np.concatenate([e[:1], e])
+    value_sums = np.where(np.arange(k + 1) == 0, h.counts * anchor - h.sums, h.counts * anchor + h.sums)
+    before = np.concatenate([[0.0], np.cumsum(value_sums)[:-1]])
+    out = before[j].copy()
+    atoms = np.concatenate([[0.0], h.atoms.astype(np.float64)])
+    left = anchor[j]
+    out += np.where((j > 0) & (x > left), atoms[j] * left, 0.0)
+    inner = _inner(h).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = np.where(inner > 0, h.sums / inner, 0.0)
+    m = mu[j]
+    # bin 0: offsets below e0 uniform on [0, 2mu]; those below x have offsets in (e0 - x, 2mu]
+    t0 = np.clip(e[0] - x, 0.0, 2 * m)
+    frac0 = np.where(m > 0, 1.0 - t0 / np.where(m > 0, 2 * m, 1.0), 0.0)
+    part0 = inner[j] * frac0 * (e[0] - (t0 + 2 * m) / 2)
     w = np.where((j > 0) & (j < k), e[np.minimum(j, k - 1)] - left, 2 * m)
     lo = np.where(m <= w / 2, 0.0, 2 * m - w)
     span = np.where(m <= w / 2, 2 * m, 2 * (w - m))
-    frac = np.clip(np.where(span > 0, (t - lo) / span, (t > m).astype(np.float64)), 0.0, 1.0)
-    out += inner[j] * np.where(j == 0, frac0, frac)
-    return out
+    t = np.clip(x - left, lo, lo + span)
+    frac = np.where(span > 0, (t - lo) / np.where(span > 0, span, 1.0), (x - left > m).astype(np.float64))
+    part = inner[j] * frac * (left + (lo + t) / 2)
+    return out + np.where(j == 0, part0, part)
+
+
+def project(h: Histogram, edges: Any) -> Histogram:
+    """``h`` counted approximately on other edges: the counts and sums between the new edges as
+    the uniform model of each bin puts them, atoms where a new edge is an old one. What a
+    reference from another dataset (DriftMonitor spec.reference) becomes on the edges the pods
+    count on; statistics on it are approximate ("binned"), without a bound."""
+    f = np.asarray(edges, dtype=np.float64)
+    n = h.count
+    below = np.rint(cdf_below(h, f)) if f.size else np.zeros(0)
+    cum = np.concatenate([[0.0], np.maximum.accumulate(np.clip(below, 0, n)), [float(n)]])
+    counts = np.diff(cum).astype(np.int64)
+    vals = np.concatenate([[0.0], _value_sums_below(h, f) if f.size else np.zeros(0),
+                           [float(_value_sums_below(h, np.array([np.inf]))[0])]])
+    value_sums = np.diff(vals)
+    anchor = np.concatenate([f[:1], f])
+    sums = np.where(np.arange(f.size + 1) == 0, counts * anchor - value_sums, value_sums - counts * anchor)
+    sums = np.where(counts > 0, np.maximum(sums, 0.0), 0.0)
+    old = {float(v): int(c) for v, c in zip(h._edges(), h.atoms) if c}
+    atoms = np.array([old.get(float(v), 0) for v in f], dtype=np.int64)
+    atoms = np.minimum(atoms, counts[1:])
+    return Histogram(counts, atoms, sums, h.nulls, edges=f, digest=edges_digest(f), projected=True)
 
 
 def sturges_counts(ref: Histogram, cur: Histogram) -> tuple[np.ndarray, np.ndarray]:
@@ -732,5 +787,6 @@ def sturges_counts(ref: Histogram, cur: Histogram) -> tuple[np.ndarray, np.ndarr
 
 
 __all__ = ["EDGES", "EXACT_VALUES", "TABLE_SIZE", "Bounded", "Histogram", "cdf_below", "complete", "distinct_values",
-           "edges_digest", "ks_pvalue", "ks_statistic", "lists_values", "locate", "reference_edges", "sturges_counts",
+           "edges_digest", "ks_pvalue", "ks_statistic", "lists_values", "locate", "project", "reference_edges",
+           "sturges_counts",
            "value_counts", "wasserstein"]

@@ -292,7 +292,9 @@ class ModelServer:
             # another Dataset version as the reference (DriftMonitor spec.reference): its
             # profile from the store, on this model's features
             try:
-                ref = _reference_from_store(self.cfg.store_uri, self.model.manifest, q.get("dataset"), q.get("digest"))
+                counting = {n: h._edges() for n, h in zip(self.monitor.numeric.features, self.monitor.numeric.hists)}
+                ref = _reference_from_store(self.cfg.store_uri, self.model.manifest, q.get("dataset"), q.get("digest"),
+                                            counting)
             except ValueError as e:
                 return _error(404, str(e))
         if ref is None:
@@ -427,8 +429,11 @@ class Router:
         raise ServingError(404, f"no route for {method} {path}")
 
 
-def _reference_from_store(store_uri: str, manifest: Any, dataset: str | None, digest: str | None) -> Any:
-    """The Reference of a Dataset version's profile.json, for the model's input features."""
+def _reference_from_store(store_uri: str, manifest: Any, dataset: str | None, digest: str | None,
+                          counting: dict[str, Any] | None = None) -> Any:
+    """The Reference of a Dataset version's profile.json, for the model's input features; a
+    numeric feature's histogram projected onto the edges this server counts on (`counting`) when
+    they differ (drift/histogram.project: approximate, marked `projected`)."""
     import json as _json_mod
     import re
 
@@ -446,4 +451,13 @@ def _reference_from_store(store_uri: str, manifest: Any, dataset: str | None, di
     except (StoreError, OSError, ValueError) as e:
         raise ValueError(f"no profile of dataset {dataset}@{digest[:12]} in the store: {e}") from e
     feats = [{"name": f.name, "type": f.type} for f in manifest.inputs]
-    return reference_of(profile, feats, None, manifest.target, dataset, digest)
+    ref = reference_of(profile, feats, None, manifest.target, dataset, digest)
+    for name, col in ref.columns.items():
+        edges = (counting or {}).get(name)
+        if col.histogram is None or edges is None or list(col.histogram.edges) == edges.tolist():
+            continue
+        from mlops_operator.drift.histogram import Histogram, project
+
+        h = project(Histogram.from_json(col.histogram.model_dump(by_alias=True)), edges)
+        ref.columns[name] = col.model_copy(update={"histogram": col.histogram.model_validate(h.to_json(edges=True))})
+    return ref

@@ -46,6 +46,8 @@ class ReferenceHistogram(_M):
     atoms: list[int] = Field(default_factory=list, description="Values equal to each edge.")
     sums: list[float] = Field(description="Per bin, the sum of the values' distances from the bin's finite edge.")
     edges_digest: str | None = None
+    projected: bool = Field(False, description="Counted approximately from a histogram on other edges (a "
+                                               "reference from another dataset, on the edges the pods count on).")
 
 
 class ReferenceColumn(_M):
