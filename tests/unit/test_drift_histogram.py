@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import orjson
 import pytest
 import scipy.stats as st
 from hypothesis import given, settings
@@ -161,3 +162,27 @@ def test_huge_values_never_overflow_the_sums():
     h = Histogram.of(e, [1e308, -1e308, 1e300, np.inf, np.nan])
     assert np.all(np.isfinite(h.sums)) and h.nulls == 2 and h.count == 3
     assert math.isfinite(H.wasserstein(h, Histogram.of(e, [0.0, 1.0])).upper)
+
+
+def test_pack_and_unpack_many_histograms():
+    g = np.random.default_rng(5)
+    e1 = H.reference_edges(np.sort(g.normal(size=2000)))
+    e2 = np.array([1.0, 2.0, 5.0])
+    hs = {"a": Histogram.of(e1, np.r_[g.normal(size=300), np.nan]),
+          "b": Histogram.of(e2, [1.0, 2.0, 7.5, 0.5], listing=True),
+          "c": Histogram.of(e2, np.array([1.0, 2.0], dtype=np.float32).astype(float) + 0)}
+    hs["a"].counts[3] += 2 ** 31  # a count beyond int32: packed as int64
+    doc = H.pack(hs)
+    assert doc["ints"] == "i8"
+    back = H.unpack(orjson.loads(orjson.dumps(doc)))
+    for k, h in hs.items():
+        b = back[k]
+        assert b.digest == h.digest and b.counts.tolist() == h.counts.tolist() and b.atoms.tolist() == h.atoms.tolist()
+        assert b.sums.tolist() == h.sums.tolist() and b.nulls == h.nulls and b.values == h.values
+        assert b.listing == h.listing and b.on(h.edges).count == h.count
+    assert H.pack({"b": hs["b"]})["ints"] == "i4"
+    for bad in ({**doc, "data": doc["data"][:-8]}, {**doc, "bins": doc["bins"][:1]}, {**doc, "data": "!!"},
+                {k: v for k, v in doc.items() if k != "nulls"}):
+        with pytest.raises(ValueError):
+            H.unpack(bad)
+    assert H.unpack(H.pack({})) == {}

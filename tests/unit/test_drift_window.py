@@ -214,3 +214,15 @@ def test_state_per_pod_stays_small():
     p.serve(np.random.default_rng(2), 500)
     res = accumulate(Window(0.0), {}, {"a": p.stats(None)})
     assert len(orjson.dumps(res.pods["a"])) < 300
+
+
+def test_a_malformed_or_older_stats_document_is_noted_not_counted():
+    p = Pod("a-0")
+    p.serve(np.random.default_rng(3), 20)
+    good = p.stats(None)
+    broken = {**good, "drift": {**good["drift"], "histograms": {**good["drift"]["histograms"], "data": "AAAA"}}}
+    older = {"startId": "o-0", "features": {}}
+    res = accumulate(Window(0.0), {}, {"a": broken, "o": older})
+    assert res.window.rows == 0 and res.window.features == {}
+    assert any("a: malformed drift counters" in n for n in res.notes)
+    assert any("o: no drift counters" in n for n in res.notes)

@@ -24,6 +24,8 @@ import pytest
 import requests
 
 from mlops_operator.data import retail
+from mlops_operator.drift.histogram import unpack
+from mlops_operator.monitoring.windows import pod_reading
 from mlops_operator.serving import config as serve_config
 from mlops_operator.serving.app import ModelServer
 from mlops_operator.serving.model import ModelLoadError, load
@@ -647,9 +649,12 @@ def test_feature_counts_equal_what_was_sent(art):
     # the drift section (no cursor asked for: cumulative): every numeric histogram counts what
     # was sent on the reference histogram's edges, independently recounted here
     assert stats["drift"]["cursor"] is None and stats["drift"]["since"] is None and stats["drift"]["rows"] == 300
+    hists = unpack(stats["drift"]["histograms"])
+    assert sorted(hists) == sorted(c["name"] for c in art.feats if c["type"] == "numeric")
     for c in art.feats:
-        got = stats["drift"]["features"][c["name"]]
         if c["type"] == "numeric":
+            h = hists[c["name"]]
+            got = {"counts": h.counts.tolist(), "atoms": h.atoms.tolist(), "sums": h.sums.tolist(), "nulls": h.nulls}
             edges = np.asarray(art.manifest.reference.columns[c["name"]].histogram.edges)
             a = frame[c["name"]].to_numpy(dtype=np.float64)
             ok = a[~np.isnan(a)]
@@ -662,6 +667,7 @@ def test_feature_counts_equal_what_was_sent(art):
             np.testing.assert_allclose(got["sums"], want_sums, rtol=1e-9, atol=1e-9)
             assert got["nulls"] == int(np.isnan(a).sum())
         else:
+            got = stats["drift"]["features"][c["name"]]
             assert got == {**stats["features"][c["name"]], "type": got["type"]}, c["name"]
     # the same counts in Prometheus
     assert metric(metrics, "mlops_serving_requests_total", endpoint="infer", code="200") == 5
@@ -705,8 +711,8 @@ def test_drift_counters_through_a_cursor(art):
         send(frame.iloc[30:70])
         second = read(d["cursor"])["drift"]
         assert second["since"] == d["cursor"] and second["rows"] == 40
-        age = second["features"]["age"]
-        assert sum(age["counts"]) + age["nulls"] == 40
+        age = unpack(second["histograms"])["age"]
+        assert age.count + age.nulls == 40
         # the same cursor again (a monitor that read and did not save): the same span and more
         send(frame.iloc[70:90])
         again = read(d["cursor"])["drift"]
@@ -741,11 +747,12 @@ def test_a_model_without_reference_histograms_is_counted_on_its_decile_edges(tmp
     mon.observe(x, cats, {"label": np.zeros(n, np.int64), "probabilities": np.full((n, 2), 0.5, np.float32)})
     doc = mon.drift_doc("s", "")
     refs = drift.references_from_profile(manifest.reference.model_dump(by_alias=True)["columns"])
-    cur = {k: drift.CurrentData.from_stats(v) for k, v in doc["features"].items()}
-    res = drift.evaluate(refs, cur, min_samples=10)
+    reading = pod_reading({"startId": "s", "drift": orjson.loads(orjson.dumps(doc))})
+    assert reading is not None
+    res = drift.evaluate(refs, reading.all_features(), min_samples=10)
     by = {f.name: f for f in res.features}
     assert by["age"].status == "ok" and by["age"].basis == "binned" and not by["age"].drifted
-    assert mon.features_doc()["age"]["counts"] == doc["features"]["age"]["counts"]
+    assert mon.features_doc()["age"]["counts"] == unpack(doc["histograms"])["age"].counts.tolist()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -858,8 +865,9 @@ def test_a_reference_from_another_dataset_is_projected_onto_the_counting_edges(a
     assert cols["age"]["histogram"]["edges"] == own.edges and cols["age"]["histogram"]["projected"] is True
     assert sum(cols["age"]["histogram"]["counts"]) == int(x["age"].notna().sum())
     refs = drift.references_from_profile(cols)
-    res = drift.evaluate(refs, {k: drift.CurrentData.from_stats(v) for k, v in doc["features"].items()},
-                         min_samples=10)
+    reading = pod_reading({"startId": "s", "drift": doc})
+    assert reading is not None
+    res = drift.evaluate(refs, reading.all_features(), min_samples=10)
     for f in res.features:
         if f.name in numeric:
             assert f.status == "ok" and f.basis == "binned" and "projected" in f.message, f

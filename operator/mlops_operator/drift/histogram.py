@@ -41,6 +41,7 @@ estimate and a guaranteed interval ``[lower, upper]`` around the true (raw-data)
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 from collections.abc import Mapping
@@ -232,11 +233,17 @@ class Histogram:
         if not ok.all():
             self.nulls += int(v.size - np.count_nonzero(ok))
             v = v[ok]
-            if v.size == 0:
-                return
+        self.count_finite(v)
+
+    def count_finite(self, v: np.ndarray, snap: bool = True, clip: bool = True) -> None:
+        """Count finite float64 values (the caller has taken the nulls out). ``snap=False``: none
+        of them is a float32 rounding (the model server checks a whole batch at once);
+        ``clip=False``: none is beyond float32's range either, so offsets need no clipping."""
+        if v.size == 0:
+            return
         if self._loc is None:
             self._loc = _Locator(self._edges())
-        j, off, atom, snapped = self._loc(v)
+        j, off, atom, snapped = self._loc(v, snap, clip)
         self.snapped += snapped
         k = self.k
         self.counts += np.bincount(j, minlength=k + 1)
@@ -383,13 +390,14 @@ class _Locator:
         self.snap_right = np.concatenate([other, nan])  # at bin j: the rounding of e[j]
         self.any_snap = bool(np.isfinite(other).any())
 
-    def __call__(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    def __call__(self, v: np.ndarray, snap: bool = True,
+                 clip: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         if self.edges.size == 0:
             return np.zeros(v.size, np.intp), np.zeros(v.size), np.zeros(v.size, bool), 0
         j = np.searchsorted(self.edges, v, side="right")
         off = np.abs(v - self.left[j])  # bin 0: e[0] - v; bin j: v - e[j-1]
         snapped = 0
-        if self.any_snap:
+        if snap and self.any_snap:
             up = v == self.snap_right[j]  # NaN (no rounding to match) compares False
             lo = v == self.snap_left[j]
             n_up, n_lo = int(np.count_nonzero(up)), int(np.count_nonzero(lo))
@@ -398,8 +406,107 @@ class _Locator:
                 j = j + up
                 off[up | lo] = 0.0
         atom = off == 0.0  # never in bin 0: its values are below e[0]
-        np.minimum(off, MAX_OFFSET, out=off)
+        if clip:
+            np.minimum(off, MAX_OFFSET, out=off)
         return j, off, atom, snapped
+
+
+def pack(hists: Mapping[str, Histogram]) -> dict[str, Any]:
+    """Several histograms in one JSON object (a serving pod's drift counters): their metadata as
+    lists, their arrays as one base64 string of little-endian numbers: all the counts, then all
+    the atoms (int32, or int64 when a count needs it: ``"ints"``), then all the sums (float64).
+    Reading a hundred pods' documents is then a hundred strings to decode, not a hundred
+    thousand JSON numbers to parse (stdlib json: 40 ms)."""
+    hs = list(hists.values())
+    counts = np.concatenate([h.counts for h in hs]) if hs else np.zeros(0, np.int64)
+    atoms = np.concatenate([h.atoms for h in hs]) if hs else np.zeros(0, np.int64)
+    sums = np.concatenate([h.sums for h in hs]) if hs else np.zeros(0)
+    wide = bool(counts.size) and int(counts.max(initial=0)) >= 2 ** 31
+    ints = "<i8" if wide else "<i4"
+    raw = b"".join([counts.astype(ints).tobytes(), atoms.astype(ints).tobytes(), sums.astype("<f8").tobytes()])
+    doc: dict[str, Any] = {"features": list(hists), "edgesDigests": [h.digest for h in hs],
+                           "bins": [h.k + 1 for h in hs], "nulls": [int(h.nulls) for h in hs],
+                           "ints": "i8" if wide else "i4", "data": base64.b64encode(raw).decode("ascii")}
+    if any(h.snapped for h in hs):
+        doc["snapped"] = [int(h.snapped) for h in hs]
+    listed = {n: {"values": [[float(v), int(c)] for v, c in h.values.items()], "unlisted": int(h.unlisted)}
+              for n, h in hists.items() if h.listing}
+    if listed:
+        doc["listed"] = listed
+    return doc
+
+
+@dataclass(frozen=True)
+class Packed:
+    """The histograms of one :func:`pack` document, decoded but not yet split per feature: the
+    pods of one model version share a layout, and their arrays add as a whole (:meth:`total`)."""
+
+    layout: tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]  # names, edge digests, bins
+    ints: np.ndarray     # int64: every histogram's counts, then every histogram's atoms
+    sums: np.ndarray     # float64: every histogram's sums
+    nulls: np.ndarray    # per histogram
+    snapped: np.ndarray  # per histogram
+    listed: Mapping[str, Mapping[str, Any]]  # name -> {"values": [[v, c], ...], "unlisted": n}
+
+    @classmethod
+    def decode(cls, doc: Mapping[str, Any]) -> Packed:
+        """From :func:`pack`'s document; ValueError when it is malformed."""
+        try:
+            names, digests = tuple(str(n) for n in doc["features"]), tuple(str(d) for d in doc["edgesDigests"])
+            bins = tuple(int(b) for b in doc["bins"])
+            nulls = np.asarray(doc["nulls"], dtype=np.int64)
+            snapped = np.asarray(doc.get("snapped") or [0] * len(names), dtype=np.int64)
+            width = {"i4": 4, "i8": 8}[doc.get("ints", "i8")]
+            raw = base64.b64decode(doc["data"])
+            listed = dict(doc.get("listed") or {})
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"malformed histograms: {e}") from e
+        if not len(names) == len(digests) == len(bins) == nulls.size == snapped.size or min(bins, default=1) < 1:
+            raise ValueError("malformed histograms: lists of different lengths")
+        n_ints = 2 * sum(bins) - len(bins)
+        if len(raw) != width * n_ints + 8 * sum(bins):
+            raise ValueError("malformed histograms: the data does not match the bins")
+        ints = np.frombuffer(raw, dtype=f"<i{width}", count=n_ints).astype(np.int64)
+        sums = np.frombuffer(raw, dtype="<f8", offset=width * n_ints)
+        return cls((names, digests, bins), ints, sums, nulls, snapped, listed)
+
+    @classmethod
+    def total(cls, parts: list[Packed]) -> Packed:
+        """The sum of several pods' histograms of one layout."""
+        first = parts[0]
+        if len(parts) == 1:
+            return first
+        if any(p.layout != first.layout for p in parts[1:]):
+            raise ValueError("cannot add histograms of different layouts")
+        listed: dict[str, dict[str, Any]] = {}
+        for p in parts:
+            for name, lst in p.listed.items():
+                acc = listed.setdefault(name, {"values": {}, "unlisted": 0})
+                for v, c in lst["values"]:
+                    acc["values"][float(v)] = acc["values"].get(float(v), 0) + int(c)
+                acc["unlisted"] += int(lst["unlisted"])
+        merged = {n: {"values": [[v, c] for v, c in a["values"].items()], "unlisted": a["unlisted"]}
+                  for n, a in listed.items()}
+        return cls(first.layout, np.sum([p.ints for p in parts], axis=0), np.sum([p.sums for p in parts], axis=0),
+                   np.sum([p.nulls for p in parts], axis=0), np.sum([p.snapped for p in parts], axis=0), merged)
+
+    def histograms(self) -> dict[str, Histogram]:
+        names, digests, bins = self.layout
+        out = {}
+        oc, oa = 0, sum(bins)
+        for i, (name, digest, b) in enumerate(zip(names, digests, bins)):
+            lst = self.listed.get(name)
+            vals = {float(v): int(c) for v, c in lst["values"]} if lst else {}
+            out[name] = Histogram(self.ints[oc:oc + b], self.ints[oa:oa + b - 1], self.sums[oc:oc + b],
+                                  int(self.nulls[i]), vals, int(lst["unlisted"]) if lst else 0, lst is not None,
+                                  int(self.snapped[i]), None, digest)
+            oc, oa = oc + b, oa + b - 1
+        return out
+
+
+def unpack(doc: Mapping[str, Any]) -> dict[str, Histogram]:
+    """The histograms of :func:`pack`. Raises ValueError on a malformed document."""
+    return Packed.decode(doc).histograms()
 
 
 def locate(edges: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -787,6 +894,6 @@ def sturges_counts(ref: Histogram, cur: Histogram) -> tuple[np.ndarray, np.ndarr
 
 
 __all__ = ["EDGES", "EXACT_VALUES", "TABLE_SIZE", "Bounded", "Histogram", "cdf_below", "complete", "distinct_values",
-           "edges_digest", "ks_pvalue", "ks_statistic", "lists_values", "locate", "project", "reference_edges",
-           "sturges_counts",
+           "edges_digest", "ks_pvalue", "ks_statistic", "lists_values", "locate", "pack", "Packed", "project",
+           "reference_edges", "sturges_counts", "unpack",
            "value_counts", "wasserstein"]

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import numpy as np
 
 from ..drift.engine import CurrentData
-from ..drift.histogram import Histogram
+from ..drift.histogram import Histogram, Packed
 from ..drift.window import PodCursor, PodReading, add_counts, window_delta
 
 FEEDBACK_KEYS = ("count", "correct", "sumAbsError", "sumSquaredError")
@@ -51,53 +51,33 @@ def current_from_json(d: Mapping[str, Any]) -> CurrentData:
 
 
 def pod_reading(doc: Mapping[str, Any]) -> PodReading | None:
-    """The reading in a stats document, or None when the server has no drift section (older)."""
+    """The reading in a stats document, or None when the server has no drift section (older).
+    Raises ValueError on a malformed one."""
     d = doc.get("drift")
     if not isinstance(d, Mapping):
         return None
     feats = {name: CurrentData.from_stats(f) for name, f in (d.get("features") or {}).items()}
+    packed = Packed.decode(d["histograms"]) if d.get("histograms") is not None else None
     return PodReading(start_id=str(doc.get("startId")), features=feats, rows=int(d.get("rows") or 0),
-                      cursor=d.get("cursor"), since=d.get("since"))
+                      cursor=d.get("cursor"), since=d.get("since"), packed=packed)
 
 
-def pod_readings(docs: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, PodReading], list[str]]:
-    """The readings of many stats documents, and the instances whose server has no drift section.
-
-    Same as :func:`pod_reading` for each, but the histograms of one feature are converted from
-    JSON for all pods at once (one array per feature instead of one per pod: with 100 pods, the
-    conversion is most of a tick's work otherwise)."""
-    drift_docs = {inst: doc["drift"] for inst, doc in docs.items() if isinstance(doc.get("drift"), Mapping)}
-    old = [inst for inst in docs if inst not in drift_docs]
-    feats: dict[str, dict[str, CurrentData]] = {inst: {} for inst in drift_docs}
-    names: dict[str, None] = {}
-    for d in drift_docs.values():
-        names.update(dict.fromkeys(d.get("features") or {}))
-    for name in names:
-        have = [(inst, d["features"][name]) for inst, d in drift_docs.items() if name in (d.get("features") or {})]
-        if have and all("sums" in f for _, f in have):
-            try:
-                counts = np.array([f["counts"] for _, f in have], dtype=np.int64)
-                sums = np.array([f["sums"] for _, f in have], dtype=np.float64)
-                atoms = np.array([f.get("atoms") or [0] * (len(f["counts"]) - 1) for _, f in have], dtype=np.int64)
-                if counts.ndim != 2 or sums.shape != counts.shape or atoms.shape != (counts.shape[0],
-                                                                                       counts.shape[1] - 1):
-                    raise ValueError("ragged")
-            except (ValueError, TypeError):
-                pass  # pods on different edges (a rollout): one by one below
-            else:
-                for i, (inst, f) in enumerate(have):
-                    listing = "values" in f
-                    h = Histogram(counts[i], atoms[i], sums[i], int(f.get("nulls") or 0),
-                                  {float(v): int(c) for v, c in f.get("values") or []}, int(f.get("unlisted") or 0),
-                                  listing, int(f.get("snapped") or 0), None, str(f.get("edgesDigest") or ""))
-                    feats[inst][name] = CurrentData(hist=h, nulls=h.nulls)
-                continue
-        for inst, f in have:
-            feats[inst][name] = CurrentData.from_stats(f)
-    out = {inst: PodReading(start_id=str(docs[inst].get("startId")), features=feats[inst],
-                            rows=int(d.get("rows") or 0), cursor=d.get("cursor"), since=d.get("since"))
-           for inst, d in drift_docs.items()}
-    return out, old
+def pod_readings(docs: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, PodReading], dict[str, str]]:
+    """The readings of many stats documents, and why some could not be read (instance -> reason:
+    an older server without a drift section, or a malformed one)."""
+    out: dict[str, PodReading] = {}
+    bad: dict[str, str] = {}
+    for inst, doc in docs.items():
+        try:
+            r = pod_reading(doc)
+        except (ValueError, TypeError, KeyError) as e:
+            bad[inst] = f"malformed drift counters ({str(e)[:80]})"
+            continue
+        if r is None:
+            bad[inst] = "no drift counters (an older server)"
+        else:
+            out[inst] = r
+    return out, bad
 
 
 def feedback_delta(prev: Mapping[str, Any] | None, cur_doc: Mapping[str, Any], same_process: bool) -> dict[str, float]:
@@ -137,8 +117,8 @@ class ScrapeResult:
 def accumulate(window: Window, previous: Mapping[str, Any], docs: Mapping[str, Mapping[str, Any]]) -> ScrapeResult:
     """Add what arrived since the previous readings (`docs`: instance -> stats document)."""
     prev_cursors = {k: PodCursor(str(v.get("startId")), v.get("cursor")) for k, v in previous.items()}
-    readings, old = pod_readings(docs)
-    notes = []
+    readings, unreadable = pod_readings(docs)
+    notes = [f"{inst}: {why}" for inst, why in unreadable.items()]
     delta = window_delta(prev_cursors, readings)
     features = dict(window.features)
     reset = []
@@ -161,8 +141,6 @@ def accumulate(window: Window, previous: Mapping[str, Any], docs: Mapping[str, M
         notes.append(f"gone: {', '.join(delta.gone_pods)}")
     if delta.lost_pods:
         notes.append(f"not counted this time (cursor lost): {', '.join(delta.lost_pods)}")
-    if old:
-        notes.append(f"no drift counters (an older server): {', '.join(old)}")
     if reset:
         notes.append(f"counted anew (other buckets than the window's): {', '.join(reset)}")
     pods = {}

@@ -45,12 +45,13 @@ given, if it still keeps it (`"since"` is then that cursor), else since the proc
         "device": {"type": "categorical", "categories": ["mobile", ...], "counts": [...],
                    "other": 4, "nulls": 0}, ...},
      "drift": {"cursor": "<startId>.<n>", "since": "<the cursor given>" or null, "rows": 1200,
-               "features": {
-                  "age": {"type": "numeric", "edgesDigest": "<16 hex>", "counts": [k + 1],
-                          "atoms": [[edge index, count], ...], "sums": [k + 1], "nulls": 3,
-                          # a reference with <= 20 distinct values: "values": [[v, count], ...], "unlisted": 0
-                          },
-                  "is_member": {... as in features ...}, "device": {...}}},
+               # the numeric features' histograms (drift/histogram.pack): metadata, and their
+               # counts, atoms and sums as one base64 string of little-endian numbers
+               "histograms": {"features": ["age", ...], "edgesDigests": ["<16 hex>", ...],
+                              "bins": [k + 1, ...], "nulls": [3, ...], "ints": "i4", "data": "<base64>",
+                              # a reference with <= 20 distinct values: the other values seen
+                              "listed": {"n_children": {"values": [[v, count], ...], "unlisted": 0}}},
+               "features": {"is_member": {... as in features ...}, "device": {...}}},
      "prediction": {"type": "score", "positiveClass": "1", "binEdges": [0.1, ..., 0.9],
                     "counts": [10 counts], "count": 35000, "sum": 8123.4},
                    # multiclass: {"type": "class", "classes": [...], "counts": [...], ...}

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from mlops_operator.drift.histogram import Histogram, lists_values
+from mlops_operator.drift.histogram import Histogram, lists_values, pack
 from mlops_operator.store.model_manifest import ReferenceColumn
 
 from .model import LoadedModel
@@ -140,11 +140,20 @@ class NumericCounts:
             self.coarse.append((coarse, _fine_to_coarse(edges, np.asarray(coarse, dtype=np.float64))))
 
     def observe(self, x: np.ndarray) -> None:
-        """x: float64 [F, N], NaN for nulls."""
-        if x.shape[1] == 0:
+        """x: float64 [F, N], NaN for nulls (numbers beyond float32's range were refused)."""
+        if x.shape[1] == 0 or not self.hists:
             return
-        for h, row in zip(self.hists, x):
-            h.add(row)
+        bad = ~np.isfinite(x)
+        nulls = bad.sum(axis=1) if bad.any() else None
+        # a value can only be some edge's float32 rounding if it is float32-exact: a batch of
+        # decimal JSON numbers has few, of floats sent as float32 (Triton's binary tensors) all
+        with np.errstate(over="ignore", invalid="ignore"):
+            exact32 = (x == x.astype(np.float32)).any(axis=1)
+        for i, (h, row) in enumerate(zip(self.hists, x)):
+            if nulls is not None and nulls[i]:
+                h.nulls += int(nulls[i])
+                row = row[~bad[i]]
+            h.count_finite(row, snap=bool(exact32[i]), clip=False)
 
     def feature(self, i: int) -> dict[str, Any]:
         """The decile counts (cumulative) of the `features` section and Prometheus."""
@@ -159,11 +168,10 @@ class NumericCounts:
         return {"type": self.types[i], "binEdges": list(edges), "counts": c, "nulls": h.nulls}
 
     def drift(self, i: int, h: Histogram) -> dict[str, Any]:
-        """One feature of the drift section: the histogram, or a boolean's false/true counts."""
-        if self.labels[i] is not None:  # edges [0, 1]: below 1 is false (as the reference counts), 1 true
-            return {"type": "boolean", "categories": self.labels[i],
-                    "counts": [int(h.counts[0] + h.counts[1]), int(h.counts[2])], "other": 0, "nulls": h.nulls}
-        return {"type": self.types[i], **h.to_json()}
+        """A boolean feature in the drift section: its false/true counts."""
+        labels = self.labels[i] or ["false", "true"]  # edges [0, 1]: below 1 is false (as the reference counts)
+        return {"type": "boolean", "categories": labels, "counts": [int(h.counts[0] + h.counts[1]), int(h.counts[2])],
+                "other": 0, "nulls": h.nulls}
 
 
 def _fine_to_coarse(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray | None:
@@ -345,14 +353,18 @@ class Monitor:
                 self.readings.popitem(last=False)
             new_cursor = f"{start_id}.{self.cursor_seq}"
         feats: dict[str, Any] = {}
+        hists: dict[str, Histogram] = {}
         for i, name in enumerate(self.numeric.features):
             h = now.hists[i]
             if base is not None:
                 h = h.minus(base.hists[i]) or h  # never None within one process: counters only grow
-            feats[name] = self.numeric.drift(i, h)
+            if self.numeric.labels[i] is not None:
+                feats[name] = self.numeric.drift(i, h)
+            else:
+                hists[name] = h
         for j, c in enumerate(self.categorical):
             counts = now.cats[j] - (base.cats[j] if base is not None else 0)
             feats[c.name] = {"type": "categorical", "categories": list(c.categories), "counts": counts[:-2].tolist(),
                              "other": int(counts[-2]), "nulls": int(counts[-1])}
         return {"cursor": new_cursor, "since": since, "rows": now.rows - (base.rows if base is not None else 0),
-                "features": feats}
+                "histograms": pack(hists), "features": feats}
