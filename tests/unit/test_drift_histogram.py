@@ -186,3 +186,18 @@ def test_pack_and_unpack_many_histograms():
         with pytest.raises(ValueError):
             H.unpack(bad)
     assert H.unpack(H.pack({})) == {}
+
+
+def test_a_packed_document_cannot_inflate_beyond_its_layout():
+    import base64
+    import zlib
+
+    doc = H.pack({"a": Histogram.of([0.0, 1.0], [0.5])})
+    bomb = base64.b64encode(zlib.compress(b"\0" * (64 << 20))).decode()
+    with pytest.raises(ValueError, match="does not match"):
+        H.unpack({**doc, "data": bomb})
+    with pytest.raises(ValueError, match="compression"):
+        H.unpack({**doc, "compression": "lz4"})
+    plain = {k: v for k, v in doc.items() if k != "compression"}
+    plain["data"] = base64.b64encode(zlib.decompress(base64.b64decode(doc["data"]))).decode()
+    assert H.unpack(plain)["a"].counts.tolist() == [0, 1, 0]  # uncompressed is read too

@@ -44,6 +44,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -413,8 +414,9 @@ class _Locator:
 
 def pack(hists: Mapping[str, Histogram]) -> dict[str, Any]:
     """Several histograms in one JSON object (a serving pod's drift counters): their metadata as
-    lists, their arrays as one base64 string of little-endian numbers: all the counts, then all
-    the atoms (int32, or int64 when a count needs it: ``"ints"``), then all the sums (float64).
+    lists, their arrays as one string: little-endian numbers, all the counts, then all the atoms
+    (int32, or int64 when a count needs it: ``"ints"``), then all the sums (float64), deflated
+    (zlib; atoms and counts are mostly small or zero: about 4x smaller) and base64-encoded.
     Reading a hundred pods' documents is then a hundred strings to decode, not a hundred
     thousand JSON numbers to parse (stdlib json: 40 ms)."""
     hs = list(hists.values())
@@ -426,7 +428,8 @@ def pack(hists: Mapping[str, Histogram]) -> dict[str, Any]:
     raw = b"".join([counts.astype(ints).tobytes(), atoms.astype(ints).tobytes(), sums.astype("<f8").tobytes()])
     doc: dict[str, Any] = {"features": list(hists), "edgesDigests": [h.digest for h in hs],
                            "bins": [h.k + 1 for h in hs], "nulls": [int(h.nulls) for h in hs],
-                           "ints": "i8" if wide else "i4", "data": base64.b64encode(raw).decode("ascii")}
+                           "ints": "i8" if wide else "i4", "compression": "zlib",
+                           "data": base64.b64encode(zlib.compress(raw, 1)).decode("ascii")}
     if any(h.snapped for h in hs):
         doc["snapped"] = [int(h.snapped) for h in hs]
     listed = {n: {"values": [[float(v), int(c)] for v, c in h.values.items()], "unlisted": int(h.unlisted)}
@@ -457,6 +460,9 @@ class Packed:
             nulls = np.asarray(doc["nulls"], dtype=np.int64)
             snapped = np.asarray(doc.get("snapped") or [0] * len(names), dtype=np.int64)
             width = {"i4": 4, "i8": 8}[doc.get("ints", "i8")]
+            compression = doc.get("compression")
+            if compression not in (None, "zlib"):
+                raise ValueError(f"compression {compression!r}")
             raw = base64.b64decode(doc["data"])
             listed = dict(doc.get("listed") or {})
         except (KeyError, TypeError, ValueError) as e:
@@ -464,7 +470,16 @@ class Packed:
         if not len(names) == len(digests) == len(bins) == nulls.size == snapped.size or min(bins, default=1) < 1:
             raise ValueError("malformed histograms: lists of different lengths")
         n_ints = 2 * sum(bins) - len(bins)
-        if len(raw) != width * n_ints + 8 * sum(bins):
+        size = width * n_ints + 8 * sum(bins)
+        if compression == "zlib":  # inflate no more than the layout holds (no decompression bomb)
+            try:
+                z = zlib.decompressobj()
+                raw = z.decompress(raw, size + 1)
+            except zlib.error as e:
+                raise ValueError(f"malformed histograms: {e}") from e
+            if not z.eof:
+                raise ValueError("malformed histograms: the data does not match the bins")
+        if len(raw) != size:
             raise ValueError("malformed histograms: the data does not match the bins")
         ints = np.frombuffer(raw, dtype=f"<i{width}", count=n_ints).astype(np.int64)
         sums = np.frombuffer(raw, dtype="<f8", offset=width * n_ints)
@@ -746,24 +761,23 @@ def value_counts(ref: Histogram, cur: Histogram) -> tuple[np.ndarray, np.ndarray
     """(values, reference counts, current counts, complete) over the values of both sides counted
     one by one (atoms and listed values), in increasing order. ``complete``: nothing else was
     counted (see :func:`complete`)."""
-    vals: dict[float, list[int]] = {}
-    for side, h in ((0, ref), (1, cur)):
-        e = h._edges()
-        for i in np.flatnonzero(h.atoms):
-            vals.setdefault(float(e[i]), [0, 0])[side] += int(h.atoms[i])
-        for key, c in h.values.items():
-            vals.setdefault(float(key), [0, 0])[side] += int(c)
-    keys = np.array(sorted(vals), dtype=np.float64)
-    rc = np.array([vals[x][0] for x in keys.tolist()], dtype=np.float64)
-    cc = np.array([vals[x][1] for x in keys.tolist()], dtype=np.float64)
+    e = ref._edges()
+    on = (ref.atoms > 0) | (cur.atoms > 0)
+    keys, rc, cc = e[on], ref.atoms[on].astype(np.float64), cur.atoms[on].astype(np.float64)
+    listed = sorted(set(ref.values) | set(cur.values))
+    if listed:
+        keys = np.concatenate([keys, np.asarray(listed, dtype=np.float64)])
+        rc = np.concatenate([rc, [float(ref.values.get(v, 0)) for v in listed]])
+        cc = np.concatenate([cc, [float(cur.values.get(v, 0)) for v in listed]])
+        order = np.argsort(keys, kind="stable")
+        keys, rc, cc = keys[order], rc[order], cc[order]
     return keys, rc, cc, complete(ref) and complete(cur)
 
 
 def distinct_values(ref: Histogram, cur: Histogram) -> tuple[int, bool]:
     """(distinct values of both sides together, exact); when not exact, a lower bound."""
-    keys, rc, cc, done = value_counts(ref, cur)
-    n = int(np.count_nonzero((rc > 0) | (cc > 0)))
-    if done:
+    n = int(np.count_nonzero((ref.atoms > 0) | (cur.atoms > 0))) + len(set(ref.values) | set(cur.values))
+    if complete(ref) and complete(cur):
         return n, True
     more = 0  # each bin with unlisted off-edge values holds at least one value not counted yet
     for h in (ref, cur):
