@@ -323,13 +323,14 @@ def datasets(draw) -> tuple[dict[str, Col], int, int, int]:
     cols: dict[str, Col] = {}
     for i in range(draw(hs.integers(3, 8))):
         fam = draw(hs.sampled_from(FAMILIES))
-        shift = draw(hs.sampled_from([0.0, 0.0, 0.2, 0.5, 1.0, 2.0]))
+        # no drift, clear drift, and anywhere in between (decisions near the threshold)
+        shift = draw(hs.one_of(hs.sampled_from([0.0, 0.0, 1.0, 2.0]), hs.floats(0.0, 1.5, allow_nan=False)))
         r, c = numeric(g, fam, n_ref, n_cur, shift)
         nr, nc = draw(hs.sampled_from([0.0, 0.0, 0.05, 0.3])), draw(hs.sampled_from([0.0, 0.05]))
         cols[f"n{i}_{fam}"] = Col("numeric", _nulls(g, r, nr), _nulls(g, c, nc))
     for i in range(draw(hs.integers(0, 3))):
         k = draw(hs.sampled_from([2, 3, 6, 15]))
-        r, c = categorical(g, k, n_ref, n_cur, draw(hs.sampled_from([0.0, 0.3, 1.0])),
+        r, c = categorical(g, k, n_ref, n_cur, draw(hs.one_of(hs.sampled_from([0.0, 1.0]), hs.floats(0.0, 1.0))),
                            draw(hs.sampled_from([0.0, 0.0, 0.002, 0.05])))
         cols[f"c{i}"] = Col("categorical", r, _nulls(g, c, draw(hs.sampled_from([0.0, 0.1]))))
     if draw(hs.booleans()):

@@ -226,3 +226,27 @@ def test_a_malformed_or_older_stats_document_is_noted_not_counted():
     assert res.window.rows == 0 and res.window.features == {}
     assert any("a: malformed drift counters" in n for n in res.notes)
     assert any("o: no drift counters" in n for n in res.notes)
+
+
+def test_the_state_of_a_wide_model_with_a_small_reference_fits_a_configmap():
+    """A reference of 1000 rows gets up to 1000 edges per numeric feature (every value: exact
+    KS); with 30 such features the DriftMonitor's state (the reference as the server gives it,
+    the window, cursors of 100 pods) stays well under a ConfigMap's 1 MiB."""
+    from mlops_operator.serving.app import packed_reference
+
+    g = np.random.default_rng(7)
+    cols, window = {}, {}
+    for i in range(30):
+        ref = g.normal(size=1000)
+        h = Histogram.of(reference_edges(np.sort(ref)), ref)
+        cols[f"x{i}"] = ReferenceColumn(type="numeric", std=float(np.std(ref)), histogram=h.to_json(edges=True))
+        c = Histogram.of(h.edges, g.normal(0.1, 1, 5000))
+        window[f"x{i}"] = CurrentData(hist=c, nulls=0)
+    ref_doc = packed_reference(Reference(rows=1000, columns=cols))
+    state = {"reference": ref_doc, "window": Window(0.0, 5000, window).to_json(),
+             "pods": {f"pod-{i}": {"startId": "0" * 32, "cursor": "0" * 32 + ".12345", "feedback": {}}
+                      for i in range(100)}}
+    size = len(orjson.dumps(state))
+    assert size < 900 << 10, size
+    back = drift.references_from_profile(orjson.loads(orjson.dumps(ref_doc))["columns"])
+    assert back["x0"].hist.k == 1000 and Window.from_json(state["window"]).features["x3"].hist.count == 5000

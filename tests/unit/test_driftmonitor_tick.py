@@ -15,6 +15,7 @@ import orjson
 from mlops_operator import drift
 from mlops_operator.controllers import driftmonitor as dmc
 from mlops_operator.controllers import kube
+from mlops_operator.serving.app import packed_reference
 from mlops_operator.serving.monitor import Monitor
 from mlops_operator.settings import Settings
 
@@ -36,7 +37,7 @@ class Pod:
     def get(self, path: str) -> str:
         url = urlparse(path)
         if url.path.endswith("/reference"):
-            ref = MODEL.manifest.reference.model_dump(by_alias=True, exclude_none=True, mode="json")
+            ref = packed_reference(MODEL.manifest.reference)  # as the model server answers
             return orjson.dumps({"model": "m", "version": "1", "reference": ref}).decode()
         cursor = parse_qs(url.query, keep_blank_values=True).get("cursor", [None])[0]
         return orjson.dumps({"version": "1", "instance": self.name, "startId": self.start,

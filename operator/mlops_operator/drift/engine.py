@@ -133,9 +133,15 @@ class ReferenceData:
             if hist_doc is not None:
                 if not isinstance(hist_doc, Mapping):
                     hist_doc = hist_doc.model_dump(by_alias=True)
-                if hist_doc.get("edges") is None:
+                if hist_doc.get("packed") is not None:  # as the model server's /reference gives it
+                    hists = list(H.unpack(hist_doc["packed"]).values())
+                    if len(hists) != 1 or hists[0].edges is None:
+                        raise ValueError("a packed reference histogram needs one histogram with its edges")
+                    hist = hists[0]
+                elif hist_doc.get("edges") is None:
                     raise ValueError("a reference histogram needs its edges")
-                hist = Histogram.from_json(hist_doc)
+                else:
+                    hist = Histogram.from_json(hist_doc)
             if edges is not None and counts is not None:
                 edges = np.asarray(edges, dtype=np.float64)
                 counts = np.asarray(counts, dtype=np.int64)

@@ -20,8 +20,9 @@ Layout, for ``k`` edges ``e[0] < ... < e[k-1]`` taken from the reference (see
 
 The edges are the reference's distinct values when it has few of them (at most
 :data:`EXACT_VALUES`, and always for a reference of at most 1000 rows, where Evidently's
-default is the KS test), else its order statistics at ``B`` evenly spaced quantile levels plus
-dyadic levels into both tails and its minimum and maximum. So:
+default is the KS test), else :data:`EDGES` of its order statistics: half at evenly spaced
+quantile levels and dyadic levels into both tails, half splitting the bins with the largest
+width x mass, plus its minimum and maximum. So:
 
 * the reference's mass never lies below ``e[0]`` or above ``e[k-1]``, and the statistics are
   exact in the two unbounded bins;
@@ -37,6 +38,14 @@ the integral of its CDF over the bin); where the difference keeps its sign withi
 is every bin but those where the two CDFs cross, ``integral |F_r - F_c|`` is exact too. Where it
 may change sign, the masses and sums bound by how much: :func:`wasserstein` returns the
 estimate and a guaranteed interval ``[lower, upper]`` around the true (raw-data) distance.
+
+The stated bound (README, "Drift on histograms"; tests/unit/test_drift_histogram.py checks it):
+``upper - lower`` is at most the sum over the inner bins where the CDFs may cross of
+``width x (reference + current mass off the edges)``, plus twice the smaller tail sum where
+both sides have mass beyond an outer edge (never, against a profile's reference, whose extremes
+are edges); for KS, at most the largest mass off the edges of one side in one bin (0 when every
+reference value is an edge). Snapped float32 values (:func:`locate`) widen both by what they
+moved.
 """
 
 from __future__ import annotations
@@ -412,24 +421,31 @@ class _Locator:
         return j, off, atom, snapped
 
 
-def pack(hists: Mapping[str, Histogram]) -> dict[str, Any]:
+def pack(hists: Mapping[str, Histogram], edges: bool = False) -> dict[str, Any]:
     """Several histograms in one JSON object (a serving pod's drift counters): their metadata as
     lists, their arrays as one string: little-endian numbers, all the counts, then all the atoms
     (int32, or int64 when a count needs it: ``"ints"``), then all the sums (float64), deflated
     (zlib; atoms and counts are mostly small or zero: about 4x smaller) and base64-encoded.
     Reading a hundred pods' documents is then a hundred strings to decode, not a hundred
-    thousand JSON numbers to parse (stdlib json: 40 ms)."""
+    thousand JSON numbers to parse (stdlib json: 40 ms). ``edges``: the edges too (float64,
+    after the sums; a reference or a window kept in the DriftMonitor's state ConfigMap)."""
     hs = list(hists.values())
     counts = np.concatenate([h.counts for h in hs]) if hs else np.zeros(0, np.int64)
     atoms = np.concatenate([h.atoms for h in hs]) if hs else np.zeros(0, np.int64)
     sums = np.concatenate([h.sums for h in hs]) if hs else np.zeros(0)
     wide = bool(counts.size) and int(counts.max(initial=0)) >= 2 ** 31
     ints = "<i8" if wide else "<i4"
-    raw = b"".join([counts.astype(ints).tobytes(), atoms.astype(ints).tobytes(), sums.astype("<f8").tobytes()])
+    parts = [counts.astype(ints).tobytes(), atoms.astype(ints).tobytes(), sums.astype("<f8").tobytes()]
+    if edges:
+        parts.append(np.concatenate([h._edges() for h in hs] or [np.zeros(0)]).astype("<f8").tobytes())
     doc: dict[str, Any] = {"features": list(hists), "edgesDigests": [h.digest for h in hs],
                            "bins": [h.k + 1 for h in hs], "nulls": [int(h.nulls) for h in hs],
                            "ints": "i8" if wide else "i4", "compression": "zlib",
-                           "data": base64.b64encode(zlib.compress(raw, 1)).decode("ascii")}
+                           "data": base64.b64encode(zlib.compress(b"".join(parts), 1)).decode("ascii")}
+    if edges:
+        doc["withEdges"] = True
+    if any(h.projected for h in hs):
+        doc["projected"] = [bool(h.projected) for h in hs]
     if any(h.snapped for h in hs):
         doc["snapped"] = [int(h.snapped) for h in hs]
     listed = {n: {"values": [[float(v), int(c)] for v, c in h.values.items()], "unlisted": int(h.unlisted)}
@@ -450,6 +466,8 @@ class Packed:
     nulls: np.ndarray    # per histogram
     snapped: np.ndarray  # per histogram
     listed: Mapping[str, Mapping[str, Any]]  # name -> {"values": [[v, c], ...], "unlisted": n}
+    edges: np.ndarray | None = None  # every histogram's edges, when packed with them
+    projected: tuple[bool, ...] = ()
 
     @classmethod
     def decode(cls, doc: Mapping[str, Any]) -> Packed:
@@ -470,7 +488,8 @@ class Packed:
         if not len(names) == len(digests) == len(bins) == nulls.size == snapped.size or min(bins, default=1) < 1:
             raise ValueError("malformed histograms: lists of different lengths")
         n_ints = 2 * sum(bins) - len(bins)
-        size = width * n_ints + 8 * sum(bins)
+        with_edges = bool(doc.get("withEdges"))
+        size = width * n_ints + 8 * sum(bins) + (8 * (sum(bins) - len(bins)) if with_edges else 0)
         if compression == "zlib":  # inflate no more than the layout holds (no decompression bomb)
             try:
                 z = zlib.decompressobj()
@@ -482,8 +501,10 @@ class Packed:
         if len(raw) != size:
             raise ValueError("malformed histograms: the data does not match the bins")
         ints = np.frombuffer(raw, dtype=f"<i{width}", count=n_ints).astype(np.int64)
-        sums = np.frombuffer(raw, dtype="<f8", offset=width * n_ints)
-        return cls((names, digests, bins), ints, sums, nulls, snapped, listed)
+        sums = np.frombuffer(raw, dtype="<f8", offset=width * n_ints, count=sum(bins))
+        edges = np.frombuffer(raw, dtype="<f8", offset=width * n_ints + 8 * sum(bins)) if with_edges else None
+        projected = tuple(bool(x) for x in doc.get("projected") or [False] * len(names))
+        return cls((names, digests, bins), ints, sums, nulls, snapped, listed, edges, projected)
 
     @classmethod
     def total(cls, parts: list[Packed]) -> Packed:
@@ -506,15 +527,19 @@ class Packed:
                    np.sum([p.nulls for p in parts], axis=0), np.sum([p.snapped for p in parts], axis=0), merged)
 
     def histograms(self) -> dict[str, Histogram]:
+        """Per feature; ValueError when packed edges do not match their digest."""
         names, digests, bins = self.layout
         out = {}
         oc, oa = 0, sum(bins)
         for i, (name, digest, b) in enumerate(zip(names, digests, bins)):
             lst = self.listed.get(name)
             vals = {float(v): int(c) for v, c in lst["values"]} if lst else {}
-            out[name] = Histogram(self.ints[oc:oc + b], self.ints[oa:oa + b - 1], self.sums[oc:oc + b],
-                                  int(self.nulls[i]), vals, int(lst["unlisted"]) if lst else 0, lst is not None,
-                                  int(self.snapped[i]), None, digest)
+            h = Histogram(self.ints[oc:oc + b], self.ints[oa:oa + b - 1], self.sums[oc:oc + b], int(self.nulls[i]),
+                          vals, int(lst["unlisted"]) if lst else 0, lst is not None, int(self.snapped[i]), None,
+                          digest, bool(self.projected[i]) if self.projected else False)
+            if self.edges is not None:
+                h = h.on(self.edges[oa - sum(bins):oa - sum(bins) + b - 1])
+            out[name] = h
             oc, oa = oc + b, oa + b - 1
         return out
 

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import numpy as np
 
 from ..drift.engine import CurrentData
-from ..drift.histogram import Histogram, Packed
+from ..drift.histogram import Histogram, Packed, pack, unpack
 from ..drift.window import PodCursor, PodReading, add_counts, window_delta
 
 FEEDBACK_KEYS = ("count", "correct", "sumAbsError", "sumSquaredError")
@@ -97,13 +97,19 @@ class Window:
     feedback: dict[str, float] = field(default_factory=lambda: {k: 0.0 for k in FEEDBACK_KEYS})
 
     def to_json(self) -> dict[str, Any]:
+        """JSON for the state ConfigMap: the histograms packed (drift.histogram.pack: a few kB
+        per feature even with a 1000-edge reference), the other counts as they are."""
+        hists = {k: v.hist for k, v in self.features.items() if v.hist is not None}
         return {"start": self.start, "rows": self.rows, "feedback": self.feedback,
-                "features": {k: current_to_json(v) for k, v in self.features.items()}}
+                "histograms": pack(hists),
+                "features": {k: current_to_json(v) for k, v in self.features.items() if v.hist is None}}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "Window":
-        return cls(start=float(d["start"]), rows=int(d.get("rows", 0)),
-                   features={k: current_from_json(v) for k, v in (d.get("features") or {}).items()},
+        features = {k: current_from_json(v) for k, v in (d.get("features") or {}).items()}
+        if d.get("histograms"):
+            features.update({k: CurrentData(hist=h.copy(), nulls=h.nulls) for k, h in unpack(d["histograms"]).items()})
+        return cls(start=float(d["start"]), rows=int(d.get("rows", 0)), features=features,
                    feedback={k: float((d.get("feedback") or {}).get(k, 0)) for k in FEEDBACK_KEYS})
 
 
