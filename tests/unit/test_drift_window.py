@@ -250,3 +250,28 @@ def test_the_state_of_a_wide_model_with_a_small_reference_fits_a_configmap():
     assert size < 900 << 10, size
     back = drift.references_from_profile(orjson.loads(orjson.dumps(ref_doc))["columns"])
     assert back["x0"].hist.k == 1000 and Window.from_json(state["window"]).features["x3"].hist.count == 5000
+
+
+def test_a_fast_reader_does_not_push_out_a_slow_readers_cursor():
+    """Two DriftMonitors on one service, one reading 50 times as often: each keeps its cursor
+    (a read drops the parent of the cursor it gives: the reader saved that one), so both count
+    every row once."""
+    p = Pod("a-0")
+    g = np.random.default_rng(5)
+    fast = {"pods": {}, "window": Window(0.0)}
+    slow = {"pods": {}, "window": Window(0.0)}
+    total = 0
+
+    def read(state):
+        res = accumulate(state["window"], state["pods"], {"a": p.stats(state["pods"].get("a"))})
+        assert not res.notes, res.notes
+        state["pods"], state["window"] = res.pods, res.window
+
+    for i in range(200):
+        p.serve(g, 5)
+        total += 5
+        read(fast)
+        if i % 50 == 49:
+            read(slow)
+    assert fast["window"].rows == total == slow["window"].rows
+    assert len(p.mon.readings) <= 4  # two per reader

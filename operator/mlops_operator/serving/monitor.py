@@ -13,9 +13,11 @@
   the reference prediction's bin edges.
 
 The drift monitor reads the counters through a *cursor* (:meth:`Monitor.drift_doc`): every
-read with a cursor keeps a copy of the counters under a new cursor id (the last
-:data:`CURSORS` of them) and answers what was counted since the cursor it was given, computed
-here, exactly; so the monitor keeps no copy of a pod's counters, only its cursor. A cursor of
+read with a cursor keeps a copy of the counters under a new cursor id and answers what was
+counted since the cursor it was given, computed here, exactly; so the monitor keeps no copy of
+a pod's counters, only its cursor. A read with a cursor drops that cursor's parent (the reader
+saved the cursor it gives, so it is done with the one before); at most :data:`CURSORS` copies
+are kept, the oldest dropped first. A cursor of
 another process (a restart) or one no longer kept gets the counters since the process started,
 marked ``"since": null``.
 
@@ -62,9 +64,11 @@ _TRUE = ("true", "True", "TRUE", "1", "1.0", "yes")
 _FALSE = ("false", "False", "FALSE", "0", "0.0", "no")
 #: rows buffered before they are counted
 FLUSH_ROWS = 2048
-#: counter copies kept for drift monitors' cursors (each monitor needs one; a few more survive
-#: a monitor reading twice without saving, or two monitors of one service)
-CURSORS = 8
+#: counter copies kept for drift monitors' cursors. A reader holds two at most: the cursor it
+#: saved and the one it was just given (a read with a cursor drops that cursor's parent, which
+#: the reader is done with), so a fast reader does not push out a slow one's; the oldest go first
+#: past this many (readers that come and go, reads never saved)
+CURSORS = 16
 
 
 #: the default of `--max-category-bytes`
@@ -261,12 +265,13 @@ def _iso(t: float) -> str:
 
 
 class _Reading:
-    """A copy of the counters under a cursor id (what a later read is differenced with)."""
+    """A copy of the counters under a cursor id (what a later read is differenced with), and the
+    cursor the read that made it was given (its parent)."""
 
-    __slots__ = ("rows", "hists", "cats")
+    __slots__ = ("rows", "hists", "cats", "parent")
 
-    def __init__(self, rows: int, hists: list[Histogram], cats: list[np.ndarray]):
-        self.rows, self.hists, self.cats = rows, hists, cats
+    def __init__(self, rows: int, hists: list[Histogram], cats: list[np.ndarray], parent: int | None = None):
+        self.rows, self.hists, self.cats, self.parent = rows, hists, cats, parent
 
 
 class Monitor:
@@ -340,14 +345,19 @@ class Monitor:
         names the cursor to give next time."""
         self.sync()
         now = _Reading(self.rows, [h.copy() for h in self.numeric.hists], [c.counts.copy() for c in self.categorical])
-        base, since = None, None
+        base, since, parent = None, None, None
         if cursor:
             sid, _, seq = cursor.rpartition(".")
             if sid == start_id and seq.isdigit() and int(seq) in self.readings:
-                base, since = self.readings[int(seq)], cursor
+                parent = int(seq)
+                base, since = self.readings[parent], cursor
+                # a reader gives the cursor it saved last: the one before it is done with
+                if base.parent is not None:
+                    self.readings.pop(base.parent, None)
         new_cursor = None
         if cursor is not None:
             self.cursor_seq += 1
+            now.parent = parent
             self.readings[self.cursor_seq] = now
             while len(self.readings) > CURSORS:
                 self.readings.popitem(last=False)
