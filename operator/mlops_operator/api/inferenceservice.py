@@ -18,12 +18,10 @@ class ServerOptions(ApiModel):
 
 
 class MonitoringOptions(ApiModel):
-    """Deprecated and ignored: each serving pod keeps, per feature, the histogram its DriftMonitors
-    judge drift on (bounded by the model, no option), and no longer samples raw rows."""
+    """The input statistics each serving pod keeps for DriftMonitors."""
 
-    reservoir_size: int = Field(1000, ge=0, le=100000, description="Ignored (the pods no longer sample raw rows); "
-                                                                   "accepted so that existing manifests apply.")
-    window_seconds: int = Field(300, ge=10, description="Ignored; accepted so that existing manifests apply.")
+    reservoir_size: int = Field(1000, ge=0, le=100000, description="Raw rows kept per window for drift tests.")
+    window_seconds: int = Field(300, ge=10, description="Length of a statistics window.")
 
 
 class CanaryOptions(ApiModel):
