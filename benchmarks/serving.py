@@ -8,7 +8,7 @@ loopback, in one run.
 The model: a GradientBoostingClassifier (100 trees, depth 3) in the project's preprocessing
 pipeline (median imputation; one-hot categories), trained on `retail.generate(rows)` with all
 18 features (12 numeric, 2 boolean, 4 categorical). Ours serves its ONNX export with every
-feature on: input validation, per-feature drift counts, prediction histogram, reservoir sample,
+feature on: input validation, per-feature drift histograms, prediction histogram,
 Prometheus metrics. MLServer serves the same fitted pipeline from a joblib file that exists only
 in this benchmark's temporary directory (our code never loads it), in its best configuration on
 this machine: httptools, uvloop<0.22, metrics endpoint off, and `parallel_workers` picked by a
@@ -338,7 +338,7 @@ def ours(model: dict[str, Any], uvloop: bool) -> Server:
     cmd = [sys.executable, "-m", "mlops_operator.serving", "--store-uri", model["store"], "--model-uri", model["uri"],
            "--digest", model["digest"], "--name", MODEL, "--version", VERSION, "--host", "127.0.0.1",
            "--port", str(port), "--threads", "1", "--max-batch-size", "1024", "--max-body-bytes", "4194304",
-           "--reservoir-size", "1000", "--window-seconds", "300", "--log-level", "WARNING"]
+           "--log-level", "WARNING"]
     if not uvloop:
         cmd.append("--no-uvloop")
     return Server("ours" + ("" if uvloop else " (asyncio loop)"), cmd, port, "/v2/health/ready",

@@ -1,159 +1,277 @@
-"""Cumulative counters of several serving pods -> window counts: restarts, resets, new and gone pods."""
+"""Serving pods' drift counters read through cursors -> window counts: restarts, lost cursors,
+new and gone pods, several replicas, operator restarts; never a double count, never a loss the
+readings could have avoided."""
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
+import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
 
 from mlops_operator import drift
-from mlops_operator.drift import CurrentData, PodCounters, add_counts, merge_reservoirs, window_delta
+from mlops_operator.drift import CurrentData, Histogram, PodCursor, PodReading, add_counts, window_delta
+from mlops_operator.drift.histogram import reference_edges
+from mlops_operator.monitoring.windows import Window, accumulate, stats_path
+from mlops_operator.serving.monitor import CURSORS, Monitor
+from mlops_operator.store.model_manifest import Feature, ModelManifest, Output, Reference, ReferenceColumn
+
+EDGES = np.array([0.0, 1.0, 2.5, 4.0])
 
 
-def num(*counts, nulls=0):
-    return CurrentData(bin_counts=np.array(counts, dtype=np.int64), nulls=nulls)
+def hist(*values: float, nulls: int = 0) -> CurrentData:
+    h = Histogram.of(EDGES, list(values) + [float("nan")] * nulls)
+    return CurrentData(hist=h, nulls=h.nulls)
 
 
 def cat(other=0, nulls=0, **counts):
     return CurrentData(categories=counts, other_count=other, nulls=nulls)
 
 
-def pod(start, rows, **features):
-    return PodCounters(start_id=start, rows=rows, features=features)
+def reading(start, rows, cursor=None, since=None, **features):
+    return PodReading(start_id=start, features=features, rows=rows, cursor=cursor, since=since)
 
 
-def test_steady_counters_of_two_pods_are_summed():
-    prev = {"a": pod("s1", 10, x=num(1, 2, 3), c=cat(u=4)), "b": pod("s2", 5, x=num(0, 1, 1), c=cat(v=2))}
-    cur = {"a": pod("s1", 16, x=num(2, 4, 4), c=cat(u=6, w=1)), "b": pod("s2", 9, x=num(1, 2, 1), c=cat(v=3))}
+def test_readings_of_two_pods_since_their_cursors_are_summed():
+    prev = {"a": PodCursor("s1", "s1.4"), "b": PodCursor("s2", "s2.9")}
+    cur = {"a": reading("s1", 3, "s1.5", "s1.4", x=hist(0.5, 1.0, 3.0), c=cat(u=2)),
+           "b": reading("s2", 2, "s2.10", "s2.9", x=hist(1.0, nulls=1), c=cat(v=1, other=1))}
     d = window_delta(prev, cur)
-    assert d.rows == 10
-    np.testing.assert_array_equal(d.features["x"].bin_counts, [2, 3, 1])
-    assert d.features["c"].categories == {"u": 2, "w": 1, "v": 1}
-    assert d.new_pods == d.restarted_pods == d.reset == d.gone_pods == []
+    assert d.rows == 5 and d.new_pods == d.restarted_pods == d.lost_pods == d.gone_pods == []
+    h = d.features["x"].hist
+    assert h.counts.tolist() == [0, 1, 2, 1, 0] and h.atoms.tolist() == [0, 2, 0, 0] and h.nulls == 1
+    np.testing.assert_allclose(h.sums, [0, 0.5, 0, 0.5, 0])  # offsets from each bin's left edge
+    assert d.features["c"].categories == {"u": 2, "v": 1} and d.features["c"].other_count == 1
+    assert d.cursors == {"a": PodCursor("s1", "s1.5"), "b": PodCursor("s2", "s2.10")}
 
 
-def test_restarted_pod_contributes_its_new_counters():
-    prev = {"a": pod("s1", 100, x=num(50, 50))}
-    cur = {"a": pod("s1-restarted", 7, x=num(3, 4))}  # fewer than before: a new process
+def test_restarted_new_lost_and_gone_pods():
+    prev = {"a": PodCursor("s1", "s1.4"), "b": PodCursor("s2", "s2.9"), "old": PodCursor("s9", "s9.1")}
+    cur = {"a": reading("s1-new", 7, "s1-new.1", None, x=hist(0.5) ),    # restarted: all since its start
+           "b": reading("s2", 50, "s2.11", None, x=hist(3.0, 3.0)),       # same process, cursor not kept: lost
+           "n": reading("s3", 4, "s3.1", None, x=hist(1.0))}              # new: all it counted
     d = window_delta(prev, cur)
-    assert d.restarted_pods == ["a"] and d.rows == 7
-    np.testing.assert_array_equal(d.features["x"].bin_counts, [3, 4])
-    # a restart whose new counts already exceed the old ones is still taken whole, not differenced
-    d = window_delta(prev, {"a": pod("s2", 300, x=num(150, 150))})
-    np.testing.assert_array_equal(d.features["x"].bin_counts, [150, 150])
+    assert d.restarted_pods == ["a"] and d.lost_pods == ["b"] and d.new_pods == ["n"] and d.gone_pods == ["old"]
+    assert d.rows == 11 and d.features["x"].hist.count == 2
+    assert d.cursors["b"] == PodCursor("s2", "s2.11")  # counted from here on next time
+    # an answer from a cursor the monitor does not hold (its state was reset) is never counted
+    d = window_delta({"a": PodCursor("s1", "s1.4")}, {"a": reading("s1", 5, "s1.6", "s1.5", x=hist(1.0))})
+    assert d.lost_pods == ["a"] and d.rows == 0 and "x" not in d.features
+    first = window_delta(None, {"a": reading("s1", 3, "s1.1", None, x=hist(1.0))})
+    assert first.new_pods == ["a"] and first.rows == 3
 
 
-def test_counter_reset_without_a_new_start_id_is_detected_per_feature():
-    prev = {"a": pod("s1", 100, x=num(50, 50), y=num(10, 90), c=cat(u=30, v=70))}
-    cur = {"a": pod("s1", 110, x=num(2, 1), y=num(12, 95), c=cat(u=1))}
-    d = window_delta(prev, cur)
-    assert sorted(d.reset) == ["a/c", "a/x"]
-    np.testing.assert_array_equal(d.features["x"].bin_counts, [2, 1])  # taken whole
-    np.testing.assert_array_equal(d.features["y"].bin_counts, [2, 5])  # a normal difference
-    assert d.features["c"].categories == {"u": 1}
-    assert all((v.bin_counts >= 0).all() for v in d.features.values() if v.bin_counts is not None)
+def test_counts_on_other_edges_cannot_be_added():
+    other = Histogram.of([0.0, 1.0, 2.0, 3.0], [1.0])
+    with pytest.raises(ValueError, match="different bin edges"):
+        add_counts({"x": hist(1.0)}, {"x": CurrentData(hist=other)})
+    with pytest.raises(ValueError):
+        add_counts({"x": hist(1.0)}, {"x": cat(u=1)})
 
 
-def test_new_pod_counts_everything_and_gone_pod_nothing():
-    prev = {"a": pod("s1", 10, x=num(5, 5)), "old": pod("s9", 40, x=num(20, 20))}
-    cur = {"a": pod("s1", 12, x=num(6, 6)), "new": pod("s3", 8, x=num(3, 5))}
-    d = window_delta(prev, cur)
-    assert d.new_pods == ["new"] and d.gone_pods == ["old"]
-    np.testing.assert_array_equal(d.features["x"].bin_counts, [4, 6])
-    assert d.rows == 10
-    first = window_delta(None, cur)  # the monitor's first scrape: all counted so far
-    assert sorted(first.new_pods) == ["a", "new"] and first.rows == 20
+def test_histogram_subtracts_to_what_arrived_and_a_reset_is_refused():
+    h0 = Histogram.of(EDGES, [0.5, 1.0, 9.0])
+    h1 = h0.copy()
+    h1.add(np.array([1.0, 2.0, -3.0, np.nan, np.inf]))
+    d = h1.minus(h0)
+    assert d is not None and d.counts.tolist() == [1, 0, 2, 0, 0] and d.atoms.tolist() == [0, 1, 0, 0]
+    assert d.nulls == 2 and d.sums.tolist() == pytest.approx([3.0, 0.0, 1.0, 0.0, 0.0])
+    assert h0.minus(h1) is None  # counters went down: not an earlier reading
+    assert (d + h0).counts.tolist() == h1.counts.tolist()
+    j = d.to_json()
+    assert "edges" not in j and Histogram.from_json(j).on(EDGES).counts.tolist() == d.counts.tolist()
+    with pytest.raises(ValueError, match="other bin edges"):
+        Histogram.from_json(j).on(EDGES + 1)
 
 
-def test_bins_of_another_shape_are_a_reset_and_cannot_be_added():
-    d = window_delta({"a": pod("s1", 1, x=num(1, 1))}, {"a": pod("s1", 2, x=num(1, 1, 1))})
-    assert d.reset == ["a/x"]
-    np.testing.assert_array_equal(d.features["x"].bin_counts, [1, 1, 1])
-    with pytest.raises(ValueError, match="different bins"):
-        add_counts({"x": num(1, 1)}, {"x": num(1, 1, 1)})
+# ---------------------------------------------------------------------------------------------
+# the servers' own counters (serving/monitor.py) through the operator's window logic
+
+def _model() -> types.SimpleNamespace:
+    g = np.random.default_rng(0)
+    ref = np.round(g.normal(2.0, 1.0, 3000), 2)
+    edges = reference_edges(np.sort(ref))
+    coarse = np.unique(np.quantile(ref, np.linspace(0, 1, 11)[1:-1]))
+    edges = np.union1d(edges, coarse)
+    h = Histogram.of(edges, ref)
+    cols = {"x": ReferenceColumn(type="numeric", bin_edges=coarse.tolist(),
+                                 bin_counts=np.bincount(np.searchsorted(coarse, ref, side="right"),
+                                                        minlength=coarse.size + 1).tolist(),
+                                 std=float(np.std(ref)), histogram=h.to_json(edges=True)),
+            "c": ReferenceColumn(type="categorical", categories={"u": 10, "v": 5})}
+    inputs = [Feature(name="x", type="numeric", datatype="FP32"), Feature(name="c", type="categorical",
+                                                                           datatype="BYTES")]
+    man = ModelManifest(model="m", task="classification", estimator="e", target="y", inputs=inputs,
+                        outputs=[Output(name="label", datatype="INT64", shape=[-1]),
+                                 Output(name="probabilities", datatype="FP32", shape=[-1, 2])],
+                        classes=["0", "1"], onnx_sha256="0" * 64, reference=Reference(rows=3000, columns=cols))
+    return types.SimpleNamespace(manifest=man, num_features=inputs[:1], cat_features=inputs[1:], features=inputs,
+                                 classes=["0", "1"], classifier=True)
 
 
-def test_nulls_and_other_counts_follow_the_same_rules():
-    prev = {"a": pod("s1", 10, x=num(1, 1, nulls=3), c=cat(other=2, nulls=1, u=1))}
-    cur = {"a": pod("s1", 20, x=num(2, 3, nulls=5), c=cat(other=5, nulls=1, u=2))}
-    d = window_delta(prev, cur)
-    assert d.features["x"].nulls == 2 and d.features["c"].other_count == 3 and d.features["c"].nulls == 0
-    d = window_delta(cur, {"a": pod("s1", 21, x=num(2, 3, nulls=0), c=cat(other=5, nulls=1, u=2))})
-    assert d.reset == ["a/x"]  # the null counter went down
+MODEL = _model()
+REF = drift.references_from_profile(MODEL.manifest.reference.model_dump(by_alias=True)["columns"])
 
 
-def test_window_is_the_sum_of_deltas_and_loses_nothing_it_could_see():
-    """Simulate pods receiving values, restarting and being scraped: the window equals every
-    value counted by a process before its last scrape (what a restart takes with it after the
-    last scrape is the only loss) and never goes negative."""
-    rng = np.random.default_rng(0)
-    pods = {p: {"start": 0, "bins": np.zeros(4, np.int64)} for p in ("a", "b", "c")}
-    scraped_total = np.zeros(4, np.int64)  # ground truth: counted and then seen by a scrape
-    unscraped = {p: np.zeros(4, np.int64) for p in pods}
-    window: dict[str, CurrentData] = {}
-    prev = None
-    for _ in range(200):
-        for p, s in pods.items():
-            add = np.bincount(rng.integers(0, 4, rng.integers(0, 20)), minlength=4)
-            s["bins"] += add
-            unscraped[p] += add
-            if rng.random() < 0.05:  # a restart: its unscraped counts are gone for good
-                s["start"] += 1
-                s["bins"] = np.zeros(4, np.int64)
-                unscraped[p] = np.zeros(4, np.int64)
-        snapshot = {p: pod(f"{p}-{s['start']}", int(s["bins"].sum()), x=num(*s["bins"])) for p, s in pods.items()}
-        d = window_delta(prev, snapshot)
-        assert (d.features["x"].bin_counts >= 0).all()
-        window = add_counts(window, d.features)
-        for p in pods:
-            scraped_total += unscraped[p]
-            unscraped[p] = np.zeros(4, np.int64)
-        prev = snapshot
-    np.testing.assert_array_equal(window["x"].bin_counts, scraped_total)
+class Pod:
+    """A serving process: a real Monitor and the values it counted and nobody has read yet."""
+
+    def __init__(self, start: str):
+        self.start, self.mon = start, Monitor(MODEL, seed=0)
+        self.unread: list[tuple[float, str]] = []
+
+    def serve(self, g: np.random.Generator, n: int) -> None:
+        x = np.round(g.normal(2.0, 1.2, n), 2)
+        x[g.random(n) < 0.05] = np.nan
+        c = [str(v) for v in g.choice(["u", "v", "w"], n)]
+        self.mon.observe(x[None, :], [c], {"label": np.zeros(n, np.int64),
+                                           "probabilities": np.full((n, 2), 0.5, np.float32)})
+        self.unread += list(zip(x.tolist(), c))
+
+    def stats(self, previous: dict | None) -> dict:
+        cursor = stats_path("m", previous).split("cursor=")[1]
+        doc = {"startId": self.start, "drift": self.mon.drift_doc(self.start, cursor), "feedback": {}}
+        return orjson.loads(orjson.dumps(doc))  # over the wire
 
 
-def test_window_counts_feed_evaluate():
-    ref = drift.ReferenceData.from_sample(np.random.default_rng(1).normal(0, 1, 5000), "numeric")
-    g = np.random.default_rng(2)
-    scrape1 = {p: pod("s", 0, x=drift.CurrentData.from_sample(g.normal(0, 1, 300), ref, keep_sample=False))
-               for p in ("a", "b")}
-    later = {p: pod("s", 0, x=CurrentData(bin_counts=scrape1[p].features["x"].bin_counts +
-                                          drift.CurrentData.from_sample(g.normal(1, 1, 300), ref).bin_counts))
-             for p in ("a", "b")}
-    d = window_delta(scrape1, later)
-    res = drift.evaluate({"x": ref}, d.features, min_samples=200)
-    assert res.samples == 600 and res.drifted and res.features[0].basis == "binned"
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=hs.integers(0, 2 ** 32 - 1), steps=hs.integers(5, 40))
+def test_window_is_what_was_read_never_double_never_lost(seed, steps):
+    """Pods serve, restart, come and go; the operator reads them, sometimes crashes after a read
+    and before saving (the next read reuses the saved cursors), keeps its state as JSON. The
+    window is exactly the values counted by processes and read in a saved tick; what is lost is
+    only what a process had not been read for when it restarted or went away, or an interval
+    whose cursor the pod no longer kept (reported as lost)."""
+    g = np.random.default_rng(seed)
+    pods = {f"p{i}": Pod(f"p{i}-0") for i in range(int(g.integers(1, 4)))}
+    state = {"pods": {}, "window": Window(0.0).to_json()}
+    counted: list[tuple[float, str]] = []
+    gen = 0
+    for _ in range(steps):
+        for name, p in list(pods.items()):
+            p.serve(g, int(g.integers(0, 40)))
+            r = g.random()
+            if r < 0.08:  # the process restarts: what nobody read is gone
+                gen += 1
+                pods[name] = Pod(f"{name}-{gen}")
+            elif r < 0.12:
+                del pods[name]
+        if g.random() < 0.15:
+            pods[f"n{gen}"] = Pod(f"n{gen}-0")
+            gen += 1
+        docs = {name: p.stats(state["pods"].get(name)) for name, p in pods.items()}
+        res = accumulate(Window.from_json(state["window"]), state["pods"], docs)
+        if g.random() < 0.2:  # the operator dies before saving: the servers answered, nothing kept
+            continue
+        lost = {n for note in res.notes if note.startswith("not counted") for n in note.split(": ")[1].split(", ")}
+        for name, p in pods.items():
+            if name not in lost:
+                counted += p.unread
+            p.unread = []
+        state = {"pods": res.pods, "window": orjson.loads(orjson.dumps(res.window.to_json()))}
+        assert lost <= set(pods)  # only a cursor evicted by more unsaved reads than a pod keeps
+    window = Window.from_json(state["window"])
+    want_x = np.array([v for v, _ in counted if v == v])
+    if not counted:
+        assert window.rows == 0
+        return
+    assert window.rows == len(counted)
+    h = window.features["x"].hist.on(REF["x"].hist.edges)
+    expect = Histogram.of(REF["x"].hist.edges, want_x, listing=h.listing)
+    assert h.counts.tolist() == expect.counts.tolist() and h.atoms.tolist() == expect.atoms.tolist()
+    assert h.nulls == sum(1 for v, _ in counted if v != v)
+    np.testing.assert_allclose(h.sums, expect.sums, rtol=1e-9, atol=1e-9)
+    c = window.features["c"]
+    assert c.categories == {k: sum(1 for _, x in counted if x == k) for k in ("u", "v")}
+    assert c.other_count == sum(1 for _, x in counted if x == "w")
+    # and the window feeds evaluate
+    res = drift.evaluate(REF, window.features, min_samples=1)
+    assert {f.name for f in res.features} == {"x", "c"}
 
 
-def test_merge_reservoirs_weighs_pods_by_their_traffic():
-    busy, quiet = np.zeros(1000), np.ones(1000)
-    merged = [merge_reservoirs([(busy, 90_000), (quiet, 10_000)], 1000, seed=s) for s in range(20)]
-    share = np.mean([m.mean() for m in merged])
-    assert all(m.size == 1000 for m in merged) and 0.07 < share < 0.13
-    assert merge_reservoirs([(np.arange(5), 5), (np.arange(3), 3)], 100).size == 8
-    assert merge_reservoirs([], 10).size == 0
+def test_an_evicted_cursor_loses_one_interval_and_counts_again_after():
+    p = Pod("a-0")
+    g = np.random.default_rng(1)
+    p.serve(g, 10)
+    res = accumulate(Window(0.0), {}, {"a": p.stats(None)})
+    assert res.window.rows == 10
+    saved = res.pods
+    for _ in range(CURSORS):  # other readers (or unsaved reads) push the monitor's cursor out
+        p.mon.drift_doc("a-0", "")
+    p.serve(g, 5)
+    lost = accumulate(res.window, saved, {"a": p.stats(saved["a"])})
+    assert lost.window.rows == 10 and any("cursor lost" in n for n in lost.notes)
+    p.serve(g, 7)
+    after = accumulate(lost.window, lost.pods, {"a": p.stats(lost.pods["a"])})
+    assert after.window.rows == 17 and not after.notes
 
 
-def test_current_data_from_the_servers_counters_and_reservoir():
-    """The model server's documents (serving/monitor.py): feature counters and a reservoir window."""
-    stats = {"age": {"type": "numeric", "binEdges": [30.0, 40.0], "counts": [5, 7, 9], "nulls": 2},
-             "member": {"type": "boolean", "categories": ["false", "true"], "counts": [6, 4], "other": 0, "nulls": 1},
-             "channel": {"type": "categorical", "categories": ["web", "app"], "counts": [8, 3], "other": 2,
-                         "nulls": 0}}
-    window = {"columns": ["age", "member", "channel"], "seen": 3,
-              "rows": [[31.0, "true", "web"], [None, "false", None], [45.5, "true", "shop"]]}
-    samples = drift.samples_from_window(window)
-    np.testing.assert_array_equal(samples["age"], [31.0, np.nan, 45.5])
-    assert list(samples["channel"]) == ["web", None, "shop"]
-    cur = {k: CurrentData.from_stats(v, samples.get(k)) for k, v in stats.items()}
-    assert cur["age"].count == 21 and cur["age"].nulls == 2
-    assert cur["member"].categories == {"false": 6, "true": 4} and cur["member"].count == 10
-    assert cur["channel"].other_count == 2 and cur["channel"].count == 13
-    ref = drift.references_from_profile({
-        "age": {"type": "numeric", "binEdges": [30.0, 40.0], "binCounts": [50, 70, 90]},
-        "member": {"type": "boolean", "categories": {"false": 60, "true": 40}},
-        "channel": {"type": "categorical", "categories": {"web": 80, "app": 30}}})
-    res = drift.evaluate(ref, cur, min_samples=5)
-    by = {f.name: f for f in res.features}
-    assert by["channel"].drifted and by["channel"].score == 0.0  # "__other__": never seen in training
-    assert not by["age"].drifted and by["age"].basis == "binned"  # no reference sample: bins
-    assert drift.samples_from_window(None) == {} and drift.samples_from_window({"columns": [], "rows": []}) == {}
+def test_state_per_pod_stays_small():
+    p = Pod("a-0")
+    p.serve(np.random.default_rng(2), 500)
+    res = accumulate(Window(0.0), {}, {"a": p.stats(None)})
+    assert len(orjson.dumps(res.pods["a"])) < 300
+
+
+def test_a_malformed_or_older_stats_document_is_noted_not_counted():
+    p = Pod("a-0")
+    p.serve(np.random.default_rng(3), 20)
+    good = p.stats(None)
+    broken = {**good, "drift": {**good["drift"], "histograms": {**good["drift"]["histograms"], "data": "AAAA"}}}
+    older = {"startId": "o-0", "features": {}}
+    res = accumulate(Window(0.0), {}, {"a": broken, "o": older})
+    assert res.window.rows == 0 and res.window.features == {}
+    assert any("a: malformed drift counters" in n for n in res.notes)
+    assert any("o: no drift counters" in n for n in res.notes)
+
+
+def test_the_state_of_a_wide_model_with_a_small_reference_fits_a_configmap():
+    """A reference of 1000 rows gets up to 1000 edges per numeric feature (every value: exact
+    KS); with 30 such features the DriftMonitor's state (the reference as the server gives it,
+    the window, cursors of 100 pods) stays well under a ConfigMap's 1 MiB."""
+    from mlops_operator.serving.app import packed_reference
+
+    g = np.random.default_rng(7)
+    cols, window = {}, {}
+    for i in range(30):
+        ref = g.normal(size=1000)
+        h = Histogram.of(reference_edges(np.sort(ref)), ref)
+        cols[f"x{i}"] = ReferenceColumn(type="numeric", std=float(np.std(ref)), histogram=h.to_json(edges=True))
+        c = Histogram.of(h.edges, g.normal(0.1, 1, 5000))
+        window[f"x{i}"] = CurrentData(hist=c, nulls=0)
+    ref_doc = packed_reference(Reference(rows=1000, columns=cols))
+    state = {"reference": ref_doc, "window": Window(0.0, 5000, window).to_json(),
+             "pods": {f"pod-{i}": {"startId": "0" * 32, "cursor": "0" * 32 + ".12345", "feedback": {}}
+                      for i in range(100)}}
+    size = len(orjson.dumps(state))
+    assert size < 900 << 10, size
+    back = drift.references_from_profile(orjson.loads(orjson.dumps(ref_doc))["columns"])
+    assert back["x0"].hist.k == 1000 and Window.from_json(state["window"]).features["x3"].hist.count == 5000
+
+
+def test_a_fast_reader_does_not_push_out_a_slow_readers_cursor():
+    """Two DriftMonitors on one service, one reading 50 times as often: each keeps its cursor
+    (a read drops the parent of the cursor it gives: the reader saved that one), so both count
+    every row once."""
+    p = Pod("a-0")
+    g = np.random.default_rng(5)
+    fast = {"pods": {}, "window": Window(0.0)}
+    slow = {"pods": {}, "window": Window(0.0)}
+    total = 0
+
+    def read(state):
+        res = accumulate(state["window"], state["pods"], {"a": p.stats(state["pods"].get("a"))})
+        assert not res.notes, res.notes
+        state["pods"], state["window"] = res.pods, res.window
+
+    for i in range(200):
+        p.serve(g, 5)
+        total += 5
+        read(fast)
+        if i % 50 == 49:
+            read(slow)
+    assert fast["window"].rows == total == slow["window"].rows
+    assert len(p.mon.readings) <= 4  # two per reader

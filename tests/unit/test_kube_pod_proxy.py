@@ -93,7 +93,7 @@ def test_pod_proxy_get_stops_reading_over_the_byte_limit(fake_api):
     _, answer = fake_api
     chunk = b"x" * (1 << 20)
     answer["resp"] = resp = FakeResponse([chunk] * 100)  # 100 MiB on offer
-    with pytest.raises(kube.PodProxyError, match=f"more than {64 << 20} bytes"):
+    with pytest.raises(kube.PodProxyError, match=f"more than {kube.POD_PROXY_MAX_BYTES} bytes"):
         asyncio.run(kube.pod_proxy_get("ns", "pod-1", 8080, "v2/models/m/stats"))
     assert resp.read_bytes <= kube.POD_PROXY_MAX_BYTES + (1 << 20)  # stopped at the limit, not read to the end
     assert resp.closed  # the connection is dropped, not returned to the pool half read

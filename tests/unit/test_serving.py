@@ -24,6 +24,8 @@ import pytest
 import requests
 
 from mlops_operator.data import retail
+from mlops_operator.drift.histogram import unpack
+from mlops_operator.monitoring.windows import pod_reading
 from mlops_operator.serving import config as serve_config
 from mlops_operator.serving.app import ModelServer
 from mlops_operator.serving.model import ModelLoadError, load
@@ -58,7 +60,12 @@ class Artifact:
         return serve_config.ServeConfig(**base)
 
 
-def reference_of(x: pd.DataFrame, feats: list[dict[str, Any]], bins: int = 10) -> dict[str, ReferenceColumn]:
+def reference_of(x: pd.DataFrame, feats: list[dict[str, Any]], bins: int = 10,
+                 histograms: bool = True) -> dict[str, ReferenceColumn]:
+    """As the data profile writes it: decile bins, the drift histogram (unless `histograms` is
+    False: a model trained before issue 17), the standard deviation."""
+    from mlops_operator.drift.histogram import Histogram, reference_edges
+
     cols = {}
     for c in feats:
         v = x[c["name"]]
@@ -67,8 +74,9 @@ def reference_of(x: pd.DataFrame, feats: list[dict[str, Any]], bins: int = 10) -
             a = a[~np.isnan(a)]
             edges = np.unique(np.quantile(a, np.linspace(0, 1, bins + 1)[1:-1]))
             counts = np.bincount(np.searchsorted(edges, a, side="right"), minlength=len(edges) + 1)
+            hist = Histogram.of(reference_edges(np.sort(a), extra=edges), a).to_json(edges=True) if histograms else None
             cols[c["name"]] = ReferenceColumn(type="numeric", bin_edges=edges.tolist(), bin_counts=counts.tolist(),
-                                              nulls=int(v.isna().sum()))
+                                              nulls=int(v.isna().sum()), std=float(np.std(a)), histogram=hist)
         elif c["type"] == "boolean":
             a = v.to_numpy(dtype=np.float64)
             cols[c["name"]] = ReferenceColumn(type="boolean", categories={"false": int((a == 0).sum()),
@@ -606,7 +614,7 @@ def test_feature_counts_equal_what_was_sent(art):
     frame.loc[7, "device"] = "smart_tv"  # not in the reference: other
     frame.loc[9:11, "channel"] = "carrier_pigeon"
     # thread_rows: the 199-row request runs on the inference thread, the others in the event loop
-    with ServerThread(art.cfg(reservoir_size=100, thread_rows=64)) as s, requests.Session() as h:
+    with ServerThread(art.cfg(thread_rows=64)) as s, requests.Session() as h:
         # in several requests of different sizes, some concurrent
         import concurrent.futures as cf
 
@@ -638,14 +646,29 @@ def test_feature_counts_equal_what_was_sent(art):
     assert stats["prediction"]["type"] == "score" and stats["prediction"]["count"] == 300
     assert sum(stats["prediction"]["counts"]) == 300
     assert np.abs(np.array(stats["prediction"]["counts"]) - want_p).sum() <= 2  # float32 vs float64 at an edge
-    # the reservoir: at most 100 rows of the 300, each one of the rows sent
-    cur = stats["reservoir"]["current"]
-    assert cur["seen"] == 300 and len(cur["rows"]) == 100 == len(cur["predictions"])
-    assert cur["columns"] == [c["name"] for c in art.feats]
-    sent = {tuple(None if (isinstance(v, float) and v != v) else v for v in row)
-            for row in frame.astype(object).itertuples(index=False)}
-    for row in cur["rows"]:
-        assert tuple(row) in sent
+    # the drift section (no cursor asked for: cumulative): every numeric histogram counts what
+    # was sent on the reference histogram's edges, independently recounted here
+    assert stats["drift"]["cursor"] is None and stats["drift"]["since"] is None and stats["drift"]["rows"] == 300
+    hists = unpack(stats["drift"]["histograms"])
+    assert sorted(hists) == sorted(c["name"] for c in art.feats if c["type"] == "numeric")
+    for c in art.feats:
+        if c["type"] == "numeric":
+            h = hists[c["name"]]
+            got = {"counts": h.counts.tolist(), "atoms": h.atoms.tolist(), "sums": h.sums.tolist(), "nulls": h.nulls}
+            edges = np.asarray(art.manifest.reference.columns[c["name"]].histogram.edges)
+            a = frame[c["name"]].to_numpy(dtype=np.float64)
+            ok = a[~np.isnan(a)]
+            bins = np.array([sum(1 for e in edges if e <= x) for x in ok])
+            assert got["counts"] == np.bincount(bins, minlength=edges.size + 1).tolist(), c["name"]
+            on_edge = Counter(int(np.flatnonzero(edges == x)[0]) for x in ok if x in edges)
+            assert got["atoms"] == [on_edge.get(i, 0) for i in range(edges.size)], c["name"]
+            left = np.r_[edges[0], edges][bins]
+            want_sums = np.bincount(bins, weights=np.abs(ok - left), minlength=edges.size + 1)
+            np.testing.assert_allclose(got["sums"], want_sums, rtol=1e-9, atol=1e-9)
+            assert got["nulls"] == int(np.isnan(a).sum())
+        else:
+            got = stats["drift"]["features"][c["name"]]
+            assert got == {**stats["features"][c["name"]], "type": got["type"]}, c["name"]
     # the same counts in Prometheus
     assert metric(metrics, "mlops_serving_requests_total", endpoint="infer", code="200") == 5
     assert metric(metrics, "mlops_serving_requests_total", endpoint="infer", code="422") == 1
@@ -664,29 +687,72 @@ def test_feature_counts_equal_what_was_sent(art):
     assert metric(metrics, "mlops_serving_request_rows_bucket", endpoint="infer", le="+Inf") == 6
     assert metric(metrics, "mlops_serving_rows_total") == 300
     assert sum(metric(metrics, "mlops_serving_predictions_total", bin=str(i)) for i in range(10)) == 300
-    assert metric(metrics, "mlops_serving_reservoir_rows", window="current") == 100
     assert stats["startId"] and stats["instance"] == "test-pod" and stats["format"] == "mlops.dev/serving-stats/v1"
 
 
-def test_reservoir_is_bounded_and_rolls_windows(art):
-    from mlops_operator.serving.monitor import Reservoir
+def test_drift_counters_through_a_cursor(art):
+    """A reader with a cursor gets what was counted since its last read; a cursor the server no
+    longer keeps, or one of another process, gets everything since the start ("since": null)."""
+    from mlops_operator.serving.monitor import CURSORS
 
-    now = [1000.0]
-    r = Reservoir(10, 60, 2, 1, seed=1, clock=lambda: now[0])
-    for i in range(50):
-        x = np.array([[float(i)] * 7, [1.0] * 7])
-        r.observe(x, [["a"] * 7], np.arange(7, dtype=float))
-    assert r.current.filled == 10 and r.current.seen == 350 and r.current.num.shape == (10, 2)
-    assert r.current.start == 960.0
-    # uniform: rows from late batches are in it too
-    assert r.current.num[:, 0].max() > 10
-    now[0] = 1030.0
-    r.roll()
-    r.observe(np.zeros((2, 1)), [["b"]], np.zeros(1))
-    assert r.previous.seen == 350 and r.current.seen == 1 and r.current.start == 1020.0
-    now[0] = 1530.0
-    r.roll()
-    assert r.previous.seen == 0 and r.previous.start == 1440.0 and r.current.start == 1500.0
+    frame = art.test.iloc[:90]
+    with ServerThread(art.cfg()) as s, requests.Session() as h:
+        def send(rows):
+            assert h.post(s.url + "/v2/models/retail/infer",
+                          data=orjson.dumps({"inputs": v2_inputs(rows, art.feats)})).status_code == 200
+
+        def read(cursor):
+            return h.get(s.url + "/v2/models/retail/stats", params={"cursor": cursor}).json()
+
+        send(frame.iloc[:30])
+        first = read("")
+        d = first["drift"]
+        assert d["since"] is None and d["rows"] == 30 and d["cursor"] == f"{first['startId']}.1"
+        send(frame.iloc[30:70])
+        second = read(d["cursor"])["drift"]
+        assert second["since"] == d["cursor"] and second["rows"] == 40
+        age = unpack(second["histograms"])["age"]
+        assert age.count + age.nulls == 40
+        # the same cursor again (a monitor that read and did not save): the same span and more
+        send(frame.iloc[70:90])
+        again = read(d["cursor"])["drift"]
+        assert again["since"] == d["cursor"] and again["rows"] == 60
+        # another process's cursor, or one evicted: since the start
+        assert read("0123.1")["drift"]["since"] is None
+        for _ in range(CURSORS):
+            read("")
+        evicted = read(d["cursor"])["drift"]
+        assert evicted["since"] is None and evicted["rows"] == 90
+        # no cursor asked for: cumulative, nothing kept
+        plain = h.get(s.url + "/v2/models/retail/stats").json()["drift"]
+        assert plain["cursor"] is None and plain["rows"] == 90
+        assert len(s.server.monitor.readings) == CURSORS
+
+
+def test_a_model_without_reference_histograms_is_counted_on_its_decile_edges(tmp_path):
+    """A model trained before issue 17: its numeric features are counted on the decile edges,
+    and the drift engine compares those counts with the reference's (approximately: "binned")."""
+    from mlops_operator import drift
+    from mlops_operator.serving.monitor import Monitor
+
+    a = build_artifact(tmp_path, rows=1500)
+    cols = reference_of(a.test, a.feats, histograms=False)
+    manifest = a.manifest.model_copy(update={"reference": a.manifest.reference.model_copy(update={"columns": cols})})
+    model = load(a.store_uri, a.uri, a.digest)
+    model.manifest = manifest
+    mon = Monitor(model, seed=0)
+    n = len(a.test)
+    x = np.stack([a.test[f.name].to_numpy(dtype=np.float64) for f in model.num_features])
+    cats = [[str(v) for v in a.test[f.name]] for f in model.cat_features]
+    mon.observe(x, cats, {"label": np.zeros(n, np.int64), "probabilities": np.full((n, 2), 0.5, np.float32)})
+    doc = mon.drift_doc("s", "")
+    refs = drift.references_from_profile(manifest.reference.model_dump(by_alias=True)["columns"])
+    reading = pod_reading({"startId": "s", "drift": orjson.loads(orjson.dumps(doc))})
+    assert reading is not None
+    res = drift.evaluate(refs, reading.all_features(), min_samples=10)
+    by = {f.name: f for f in res.features}
+    assert by["age"].status == "ok" and by["age"].basis == "binned" and not by["age"].drifted
+    assert mon.features_doc()["age"]["counts"] == unpack(doc["histograms"])["age"].counts.tolist()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -744,12 +810,11 @@ def test_regression_model_feedback_and_v1(tmp_path):
         assert "mlops_serving_feedback_abs_error_sum" in h.get(s.url + "/metrics").text
 
 
-def test_buffered_counts_land_in_the_window_they_arrived_in(art):
+def test_buffered_counts_are_counted_when_read(art):
     from mlops_operator.serving.monitor import Monitor
 
     model = load(art.store_uri, art.uri, art.digest)
-    now = [600.0]
-    mon = Monitor(model, reservoir_size=5, window_seconds=300, seed=0, clock=lambda: now[0])
+    mon = Monitor(model, seed=0)
     n_num, n_cat = len(model.num_features), len(model.cat_features)
 
     def batch(rows: int):
@@ -759,12 +824,57 @@ def test_buffered_counts_land_in_the_window_they_arrived_in(art):
 
     mon.observe(*batch(3))
     assert mon.pending_rows == 3 and mon.rows == 3  # buffered, not yet counted
-    now[0] = 905.0  # the next window
     mon.observe(*batch(4))
-    doc = mon.reservoir_doc([(False, 0)])
-    assert doc["previous"]["seen"] == 3 and doc["previous"]["windowStartEpoch"] == 600.0
-    assert doc["current"]["seen"] == 4 and doc["current"]["windowStartEpoch"] == 900.0
-    assert sum(mon.prediction.counts) == 7 and mon.pending_rows == 0
+    doc = mon.drift_doc("s")
+    assert doc["rows"] == 7 and mon.pending_rows == 0
+    assert sum(mon.prediction.counts) == 7
+
+
+def test_a_reference_from_another_dataset_is_projected_onto_the_counting_edges(art, tmp_path):
+    """DriftMonitor spec.reference: another Dataset version's profile, its histograms on its own
+    edges; the server gives them projected onto the edges it counts on, so the window can be
+    judged on them (approximately: "binned", no bound)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlops_operator import drift
+    from mlops_operator.data.profile import Profiler
+    from mlops_operator.store.store import FileStore
+
+    other = retail.generate(2500, seed=99).to_pandas()
+    x = pipeline.prepare_frame(other, art.feats)
+    numeric = [c["name"] for c in art.feats if c["type"] == "numeric"]
+    table = pa.table({n: pa.array(x[n].to_numpy(float), from_pandas=True) for n in numeric})
+    pq.write_table(table, tmp_path / "data.parquet")
+    prof = Profiler([{"name": n, "type": "numeric", "role": "feature"} for n in numeric], None)
+    for b in table.to_batches():
+        prof.add(b)
+    (tmp_path / "profile.json").write_bytes(orjson.dumps(prof.finish(tmp_path / "data.parquet")))
+    store = FileStore(Path(art.store_uri.removeprefix("file://")))
+    digest, _ = store.put_version("datasets", "other", tmp_path / "data.parquet",
+                                  {"profile.json": tmp_path / "profile.json"})
+    with ServerThread(art.cfg()) as s, requests.Session() as h:
+        r = h.get(s.url + "/v2/models/retail/reference", params={"dataset": "other", "digest": digest}, timeout=30)
+        assert r.status_code == 200, r.text
+        cols = r.json()["reference"]["columns"]
+        frame = art.test.iloc[:400]
+        assert h.post(s.url + "/v2/models/retail/infer",
+                      data=orjson.dumps({"inputs": v2_inputs(frame, art.feats)})).status_code == 200
+        doc = h.get(s.url + "/v2/models/retail/stats").json()["drift"]
+    own = art.manifest.reference.columns["age"].histogram
+    refs = drift.references_from_profile(cols)
+    age = refs["age"].hist
+    assert age.edges.tolist() == own.edges and age.projected and age.count == int(x["age"].notna().sum())
+    reading = pod_reading({"startId": "s", "drift": doc})
+    assert reading is not None
+    res = drift.evaluate(refs, reading.all_features(), min_samples=10)
+    for f in res.features:
+        if f.name in numeric:
+            assert f.status == "ok" and f.basis == "binned" and "projected" in f.message, f
+            exact = drift.compare({"v": x[f.name].to_numpy(float)}, {"v": frame[f.name].to_numpy(float)},
+                                  overrides={"v": f.method}).features[0]
+            if f.method == "wasserstein":
+                assert abs(f.score - exact.score) < 0.02, (f, exact)
 
 
 def test_reference_endpoint_gives_the_manifests_reference(http, srv, art):
@@ -775,8 +885,17 @@ def test_reference_endpoint_gives_the_manifests_reference(http, srv, art):
     assert r.status_code == 200
     ref = r.json()["reference"]
     want = read_manifest(Path(art.cfg().model_uri.removeprefix("file://")) / "model.json").reference
-    assert ref == want.model_dump(by_alias=True, exclude_none=True, mode="json")
-    assert references_from_profile(ref["columns"])  # what the drift monitor builds from it
+    plain = want.model_dump(by_alias=True, exclude_none=True, mode="json")
+    # as model.json has it, the histograms packed (edges included): what the drift monitor keeps
+    assert {k: v for k, v in ref.items() if k != "columns"} == {k: v for k, v in plain.items() if k != "columns"}
+    got, mine = references_from_profile(ref["columns"]), references_from_profile(plain["columns"])
+    assert sorted(got) == sorted(mine)
+    for name, r_ in mine.items():
+        g = got[name]
+        assert (g.kind, g.rows, g.categories, g.std) == (r_.kind, r_.rows, r_.categories, r_.std)
+        if r_.hist is not None:
+            assert g.hist.edges.tolist() == r_.hist.edges.tolist() and g.hist.counts.tolist() == r_.hist.counts.tolist()
+            assert g.hist.atoms.tolist() == r_.hist.atoms.tolist() and g.hist.sums.tolist() == r_.hist.sums.tolist()
     r = http.get(srv.url + "/v2/models/other/reference", timeout=10)
     assert r.status_code == 404 and r.json()["error"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -48,6 +49,15 @@ def test_valid_csv_becomes_a_canonical_version_with_profile(tmp_path):
     assert age["min"] == 20 and age["max"] == 69
     assert sum(age["binCounts"]) == 300 and len(age["binCounts"]) == len(age["binEdges"]) + 1
     assert profile["columns"]["device"]["categories"] == {"mobile": 200, "desktop": 100}
+    # the drift reference: 50 distinct ages, every one an edge (and the decile edges: the decile
+    # counts are sums of histogram bins), counted exactly: 6 of each, all on their edge
+    ages = np.array([20 + i % 50 for i in range(300)], dtype=float)
+    hist = age["histogram"]
+    edges = hist["edges"]
+    assert set(edges) == {float(a) for a in range(20, 70)} | set(age["binEdges"])
+    assert sum(hist["counts"]) == 300 and {e: n for e, n in zip(edges, hist["atoms"]) if n} == {float(a): 6 for a in range(20, 70)}
+    assert hist["sums"] == [0.0] * (len(edges) + 1)
+    assert age["std"] == pytest.approx(float(np.std(ages)), rel=1e-12)
 
 
 def test_same_content_gives_the_same_digest_and_new_content_a_new_one(tmp_path):

@@ -92,6 +92,9 @@ class FeatureDrift(ApiModel):
     score: float = Field(description="The test's p-value, or the distance.")
     threshold: float = Field(description="Threshold the score was compared with.")
     drifted: bool = Field(description="Whether the feature drifted.")
+    score_lower: float | None = Field(None, description="Lower end of the interval guaranteed to hold the score "
+                                                        "Evidently computes on the raw values (absent: not bounded).")
+    score_upper: float | None = Field(None, description="Upper end of that interval.")
 
 
 class DriftMonitorStatus(ApiModel):

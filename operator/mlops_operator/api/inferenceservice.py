@@ -18,10 +18,12 @@ class ServerOptions(ApiModel):
 
 
 class MonitoringOptions(ApiModel):
-    """The input statistics each serving pod keeps for DriftMonitors."""
+    """Deprecated and ignored: each serving pod keeps, per feature, the histogram its DriftMonitors
+    judge drift on (bounded by the model, no option), and no longer samples raw rows."""
 
-    reservoir_size: int = Field(1000, ge=0, le=100000, description="Raw rows kept per window for drift tests.")
-    window_seconds: int = Field(300, ge=10, description="Length of a statistics window.")
+    reservoir_size: int = Field(1000, ge=0, le=100000, description="Ignored (the pods no longer sample raw rows); "
+                                                                   "accepted so that existing manifests apply.")
+    window_seconds: int = Field(300, ge=10, description="Ignored; accepted so that existing manifests apply.")
 
 
 class CanaryOptions(ApiModel):

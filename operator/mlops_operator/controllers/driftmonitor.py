@@ -27,7 +27,7 @@ from ..drift.engine import evaluate, references_from_profile
 from ..api.driftmonitor import DriftMonitorSpec
 from ..monitoring import retrain as rt
 from ..monitoring.decisions import WindowVerdict, judge_window, retrain_gate
-from ..monitoring.windows import Window, accumulate
+from ..monitoring.windows import Window, accumulate, stats_path
 from ..resources.common import labels, owner_reference
 from ..resources.names import child_name
 from ..resources.serving import MONITOR_PORT
@@ -108,12 +108,14 @@ async def _ready_pods(ns: str, isvc: str) -> list[dict[str, Any]]:
     return out
 
 
-async def _scrape(ns: str, pods: list[dict[str, Any]], model: str, version: int) -> tuple[dict, list[str]]:
+async def _scrape(ns: str, pods: list[dict[str, Any]], model: str, version: int,
+                  previous: dict[str, Any] | None = None) -> tuple[dict, list[str]]:
     docs, problems = {}, []
     for p in pods:
         name = p["metadata"]["name"]
         try:
-            doc = json.loads(await kube.pod_proxy_get(ns, name, MONITOR_PORT, f"v2/models/{model}/stats"))
+            doc = json.loads(await kube.pod_proxy_get(ns, name, MONITOR_PORT,
+                                                      stats_path(model, (previous or {}).get(name))))
         except Exception as e:
             problems.append(f"{name}: {e}"[:200])
             continue
@@ -212,7 +214,7 @@ async def tick(dm: dict[str, Any], settings: Settings) -> None:
             "pods": {},
             "window": Window(time.time()).to_json(),
         }
-    docs, problems = await _scrape(ns, pods, model, version)
+    docs, problems = await _scrape(ns, pods, model, version, state.get("pods"))
     res = accumulate(Window.from_json(state["window"]), state.get("pods") or {}, docs)
     notes += res.notes + problems
     window = res.window
@@ -271,6 +273,7 @@ async def _judge(
             "score": _num(f.score),
             "threshold": _num(f.threshold),
             "drifted": bool(f.drifted),
+            **({"scoreLower": _num(f.lower), "scoreUpper": _num(f.upper)} if f.lower == f.lower else {}),
         }
         for f in result.features
         if f.status == "ok"

@@ -278,12 +278,12 @@ async def delete_deployment(namespace: str, name: str) -> None:
 
 
 #: pod_proxy_get's defaults: a whole answer takes at most this long and holds at most this many
-#: bytes. The largest answer read is a model server's stats document, bounded by its reservoir
-#: (serving/monitor.py): about 0.3 kB per reservoir row for usual traffic (0.3 MB with the
-#: default 1000 rows, 30 MB with the 100000 an InferenceService may ask for), at most about
-#: 2.7 kB per row for the retail model (every category at --max-category-bytes)
+#: bytes. The largest answers read are a model server's stats document and its reference, both
+#: bounded by the model, not the traffic (serving/monitor.py, issue 17): about 20 kB for the
+#: 18-feature retail model, about 25 kB per numeric feature at most (a reference of 1000 rows
+#: has up to 1000 histogram edges), so under 4 MB for a 150-feature model
 POD_PROXY_TIMEOUT_SECONDS = 30.0
-POD_PROXY_MAX_BYTES = 64 << 20
+POD_PROXY_MAX_BYTES = 16 << 20
 _PROXY_CHUNK = 1 << 16
 
 

@@ -1,9 +1,13 @@
 """Streaming profile of a canonical snapshot: what drift monitoring uses as its reference.
 
-Numeric columns get exact min/max/mean and quantile bin edges from a bounded, seeded uniform
-sample (constant memory), then exact counts per bin from a second, columnar pass over the
-canonical Parquet file; categorical columns get value frequencies (top categories plus an
-`other` count); the label gets its class distribution.
+Numeric columns get exact min/max/mean/std and, from a bounded, seeded uniform sample
+(constant memory), decile bin edges and the edges of the reference-anchored histogram
+(drift/histogram.py: every distinct value when there are few, else quantiles refined where the
+bins are wide and heavy, plus the exact min and max); a second, columnar pass over the
+canonical Parquet file counts every value exactly on both (the histogram with its atoms and
+offset sums: what the serving pods count live traffic on, so reference and window have the
+same resolution). Categorical columns get value frequencies (top categories plus an `other`
+count); the label gets its class distribution.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..drift.histogram import Histogram, reference_edges
+
 SAMPLE_SIZE = 50_000
 BINS = 10
 MAX_CATEGORIES = 1000
@@ -27,7 +33,7 @@ class _Numeric:
     rng: np.random.Generator
     n: int = 0
     total: float = 0.0
-    total_sq: float = 0.0
+    m2: float = 0.0  # sum of squared deviations from the running mean (Chan et al.'s merge)
     lo: float = np.inf
     hi: float = -np.inf
     sample: np.ndarray = field(default_factory=lambda: np.empty(0))
@@ -36,9 +42,16 @@ class _Numeric:
     def add(self, values: np.ndarray) -> None:
         if values.size == 0:
             return
-        self.n += values.size
+        nb = values.size
+        mb = float(values.mean())
+        m2b = float(np.sum((values - mb) ** 2))
+        if self.n:
+            delta = mb - self.total / self.n
+            self.m2 += m2b + delta * delta * self.n * nb / (self.n + nb)
+        else:
+            self.m2 = m2b
+        self.n += nb
         self.total += float(values.sum())
-        self.total_sq += float(np.dot(values, values))
         self.lo = min(self.lo, float(values.min()))
         self.hi = max(self.hi, float(values.max()))
         # uniform sample without replacement: keep the SAMPLE_SIZE smallest random keys
@@ -55,6 +68,11 @@ class _Numeric:
             return []
         qs = np.quantile(self.sample, np.linspace(0, 1, BINS + 1)[1:-1])
         return [float(x) for x in np.unique(qs)]
+
+    def histogram_edges(self, coarse: np.ndarray) -> np.ndarray:
+        """The histogram's edges: from the sample, with the exact extremes and the decile edges."""
+        return reference_edges(np.sort(self.sample), self.lo if self.n else None, self.hi if self.n else None,
+                               rows=self.n, extra=coarse)
 
 
 class Profiler:
@@ -93,22 +111,27 @@ class Profiler:
         """The profile document; bin counts come from a second pass over the canonical file."""
         edges = {c: np.array(n.edges()) for c, n in self.numeric.items()}
         bins = {c: np.zeros(len(e) + 1, dtype=np.int64) for c, e in edges.items()}
+        hists = {c: Histogram.empty(n.histogram_edges(edges[c])) for c, n in self.numeric.items()}
         if edges:
             pf = pq.ParquetFile(canonical)
             for batch in pf.iter_batches(columns=list(edges), batch_size=262144):
                 for c, e in edges.items():
-                    v = batch.column(c).drop_null().to_numpy(zero_copy_only=False)
+                    v = batch.column(c).drop_null().to_numpy(zero_copy_only=False).astype(np.float64)
                     bins[c] += np.bincount(np.searchsorted(e, v, side="right"), minlength=len(e) + 1)
+                    hists[c].add(v)
         cols: dict[str, Any] = {}
         for name, d in self.schema.items():
             info: dict[str, Any] = {"type": d["type"], "role": d.get("role", "feature"), "nulls": self.nulls[name]}
             if name in self.numeric:
                 n = self.numeric[name]
+                hist = hists[name].to_json(edges=True)
+                hist.pop("nulls", None)  # the column's nulls are `nulls`
                 info.update(min=n.lo if n.n else None, max=n.hi if n.n else None,
                             mean=n.total / n.n if n.n else None,
                             # population std (as np.std): what normed Wasserstein divides by
-                            std=float(np.sqrt(max(n.total_sq / n.n - (n.total / n.n) ** 2, 0.0))) if n.n else None,
-                            binEdges=[float(x) for x in edges[name]], binCounts=[int(x) for x in bins[name]])
+                            std=float(np.sqrt(max(n.m2 / n.n, 0.0))) if n.n else None,
+                            binEdges=[float(x) for x in edges[name]], binCounts=[int(x) for x in bins[name]],
+                            histogram=hist)
             if name in self.counts and d["type"] != "numeric":
                 top = sorted(self.counts[name].items(), key=lambda kv: (-kv[1], kv[0]))
                 info["categories"] = dict(top[:MAX_CATEGORIES])

@@ -3,26 +3,31 @@
 Input per feature, reference and current alike, is what the serving pods and the training
 profile already hold, in constant memory:
 
-* numeric: counts on the reference bin edges (``k`` inner edges, ``k + 1`` bins, a value ``v``
-  in bin ``searchsorted(edges, v, side="right")``), optionally a raw sample (the training
-  profile's sample for the reference, the pods' reservoir for the window);
-* categorical / boolean: counts per value (plus an ``other`` count), optionally a raw sample.
+* numeric: a reference-anchored :class:`.histogram.Histogram` (counts, atoms and offset sums
+  on edges taken from the reference; the training profile's for the reference, the pods'
+  counters for a window). References written before issue 17 have only counts on 10 decile
+  bins: those are compared as before, approximately ("binned");
+* categorical / boolean: counts per value (plus an ``other`` count).
 
-Which data a method uses:
+What a method computes on them:
 
 ========================= ============================================================
-ks, wasserstein           raw samples when both sides have one (exact, as Evidently);
-                          otherwise the binned approximation of :mod:`.stats`
-chisquare, ztest, psi,    counts: exact for categorical features; on the reference bins for
-jensenshannon             numeric ones (Evidently bins numeric data with Sturges bins over
-                          reference + current instead, which needs raw data); a numeric
-                          feature with at most 5 distinct values in the samples is counted
-                          per value in the samples, as Evidently does (bins may merge values)
+ks, wasserstein           on the histograms: exact, or an estimate inside a guaranteed
+                          interval (``FeatureDrift.lower``/``upper``) around the value
+                          Evidently computes on the raw data (see :mod:`.histogram`)
+chisquare, ztest, psi,    counts per value: exact for categorical features, and for numeric
+jensenshannon             ones whose values are all counted one by one (a reference with at
+                          most 20 distinct values: the pods list the others they see); PSI
+                          and Jensen-Shannon of a numeric feature with more distinct values use
+                          Sturges bins over reference + current as Evidently does, counted on
+                          the histograms (approximate: "binned")
 ========================= ============================================================
 
-The method, when not overridden, is Evidently's default (:func:`.methods.default_method`):
-the reference size is the training reference's non-null rows; the number of distinct values
-comes from the samples, or, without samples, from the non-empty bins.
+The method, when not overridden, is Evidently's default (:func:`.methods.default_method`): the
+reference size is the training reference's non-null rows; the number of distinct values of
+reference and window together comes from the histograms, exactly whenever it matters (a
+reference with at most 5 distinct values has them all as edges, and the pods list the values
+they see off those edges).
 
 Rules that keep false alarms out: a window with fewer than ``min_samples`` rows gives an
 "insufficient samples" result with no decision; so does a feature with fewer non-null values
@@ -38,11 +43,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from . import histogram as H
 from . import stats
+from .histogram import Histogram
 from .methods import (
     DEFAULT_DRIFT_SHARE,
     DISCRETE_MAX_VALUES,
     METHODS,
+    NUMERIC_BINNING_MIN_UNIQUE,
     Kind,
     as_override,
     check_method,
@@ -52,9 +60,12 @@ from .methods import (
 
 OTHER = "__other__"  # the bucket of values outside the reference's listed categories
 DEFAULT_MIN_SAMPLES = 200  # the DriftMonitor CRD's window.minSamples default
-BINS = 10  # bins of ReferenceData.from_sample, as the data profile (data/profile.py)
-#: what a feature's score was computed on (FeatureDrift.basis)
-Basis = Literal["raw", "binned", "counts", "none"]
+BINS = 10  # coarse (decile) bins of ReferenceData.from_sample, as the data profile (data/profile.py)
+#: what a feature's score was computed on (FeatureDrift.basis): "histogram" the reference-anchored
+#: histograms (exact, or within [lower, upper]), "counts" exact counts per value or category,
+#: "binned" an approximation without a bound (10 decile bins of an old reference; Sturges bins
+#: counted on histograms), "raw" the raw values (drift.compare)
+Basis = Literal["raw", "histogram", "binned", "counts", "none"]
 
 
 def _floats(values: Any) -> np.ndarray:
@@ -81,11 +92,11 @@ def _key(v: Any) -> str:
 class ReferenceData:
     """The training distribution of one feature.
 
-    Why both counts and a sample: counts on fixed bins are what the model server can keep for
-    live traffic in constant memory and are exact for categories; KS and Wasserstein are
-    defined on raw values, so a raw sample (when the profile has one) makes them exact too.
-    ``std`` is the reference standard deviation that normalises Wasserstein (Evidently:
-    ``max(np.std(reference), 0.001)``); when missing it comes from the sample, else the bins.
+    Numeric: ``hist``, the reference-anchored histogram of the training profile (what the pods
+    count live traffic on); ``bin_edges``/``bin_counts``, the profile's 10 decile bins (all an
+    old profile has; the pods' Prometheus histograms). ``std``: the reference standard deviation
+    that normalises Wasserstein (Evidently: ``max(np.std(reference), 0.001)``); when missing it
+    is estimated from the decile bins. Categorical/boolean: counts per category.
     """
 
     kind: Kind
@@ -93,18 +104,20 @@ class ReferenceData:
     bin_counts: np.ndarray | None = None
     categories: Mapping[str, int] | None = None
     other_count: int = 0
-    sample: np.ndarray | None = None
     std: float | None = None
+    hist: Histogram | None = None
 
     @property
     def rows(self) -> int:
         """Non-null reference rows (Evidently's reference size for the choice of method)."""
         if self.kind == "numeric":
+            if self.hist is not None:
+                return self.hist.count
             return int(np.sum(self.bin_counts)) if self.bin_counts is not None else 0
         return int(sum(self.categories.values())) + int(self.other_count) if self.categories is not None else 0
 
     @classmethod
-    def from_column(cls, column: Any, sample: Any = None, std: float | None = None) -> ReferenceData:
+    def from_column(cls, column: Any, std: float | None = None) -> ReferenceData:
         """From the model manifest's ReferenceColumn or the profile's column dict (camelCase)."""
         get = (lambda k, a: column.get(k, column.get(a))) if isinstance(column, Mapping) else \
             (lambda k, a: getattr(column, a, None))
@@ -113,60 +126,78 @@ class ReferenceData:
             raise ValueError(f"reference column of type {kind!r} has no drift statistics")
         if kind == "numeric":
             edges, counts = get("binEdges", "bin_edges"), get("binCounts", "bin_counts")
-            if edges is None or counts is None:
-                raise ValueError("numeric reference column without binEdges/binCounts")
-            edges = np.asarray(edges, dtype=np.float64)
-            counts = np.asarray(counts, dtype=np.int64)
-            if counts.size != edges.size + 1:
-                raise ValueError(f"{edges.size} bin edges need {edges.size + 1} bin counts, got {counts.size}")
-            if edges.size > 1 and np.any(np.diff(edges) <= 0):
-                raise ValueError("bin edges must increase strictly")
-            smp = None if sample is None else np.sort(_floats(sample))
+            hist_doc = get("histogram", "histogram")
+            if (edges is None or counts is None) and hist_doc is None:
+                raise ValueError("numeric reference column without binEdges/binCounts or a histogram")
+            hist = None
+            if hist_doc is not None:
+                if not isinstance(hist_doc, Mapping):
+                    hist_doc = hist_doc.model_dump(by_alias=True)
+                if hist_doc.get("packed") is not None:  # as the model server's /reference gives it
+                    hists = list(H.unpack(hist_doc["packed"]).values())
+                    if len(hists) != 1 or hists[0].edges is None:
+                        raise ValueError("a packed reference histogram needs one histogram with its edges")
+                    hist = hists[0]
+                elif hist_doc.get("edges") is None:
+                    raise ValueError("a reference histogram needs its edges")
+                else:
+                    hist = Histogram.from_json(hist_doc)
+            if edges is not None and counts is not None:
+                edges = np.asarray(edges, dtype=np.float64)
+                counts = np.asarray(counts, dtype=np.int64)
+                if counts.size != edges.size + 1:
+                    raise ValueError(f"{edges.size} bin edges need {edges.size + 1} bin counts, got {counts.size}")
+                if edges.size > 1 and np.any(np.diff(edges) <= 0):
+                    raise ValueError("bin edges must increase strictly")
             if std is None:  # a profile that records it (the manifest may add `std` later)
                 std = get("std", "std")
-            return cls("numeric", bin_edges=edges, bin_counts=counts, sample=smp,
-                       std=None if std is None else float(std))
+            return cls("numeric", bin_edges=edges, bin_counts=counts, std=None if std is None else float(std),
+                       hist=hist)
         cats = get("categories", "categories")
         if cats is None:
             raise ValueError(f"{kind} reference column without categories")
-        smp = None if sample is None else _strings(sample)
         return cls(kind, categories={str(k): int(v) for k, v in cats.items()},
-                   other_count=int(get("otherCount", "other_count") or 0), sample=smp)
+                   other_count=int(get("otherCount", "other_count") or 0))
 
     @classmethod
-    def from_sample(cls, values: Any, kind: Kind, bins: int = BINS, keep_sample: bool = True) -> ReferenceData:
-        """From raw reference values: decile edges as the data profile, exact counts, the sample."""
+    def from_sample(cls, values: Any, kind: Kind, bins: int = BINS, histogram: bool = True) -> ReferenceData:
+        """From raw reference values, as the data profile summarises a column: decile edges and
+        exact counts; for a numeric column also the histogram (``histogram=False``: the decile
+        bins only, as an old profile) and the exact standard deviation."""
         if kind == "numeric":
             v = np.sort(_floats(values))
             edges = np.unique(np.quantile(v, np.linspace(0, 1, bins + 1)[1:-1])) if v.size else np.zeros(0)
             counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=edges.size + 1)
-            return cls("numeric", bin_edges=edges, bin_counts=counts, sample=v if keep_sample else None,
-                       std=float(np.std(v)) if v.size else None)
+            hist = Histogram.of(H.reference_edges(v, extra=edges), v) if histogram else None
+            return cls("numeric", bin_edges=edges, bin_counts=counts, std=float(np.std(v)) if v.size else None,
+                       hist=hist)
         s = _strings(values)
         keys, counts = np.unique(s.astype(str), return_counts=True)  # empty arrays for an empty sample
-        return cls(kind, categories={str(k): int(c) for k, c in zip(keys, counts)},
-                   sample=s if keep_sample else None)
+        return cls(kind, categories={str(k): int(c) for k, c in zip(keys, counts)})
 
 
 @dataclass(frozen=True)
 class CurrentData:
     """One window of live traffic for one feature, counted on the reference's buckets.
 
-    ``bin_counts`` (numeric: on the reference edges) or ``categories`` (+ ``other_count`` for
-    values the server lumps together) are deltas of the pods' cumulative counters (see
-    :mod:`.window`); ``sample`` is the window's reservoir of raw values, if any; ``nulls``
-    counts missing values, which no statistic uses (as in Evidently) but which count as rows.
+    Numeric: ``hist`` (on the reference histogram's edges) or, from a server without one,
+    ``bin_counts`` on the decile edges; categorical: ``categories`` (+ ``other_count`` for values
+    the server lumps together). Both are deltas of the pods' counters (see :mod:`.window`);
+    ``nulls`` counts missing values, which no statistic uses (as in Evidently) but which count
+    as rows.
     """
 
     bin_counts: np.ndarray | None = None
     categories: Mapping[str, int] | None = None
     other_count: int = 0
-    sample: np.ndarray | None = None
     nulls: int = 0
+    hist: Histogram | None = None
 
     @property
     def count(self) -> int:
         """Non-null values in the window."""
+        if self.hist is not None:
+            return self.hist.count
         if self.bin_counts is not None:
             return int(np.sum(self.bin_counts))
         if self.categories is not None:
@@ -174,36 +205,40 @@ class CurrentData:
         return 0
 
     @classmethod
-    def from_stats(cls, doc: Mapping[str, Any], sample: Any = None) -> CurrentData:
-        """From the model server's per-feature counters (serving/monitor.py's feature docs).
+    def from_stats(cls, doc: Mapping[str, Any]) -> CurrentData:
+        """From one feature of a stats document (serving/monitor.py).
 
-        Numeric: ``{"binEdges", "counts" (k + 1), "nulls"}``; boolean/categorical:
-        ``{"categories": [...], "counts": [...], "other", "nulls"}`` where ``other`` counts
-        values outside the reference's categories.
+        Numeric: the histogram (``{"edgesDigest", "counts", "atoms", "sums", "nulls", ...}``) or,
+        from an older server, ``{"binEdges", "counts" (k + 1), "nulls"}``; boolean/categorical:
+        ``{"categories": [...], "counts": [...], "other", "nulls"}`` where ``other`` counts values
+        outside the reference's categories.
         """
+        if "sums" in doc:
+            h = Histogram.from_json(doc)
+            return cls(hist=h, nulls=h.nulls)
         if "binEdges" in doc:
-            return cls(bin_counts=np.asarray(doc["counts"], dtype=np.int64), sample=sample,
-                       nulls=int(doc.get("nulls") or 0))
+            return cls(bin_counts=np.asarray(doc["counts"], dtype=np.int64), nulls=int(doc.get("nulls") or 0))
         cats = {str(k): int(v) for k, v in zip(doc.get("categories") or [], doc.get("counts") or [])}
-        return cls(categories=cats, other_count=int(doc.get("other") or 0), sample=sample,
-                   nulls=int(doc.get("nulls") or 0))
+        return cls(categories=cats, other_count=int(doc.get("other") or 0), nulls=int(doc.get("nulls") or 0))
 
     @classmethod
-    def from_sample(cls, values: Any, reference: ReferenceData, keep_sample: bool = True) -> CurrentData:
-        """Count raw values on the reference's buckets (what the server does per request)."""
+    def from_sample(cls, values: Any, reference: ReferenceData) -> CurrentData:
+        """Count raw values on the reference's buckets, as a serving pod does."""
         if reference.kind == "numeric":
+            raw = np.asarray(values, dtype=np.float64).ravel()
+            if reference.hist is not None:
+                h = Histogram.of(reference.hist._edges(), raw, listing=H.lists_values(reference.hist))
+                return cls(hist=h, nulls=h.nulls)
             edges = reference.bin_edges
             if edges is None:
                 raise ValueError("a numeric reference needs bin edges")
-            raw = np.asarray(values, dtype=np.float64).ravel()
             v = _floats(raw)
             counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=edges.size + 1)
-            return cls(bin_counts=counts, sample=np.sort(v) if keep_sample else None, nulls=int(raw.size - v.size))
+            return cls(bin_counts=counts, nulls=int(raw.size - v.size))
         raw = np.asarray(values, dtype=object).ravel()
         s = _strings(raw)
         keys, counts = np.unique(s.astype(str), return_counts=True)  # empty arrays for an empty sample
-        return cls(categories={str(k): int(c) for k, c in zip(keys, counts)}, sample=s if keep_sample else None,
-                   nulls=int(raw.size - s.size))
+        return cls(categories={str(k): int(c) for k, c in zip(keys, counts)}, nulls=int(raw.size - s.size))
 
 
 @dataclass
@@ -212,8 +247,10 @@ class FeatureDrift:
 
     ``score`` is a p-value for tests (ks, chisquare, ztest) and a distance otherwise; compare it
     with ``threshold`` through the method's rule (:data:`.methods.METHODS`). ``basis`` says
-    whether it came from raw samples or from counts, so an approximate score is never mistaken
-    for an exact one. ``status`` is ``ok``, ``insufficient`` (too few values: no decision),
+    what it was computed on (:data:`Basis`), so an approximate score is never mistaken for an
+    exact one. ``lower``/``upper``: the interval guaranteed to hold the score Evidently computes
+    on the raw values the counters counted (equal to ``score`` when exact; NaN when no bound is
+    known: "binned"). ``status`` is ``ok``, ``insufficient`` (too few values: no decision),
     ``missing`` (not in the window) or ``error`` (bad override or reference; see ``message``);
     only ``ok`` features count in the drift share.
     """
@@ -228,6 +265,16 @@ class FeatureDrift:
     basis: Basis = "counts"
     status: Literal["ok", "insufficient", "missing", "error"] = "ok"
     message: str = ""
+    lower: float = float("nan")
+    upper: float = float("nan")
+
+    @property
+    def ambiguous(self) -> bool:
+        """The guaranteed interval holds the threshold: the raw data might decide the other way."""
+        if not (self.lower == self.lower and self.upper == self.upper):
+            return False
+        m = METHODS.get(self.method)
+        return m is not None and m.drifted(self.lower, self.threshold) != m.drifted(self.upper, self.threshold)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (a NaN score or threshold, i.e. no decision, becomes None)."""
@@ -306,57 +353,109 @@ def _category_buckets(ref: ReferenceData, cur: CurrentData) -> tuple[list[str], 
     return keys, np.asarray(rc, dtype=np.float64), np.asarray(cc, dtype=np.float64)
 
 
-def _sorted_sample(sample: Any) -> np.ndarray | None:
-    """A numeric sample as sorted finite floats, or None when there is none."""
-    if sample is None:
-        return None
-    v = np.sort(_floats(sample))
-    return v if v.size else None
+def bucket_score(method: str, keys: Sequence[Any] | None, rc: np.ndarray, cc: np.ndarray) -> float:
+    """A counts method on aligned buckets, as Evidently computes it; ``keys`` are the bucket
+    values (categories, numeric values) or None for ordered bins."""
+    if method == "psi":
+        keep = (rc > 0) | (cc > 0) if keys is not None else np.ones(rc.size, bool)
+        return stats.psi(rc[keep], cc[keep])
+    if method == "jensenshannon":
+        return stats.jensenshannon(rc, cc)
+    if method == "chisquare":
+        return stats.chisquare_pvalue(rc, cc)[1]
+    if method == "ztest":
+        seen = np.flatnonzero((rc > 0) | (cc > 0))
+        if seen.size <= 1:
+            return 1.0  # both samples one and the same value
+        if keys is None:  # bins, in order
+            first = int(seen[0])
+        else:  # Evidently codes the first value in sorted order as 0
+            order = [int(i) for i in seen]
+            try:
+                first = min(order, key=lambda i: keys[i])
+            except TypeError:
+                first = min(order, key=lambda i: str(keys[i]))
+        return stats.ztest_pvalue(rc[first], rc.sum(), cc[first], cc.sum())[1]
+    raise ValueError(f"{method} is not a counts method")
 
 
-def _numeric_n_values(rs: np.ndarray | None, cs: np.ndarray | None, rc: np.ndarray, cc: np.ndarray) -> int:
-    """Distinct values from the samples (exact up to the discrete limit), else non-empty bins."""
-    if rs is not None and cs is not None:
-        ur = np.unique(rs)
-        if ur.size > DISCRETE_MAX_VALUES:
-            return int(ur.size)
-        return int(np.union1d(ur, cs).size)
-    return int(np.count_nonzero((rc > 0) | (cc > 0)))
-
-
-def _score(method: str, kind: str, keys: Sequence[Any] | None, rc: np.ndarray, cc: np.ndarray,
-           ref: ReferenceData, rs: np.ndarray | None, cs: np.ndarray | None) -> tuple[float, Basis]:
-    """(score, basis) of ``method`` on aligned buckets, or on sorted raw samples ``rs``/``cs``."""
+def _binned_score(method: str, ref: ReferenceData, rc: np.ndarray, cc: np.ndarray) -> float:
+    """ks and wasserstein on counts on the decile bins of an old reference (approximate)."""
     if method == "ks":
-        if rs is not None and cs is not None:
-            return stats.ks_sorted(rs, cs)[1], "raw"
-        return stats.ks_binned(rc, cc)[1], "binned"
+        return stats.ks_binned(rc, cc)[1]
     if method == "wasserstein":
-        if rs is not None and cs is not None:
-            std = ref.std if ref.std is not None else float(np.std(rs))
-            return stats.wasserstein_sorted(rs, cs) / max(std, 0.001), "raw"
         edges = ref.bin_edges
         if edges is None:  # check_method allows wasserstein on numeric features only
             raise ValueError("wasserstein needs the reference's bin edges")
         std = ref.std if ref.std is not None else stats.binned_std(edges, rc)
-        return stats.wasserstein_binned(edges, rc, cc) / max(std, 0.001), "binned"
-    basis: Basis = "counts" if kind != "numeric" else ("raw" if keys is not None else "binned")
-    if method == "psi":
-        return stats.psi(rc, cc), basis
-    if method == "jensenshannon":
-        return stats.jensenshannon(rc, cc), basis
-    if method == "chisquare":
-        return stats.chisquare_pvalue(rc, cc)[1], basis
-    if method == "ztest":
-        seen = (rc > 0) | (cc > 0)
-        if np.count_nonzero(seen) <= 1:
-            return 1.0, basis  # both samples one and the same value
-        order = [int(i) for i in np.flatnonzero(seen)]
-        if keys is not None:  # categories: the first key in sorted order is Evidently's "0"
-            order.sort(key=lambda i: keys[i])
-        first = order[0]
-        return stats.ztest_pvalue(rc[first], rc.sum(), cc[first], cc.sum())[1], basis
-    raise ValueError(method)
+        return stats.wasserstein_binned(edges, rc, cc) / max(std, 0.001)
+    return bucket_score(method, None, rc, cc)
+
+
+def _histogram_feature(name: str, ref: ReferenceData, rh: Histogram, cur: Histogram, requested: str,
+                       ov: Any, samples: int) -> FeatureDrift:
+    """A numeric feature on the reference-anchored histograms (module docstring)."""
+    def fail(method: str, threshold: float, message: str) -> FeatureDrift:
+        return FeatureDrift(name, method, float("nan"), threshold, False, samples, "numeric", "none", "error", message)
+
+    try:
+        ch = cur.on(rh._edges())
+    except ValueError as e:
+        return fail(requested, float("nan"), str(e))
+    n_values, exact = H.distinct_values(rh, ch)
+    note = ""
+    if not exact and n_values <= DISCRETE_MAX_VALUES:
+        # off-edge values beyond what the pods list: a column that has turned continuous
+        n_values = DISCRETE_MAX_VALUES + 1
+        note = f"more distinct values than the pods list ({H.TABLE_SIZE}): judged as continuous"
+    method = default_method("numeric", ref.rows, n_values) if requested == "auto" else requested
+    m = METHODS[method]
+    threshold = float(ov.threshold) if ov.threshold is not None else m.default_threshold
+    problem = check_method(method, "numeric", n_values)
+    if problem:
+        return fail(method, threshold, problem)
+    lower = upper = float("nan")
+    basis: Basis = "histogram"
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if method == "ks":
+            d = H.ks_statistic(rh, ch)
+            n, mm = rh.count, ch.count
+            score = H.ks_pvalue(d.estimate, n, mm)
+            lower, upper = H.ks_pvalue(d.upper, n, mm), H.ks_pvalue(d.lower, n, mm)
+        elif method == "wasserstein":
+            w = H.wasserstein(rh, ch)
+            if ref.std is not None:
+                std = ref.std
+            elif ref.bin_edges is not None and ref.bin_counts is not None:
+                std = stats.binned_std(ref.bin_edges, ref.bin_counts)
+            else:
+                std = 0.0
+            norm = max(std, 0.001)
+            score, lower, upper = w.estimate / norm, w.lower / norm, w.upper / norm
+        else:
+            ref_values, ref_exact = H.distinct_values(rh, rh)
+            if method in ("psi", "jensenshannon") and (ref_values >= NUMERIC_BINNING_MIN_UNIQUE or not ref_exact):
+                rc, cc = H.sturges_counts(rh, ch)  # Evidently's bins over reference + current
+                score, basis = bucket_score(method, None, rc, cc), "binned"
+            else:
+                keys, rc, cc, complete = H.value_counts(rh, ch)
+                if complete:
+                    score = bucket_score(method, list(keys), rc, cc)
+                    lower = upper = score
+                elif method in ("chisquare", "ztest") and not ref_exact:
+                    # a continuous column under a per-value test: the histogram bins as buckets
+                    score = bucket_score(method, None, rh.counts.astype(float), ch.counts.astype(float))
+                    basis = "binned"
+                else:  # the values the pods did not list, as one more bucket
+                    rest_r, rest_c = rh.count - rc.sum(), ch.count - cc.sum()
+                    keys = np.append(keys, np.inf)
+                    rc, cc = np.append(rc, rest_r), np.append(cc, rest_c)
+                    score, basis = bucket_score(method, list(keys), rc, cc), "binned"
+    if rh.projected:  # a reference from another dataset, counted approximately on these edges: no bound
+        basis, lower, upper = "binned", float("nan"), float("nan")
+        note = (note + "; " if note else "") + "reference projected onto the pods' edges (approximate)"
+    return FeatureDrift(name, method, float(score), threshold, m.drifted(score, threshold), samples, "numeric", basis,
+                        message=note, lower=float(lower), upper=float(upper))
 
 
 def evaluate_feature(name: str, ref: ReferenceData, cur: CurrentData | None, override: Any = None,
@@ -380,30 +479,26 @@ def evaluate_feature(name: str, ref: ReferenceData, cur: CurrentData | None, ove
                             "insufficient", f"insufficient samples: {samples} < {min_samples}")
     keys: list[str] | None
     if ref.kind == "numeric":
-        rc = np.asarray(ref.bin_counts, dtype=np.float64)
-        if cur.bin_counts is None:
+        if ref.hist is not None and cur.hist is not None:
+            return _histogram_feature(name, ref, ref.hist, cur.hist, requested, ov, samples)
+        cc_ = cur.bin_counts
+        if cc_ is None and cur.hist is not None and ref.bin_edges is not None and \
+                cur.hist.digest == H.edges_digest(ref.bin_edges):
+            cc_ = cur.hist.counts  # a server counting on the decile edges (an old model's reference)
+        if cc_ is None or ref.bin_counts is None:
             return FeatureDrift(name, requested, float("nan"), float("nan"), False, samples, ref.kind, "none",
-                                "error", "numeric feature without current bin counts")
-        cc = np.asarray(cur.bin_counts, dtype=np.float64)
+                                "error", "no counts on the reference's bins (counted on other bin edges: another "
+                                         "model version, or a reference from another dataset?)")
+        rc = np.asarray(ref.bin_counts, dtype=np.float64)
+        cc = np.asarray(cc_, dtype=np.float64)
         if cc.size != rc.size:
             return FeatureDrift(name, requested, float("nan"), float("nan"), False, samples, ref.kind, "none",
                                 "error", f"current has {cc.size} bins, the reference {rc.size}: "
                                          "counted on other bin edges (another model version?)")
+        n_values = int(np.count_nonzero((rc > 0) | (cc > 0)))
         keys = None
-        rs, cs = _sorted_sample(ref.sample), _sorted_sample(cur.sample)
-        if rs is None or cs is None:
-            rs = cs = None
-        n_values = _numeric_n_values(rs, cs, rc, cc)
-        if n_values <= DISCRETE_MAX_VALUES and rs is not None and cs is not None:
-            # a few distinct values: count them in the samples, as Evidently does, instead of on
-            # bins that may lump two of them together (a constant reference has a single edge)
-            values = np.union1d(rs, cs)
-            rn = np.searchsorted(rs, values, "right") - np.searchsorted(rs, values, "left")
-            cn = np.searchsorted(cs, values, "right") - np.searchsorted(cs, values, "left")
-            rc, cc, keys = rn.astype(np.float64), cn.astype(np.float64), list(values)
     else:
         keys, rc, cc = _category_buckets(ref, cur)
-        rs = cs = None
         n_values = int(np.count_nonzero((rc > 0) | (cc > 0)))
     method = default_method(ref.kind, ref.rows, n_values) if requested == "auto" else requested
     m = METHODS[method]
@@ -411,9 +506,16 @@ def evaluate_feature(name: str, ref: ReferenceData, cur: CurrentData | None, ove
     problem = check_method(method, ref.kind, n_values)
     if problem:
         return FeatureDrift(name, method, float("nan"), threshold, False, samples, ref.kind, "none", "error", problem)
+    basis: Basis
     with np.errstate(divide="ignore", invalid="ignore"):
-        score, basis = _score(method, ref.kind, keys, rc, cc, ref, rs, cs)
-    return FeatureDrift(name, method, float(score), threshold, m.drifted(score, threshold), samples, ref.kind, basis)
+        if ref.kind == "numeric":
+            score, basis = _binned_score(method, ref, rc, cc), "binned"
+            lower = upper = float("nan")
+        else:
+            score, basis = bucket_score(method, keys, rc, cc), "counts"
+            lower = upper = score
+    return FeatureDrift(name, method, float(score), threshold, m.drifted(score, threshold), samples, ref.kind, basis,
+                        lower=float(lower), upper=float(upper))
 
 
 def evaluate(reference: Mapping[str, ReferenceData], current: Mapping[str, CurrentData],
@@ -460,40 +562,22 @@ def evaluate(reference: Mapping[str, ReferenceData], current: Mapping[str, Curre
     return DatasetDrift(results, share if not insufficient else 0.0, drifted, insufficient, msg, rows, drift_share)
 
 
-def samples_from_window(doc: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
-    """Per-feature raw samples from a reservoir window document (``columns`` + ``rows``).
-
-    Numeric columns become float arrays with NaN for nulls, the others object arrays; which is
-    which follows the values (a column of numbers and None is numeric).
-    """
-    if not doc or not doc.get("rows"):
-        return {}
-    columns = list(doc["columns"])
-    out: dict[str, np.ndarray] = {}
-    for j, name in enumerate(columns):
-        col = [row[j] for row in doc["rows"]]
-        numeric = all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in col)
-        out[name] = (np.array([np.nan if v is None else float(v) for v in col], dtype=np.float64) if numeric
-                     else np.array(col, dtype=object))
-    return out
-
-
-def references_from_profile(columns: Mapping[str, Any], samples: Mapping[str, Any] | None = None,
-                            stds: Mapping[str, float] | None = None) -> dict[str, ReferenceData]:
+def references_from_profile(columns: Mapping[str, Any], stds: Mapping[str, float] | None = None
+                            ) -> dict[str, ReferenceData]:
     """ReferenceData per feature from the manifest's ``reference.columns`` or a data profile.
 
     Columns that are not features (id, label, timestamp roles; timestamp type) are skipped.
     """
     out: dict[str, ReferenceData] = {}
-    samples, stds = samples or {}, stds or {}
+    stds = stds or {}
     for name, col in columns.items():
         kind = col.get("type") if isinstance(col, Mapping) else getattr(col, "type", None)
         role = col.get("role", "feature") if isinstance(col, Mapping) else "feature"
         if kind not in ("numeric", "categorical", "boolean") or role != "feature":
             continue
-        out[name] = ReferenceData.from_column(col, samples.get(name), stds.get(name))
+        out[name] = ReferenceData.from_column(col, stds.get(name))
     return out
 
 
-__all__ = ["OTHER", "CurrentData", "DatasetDrift", "FeatureDrift", "ReferenceData", "evaluate", "evaluate_feature",
-           "references_from_profile", "samples_from_window"]
+__all__ = ["OTHER", "CurrentData", "DatasetDrift", "FeatureDrift", "ReferenceData", "bucket_score", "evaluate",
+           "evaluate_feature", "references_from_profile"]

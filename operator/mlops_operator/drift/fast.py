@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import stats
-from .engine import DatasetDrift, FeatureDrift
+from .engine import DatasetDrift, FeatureDrift, bucket_score as _bucket_score
 from .methods import (
     DEFAULT_DRIFT_SHARE,
     DISCRETE_MAX_VALUES,
@@ -285,29 +285,6 @@ def _numeric_feature(name: str, ref: _Num, cur_values: Any, override: Any) -> Fe
                 rc, cc = _value_counts_sorted(ref.sorted, values), _value_counts_sorted(cur.sorted, values)
             score = _bucket_score(method, list(values) if values is not None else None, rc, cc)
     return FeatureDrift(name, method, float(score), threshold, m.drifted(score, threshold), cur.n, "numeric", "raw")
-
-
-def _bucket_score(method: str, keys: list | None, rc: np.ndarray, cc: np.ndarray) -> float:
-    if method == "psi":
-        keep = (rc > 0) | (cc > 0) if keys is not None else np.ones(rc.size, bool)
-        return stats.psi(rc[keep], cc[keep])
-    if method == "jensenshannon":
-        return stats.jensenshannon(rc, cc)
-    if method == "chisquare":
-        return stats.chisquare_pvalue(rc, cc)[1]
-    if method == "ztest":
-        seen = np.flatnonzero((rc > 0) | (cc > 0))
-        if seen.size <= 1:
-            return 1.0
-        if keys is None:  # bins, in order
-            first = seen[0]
-        else:
-            try:
-                first = min(seen, key=lambda i: keys[i])
-            except TypeError:
-                first = min(seen, key=lambda i: str(keys[i]))
-        return stats.ztest_pvalue(rc[first], rc.sum(), cc[first], cc.sum())[1]
-    raise ValueError(f"{method} is not a bucket method")
 
 
 def _categorical_feature(name: str, ref: _Cat, cur_values: Any, override: Any) -> FeatureDrift:

@@ -1,26 +1,39 @@
-"""Scrapes of the model servers' stats documents -> the counts of one evaluation window.
+"""Readings of the model servers' stats documents -> the counts of one evaluation window.
 
-The servers count cumulatively since they started (serving/app.py "Stats document"); the
-monitor keeps the previous scrape of every pod and the window being filled, as JSON in a
-ConfigMap, so an operator restart loses no window. Feature counts go through
-drift.window.window_delta (restarts and resets handled there); feedback counters get the same
-treatment here (a new startId or a counter going down: the new counters are the delta).
+Each read asks a server for its counters since the monitor's cursor (``stats?cursor=...``;
+:func:`stats_path`), so the monitor keeps of each pod only its start id, its cursor and its
+feedback counters, as JSON in a ConfigMap with the window being filled: an operator restart
+loses no window, and the state stays a few hundred bytes per pod however fine the histograms
+are. Feature counts go through drift.window.window_delta (restarts, lost cursors, new and gone
+pods handled there); feedback counters are cumulative and get the same treatment here as
+before (a new startId or a counter going down: the new counters are the delta).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+from urllib.parse import quote
 
 import numpy as np
 
 from ..drift.engine import CurrentData
-from ..drift.window import PodCounters, add_counts, window_delta
+from ..drift.histogram import Histogram, Packed, pack, unpack
+from ..drift.window import PodCursor, PodReading, add_counts, window_delta
 
 FEEDBACK_KEYS = ("count", "correct", "sumAbsError", "sumSquaredError")
 
 
+def stats_path(model: str, previous: Mapping[str, Any] | None) -> str:
+    """The path of a pod's stats document with the cursor the monitor holds for it (the pod's
+    entry in the state: ``{"startId", "cursor", ...}``), or a new cursor when it holds none."""
+    cursor = (previous or {}).get("cursor") or ""
+    return f"v2/models/{model}/stats?cursor={quote(str(cursor), safe='.')}"
+
+
 def current_to_json(c: CurrentData) -> dict[str, Any]:
+    if c.hist is not None:
+        return {"hist": c.hist.to_json()}
     if c.bin_counts is not None:
         return {"bins": [int(x) for x in c.bin_counts], "nulls": int(c.nulls)}
     return {"categories": {k: int(v) for k, v in (c.categories or {}).items()}, "other": int(c.other_count),
@@ -28,25 +41,43 @@ def current_to_json(c: CurrentData) -> dict[str, Any]:
 
 
 def current_from_json(d: Mapping[str, Any]) -> CurrentData:
+    if "hist" in d:
+        h = Histogram.from_json(d["hist"])
+        return CurrentData(hist=h, nulls=h.nulls)
     if "bins" in d:
         return CurrentData(bin_counts=np.asarray(d["bins"], dtype=np.int64), nulls=int(d.get("nulls", 0)))
     return CurrentData(categories=dict(d.get("categories") or {}), other_count=int(d.get("other", 0)),
                        nulls=int(d.get("nulls", 0)))
 
 
-def pod_counters(doc: Mapping[str, Any]) -> PodCounters:
-    feats = {name: CurrentData.from_stats(f) for name, f in (doc.get("features") or {}).items()}
-    return PodCounters(start_id=str(doc.get("startId")), features=feats, rows=int(doc.get("rows") or 0))
+def pod_reading(doc: Mapping[str, Any]) -> PodReading | None:
+    """The reading in a stats document, or None when the server has no drift section (older).
+    Raises ValueError on a malformed one."""
+    d = doc.get("drift")
+    if not isinstance(d, Mapping):
+        return None
+    feats = {name: CurrentData.from_stats(f) for name, f in (d.get("features") or {}).items()}
+    packed = Packed.decode(d["histograms"]) if d.get("histograms") is not None else None
+    return PodReading(start_id=str(doc.get("startId")), features=feats, rows=int(d.get("rows") or 0),
+                      cursor=d.get("cursor"), since=d.get("since"), packed=packed)
 
 
-def _pod_json(p: PodCounters, feedback: Mapping[str, Any]) -> dict[str, Any]:
-    return {"startId": p.start_id, "rows": p.rows, "features": {k: current_to_json(v) for k, v in p.features.items()},
-            "feedback": {k: float(feedback.get(k) or 0) for k in FEEDBACK_KEYS}}
-
-
-def _pod_from_json(d: Mapping[str, Any]) -> PodCounters:
-    return PodCounters(start_id=d["startId"], rows=int(d.get("rows", 0)),
-                       features={k: current_from_json(v) for k, v in (d.get("features") or {}).items()})
+def pod_readings(docs: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, PodReading], dict[str, str]]:
+    """The readings of many stats documents, and why some could not be read (instance -> reason:
+    an older server without a drift section, or a malformed one)."""
+    out: dict[str, PodReading] = {}
+    bad: dict[str, str] = {}
+    for inst, doc in docs.items():
+        try:
+            r = pod_reading(doc)
+        except (ValueError, TypeError, KeyError) as e:
+            bad[inst] = f"malformed drift counters ({str(e)[:80]})"
+            continue
+        if r is None:
+            bad[inst] = "no drift counters (an older server)"
+        else:
+            out[inst] = r
+    return out, bad
 
 
 def feedback_delta(prev: Mapping[str, Any] | None, cur_doc: Mapping[str, Any], same_process: bool) -> dict[str, float]:
@@ -66,29 +97,43 @@ class Window:
     feedback: dict[str, float] = field(default_factory=lambda: {k: 0.0 for k in FEEDBACK_KEYS})
 
     def to_json(self) -> dict[str, Any]:
+        """JSON for the state ConfigMap: the histograms packed (drift.histogram.pack: a few kB
+        per feature even with a 1000-edge reference), the other counts as they are."""
+        hists = {k: v.hist for k, v in self.features.items() if v.hist is not None}
         return {"start": self.start, "rows": self.rows, "feedback": self.feedback,
-                "features": {k: current_to_json(v) for k, v in self.features.items()}}
+                "histograms": pack(hists),
+                "features": {k: current_to_json(v) for k, v in self.features.items() if v.hist is None}}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "Window":
-        return cls(start=float(d["start"]), rows=int(d.get("rows", 0)),
-                   features={k: current_from_json(v) for k, v in (d.get("features") or {}).items()},
+        features = {k: current_from_json(v) for k, v in (d.get("features") or {}).items()}
+        if d.get("histograms"):
+            features.update({k: CurrentData(hist=h.copy(), nulls=h.nulls) for k, h in unpack(d["histograms"]).items()})
+        return cls(start=float(d["start"]), rows=int(d.get("rows", 0)), features=features,
                    feedback={k: float((d.get("feedback") or {}).get(k, 0)) for k in FEEDBACK_KEYS})
 
 
 @dataclass
 class ScrapeResult:
     window: Window
-    pods: dict[str, Any]  # instance -> last scrape (JSON), the next call's `previous`
+    pods: dict[str, Any]  # instance -> what is kept of its last reading (JSON), the next call's `previous`
     notes: list[str]
 
 
 def accumulate(window: Window, previous: Mapping[str, Any], docs: Mapping[str, Mapping[str, Any]]) -> ScrapeResult:
-    """Add what arrived since the previous scrape (`docs`: instance -> stats document)."""
-    prev_pods = {k: _pod_from_json(v) for k, v in previous.items()}
-    cur_pods = {k: pod_counters(d) for k, d in docs.items()}
-    delta = window_delta(prev_pods, cur_pods)
-    features = add_counts(window.features, delta.features)
+    """Add what arrived since the previous readings (`docs`: instance -> stats document)."""
+    prev_cursors = {k: PodCursor(str(v.get("startId")), v.get("cursor")) for k, v in previous.items()}
+    readings, unreadable = pod_readings(docs)
+    notes = [f"{inst}: {why}" for inst, why in unreadable.items()]
+    delta = window_delta(prev_cursors, readings)
+    features = dict(window.features)
+    reset = []
+    for name, counts in delta.features.items():
+        try:
+            features.update(add_counts({name: features[name]} if name in features else {}, {name: counts}))
+        except ValueError:  # counted on other buckets (the window predates a change): start the feature anew
+            features[name] = counts
+            reset.append(name)
     fb = dict(window.feedback)
     for inst, doc in docs.items():
         before = previous.get(inst)
@@ -96,10 +141,17 @@ def accumulate(window: Window, previous: Mapping[str, Any], docs: Mapping[str, M
         d = feedback_delta(before.get("feedback") if before else None, doc, same)
         for k in FEEDBACK_KEYS:
             fb[k] += d[k]
-    notes = []
     if delta.restarted_pods:
         notes.append(f"restarted: {', '.join(delta.restarted_pods)}")
     if delta.gone_pods:
         notes.append(f"gone: {', '.join(delta.gone_pods)}")
-    pods = {inst: _pod_json(cur_pods[inst], docs[inst].get("feedback") or {}) for inst in docs}
+    if delta.lost_pods:
+        notes.append(f"not counted this time (cursor lost): {', '.join(delta.lost_pods)}")
+    if reset:
+        notes.append(f"counted anew (other buckets than the window's): {', '.join(reset)}")
+    pods = {}
+    for inst, doc in docs.items():
+        c = delta.cursors.get(inst)
+        pods[inst] = {"startId": str(doc.get("startId")), "cursor": c.cursor if c else None,
+                      "feedback": {k: float((doc.get("feedback") or {}).get(k) or 0) for k in FEEDBACK_KEYS}}
     return ScrapeResult(Window(window.start, window.rows + delta.rows, features, fb), pods, notes)

@@ -30,7 +30,7 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
     meta, spec = isvc["metadata"], InferenceServiceSpec.model_validate(isvc["spec"])
     name = meta["name"]
     mvspec = mv["spec"]
-    server, mon, roll = spec.server, spec.monitoring, spec.rollout
+    server, roll = spec.server, spec.rollout
     lab = labels("model-server", "predictor", name, {**selector(name), "mlops.dev/model": mvspec["model"]})
     pod_lab = {**lab, "mlops.dev/model-version": mv["metadata"]["name"], "mlops.dev/track": "stable"}
     vol, mount = store_volume(s)
@@ -44,9 +44,7 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
                     "--version", str(mvspec["version"]), "--port", str(PORT), "--monitor-port", str(MONITOR_PORT),
                     "--threads", str(server.threads),
                     "--max-batch-size", str(server.max_batch_size),
-                    "--max-body-bytes", str(server.max_body_bytes),
-                    "--reservoir-size", str(mon.reservoir_size),
-                    "--window-seconds", str(mon.window_seconds)],
+                    "--max-body-bytes", str(server.max_body_bytes)],
         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         "ports": [{"name": "http", "containerPort": PORT}, {"name": "monitor", "containerPort": MONITOR_PORT}],

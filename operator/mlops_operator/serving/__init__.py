@@ -1,15 +1,15 @@
 """The model server that runs inside an InferenceService's Deployment.
 
 onnxruntime behind aiohttp, speaking the Open Inference Protocol (V2) and KServe V1, with
-Prometheus metrics, drift statistics (binned feature counts on the training reference and a
-reservoir sample per window) and a feedback endpoint for ground truth. Modules:
+Prometheus metrics, drift statistics (per feature, the histogram or the category counts the
+drift monitor judges, read through a cursor) and a feedback endpoint for ground truth. Modules:
 
     config    flags / MLOPS_SERVE_* environment variables
     model     load + verify sha256 + ONNX only + tuned session + warm-up
     protocol  V2 / V1 request parsing and checks, responses, metadata
     tensors   raw columns -> checked arrays (fast batched path, careful per-request path)
     batcher   dynamic batching of concurrent requests into one model run
-    monitor   binned counts, prediction counts, reservoir sample per window
+    monitor   feature histograms and counts, prediction counts, cursors
     feedback  ground truth -> accuracy / confusion / error sums
     metrics   request accounting and the Prometheus collector
     app       the aiohttp routes and the stats document

@@ -27,10 +27,13 @@ Slow and stalled clients are bounded: a connection that sends no complete reques
 connection is closed. A client that hangs up before its body has arrived is counted as 499
 (nginx's "client closed request"), not as a server error.
 
-Stats document (`GET /v2/models/{name}/stats`)
-----------------------------------------------
-All counts are cumulative since the process started; `startId` changes with every start, so a
-reader diffs successive scrapes of the same `startId` and treats a new one as a reset::
+Stats document (`GET /v2/models/{name}/stats[?cursor=...]`)
+------------------------------------------------------------
+Counts are cumulative since the process started; `startId` changes with every start. The
+`drift` section is what the DriftMonitor reads: with `?cursor=` (empty: start one) the server
+keeps a copy of its counters under a new cursor and answers the counts since the cursor it was
+given, if it still keeps it (`"since"` is then that cursor), else since the process started
+(`"since": null`); without the parameter, cumulative counts and no cursor::
 
     {"format": "mlops.dev/serving-stats/v1",
      "model": "retail", "version": "3", "digest": "<sha256 of model.onnx>",
@@ -38,29 +41,32 @@ reader diffs successive scrapes of the same `startId` and treats a new one as a 
      "startTimeEpoch": 1767268800.0, "now": "...", "nowEpoch": ...,
      "requests": {"infer": {"200": 1200, "422": 3}, "predict": {...}, "feedback": {...}},
      "rows": 35000,                       # rows predicted
-     "features": {
+     "features": {                        # cumulative, on the reference's decile bins / categories
         "age": {"type": "numeric", "binEdges": [e0, ..., e8], "counts": [c0, ..., c9], "nulls": 12},
         "is_member": {"type": "boolean", "categories": ["false", "true"], "counts": [a, b],
                       "other": 0, "nulls": 0},
         "device": {"type": "categorical", "categories": ["mobile", ...], "counts": [...],
                    "other": 4, "nulls": 0}, ...},
+     "drift": {"cursor": "<startId>.<n>", "since": "<the cursor given>" or null, "rows": 1200,
+               # the numeric features' histograms (drift/histogram.pack): metadata, and their
+               # counts, atoms and sums as one base64 string of little-endian numbers
+               "histograms": {"features": ["age", ...], "edgesDigests": ["<16 hex>", ...],
+                              "bins": [k + 1, ...], "nulls": [3, ...], "ints": "i4", "data": "<base64>",
+                              # a reference with <= 20 distinct values: the other values seen
+                              "listed": {"n_children": {"values": [[v, count], ...], "unlisted": 0}}},
+               "features": {"is_member": {... as in features ...}, "device": {...}}},
      "prediction": {"type": "score", "positiveClass": "1", "binEdges": [0.1, ..., 0.9],
                     "counts": [10 counts], "count": 35000, "sum": 8123.4},
                    # multiclass: {"type": "class", "classes": [...], "counts": [...], ...}
                    # regression: {"type": "value", "binEdges": [reference edges], "counts": [...], ...}
      "feedback": {"requests": 10, "count": 500, "correct": 430, "classes": ["0", "1"],
                   "confusion": [[t0p0, t0p1], [t1p0, t1p1]],
-                  "scoreBinEdges": [...], "scoreCountsByLabel": {"0": [...], "1": [...]}},
+                  "scoreBinEdges": [...], "scoreCountsByLabel": {"0": [...], "1": [...]}}}
                  # regression: count, sumAbsError, sumSquaredError, sumLabel, sumSquaredLabel, sumPrediction
-     "reservoir": {"size": 1000, "windowSeconds": 300,
-                   "current": {"windowStart": "...", "windowStartEpoch": ..., "seen": 4000,
-                               "columns": [feature names in model.json order],
-                               "rows": [[value or null, ...], ...], "predictions": [...]},
-                               # a category over --max-category-bytes: "sha256:<16 hex>" (monitor.py)
-                   "previous": {... the last complete window ...} or null}}
 
 Numeric bins: bin i holds edges[i-1] <= v < edges[i] (`searchsorted(edges, v, side="right")`),
-the convention of the reference in model.json, so live and reference counts compare bin for bin.
+the convention of the reference in model.json, so live and reference counts compare bin for bin;
+the drift histograms are on the edges of model.json's reference histogram (drift/histogram.py).
 """
 
 from __future__ import annotations
@@ -110,8 +116,7 @@ class ModelServer:
         self.model = model
         self.cfg = cfg
         self.spec = Spec(model, cfg.name, cfg.version, cfg.max_batch_size)
-        self.monitor = Monitor(model, cfg.reservoir_size, cfg.window_seconds, seed=seed, clock=clock,
-                               max_category_bytes=cfg.max_category_bytes)
+        self.monitor = Monitor(model, seed=seed, clock=clock, max_category_bytes=cfg.max_category_bytes)
         self.batcher = Batcher(model, self.spec, self.monitor,
                                offload_rows=cfg.thread_rows if cfg.thread_rows > 0 else 1 << 62)
         self.feedback = Feedback(model.classifier, model.classes, cfg.max_batch_size)
@@ -293,7 +298,7 @@ class ModelServer:
             self._check_model(params)
         except ServingError as e:
             return _error(e.status, e.message)
-        return _json(self.stats_doc())
+        return _json(self.stats_doc(request.query.get("cursor")))
 
     async def reference(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         """The training reference of the served model (model.json's `reference`): what the
@@ -308,18 +313,20 @@ class ModelServer:
             # another Dataset version as the reference (DriftMonitor spec.reference): its
             # profile from the store, on this model's features
             try:
-                ref = _reference_from_store(self.cfg.store_uri, self.model.manifest, q.get("dataset"), q.get("digest"))
+                counting = {n: h._edges() for n, h in zip(self.monitor.numeric.features, self.monitor.numeric.hists)}
+                ref = _reference_from_store(self.cfg.store_uri, self.model.manifest, q.get("dataset"), q.get("digest"),
+                                            counting)
             except ValueError as e:
                 return _error(404, str(e))
         if ref is None:
             return _error(404, f"model {self.spec.name} has no reference distribution in its model.json")
         return _json({"model": self.spec.name, "version": self.spec.version, "digest": self.model.digest,
-                      "reference": ref.model_dump(by_alias=True, exclude_none=True, mode="json")})
+                      "reference": packed_reference(ref)})
 
     async def metrics(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         return web.Response(body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    def stats_doc(self) -> dict[str, Any]:
+    def stats_doc(self, cursor: str | None = None) -> dict[str, Any]:
         now = time.time()
         mon = self.monitor
         mon.sync()
@@ -330,7 +337,7 @@ class ModelServer:
             "now": _iso(now), "nowEpoch": now,
             "requests": self.requests.by_code(), "rows": mon.rows,
             "features": mon.features_doc(), "prediction": mon.prediction.stats(),
-            "feedback": self.feedback.stats(), "reservoir": mon.reservoir_doc(self.spec.order),
+            "drift": mon.drift_doc(self.start_id, cursor), "feedback": self.feedback.stats(),
         }
 
     # -- the HTTP server ----------------------------------------------------------------------
@@ -465,8 +472,24 @@ class Router:
         raise ServingError(404, f"no route for {method} {path}")
 
 
-def _reference_from_store(store_uri: str, manifest: Any, dataset: str | None, digest: str | None) -> Any:
-    """The Reference of a Dataset version's profile.json, for the model's input features."""
+def packed_reference(ref: Any) -> dict[str, Any]:
+    """The reference as JSON with each numeric histogram packed, edges included
+    (drift/histogram.pack: the DriftMonitor keeps it in its state ConfigMap, where a reference of
+    1000 rows, 1000 edges per feature, would take 36 kB per feature as plain JSON, 16 kB packed)."""
+    from mlops_operator.drift.histogram import Histogram, pack
+
+    doc = ref.model_dump(by_alias=True, exclude_none=True, mode="json")
+    for name, col in (doc.get("columns") or {}).items():
+        if col.get("histogram") is not None:
+            col["histogram"] = {"packed": pack({name: Histogram.from_json(col["histogram"])}, edges=True)}
+    return doc
+
+
+def _reference_from_store(store_uri: str, manifest: Any, dataset: str | None, digest: str | None,
+                          counting: dict[str, Any] | None = None) -> Any:
+    """The Reference of a Dataset version's profile.json, for the model's input features; a
+    numeric feature's histogram projected onto the edges this server counts on (`counting`) when
+    they differ (drift/histogram.project: approximate, marked `projected`)."""
     import json as _json_mod
     import re
 
@@ -484,4 +507,13 @@ def _reference_from_store(store_uri: str, manifest: Any, dataset: str | None, di
     except (StoreError, OSError, ValueError) as e:
         raise ValueError(f"no profile of dataset {dataset}@{digest[:12]} in the store: {e}") from e
     feats = [{"name": f.name, "type": f.type} for f in manifest.inputs]
-    return reference_of(profile, feats, None, manifest.target, dataset, digest)
+    ref = reference_of(profile, feats, None, manifest.target, dataset, digest)
+    for name, col in ref.columns.items():
+        edges = (counting or {}).get(name)
+        if col.histogram is None or edges is None or list(col.histogram.edges) == edges.tolist():
+            continue
+        from mlops_operator.drift.histogram import Histogram, project
+
+        h = project(Histogram.from_json(col.histogram.model_dump(by_alias=True)), edges)
+        ref.columns[name] = col.model_copy(update={"histogram": col.histogram.model_validate(h.to_json(edges=True))})
+    return ref

@@ -53,8 +53,9 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
     ("threads", int, 1, "ONNX Runtime intra-op threads"),
     ("max-batch-size", int, 1024, "most rows in one request (more: HTTP 413)"),
     ("max-body-bytes", int, 4 * 1024 * 1024, "largest request body (more: HTTP 413)"),
-    ("reservoir-size", int, 1000, "raw rows sampled per statistics window (0: none)"),
-    ("window-seconds", int, 300, "length of a statistics window (windows align to multiples of it since the epoch)"),
+    ("reservoir-size", int, 1000, "ignored (kept so that Deployments of older operators start): the server "
+                                  "no longer samples raw rows, drift is judged on histograms"),
+    ("window-seconds", int, 300, "ignored (kept so that Deployments of older operators start)"),
     ("max-category-bytes", int, 256, "a categorical value whose JSON text is longer than this is kept in the "
                                      "statistics as sha256:<16 hex digits> (the model still gets it as sent)"),
     ("read-timeout-seconds", float, 30.0, "a request body must arrive within this long once its head has (else "

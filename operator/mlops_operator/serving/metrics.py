@@ -22,7 +22,6 @@ Metrics (all with labels model, version):
     mlops_serving_feedback_rows_total, mlops_serving_feedback_correct_total,
     mlops_serving_feedback_confusion_total{label, predicted},
     mlops_serving_feedback_abs_error_sum, mlops_serving_feedback_squared_error_sum
-    mlops_serving_reservoir_rows{window}                   rows held per window (current, previous)
 """
 
 from __future__ import annotations
@@ -180,13 +179,6 @@ class ServingCollector(Collector):
                                   labels=bl)
             g.add_metric(base, fb.sum_sq)
             yield g
-
-        g = GaugeMetricFamily("mlops_serving_reservoir_rows", "Raw rows sampled in the window.",
-                              labels=bl + ["window"])
-        r = mon.reservoir
-        g.add_metric(base + ["current"], r.current.filled)
-        g.add_metric(base + ["previous"], r.previous.filled if r.previous else 0)
-        yield g
 
 
 def _numeric_bins(fam: CounterMetricFamily, labels: list[str], edges: list[float], counts: list[int]) -> None:

@@ -1,39 +1,45 @@
 """What the server counts about the traffic, in constant memory: the drift monitor's input.
 
-* Per-feature binned counts on the reference of model.json (cumulative since the process
-  started): numeric features on the reference bin edges (bin i holds edges[i-1] <= v <
-  edges[i], i.e. `searchsorted(edges, v, side="right")`, as the trainer's profile counts),
-  boolean features as false/true, categorical features per reference category plus one
+* Per numeric feature, the reference-anchored histogram of drift/histogram.py on the edges of
+  model.json's reference histogram (counts per bin, values equal to an edge, sums of the values'
+  offsets in their bin, nulls; for a feature whose reference has at most 20 distinct values also
+  the first 32 other values seen, one by one). Cumulative since the process started. A model
+  whose reference predates histograms is counted on its 10 decile edges the same way. The
+  profile's decile counts (Prometheus, the `features` section) are sums of histogram bins.
+* Boolean features as false/true, categorical features per reference category plus one
   "other" count; nulls counted apart.
 * The prediction: the positive-class score of a binary classifier on fixed edges 0.1 .. 0.9
   (10 bins), the predicted class of a multiclass one, or the predicted value of a regressor on
   the reference prediction's bin edges.
-* A reservoir sample (Algorithm R) of at most `size` raw rows and their predictions per
-  window; windows are aligned to multiples of `window_seconds` since the epoch, so the
-  replicas of a model share window boundaries. The last complete window is kept.
+
+The drift monitor reads the counters through a *cursor* (:meth:`Monitor.drift_doc`): every
+read with a cursor keeps a copy of the counters under a new cursor id and answers what was
+counted since the cursor it was given, computed here, exactly; so the monitor keeps no copy of
+a pod's counters, only its cursor. A read with a cursor drops that cursor's parent (the reader
+saved the cursor it gives, so it is done with the one before); at most :data:`CURSORS` copies
+are kept, the oldest dropped first. A cursor of
+another process (a restart) or one no longer kept gets the counters since the process started,
+marked ``"since": null``.
 
 Counting is deferred and done in bulk: a model run only appends references to its arrays to a
-bounded buffer (at most `FLUSH_ROWS` rows, or until the window ends, or until someone reads the
-counts), and the buffer is counted with a fixed number of numpy calls (no per-row Python),
-so the cost per row is small and independent of how the rows arrived.
+bounded buffer (at most `FLUSH_ROWS` rows, or until someone reads the counts), and the buffer
+is counted with a fixed number of numpy calls per feature (no per-row Python), so the cost per
+row is small and independent of how the rows arrived.
 
 Bounded whatever clients send:
 
-* Counts are per reference category plus one "other" (and nulls): a client sending a million
-  distinct categories adds to "other"; no new count or label is ever made.
-* A categorical value whose JSON text (UTF-8, escapes included, quotes not) is longer than
-  `max_category_bytes` (256 by default; `--max-category-bytes`) is recorded as
-  `sha256:<first 16 hex digits of the sha256 of its UTF-8>` in the reservoir (and counted as
-  "other", which it is anyway: reference categories are always kept as they are). The model
-  gets the value as sent; only what is kept about it is replaced, before it is buffered, so
-  a request's huge strings are not held after it is answered. Checked per column (one
+* Counts are per reference bin or category plus one "other" (and nulls); the listed numeric
+  values are at most 32 per feature: a client sending a million distinct values or categories
+  adds to "other"/"unlisted"; no new count or label is ever made. Non-finite numbers are nulls.
+* Nothing a client sent is kept as text after its batch is counted. A categorical value whose
+  JSON text (UTF-8, escapes included, quotes not) is longer than `max_category_bytes` (256 by
+  default; `--max-category-bytes`) is replaced by `sha256:<first 16 hex digits of the sha256 of
+  its UTF-8>` before it is buffered (reference categories are always kept as they are), so a
+  request's huge strings are not held after it is answered. Checked per column (one
   `max(map(len, col))` per categorical column and model run; per value only in a column that
   holds a long value), so the common request pays next to nothing.
-* So a window of the stats document holds at most `reservoir size` rows of
-  `F_num` numbers, `F_cat` strings of at most `max_category_bytes` and one prediction, two
-  windows at a time: with the defaults and the 18-feature retail model (4 categorical), about
-  2.7 MB at most (every categorical value at the limit; measured) and 0.3 MB for its usual
-  traffic, well under what the operator reads of it (controllers/kube.py, 64 MiB).
+* So the stats document is bounded by the model: with the 18-feature retail model and 128-edge
+  histograms, about 40 kB (measured: benchmarks/README.md, "drift_capture"), whatever the traffic.
 """
 
 from __future__ import annotations
@@ -41,13 +47,14 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from itertools import chain
 from typing import Any
 
 import numpy as np
 import orjson
 
+from mlops_operator.drift.histogram import Histogram, lists_values, pack
 from mlops_operator.store.model_manifest import ReferenceColumn
 
 from .model import LoadedModel
@@ -57,8 +64,11 @@ _TRUE = ("true", "True", "TRUE", "1", "1.0", "yes")
 _FALSE = ("false", "False", "FALSE", "0", "0.0", "no")
 #: rows buffered before they are counted
 FLUSH_ROWS = 2048
-#: above this many comparisons per batch, bin with one searchsorted per feature instead
-_BROADCAST_LIMIT = 1 << 14
+#: counter copies kept for drift monitors' cursors. A reader holds two at most: the cursor it
+#: saved and the one it was just given (a read with a cursor drops that cursor's parent, which
+#: the reader is done with), so a fast reader does not push out a slow one's; the oldest go first
+#: past this many (readers that come and go, reads never saved)
+CURSORS = 16
 
 
 #: the default of `--max-category-bytes`
@@ -105,58 +115,76 @@ def _bool_keys(col: ReferenceColumn | None) -> tuple[str, str]:
 
 
 class NumericCounts:
-    """Binned counts of all numeric/boolean features at once: one count vector."""
+    """Histograms of all numeric and boolean features (drift/histogram.py), one per feature."""
 
     def __init__(self, model: LoadedModel):
         ref = model.manifest.reference.columns if model.manifest.reference else {}
         self.features = [f.name for f in model.num_features]
         self.types = [f.type for f in model.num_features]
-        self.edges: list[np.ndarray] = []
-        self.labels: list[list[str] | None] = []  # boolean: category names of bins 0 and 1
+        self.hists: list[Histogram] = []
+        self.labels: list[list[str] | None] = []  # boolean: category names of false and true
+        self.coarse: list[tuple[list[float], np.ndarray | None]] = []  # decile edges, fine bin -> decile bin
         for f in model.num_features:
             col = ref.get(f.name)
-            if col is not None and col.bin_edges:
-                self.edges.append(np.asarray(col.bin_edges, dtype=np.float64))
-                self.labels.append(None)
+            label = None
+            coarse = list(col.bin_edges) if col is not None and col.bin_edges else []
+            if col is not None and col.histogram is not None:
+                ref_hist = Histogram.from_json(col.histogram.model_dump(by_alias=True))
+                edges = ref_hist._edges()
+                listing = lists_values(ref_hist)
+            elif coarse:
+                edges, listing = np.asarray(coarse, dtype=np.float64), False
             elif f.type == "boolean":
-                self.edges.append(np.array([1.0]))  # 0 -> bin 0 (false), 1 -> bin 1 (true)
-                self.labels.append(list(_bool_keys(col)))
+                edges, listing, coarse = np.array([0.0, 1.0]), False, [1.0]
+                label = list(_bool_keys(col))
             else:
-                self.edges.append(np.empty(0))
-                self.labels.append(None)
-        k = max((len(e) for e in self.edges), default=0)
-        self.k = k
-        self.padded = np.full((len(self.edges), max(k, 1)), np.inf)
-        for i, e in enumerate(self.edges):
-            self.padded[i, : len(e)] = e
-        sizes = np.array([len(e) + 2 for e in self.edges], dtype=np.int64)  # bins + null slot
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64) if len(sizes) else sizes
-        self.null_slots = self.offsets + sizes - 1
-        self.counts = np.zeros(int(sizes.sum()), dtype=np.int64)
+                edges, listing = np.empty(0), False
+            self.hists.append(Histogram.empty(edges, listing))
+            self.labels.append(label)
+            self.coarse.append((coarse, _fine_to_coarse(edges, np.asarray(coarse, dtype=np.float64))))
 
     def observe(self, x: np.ndarray) -> None:
-        """x: float64 [F, N], NaN for nulls."""
-        f, n = x.shape
-        if f == 0 or n == 0:
+        """x: float64 [F, N], NaN for nulls (numbers beyond float32's range were refused)."""
+        if x.shape[1] == 0 or not self.hists:
             return
-        if self.k == 0:
-            bins = np.zeros((f, n), dtype=np.int64)
-        elif f * n * self.k <= _BROADCAST_LIMIT:
-            bins = (x[:, :, None] >= self.padded[:, None, :]).sum(axis=2)
-        else:
-            bins = np.stack([np.searchsorted(e, x[i], side="right") for i, e in enumerate(self.edges)])
-        idx = bins + self.offsets[:, None]
-        nan = np.isnan(x)
-        if nan.any():
-            idx = np.where(nan, self.null_slots[:, None], idx)
-        self.counts += np.bincount(idx.ravel(), minlength=self.counts.size)
+        bad = ~np.isfinite(x)
+        nulls = bad.sum(axis=1) if bad.any() else None
+        # a value can only be some edge's float32 rounding if it is float32-exact: a batch of
+        # decimal JSON numbers has few, of floats sent as float32 (Triton's binary tensors) all
+        with np.errstate(over="ignore", invalid="ignore"):
+            exact32 = (x == x.astype(np.float32)).any(axis=1)
+        for i, (h, row) in enumerate(zip(self.hists, x)):
+            if nulls is not None and nulls[i]:
+                h.nulls += int(nulls[i])
+                row = row[~bad[i]]
+            h.count_finite(row, snap=bool(exact32[i]), clip=False)
 
     def feature(self, i: int) -> dict[str, Any]:
-        e, o = self.edges[i], int(self.offsets[i])
-        c = self.counts[o: o + len(e) + 2].tolist()
+        """The decile counts (cumulative) of the `features` section and Prometheus."""
+        h = self.hists[i]
+        edges, fmap = self.coarse[i]
+        if fmap is not None:
+            c = np.bincount(fmap, weights=h.counts, minlength=len(edges) + 1).astype(np.int64).tolist()
+        else:  # deciles that are not histogram edges (a hand-made model.json): none to give
+            c = [0] * (len(edges) + 1)
         if self.labels[i] is not None:
-            return {"type": "boolean", "categories": self.labels[i], "counts": c[:2], "other": 0, "nulls": c[-1]}
-        return {"type": self.types[i], "binEdges": e.tolist(), "counts": c[:-1], "nulls": c[-1]}
+            return {"type": "boolean", "categories": self.labels[i], "counts": c[:2], "other": 0, "nulls": h.nulls}
+        return {"type": self.types[i], "binEdges": list(edges), "counts": c, "nulls": h.nulls}
+
+    def drift(self, i: int, h: Histogram) -> dict[str, Any]:
+        """A boolean feature in the drift section: its false/true counts."""
+        labels = self.labels[i] or ["false", "true"]  # edges [0, 1]: below 1 is false (as the reference counts)
+        return {"type": "boolean", "categories": labels, "counts": [int(h.counts[0] + h.counts[1]), int(h.counts[2])],
+                "other": 0, "nulls": h.nulls}
+
+
+def _fine_to_coarse(fine: np.ndarray, coarse: np.ndarray) -> np.ndarray | None:
+    """For each histogram bin the decile bin holding it, or None when a decile edge is not a
+    histogram edge (a bin would straddle it)."""
+    if not np.isin(coarse, fine).all():
+        return None
+    left = np.concatenate([[-np.inf], fine])  # bin j holds values >= left[j]
+    return np.searchsorted(coarse, left, side="right").astype(np.int64)
 
 
 class CategoricalCounts:
@@ -232,107 +260,25 @@ class PredictionCounts:
         return doc
 
 
-class Window:
-    """Reservoir of one window: at most `size` rows, uniform over the rows seen in it."""
-
-    def __init__(self, start: float, size: int, n_num: int, n_cat: int):
-        self.start = start
-        self.size = size
-        self.seen = 0
-        self.filled = 0
-        self.num = np.empty((size, n_num), dtype=np.float64)
-        self.cat = np.empty((size, n_cat), dtype=object)
-        self.pred = np.empty(size, dtype=np.float64)
-
-
-class Reservoir:
-    def __init__(self, size: int, window_seconds: int, n_num: int, n_cat: int, seed: int | None = None,
-                 clock=time.time):
-        self.size = size
-        self.window_seconds = window_seconds
-        self.n_num, self.n_cat = n_num, n_cat
-        self.clock = clock
-        self.rng = np.random.default_rng(seed)
-        self.current = self._new(clock())
-        self.previous: Window | None = None
-
-    @property
-    def end(self) -> float:
-        return self.current.start + self.window_seconds
-
-    def _new(self, now: float) -> Window:
-        start = float(int(now // self.window_seconds) * self.window_seconds)
-        return Window(start, self.size, self.n_num, self.n_cat)
-
-    def roll(self, now: float | None = None) -> None:
-        now = self.clock() if now is None else now
-        if now >= self.current.start + self.window_seconds:
-            nxt = self._new(now)
-            # a window with no traffic in between is the previous one, empty
-            self.previous = self.current if nxt.start == self.current.start + self.window_seconds else \
-                Window(nxt.start - self.window_seconds, 0, self.n_num, self.n_cat)
-            self.current = nxt
-
-    def observe(self, x: np.ndarray, cats: list[list[str]], pred: np.ndarray) -> None:
-        """Add rows to the current window (the caller rolls windows: see Monitor.observe).
-
-        x: float64 [F_num, N]; cats: F_cat columns of N strings; pred: [N]."""
-        w = self.current
-        if self.size == 0:
-            w.seen += pred.size
-            return
-        n = pred.size
-        take = min(n, w.size - w.filled)
-        if take:
-            sl = slice(w.filled, w.filled + take)
-            w.num[sl] = x[:, :take].T
-            for j, col in enumerate(cats):
-                w.cat[sl, j] = col[:take]
-            w.pred[sl] = pred[:take]
-            w.filled += take
-        if take < n:  # Algorithm R, vectorised: row with global index g replaces slot U{0..g} if < size
-            g = np.arange(w.seen + take, w.seen + n)
-            slots = self.rng.integers(0, g + 1)
-            hit = np.nonzero(slots < w.size)[0]
-            if hit.size:
-                rows = hit + take
-                w.num[slots[hit]] = x[:, rows].T
-                if cats:
-                    w.cat[slots[hit]] = np.array([[col[r] for col in cats] for r in rows.tolist()], dtype=object)
-                w.pred[slots[hit]] = pred[rows]
-        w.seen += n
-
-    def window_doc(self, w: Window | None, columns: list[str], order: list[tuple[bool, int]],
-                   pred_kind: str, classes: list[str]) -> dict[str, Any] | None:
-        if w is None:
-            return None
-        rows = []
-        for i in range(w.filled):
-            row = []
-            for is_cat, j in order:
-                if is_cat:
-                    v = w.cat[i, j]
-                    row.append(None if v == "" else v)
-                else:
-                    v = float(w.num[i, j])
-                    row.append(None if v != v else v)
-            rows.append(row)
-        preds: list[Any] = w.pred[: w.filled].tolist()
-        if pred_kind == "class":
-            preds = [classes[int(p)] for p in preds]
-        return {"windowStart": _iso(w.start), "windowStartEpoch": w.start, "seen": w.seen, "columns": columns,
-                "rows": rows, "predictions": preds}
-
-
 def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+class _Reading:
+    """A copy of the counters under a cursor id (what a later read is differenced with), and the
+    cursor the read that made it was given (its parent)."""
+
+    __slots__ = ("rows", "hists", "cats", "parent")
+
+    def __init__(self, rows: int, hists: list[Histogram], cats: list[np.ndarray], parent: int | None = None):
+        self.rows, self.hists, self.cats, self.parent = rows, hists, cats, parent
 
 
 class Monitor:
     """Everything counted about the rows the model answered."""
 
-    def __init__(self, model: LoadedModel, reservoir_size: int, window_seconds: int, seed: int | None = None,
-                 clock=time.time, max_category_bytes: int = MAX_CATEGORY_BYTES):
+    def __init__(self, model: LoadedModel, seed: int | None = None, clock=time.time,
+                 max_category_bytes: int = MAX_CATEGORY_BYTES):
         self.model = model
         ref = model.manifest.reference.columns if model.manifest.reference else {}
         self.numeric = NumericCounts(model)
@@ -341,24 +287,23 @@ class Monitor:
         #: per categorical feature, the values always kept as they are (the reference categories)
         self.keep = [frozenset(c.index) for c in self.categorical]
         self.prediction = PredictionCounts(model)
-        self.reservoir = Reservoir(reservoir_size, window_seconds, len(model.num_features),
-                                   len(model.cat_features), seed, clock)
         self.rows = 0
         self.batches = 0
         self.clock = clock
         self.pending: list[tuple[np.ndarray, list[list[str]], dict[str, np.ndarray]]] = []
         self.pending_rows = 0
+        self.readings: OrderedDict[int, _Reading] = OrderedDict()
+        self.cursor_seq = 0
 
     def observe(self, x: np.ndarray, cats: list[list[str]], result: dict[str, np.ndarray]) -> None:
         """Buffer one model run's rows (x: float64 [F_num, N]; cats: F_cat columns; the outputs).
         `cats` is not changed: a value too long to keep is replaced in a copy (see cap_column)."""
         n = x.shape[1]
+        if n == 0:
+            return
         cap = self.max_category_bytes
         if cats and max(map(len, chain.from_iterable(cats))) * _WORST_ESCAPE > cap:  # one pass, in C
             cats = [cap_column(col, cap, keep) for col, keep in zip(cats, self.keep)]
-        if self.clock() >= self.reservoir.end:
-            self.sync()  # the buffered rows belong to the window that is ending
-            self.reservoir.roll()
         self.pending.append((x, cats, result))
         self.pending_rows += n
         self.rows += n
@@ -380,11 +325,10 @@ class Monitor:
         self.numeric.observe(x)
         for c, col in zip(self.categorical, cats):
             c.observe(col)
-        pred = self.prediction.values(result)
-        self.prediction.observe(pred)
-        self.reservoir.observe(x, cats, pred)
+        self.prediction.observe(self.prediction.values(result))
 
     def features_doc(self) -> dict[str, Any]:
+        """Cumulative counts per feature on the reference's decile bins or categories."""
         self.sync()
         out: dict[str, Any] = {}
         num_i = {f.name: i for i, f in enumerate(self.model.num_features)}
@@ -394,12 +338,43 @@ class Monitor:
                            else self.categorical[cat_i[f.name]].stats())
         return out
 
-    def reservoir_doc(self, order: list[tuple[bool, int]]) -> dict[str, Any]:
+    def drift_doc(self, start_id: str, cursor: str | None = None) -> dict[str, Any]:
+        """The drift monitor's counters (module docstring): since ``cursor`` when this process
+        still keeps it (``since`` is then the cursor), else since the process started (``since``
+        null). ``cursor`` None (no cursor asked for): cumulative, and no copy is kept. The answer
+        names the cursor to give next time."""
         self.sync()
-        r = self.reservoir
-        r.roll()
-        cols = [f.name for f in self.model.features]
-        kind, classes = self.prediction.kind, self.prediction.classes
-        return {"size": r.size, "windowSeconds": r.window_seconds,
-                "current": r.window_doc(r.current, cols, order, kind, classes),
-                "previous": r.window_doc(r.previous, cols, order, kind, classes)}
+        now = _Reading(self.rows, [h.copy() for h in self.numeric.hists], [c.counts.copy() for c in self.categorical])
+        base, since, parent = None, None, None
+        if cursor:
+            sid, _, seq = cursor.rpartition(".")
+            if sid == start_id and seq.isdigit() and int(seq) in self.readings:
+                parent = int(seq)
+                base, since = self.readings[parent], cursor
+                # a reader gives the cursor it saved last: the one before it is done with
+                if base.parent is not None:
+                    self.readings.pop(base.parent, None)
+        new_cursor = None
+        if cursor is not None:
+            self.cursor_seq += 1
+            now.parent = parent
+            self.readings[self.cursor_seq] = now
+            while len(self.readings) > CURSORS:
+                self.readings.popitem(last=False)
+            new_cursor = f"{start_id}.{self.cursor_seq}"
+        feats: dict[str, Any] = {}
+        hists: dict[str, Histogram] = {}
+        for i, name in enumerate(self.numeric.features):
+            h = now.hists[i]
+            if base is not None:
+                h = h.minus(base.hists[i]) or h  # never None within one process: counters only grow
+            if self.numeric.labels[i] is not None:
+                feats[name] = self.numeric.drift(i, h)
+            else:
+                hists[name] = h
+        for j, c in enumerate(self.categorical):
+            counts = now.cats[j] - (base.cats[j] if base is not None else 0)
+            feats[c.name] = {"type": "categorical", "categories": list(c.categories), "counts": counts[:-2].tolist(),
+                             "other": int(counts[-2]), "nulls": int(counts[-1])}
+        return {"cursor": new_cursor, "since": since, "rows": now.rows - (base.rows if base is not None else 0),
+                "histograms": pack(hists), "features": feats}

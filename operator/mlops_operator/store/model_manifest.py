@@ -37,12 +37,26 @@ class Output(_M):
     shape: list[int] = Field(description="-1 for the batch dimension.")
 
 
+class ReferenceHistogram(_M):
+    """A numeric feature's reference-anchored histogram (drift/histogram.py): what the serving
+    pods count live traffic on, and the drift statistics compare bin for bin."""
+
+    edges: list[float]
+    counts: list[int] = Field(description="Values per bin: (-inf, e0), [e0, e1), ..., [e_last, inf).")
+    atoms: list[int] = Field(default_factory=list, description="Values equal to each edge.")
+    sums: list[float] = Field(description="Per bin, the sum of the values' distances from the bin's finite edge.")
+    edges_digest: str | None = None
+    projected: bool = Field(False, description="Counted approximately from a histogram on other edges (a "
+                                               "reference from another dataset, on the edges the pods count on).")
+
+
 class ReferenceColumn(_M):
     """Training distribution of one feature (or the prediction): what live counts compare to.
 
     Numeric: `bin_edges` (k inner edges -> k+1 bins; a value v falls in bin
-    searchsorted(edges, v, side="right")) and `bin_counts`. Categorical/boolean/label:
-    `categories` value -> count, `other_count` for the rest.
+    searchsorted(edges, v, side="right")) and `bin_counts` (deciles: dashboards, Prometheus, and
+    all a model trained before issue 17 has), `histogram` (what drift is judged on), `std`.
+    Categorical/boolean/label: `categories` value -> count, `other_count` for the rest.
     """
 
     type: Literal["numeric", "boolean", "categorical"]
@@ -52,6 +66,7 @@ class ReferenceColumn(_M):
     other_count: int = 0
     nulls: int = 0
     std: float | None = Field(None, description="Population standard deviation (numeric): normalises Wasserstein.")
+    histogram: ReferenceHistogram | None = None
 
 
 class Reference(_M):

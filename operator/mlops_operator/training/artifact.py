@@ -48,7 +48,8 @@ def reference_of(profile: dict[str, Any], features: list[dict[str, Any]], predic
         info = pcols.get(c["name"]) or {}
         if c["type"] == "numeric" and info.get("binEdges") is not None:
             cols[c["name"]] = ReferenceColumn(type="numeric", bin_edges=info["binEdges"], bin_counts=info["binCounts"],
-                                              nulls=info.get("nulls", 0), std=info.get("std"))
+                                              nulls=info.get("nulls", 0), std=info.get("std"),
+                                              histogram=info.get("histogram"))
         elif info.get("categories") is not None:
             cols[c["name"]] = ReferenceColumn(type=c["type"], categories=info["categories"],
                                               other_count=info.get("otherCount", 0), nulls=info.get("nulls", 0))

@@ -1,0 +1,131 @@
+"""The DriftMonitor controller's tick end to end on the fake API (issue 17): serving pods with
+real counters (serving/monitor.py) read through their cursors, a pod restart, an operator
+restart, the window judged on the histograms, the status and the state ConfigMap."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import orjson
+
+from mlops_operator import drift
+from mlops_operator.controllers import driftmonitor as dmc
+from mlops_operator.controllers import kube
+from mlops_operator.serving.app import packed_reference
+from mlops_operator.serving.monitor import Monitor
+from mlops_operator.settings import Settings
+
+from .test_drift_window import MODEL
+
+
+class Pod:
+    def __init__(self, name: str, start: str):
+        self.name, self.start, self.mon = name, start, Monitor(MODEL, seed=0)
+        self.sent: list[tuple[float, str]] = []
+
+    def serve(self, g: np.random.Generator, n: int, shift: float) -> None:
+        x = np.round(g.normal(2.0 + shift, 1.0, n), 2)
+        c = [str(v) for v in g.choice(["u", "v"], n, p=[0.6 - 0.55 * min(shift, 1), 0.4 + 0.55 * min(shift, 1)])]
+        self.mon.observe(x[None, :], [c], {"label": np.zeros(n, np.int64),
+                                           "probabilities": np.full((n, 2), 0.5, np.float32)})
+        self.sent += list(zip(x.tolist(), c))
+
+    def get(self, path: str) -> str:
+        url = urlparse(path)
+        if url.path.endswith("/reference"):
+            ref = packed_reference(MODEL.manifest.reference)  # as the model server answers
+            return orjson.dumps({"model": "m", "version": "1", "reference": ref}).decode()
+        cursor = parse_qs(url.query, keep_blank_values=True).get("cursor", [None])[0]
+        return orjson.dumps({"version": "1", "instance": self.name, "startId": self.start,
+                             "drift": self.mon.drift_doc(self.start, cursor),
+                             "feedback": {"count": 0}}).decode()
+
+
+def pod_object(name: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "labels": {"mlops.dev/inference-service": "svc", "mlops.dev/track": "stable"}},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def test_tick_reads_pods_through_cursors_and_judges_the_histograms(fake, monkeypatch):
+    clock = [time.time()]  # status times are real (conditions.now): the clock starts at the real time
+    monkeypatch.setattr(dmc.time, "time", lambda: clock[0])
+    states: dict[str, str] = {}
+
+    async def load(dm):
+        return orjson.loads(states.get(dm["metadata"]["name"], "{}"))
+
+    async def save(dm, state):
+        states[dm["metadata"]["name"]] = orjson.dumps(state).decode()  # a ConfigMap holds text
+
+    monkeypatch.setattr(dmc, "_load_state", load)
+    monkeypatch.setattr(dmc, "_save_state", save)
+    pods = {n: Pod(n, f"{n}-0") for n in ("pod-a", "pod-b")}
+    reads: list[str] = []
+
+    async def proxy(namespace, pod, port, path, **_):
+        reads.append(path)
+        return pods[pod].get(path)
+
+    monkeypatch.setattr(kube, "pod_proxy_get", proxy)
+    fake.pods = [pod_object(n) for n in pods]
+    fake.add("inferenceservices", {"metadata": {"name": "svc"}, "spec": {"model": "m"},
+                                   "status": {"modelVersion": "m-v1"}})
+    fake.add("modelversions", {"metadata": {"name": "m-v1"}, "spec": {"model": "m", "version": 1}})
+    fake.add("driftmonitors", {"apiVersion": "mlops.dev/v1alpha1", "kind": "DriftMonitor",
+                               "metadata": {"name": "dm", "uid": "u1"},
+                               "spec": {"inferenceService": "svc", "interval": "30s",
+                                        "window": {"duration": "2m", "minSamples": 100}}})
+    g = np.random.default_rng(0)
+    counted: list[tuple[float, str]] = []
+
+    def tick() -> dict[str, Any]:
+        asyncio.run(dmc.tick(fake.get("driftmonitors", "dm"), Settings.from_env()))
+        return fake.get("driftmonitors", "dm")["status"]
+
+    for p in pods.values():
+        p.serve(g, 300, 0.0)
+    st = tick()  # the first read: everything the pods counted so far
+    counted += pods["pod-a"].sent + pods["pod-b"].sent
+    assert st["windowRows"] == 600 and all("cursor=" in r for r in reads if "stats" in r)
+    for p in pods.values():
+        p.sent = []
+    # traffic shifts; pod-b restarts after serving 50 rows nobody read (gone with it)
+    clock[0] += 40
+    for p in pods.values():
+        p.serve(g, 200, 1.0)
+    lost = pods["pod-b"].sent[-200:]
+    pods["pod-b"] = Pod("pod-b", "pod-b-1")
+    pods["pod-b"].serve(g, 120, 1.0)
+    st = tick()
+    counted += pods["pod-a"].sent + pods["pod-b"].sent
+    assert st["windowRows"] == 600 + 200 + 120 and lost
+    assert "restarted: pod-b" in next(c["message"] for c in st["conditions"] if c["type"] == "Ready")
+    for p in pods.values():
+        p.sent = []
+    # the operator restarts: its state is the ConfigMap's; the pods still hold its cursors
+    clock[0] += 40
+    for p in pods.values():
+        p.serve(g, 150, 1.0)
+    state = orjson.loads(states["dm"])
+    assert all(len(orjson.dumps(v)) < 300 for v in state["pods"].values())  # a cursor per pod, not its counters
+    states["dm"] = orjson.dumps(state).decode()
+    clock[0] += 120  # the window is full: judged
+    st = tick()
+    counted += pods["pod-a"].sent + pods["pod-b"].sent
+    assert st["samples"] == len(counted) == 600 + 320 + 300
+    by = {f["name"]: f for f in st["features"]}
+    assert by["x"]["method"] == "wasserstein" and by["x"]["scoreLower"] <= by["x"]["score"] <= by["x"]["scoreUpper"]
+    assert st["datasetDrift"] is True and by["x"]["drifted"] and by["c"]["drifted"], by
+    # the same decisions as the exact statistic on the raw rows the window counted
+    x = np.array([v for v, _ in counted])
+    ref = drift.references_from_profile(MODEL.manifest.reference.model_dump(by_alias=True)["columns"])
+    hist = drift.CurrentData.from_sample(x, ref["x"])
+    exact = drift.evaluate_feature("x", ref["x"], hist, None, 1)
+    assert exact.score == by["x"]["score"] or abs(exact.score - by["x"]["score"]) < 1e-6
+    assert st["driftShare"] == 1.0 and st["message"].startswith("2 of 2 features drifted")
+    # a new window starts empty
+    assert orjson.loads(states["dm"])["window"]["rows"] == 0
