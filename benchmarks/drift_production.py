@@ -149,6 +149,7 @@ def memory(model: Any, traffic: Any) -> dict[str, Any]:
         "counter_bytes_per_numeric_feature_median": statistics.median(per_feature),
         "counter_bytes_per_numeric_feature_max": max(per_feature),
         "cursor_copies": CURSORS,
+        "pod_bytes_per_numeric_feature_one_reader_max": max(per_feature) * 3,
         "pod_bytes_per_numeric_feature_with_cursor_copies_max": max(per_feature) * (1 + CURSORS),
         "stats_histogram_bytes_per_numeric_feature": len(orjson.dumps(packed)) / len(packed["features"]),
         "stats_document_bytes": len(orjson.dumps(doc)),
@@ -257,7 +258,9 @@ def table(res: dict[str, Any]) -> str:
                   "| counters per numeric feature per pod (median / max) | "
                   f"{m['counter_bytes_per_numeric_feature_median']:,.0f} / "
                   f"{m['counter_bytes_per_numeric_feature_max']:,} |",
-                  f"| the same with the {m['cursor_copies']} copies kept for cursors (max) | "
+                  "| the same with the 2 copies kept for one reading DriftMonitor (max) | "
+                  f"{m['pod_bytes_per_numeric_feature_one_reader_max']:,} |",
+                  f"| the same with the most copies kept for cursors, {m['cursor_copies']} (max) | "
                   f"{m['pod_bytes_per_numeric_feature_with_cursor_copies_max']:,} |",
                   f"| one numeric feature in the stats document (packed, mean) | "
                   f"{m['stats_histogram_bytes_per_numeric_feature']:,.0f} |",
