@@ -64,7 +64,7 @@ def cutoff_text(v: Any) -> str:
 def check_label(y: pd.Series) -> pd.Series:
     """The label as int 0/1 (bought or not); anything else is not a ranking label."""
     vals = set(pd.unique(y.dropna()).tolist())
-    if not vals <= {0, 1, True, False, 0.0, 1.0}:
+    if not vals <= {0, 1}:  # True == 1 and 0.0 == 0 in a set
         shown = ", ".join(sorted(map(str, vals))[:5])
         raise ValueError(f"a ranking label must be 0/1 (bought or not), got values {shown}")
     return y.astype("int64")
