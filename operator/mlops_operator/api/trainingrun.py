@@ -123,14 +123,14 @@ class Ranking(ApiModel):
     customer bought the item; a pointwise model scores each pair and ranks each customer's
     candidates."""
 
-    group_column: str = Field(min_length=1, description="Column whose value is one ranked list (a customer): "
+    group_column: str = Field(min_length=1, max_length=253, description="Column whose value is one ranked list (a customer): "
                                                          "metrics rank each group's candidates and average over "
                                                          "groups.")
-    item_column: str = Field(min_length=1, description="Column naming the candidate item (its id); never a "
+    item_column: str = Field(min_length=1, max_length=253, description="Column naming the candidate item (its id); never a "
                                                         "model input.")
     k: int = Field(10, ge=1, le=1000, description="Length of the recommended list: metrics are computed at k "
                                                   "(ndcg@k, hit_rate@k, map@k, coverage@k).")
-    item_features: list[str] | None = Field(None, description="Feature columns that describe the candidate "
+    item_features: list[str] | None = Field(None, max_length=500, description="Feature columns that describe the candidate "
                                                               "(the item, and pair features such as a price "
                                                               "ratio); the other features describe the customer "
                                                               "and are given once per top-k request. Default: "
@@ -141,7 +141,7 @@ class Ranking(ApiModel):
 class BaselineGate(ApiModel):
     """Promote only a recommender that beats the popularity baseline on the same test split."""
 
-    metric: str = Field(pattern=RANKING_METRIC_PATTERN, description="Ranking metric to compare, e.g. ndcg@10 "
+    metric: str = Field(pattern=RANKING_METRIC_PATTERN, max_length=20, description="Ranking metric to compare, e.g. ndcg@10 "
                                                                      "(its k must be the run's ranking.k).")
     margin: float = Field(0.0, ge=0.0, description="Least improvement over the baseline required (absolute).")
 
@@ -250,9 +250,10 @@ class TrainingRunStatus(ApiModel):
     completion_time: str | None = Field(None, description="When the run succeeded or failed (RFC 3339).")
     duration_seconds: float | None = Field(None, description="Seconds from start to completion.")
     dataset_digest: str | None = Field(None, description="Dataset version trained on.")
-    task: str | None = Field(None, description="classification or regression (as given, or inferred from the "
-                                               "label).")
-    metric: str | None = Field(None, description="The metric optimised and reported first, e.g. roc_auc.")
+    task: str | None = Field(None, description="classification, regression or ranking (as given, or inferred "
+                                               "from the label).")
+    metric: str | None = Field(None, description="The metric optimised and reported first, e.g. roc_auc or "
+                                                 "ndcg@10.")
     score: float | None = Field(None, description="The metric's value on the test split.")
     trials: list[Trial] = Field(default_factory=list, description="Every trial (bounded to 200).")
     best_params: dict[str, Scalar] | None = Field(None, description="Hyperparameters of the best trial, used for "
