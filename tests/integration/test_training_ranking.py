@@ -18,7 +18,7 @@ pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[2]
 
 
-def newsletters(rows: int = 16000, name: str = "newsletters", shift: float = 0.0, seed: int = 7) -> str:
+def newsletters(rows: int = 24000, name: str = "newsletters", shift: float = 0.0, seed: int = 7) -> str:
     import yaml
 
     ds = yaml.safe_load((REPO / "examples/recommender/dataset.yaml").read_text())
