@@ -151,3 +151,22 @@ def test_bad_ranking_specs_fail_with_a_reason(env, change, match):
     _, store_uri, ds = env
     with pytest.raises(job.TrainingError, match=match):
         job.train(_doc(ds, **change), store_uri)
+
+
+def test_same_spec_same_data_same_bytes(env):
+    """The ranking bundle is as reproducible as any other: same model digest, same top-k graph."""
+    tmp, store_uri, ds = env
+    spec = {"estimator": {"type": "RandomForestClassifier", "params": {"n_estimators": 8, "max_depth": 5}}}
+    a, b = job.train(_doc(ds, **spec), store_uri), job.train(_doc(ds, **spec), store_uri)
+    assert a["digest"] == b["digest"] and a["metrics"] == b["metrics"] and a["reproducible"] is True
+    store = FileStore(tmp / "store")
+    assert read_manifest(store.local_path(a["uri"], "model.json")).ranking.topk_sha256 == \
+        read_manifest(store.local_path(b["uri"], "model.json")).ranking.topk_sha256
+
+
+def test_a_ranking_label_must_be_zero_or_one():
+    import pandas as pd
+
+    assert ranking.check_label(pd.Series([0, 1, 1.0, True])).tolist() == [0, 1, 1, 1]
+    with pytest.raises(ValueError, match="must be 0/1"):
+        ranking.check_label(pd.Series([0, 1, 2]))

@@ -85,3 +85,27 @@ def test_unknown_context_feature_is_refused(data):
     _, scorer, _ = _fit("LogisticRegression", data, max_iter=50)
     with pytest.raises(ValueError, match="not among"):
         topk.build(scorer, FEATURES, ["shoe_size"], True)
+
+
+def test_what_the_graph_does_with_requests_the_server_must_check_first(data):
+    """Recorded for the serving slice: k = 0 returns nothing, a negative k, ids that do not match
+    the candidates, or two rows of a context feature fail inside onnxruntime, so the server
+    must answer those with a 4xx before it runs the graph."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidArgument
+
+    d, x = data
+    _, scorer, _ = _fit("LogisticRegression", data, max_iter=50)
+    sess = convert.session(topk.build(scorer, FEATURES, rr.CUSTOMER_FEATURES, True))
+    cand = x.iloc[:5].reset_index(drop=True)
+
+    def feeds(ids=list("abcde"), k=3):
+        return topk.feeds(cand, cand, ids, k, FEATURES, rr.CUSTOMER_FEATURES)
+    assert [len(o) for o in sess.run(None, feeds(k=0))] == [0, 0, 0]
+    with pytest.raises(Fail, match="k must not be negative"):
+        sess.run(None, feeds(k=-1))
+    with pytest.raises(Fail):
+        sess.run(None, feeds(ids=list("abcd")))
+    two = feeds()
+    two["age"] = np.array([[30.0], [40.0]], dtype=np.float32)
+    with pytest.raises(InvalidArgument):
+        sess.run(None, two)
