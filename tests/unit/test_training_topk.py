@@ -98,13 +98,13 @@ def test_what_the_graph_does_with_requests_the_server_must_check_first(data):
     sess = convert.session(topk.build(scorer, FEATURES, rr.CUSTOMER_FEATURES, True))
     cand = x.iloc[:5].reset_index(drop=True)
 
-    def feeds(ids=list("abcde"), k=3):
-        return topk.feeds(cand, cand, ids, k, FEATURES, rr.CUSTOMER_FEATURES)
+    def feeds(ids: str = "abcde", k: int = 3) -> dict:
+        return topk.feeds(cand, cand, list(ids), k, FEATURES, rr.CUSTOMER_FEATURES)
     assert [len(o) for o in sess.run(None, feeds(k=0))] == [0, 0, 0]
     with pytest.raises(Fail, match="k must not be negative"):
         sess.run(None, feeds(k=-1))
     with pytest.raises(Fail):
-        sess.run(None, feeds(ids=list("abcd")))
+        sess.run(None, feeds(ids="abcd"))
     two = feeds()
     two["age"] = np.array([[30.0], [40.0]], dtype=np.float32)
     with pytest.raises(InvalidArgument):

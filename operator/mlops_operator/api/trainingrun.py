@@ -123,26 +123,27 @@ class Ranking(ApiModel):
     customer bought the item; a pointwise model scores each pair and ranks each customer's
     candidates."""
 
-    group_column: str = Field(min_length=1, max_length=253, description="Column whose value is one ranked list (a customer): "
-                                                         "metrics rank each group's candidates and average over "
-                                                         "groups.")
-    item_column: str = Field(min_length=1, max_length=253, description="Column naming the candidate item (its id); never a "
-                                                        "model input.")
+    group_column: str = Field(min_length=1, max_length=253,
+                              description="Column whose value is one ranked list (a customer): metrics rank each "
+                                          "group's candidates and average over groups.")
+    item_column: str = Field(min_length=1, max_length=253,
+                             description="Column naming the candidate item (its id); never a model input.")
     k: int = Field(10, ge=1, le=1000, description="Length of the recommended list: metrics are computed at k "
                                                   "(ndcg@k, hit_rate@k, map@k, coverage@k).")
-    item_features: list[str] | None = Field(None, max_length=500, description="Feature columns that describe the candidate "
-                                                              "(the item, and pair features such as a price "
-                                                              "ratio); the other features describe the customer "
-                                                              "and are given once per top-k request. Default: "
-                                                              "every feature is given per candidate.",
+    item_features: list[str] | None = Field(None, max_length=500,
+                                            description="Feature columns that describe the candidate (the item, "
+                                                        "and pair features such as a price ratio); the other "
+                                                        "features describe the customer and are given once per "
+                                                        "top-k request. Default: every feature is given per "
+                                                        "candidate.",
                                             json_schema_extra=each("A feature column."))
 
 
 class BaselineGate(ApiModel):
     """Promote only a recommender that beats the popularity baseline on the same test split."""
 
-    metric: str = Field(pattern=RANKING_METRIC_PATTERN, max_length=20, description="Ranking metric to compare, e.g. ndcg@10 "
-                                                                     "(its k must be the run's ranking.k).")
+    metric: str = Field(pattern=RANKING_METRIC_PATTERN, max_length=20,
+                        description="Ranking metric to compare, e.g. ndcg@10 (its k must be the run's ranking.k).")
     margin: float = Field(0.0, ge=0.0, description="Least improvement over the baseline required (absolute).")
 
 
