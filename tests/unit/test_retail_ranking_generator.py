@@ -68,3 +68,12 @@ def test_batches_cover_the_table():
     parts = list(rr.batches(4800, seed=1, batch_rows=1000))
     assert [p.num_rows for p in parts] == [1000] * 4 + [800]
     assert sum(p.num_rows for p in parts) == t.num_rows
+
+
+def test_export_command_writes_the_table(tmp_path):
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "landing" / "nl.parquet"
+    assert rr.main(["--rows", "1600", "--seed", "2", "--shift", "0.5", "--start", "2026-03-02", "--out", str(out)]) == 0
+    assert pq.read_table(out).equals(rr.generate(1600, 2, 0.5, "2026-03-02"))
+    assert [p.name for p in out.parent.iterdir()] == ["nl.parquet"]

@@ -51,7 +51,7 @@ import numpy as np
 import pyarrow as pa
 
 __all__ = ["RANKING_SCHEMA", "ARROW_SCHEMA", "LABEL", "CATEGORIES", "SEASON", "ITEMS", "WEEKS", "CANDIDATES",
-           "CUSTOMER_FEATURES", "ITEM_FEATURES", "generate", "batches", "customers_for"]
+           "CUSTOMER_FEATURES", "ITEM_FEATURES", "generate", "batches", "customers_for", "main"]
 
 LABEL = "purchased"
 CATEGORIES = ["grocery", "electronics", "fashion", "home", "garden", "sports", "toys", "beauty"]
@@ -220,3 +220,37 @@ def batches(rows: int, seed: int = 0, shift: float = 0.0, batch_rows: int = 100_
     if batch_rows < 1:
         raise ValueError(f"batch_rows must be >= 1, got {batch_rows}")
     yield from generate(rows, seed, shift, start).to_batches(max_chunksize=batch_rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The shop's newsletter export in a demo: write the latest weeks to a landing file.
+
+        python -m mlops_operator.data.retail_ranking --rows 48000 --seed 1 --shift 0 --out /landing/nl.parquet
+
+    Replaced atomically (written next to it, then renamed), so a snapshot never reads half an export.
+    """
+    import argparse
+    import os
+    import sys
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    ap = argparse.ArgumentParser(prog="python -m mlops_operator.data.retail_ranking")
+    ap.add_argument("--rows", type=int, required=True, help="about this many rows (whole customers)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shift", type=float, default=0.0, help="how far the season has moved, 0 .. 1")
+    ap.add_argument("--start", default="2026-01-01", help="date of the first newsletter week")
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args(argv)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = a.out.with_name(f".{a.out.name}.{os.getpid()}.tmp")
+    table = generate(a.rows, a.seed, a.shift, a.start)
+    pq.write_table(table, tmp)
+    os.replace(tmp, a.out)
+    print(f"wrote {table.num_rows} rows (seed {a.seed}, shift {a.shift}, from {a.start}) to {a.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
