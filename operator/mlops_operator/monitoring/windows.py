@@ -28,7 +28,7 @@ def stats_path(model: str, previous: Mapping[str, Any] | None) -> str:
     """The path of a pod's stats document with the cursor the monitor holds for it (the pod's
     entry in the state: ``{"startId", "cursor", ...}``), or a new cursor when it holds none."""
     cursor = (previous or {}).get("cursor") or ""
-    return f"v2/models/{model}/stats?cursor={quote(str(cursor), safe='.')}"
+    return f"mlops/v1/models/{model}/stats?cursor={quote(str(cursor), safe='.')}"
 
 
 def current_to_json(c: CurrentData) -> dict[str, Any]:

@@ -13,7 +13,9 @@ Routes (`{name}` must be the served model, `{version}` its version, else 404):
     GET  /v1/models                              {"models": [name]}
     GET  /                                       {"status": "alive"} (KServe V1 liveness)
     POST /v1/models/{name}:explain               501: no explainer (a clear JSON error, not 404/405)
-    GET  /v2/models/{name}[/versions/{version}]/stats     the drift monitor's JSON (see below)
+    GET  /v2/models/stats, /v2/models/{name}[/versions/{version}]/stats
+                                                 Triton's statistics ({"model_stats": [...]})
+    GET  /mlops/v1/models/{name}/stats           the drift monitor's JSON (see below)
     GET  /v2/models/{name}/reference             model.json's training reference (bins, categories)
     POST /v2/models/{name}[/versions/{version}]/feedback  ground truth (see feedback.py)
     GET  /metrics                                Prometheus (see metrics.py)
@@ -27,8 +29,8 @@ Slow and stalled clients are bounded: a connection that sends no complete reques
 connection is closed. A client that hangs up before its body has arrived is counted as 499
 (nginx's "client closed request"), not as a server error.
 
-Stats document (`GET /v2/models/{name}/stats[?cursor=...]`)
-------------------------------------------------------------
+Stats document (`GET /mlops/v1/models/{name}/stats[?cursor=...]`)
+-----------------------------------------------------------------
 Counts are cumulative since the process started; `startId` changes with every start. The
 `drift` section is what the DriftMonitor reads: with `?cursor=` (empty: start one) the server
 keeps a copy of its counters under a new cursor and answers the counts since the cursor it was
@@ -300,6 +302,33 @@ class ModelServer:
             return _error(e.status, e.message)
         return _json(self.stats_doc(request.query.get("cursor")))
 
+    async def triton_stats(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
+        """Triton's model statistics (what tritonclient's get_inference_statistics and KServe's
+        clients read at this path): success and failure counts and times of inference requests
+        (V2 infer and V1 predict), and ONNX Runtime's share as compute_infer. The server does
+        not time queueing, input or output conversion apart, nor cache: those are zero."""
+        if params:
+            try:
+                self._check_model(params)
+            except ServingError as e:
+                return _error(e.status, e.message)
+        r, b = self.requests, self.batcher
+
+        def pair(count: int, ns: int) -> dict[str, int]:
+            return {"count": count, "ns": ns}
+
+        ok = [sum(r.ok[e][i] for e in ("infer", "predict")) for i in (0, 1)]
+        failed = [sum(r.failed[e][i] for e in ("infer", "predict")) for i in (0, 1)]
+        zero = pair(0, 0)
+        return _json({"model_stats": [{
+            "name": self.spec.name, "version": str(self.spec.version),
+            "last_inference": r.last_ok_ms, "inference_count": r.ok_rows, "execution_count": b.runs,
+            "inference_stats": {"success": pair(*ok), "fail": pair(*failed), "queue": zero,
+                                "compute_input": zero, "compute_infer": pair(b.runs, b.run_ns),
+                                "compute_output": zero, "cache_hit": zero, "cache_miss": zero},
+            "response_stats": {}, "batch_stats": [], "memory_usage": [],
+        }]})
+
     async def reference(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         """The training reference of the served model (model.json's `reference`): what the
         drift monitor compares the stats' counts with, bin for bin."""
@@ -344,7 +373,8 @@ class ModelServer:
     #: paths served on the monitor port when there is one (--monitor-port): what is written by
     #: label pipelines (feedback) and read by the operator (stats with sampled raw rows of every
     #: client, the training reference), kept apart from the inference clients
-    MONITOR_PATHS = ("/stats", "/reference", "/feedback")
+    MONITOR_PATHS = ("/mlops/v1/models/{name}/stats", "/v2/models/{name}/reference", "/v2/models/{name}/feedback",
+                     "/v2/models/{name}/versions/{version}/feedback")
 
     def routes(self, part: str = "all") -> list[tuple[str, str, Any]]:
         """Every route (`all`), those of the inference port (`inference`) or of the monitor port
@@ -352,7 +382,7 @@ class ModelServer:
         every = self._routes()
         if part == "all":
             return every
-        monitor = [r for r in every if r[1].endswith(self.MONITOR_PATHS)]
+        monitor = [r for r in every if r[1] in self.MONITOR_PATHS]
         if part == "monitor":
             return monitor + [("GET", "/v2/health/live", self.live)]
         return [r for r in every if r not in monitor]
@@ -373,8 +403,10 @@ class ModelServer:
             ("GET", "/v2/models/{name}/versions/{version}", self.model_meta),
             ("GET", "/v2/models/{name}/ready", self.model_ready),
             ("GET", "/v2/models/{name}/versions/{version}/ready", self.model_ready),
-            ("GET", "/v2/models/{name}/stats", self.stats),
-            ("GET", "/v2/models/{name}/versions/{version}/stats", self.stats),
+            ("GET", "/v2/models/stats", self.triton_stats),
+            ("GET", "/v2/models/{name}/stats", self.triton_stats),
+            ("GET", "/v2/models/{name}/versions/{version}/stats", self.triton_stats),
+            ("GET", "/mlops/v1/models/{name}/stats", self.stats),
             ("GET", "/v2/models/{name}/reference", self.reference),
             ("POST", "/v2/models/{name}/feedback", self.feedback_post),
             ("POST", "/v2/models/{name}/versions/{version}/feedback", self.feedback_post),

@@ -26,6 +26,7 @@ Metrics (all with labels model, version):
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from typing import Any
 
@@ -71,12 +72,24 @@ class RequestStats:
         self.latency = {e: Histogram(LATENCY_BUCKETS) for e in self.ENDPOINTS}
         self.rows = {e: Histogram(ROW_BUCKETS) for e in self.ENDPOINTS}
         self.inflight = 0
+        #: per endpoint: [requests, nanoseconds] answered 2xx, and the others (Triton's
+        #: inference_stats success / fail), and the epoch ms of the last 2xx inference
+        self.ok = {e: [0, 0] for e in self.ENDPOINTS}
+        self.failed = {e: [0, 0] for e in self.ENDPOINTS}
+        self.ok_rows = 0
+        self.last_ok_ms = 0
 
     def done(self, endpoint: str, code: int, seconds: float, rows: int) -> None:
         key = (endpoint, code)
         codes = self.codes
         codes[key] = codes.get(key, 0) + 1
         self.latency[endpoint].observe(seconds)
+        acc = self.ok[endpoint] if 200 <= code < 300 else self.failed[endpoint]
+        acc[0] += 1
+        acc[1] += int(seconds * 1e9)
+        if code < 300 and endpoint != "feedback":
+            self.ok_rows += rows
+            self.last_ok_ms = int(time.time() * 1000)
         if rows:
             self.rows[endpoint].observe(rows)
 
