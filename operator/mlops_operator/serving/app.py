@@ -91,6 +91,7 @@ from .batcher import Batcher
 from .config import ServeConfig
 from .feedback import Feedback
 from .metrics import RequestStats, registry
+from . import topk
 from .model import LoadedModel
 from .monitor import Monitor, _iso
 from .protocol import (JSON_HEADERS, ServingError, Spec, error_body, model_metadata, parse_v1, parse_v2,
@@ -211,6 +212,35 @@ class ModelServer:
         stats.inflight -= 1
         stats.done("infer", resp.status, time.perf_counter() - t0, rows)
         return resp
+
+    async def topk_infer(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
+        """A recommender's top k (serving/topk.py): `<name>-topk`, V2 infer on the ranking graph."""
+        t0 = time.perf_counter()
+        stats = self.requests
+        stats.inflight += 1
+        rows = 0
+        try:
+            if params.get("version") not in (None, self.spec.version):
+                raise ServingError(404, f"no version {params['version']!r} of {self.spec.name}{topk.SUFFIX} here")
+            body = await self._body(request)
+            doc, feeds, rows, _ = topk.parse(body, self.model.topk, request.headers.get(_HEADER_LEN))
+            result = self.model.topk.run(feeds)
+            resp = _json(topk.response(result, self.spec.name, self.spec.version, doc.get("id")))
+        except ServingError as e:
+            resp = _error(e.status, e.message)
+        except Exception as e:
+            log.exception("topk failed")
+            resp = _error(500, f"internal error: {type(e).__name__}: {e}")
+        stats.inflight -= 1
+        stats.done("topk", resp.status, time.perf_counter() - t0, rows)
+        return resp
+
+    async def topk_meta(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
+        return _json(topk.model_metadata(self.model.topk, self.spec.name, self.spec.version))
+
+    async def topk_ready(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
+        name = self.spec.name + topk.SUFFIX
+        return _json({"name": name, "ready": self.ready}, 200 if self.ready else 503)
 
     async def predict_v1(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         t0 = time.perf_counter()
@@ -388,7 +418,13 @@ class ModelServer:
         return [r for r in every if r not in monitor]
 
     def _routes(self) -> list[tuple[str, str, Any]]:
-        return [
+        ranking: list[tuple[str, str, Any]] = []
+        if self.model.topk is not None:  # first: literal paths the `{name}` routes would also match
+            base = f"/v2/models/{self.spec.name}{topk.SUFFIX}"
+            ranking = [("POST", base + "/infer", self.topk_infer),
+                       ("POST", base + "/versions/{version}/infer", self.topk_infer),
+                       ("GET", base, self.topk_meta), ("GET", base + "/ready", self.topk_ready)]
+        return ranking + [
             ("POST", "/v2/models/{name}/infer", self.infer),
             ("POST", "/v2/models/{name}/versions/{version}/infer", self.infer),
             ("POST", "/v1/models/{name}:predict", self.predict_v1),

@@ -65,7 +65,7 @@ class Histogram:
 
 
 class RequestStats:
-    ENDPOINTS = ("infer", "predict", "feedback")
+    ENDPOINTS = ("infer", "predict", "feedback", "topk")
 
     def __init__(self) -> None:
         self.codes: dict[tuple[str, int], int] = {}
