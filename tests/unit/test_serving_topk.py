@@ -219,3 +219,22 @@ def test_a_tampered_ranking_graph_is_refused_at_load(bundle, tmp_path):
     with pytest.raises(ModelLoadError, match="does not match model.json's"):
         load(store_root.as_uri(), dst.as_uri(), bundle["out"]["digest"])
 
+
+
+def test_ranking_feedback_reaches_the_stats_document_on_the_monitor_port(bundle):
+    """What was bought after a top-k answer: posted to `<name>-topk/feedback` on the monitor
+    port (never the inference port), counted in the stats document's feedback section."""
+    from mlops_operator.localcluster.forward import free_port
+
+    mport = free_port()
+    with ServerThread(_cfg(bundle, monitor_port=mport)) as s:
+        mon = f"http://127.0.0.1:{mport}"
+        fb = {"served": [["a", "b", "c"], ["d", "e"], ["f"]], "bought": ["b", "zz", None]}
+        assert requests.post(s.url + "/v2/models/recommender-topk/feedback", json=fb, timeout=10).status_code == 404
+        r = requests.post(mon + "/v2/models/recommender-topk/feedback", json=fb, timeout=10)
+        assert r.status_code == 200 and r.json() == {"rows": 3, "purchases": 2, "hits": 1}
+        bad = requests.post(mon + "/v2/models/recommender-topk/feedback", json={"served": [["a"]]}, timeout=10)
+        assert bad.status_code == 422 and "bought" in bad.json()["error"]
+        doc = requests.get(mon + "/mlops/v1/models/recommender/stats", timeout=10).json()["feedback"]
+        assert (doc["rankCount"], doc["hits"], doc["rankNoPurchase"], doc["rankK"]) == (2, 1, 1, 10)
+        assert doc["ndcgSum"] > 0

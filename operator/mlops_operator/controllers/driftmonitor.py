@@ -27,7 +27,7 @@ from ..api.durations import parse_duration
 from ..drift.engine import evaluate, references_from_profile
 from ..api.driftmonitor import DriftMonitorSpec
 from ..monitoring import retrain as rt
-from ..monitoring.decisions import WindowVerdict, judge_window, retrain_gate
+from ..monitoring.decisions import WindowVerdict, judge_window, labelled_count, retrain_gate
 from ..monitoring.windows import Window, accumulate, stats_path
 from ..resources.common import labels, owner_reference
 from ..resources.names import child_name
@@ -319,7 +319,7 @@ async def _judge(
         datasetDrift=result.drifted and not result.insufficient,
         accuracy=None if acc is None else round(acc, 4),
         accuracyTrend=trend,
-        labelledSamples=int(window.feedback.get("count", 0)),
+        labelledSamples=int(labelled_count(verdict.metric, window.feedback)),
         message=result.message,
     )
     status, reason, text = verdict.condition

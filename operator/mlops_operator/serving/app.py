@@ -90,6 +90,7 @@ from mlops_operator import __version__
 from .batcher import Batcher
 from .config import ServeConfig
 from .feedback import Feedback
+from .ranking_feedback import RankingFeedback
 from .metrics import RequestStats, registry
 from . import topk
 from .model import LoadedModel
@@ -123,6 +124,8 @@ class ModelServer:
         self.batcher = Batcher(model, self.spec, self.monitor,
                                offload_rows=cfg.thread_rows if cfg.thread_rows > 0 else 1 << 62)
         self.feedback = Feedback(model.classifier, model.classes, cfg.max_batch_size)
+        self.ranking_feedback = (RankingFeedback(model.topk.info.k, cfg.max_batch_size)
+                                 if model.topk is not None else None)
         self.requests = RequestStats()
         self.ready = True
         self.draining = False
@@ -233,6 +236,25 @@ class ModelServer:
             resp = _error(500, f"internal error: {type(e).__name__}: {e}")
         stats.inflight -= 1
         stats.done("topk", resp.status, time.perf_counter() - t0, rows)
+        return resp
+
+    async def topk_feedback(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
+        """What was bought after a top-k answer (serving/ranking_feedback.py)."""
+        t0 = time.perf_counter()
+        self.requests.inflight += 1
+        rows = 0
+        try:
+            assert self.ranking_feedback is not None  # the route exists only for a recommender
+            answer = self.ranking_feedback.add(await self._body(request))
+            rows = answer["rows"]
+            resp = _json(answer)
+        except ServingError as e:
+            resp = _error(e.status, e.message)
+        except Exception as e:
+            log.exception("ranking feedback failed")
+            resp = _error(500, f"internal error: {type(e).__name__}: {e}")
+        self.requests.inflight -= 1
+        self.requests.done("feedback", resp.status, time.perf_counter() - t0, rows)
         return resp
 
     async def topk_meta(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
@@ -396,23 +418,25 @@ class ModelServer:
             "now": _iso(now), "nowEpoch": now,
             "requests": self.requests.by_code(), "rows": mon.rows,
             "features": mon.features_doc(), "prediction": mon.prediction.stats(),
-            "drift": mon.drift_doc(self.start_id, cursor), "feedback": self.feedback.stats(),
+            "drift": mon.drift_doc(self.start_id, cursor), "feedback": self._feedback_stats(),
         }
 
-    # -- the HTTP server ----------------------------------------------------------------------
-    #: paths served on the monitor port when there is one (--monitor-port): what is written by
-    #: label pipelines (feedback) and read by the operator (stats with sampled raw rows of every
-    #: client, the training reference), kept apart from the inference clients
-    MONITOR_PATHS = ("/mlops/v1/models/{name}/stats", "/v2/models/{name}/reference", "/v2/models/{name}/feedback",
-                     "/v2/models/{name}/versions/{version}/feedback")
+    def _feedback_stats(self) -> dict[str, Any]:
+        doc = self.feedback.stats()
+        if self.ranking_feedback is not None:
+            doc.update(self.ranking_feedback.stats())
+        return doc
 
+    # -- the HTTP server ----------------------------------------------------------------------
     def routes(self, part: str = "all") -> list[tuple[str, str, Any]]:
         """Every route (`all`), those of the inference port (`inference`) or of the monitor port
-        (`monitor`)."""
+        (`monitor`): with --monitor-port, what label pipelines write (feedback) and the operator
+        reads (stats, the training reference) is served there only, apart from inference clients."""
         every = self._routes()
         if part == "all":
             return every
-        monitor = [r for r in every if r[1] in self.MONITOR_PATHS]
+        on_monitor = (self.stats, self.reference, self.feedback_post, self.topk_feedback)
+        monitor = [r for r in every if r[2] in on_monitor]
         if part == "monitor":
             return monitor + [("GET", "/v2/health/live", self.live)]
         return [r for r in every if r not in monitor]
@@ -423,7 +447,8 @@ class ModelServer:
             base = f"/v2/models/{self.spec.name}{topk.SUFFIX}"
             ranking = [("POST", base + "/infer", self.topk_infer),
                        ("POST", base + "/versions/{version}/infer", self.topk_infer),
-                       ("GET", base, self.topk_meta), ("GET", base + "/ready", self.topk_ready)]
+                       ("GET", base, self.topk_meta), ("GET", base + "/ready", self.topk_ready),
+                       ("POST", base + "/feedback", self.topk_feedback)]
         return ranking + [
             ("POST", "/v2/models/{name}/infer", self.infer),
             ("POST", "/v2/models/{name}/versions/{version}/infer", self.infer),
