@@ -238,3 +238,23 @@ def test_ranking_feedback_reaches_the_stats_document_on_the_monitor_port(bundle)
         doc = requests.get(mon + "/mlops/v1/models/recommender/stats", timeout=10).json()["feedback"]
         assert (doc["rankCount"], doc["hits"], doc["rankNoPurchase"], doc["rankK"]) == (2, 1, 1, 10)
         assert doc["ndcgSum"] > 0
+
+
+def test_topk_pairs_are_counted_for_drift(bundle):
+    """The DriftMonitor watches a recommender through its top-k traffic: each request's
+    (customer, candidate) pairs land in the drift histograms, the customer's values once per
+    candidate."""
+    cust = _customer(bundle)
+    with ServerThread(_cfg(bundle)) as s:
+        before = requests.get(s.url + "/mlops/v1/models/recommender/stats", timeout=10).json()
+        r = requests.post(s.url + "/v2/models/recommender-topk/infer", json=_request(bundle, cust), timeout=10)
+        assert r.status_code == 200
+        after = requests.get(s.url + "/mlops/v1/models/recommender/stats", timeout=10).json()
+    n = len(cust)
+    assert after["rows"] - before["rows"] == n
+    seg = after["features"]["customer_segment"]
+    assert sum(seg["counts"]) + seg["other"] - sum(before["features"]["customer_segment"]["counts"]) == n
+    i = seg["categories"].index(str(cust.customer_segment.iloc[0]))
+    assert seg["counts"][i] - before["features"]["customer_segment"]["counts"][i] == n  # the customer, n times
+    cat = after["features"]["category"]
+    assert sum(cat["counts"]) + cat["other"] == n

@@ -228,6 +228,8 @@ class ModelServer:
             body = await self._body(request)
             doc, feeds, rows, _ = topk.parse(body, self.model.topk, request.headers.get(_HEADER_LEN))
             result = self.model.topk.run(feeds)
+            # the pairs are the scorer's inputs: counted for drift like any other request's rows
+            self.monitor.observe_inputs(*topk.pair_inputs(self.model.features, feeds, rows))
             resp = _json(topk.response(result, self.spec.name, self.spec.version, doc.get("id")))
         except ServingError as e:
             resp = _error(e.status, e.message)

@@ -24,8 +24,10 @@ integer, a context feature with more than one value, candidate tensors of differ
 a missing or unknown input. k above the number of candidates returns every candidate, ranked
 (documented, as TopK does, rather than an error: a customer with few candidates still gets a
 list). The server holds no catalogue: the client sends the candidates' features, so there is
-no "unknown item" here. Top-k requests are not counted in the drift histograms (those describe
-the scorer's pair inputs); they are counted in the request metrics under endpoint ``topk``.
+no "unknown item" here. A top-k request's (customer, candidate) pairs are the scorer's inputs:
+they are counted in the drift histograms like any other rows (not in the prediction histogram:
+the graph returns only the k best scores), and the request in the metrics under endpoint
+``topk``.
 """
 
 from __future__ import annotations
@@ -234,6 +236,22 @@ def parse(body: bytes, model: TopKModel,
     k = _k(doc, values, model.info.k)
     feeds[K] = np.array([k], dtype=np.int64)
     return doc, feeds, n, k
+
+
+def pair_inputs(features: list[Feature], feeds: dict[str, np.ndarray], n: int) -> tuple[np.ndarray, list[list[str]]]:
+    """The request's (customer, candidate) pairs as the scorer's inputs, for the drift counts:
+    numeric features as float64 [F_num, n] and categorical columns, in model.json's order, the
+    customer's values repeated for every candidate."""
+    nums = [f for f in features if f.type != "categorical"]
+    cats = [f for f in features if f.type == "categorical"]
+    x = np.empty((len(nums), n), dtype=np.float64)
+    for i, f in enumerate(nums):
+        x[i] = np.broadcast_to(feeds[f.name].reshape(-1).astype(np.float64), (n,))
+    cols = []
+    for f in cats:
+        v = feeds[f.name].reshape(-1).tolist()
+        cols.append(v * n if len(v) == 1 and n != 1 else v)
+    return x, cols
 
 
 def response(result: dict[str, np.ndarray], name: str, version: str, request_id: Any = None) -> dict[str, Any]:
