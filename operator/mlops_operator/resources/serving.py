@@ -53,10 +53,20 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
                           "failureThreshold": 3},
         "startupProbe": {"httpGet": {"path": "/v2/health/live", "port": PORT}, "periodSeconds": 1,
                          "failureThreshold": 120},
-        "volumeMounts": [dict(mount, readOnly=True), {"name": "tmp", "mountPath": "/tmp"}],
+        # read-only, unless the pods capture traffic into the store (their own directory there)
+        "volumeMounts": [dict(mount, readOnly=spec.capture is None), {"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": CONTAINER_SECURITY,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    if spec.capture is not None:
+        c = spec.capture
+        command: list[str] = container["command"]  # type: ignore[assignment]
+        command += ["--capture-rate", repr(c.sample_rate),
+                                 "--capture-dir", f"{s.store_mount}/captures/{name}",
+                                 "--capture-max-rows", str(c.max_buffer_rows),
+                                 "--capture-flush-seconds", str(c.flush_seconds)]
+        if c.exclude_columns:
+            command += ["--capture-exclude", ",".join(c.exclude_columns)]
     if resources:
         container["resources"] = resources
     return {

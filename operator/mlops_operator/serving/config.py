@@ -36,6 +36,12 @@ class ServeConfig:
     instance: str | None = None
     thread_rows: int = 0
     log_level: str = "INFO"
+    capture_rate: float = 0.0
+    capture_dir: str = ""
+    capture_exclude: str = ""
+    capture_max_rows: int = 20_000
+    capture_chunk_rows: int = 5_000
+    capture_flush_seconds: float = 30.0
     uvloop: bool = True
 
 
@@ -69,6 +75,13 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
     ("thread-rows", int, 0, "model runs of at least this many rows go to an inference thread while the event "
                             "loop goes on; helps when the pod has a spare core (0: every run in the event loop)"),
     ("log-level", str, "INFO", "logging level"),
+    ("capture-rate", float, 0.0, "payload capture: the share of requests whose inputs, outputs and later labels "
+                                 "are written to --capture-dir (0: off; serving/capture.py)"),
+    ("capture-dir", str, "", "directory of the capture chunks (in the artifact store's volume)"),
+    ("capture-exclude", str, "", "comma-separated input columns never captured (privacy)"),
+    ("capture-max-rows", int, 20_000, "rows buffered for capture at most; more are dropped and counted"),
+    ("capture-chunk-rows", int, 5_000, "write a chunk as soon as this many rows wait"),
+    ("capture-flush-seconds", float, 30.0, "write what waits at least this often"),
 ]
 
 
@@ -114,6 +127,12 @@ def parse(argv: list[str] | None = None) -> ServeConfig:
     for field in ("read_timeout_seconds", "idle_timeout_seconds"):
         if not getattr(cfg, field) > 0:
             problems.append(f"--{field.replace('_', '-')} must be > 0")
+    if not 0.0 <= cfg.capture_rate <= 1.0:
+        problems.append("--capture-rate must be between 0 and 1")
+    if cfg.capture_rate > 0 and not cfg.capture_dir:
+        problems.append("--capture-rate > 0 needs --capture-dir")
+    if cfg.capture_max_rows < 1 or cfg.capture_chunk_rows < 1 or not cfg.capture_flush_seconds > 0:
+        problems.append("--capture-max-rows and --capture-chunk-rows must be >= 1, --capture-flush-seconds > 0")
     if cfg.reservoir_size < 0:
         problems.append("--reservoir-size must be >= 0")
     if len(cfg.digest) != 64 or any(c not in "0123456789abcdef" for c in cfg.digest):

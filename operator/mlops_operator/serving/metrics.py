@@ -12,6 +12,7 @@ Metrics (all with labels model, version):
     mlops_serving_rows_total                               rows predicted
     mlops_serving_model_runs_total                         ONNX Runtime runs (batched)
     mlops_serving_inflight_requests                        gauge
+    mlops_serving_capture_rows_total{outcome}              payload capture: written, dropped, failed
     mlops_serving_ready                                    gauge, 1 when ready
     mlops_serving_start_time_seconds{start_id, instance}   gauge: a new start_id = counters reset
     mlops_serving_feature_values_total{feature, bin, upper}
@@ -143,6 +144,14 @@ class ServingCollector(Collector):
                                   "requests).", labels=bl)
         fam.add_metric(base, s.batcher.runs)
         yield fam
+        cap = getattr(s, "capture", None)
+        if cap is not None:
+            fam = CounterMetricFamily("mlops_serving_capture_rows", "Rows of payload capture, by outcome: written "
+                                      "to the store, dropped (buffer full), failed (the store refused).",
+                                      labels=bl + ["outcome"])
+            for outcome, n in (("written", cap.written), ("dropped", cap.dropped), ("failed", cap.failed)):
+                fam.add_metric(base + [outcome], n)
+            yield fam
         g = GaugeMetricFamily("mlops_serving_inflight_requests", "Requests being handled.", labels=bl)
         g.add_metric(base, s.requests.inflight)
         yield g
