@@ -363,9 +363,10 @@ def parse_v2_doc(doc: Any, spec: Spec, raw: memoryview | None = None) -> ParsedR
                 raise unfit(f"input {name!r} has no data")
             if raw is None or type(size) is not int or size < 0 or offset + size > len(raw):
                 raise bad(f"input {name!r}: binary_data_size {_short(size)} does not fit the binary part of the body")
-            data = _binary(name, dt, raw[offset:offset + size], rows)
+            # as the list JSON would give: the request can join the batched fast path (tensors.py),
+            # which checks the values as it does for JSON (a tenth of the careful path's cost)
+            data = _binary(name, dt, raw[offset:offset + size], rows).tolist()
             offset += size
-            req.careful = True
         elif type(data) is not list or len(data) != rows or (rows and type(data[0]) is list):
             data = _flat(name, data, rows)
         if is_cat:
