@@ -541,3 +541,54 @@ def test_a_grpc_port_in_use_is_a_clear_failure(art):
             if proc.poll() is None:
                 proc.kill()
     assert rc == 1 and "cannot listen" in err and str(port) in err, (rc, err)
+
+
+def test_draining_answers_not_ready(srv, channel):
+    """While draining (after SIGTERM) ServerReady and ModelReady say false, as Triton's do, so a
+    client's is_server_ready() is False rather than an exception."""
+    srv.server.ready = False
+    try:
+        assert not call(channel, "ServerReady", pb.ServerReadyRequest(), pb.ServerReadyResponse).ready
+        assert not call(channel, "ModelReady", pb.ModelReadyRequest(name="retail"), pb.ModelReadyResponse).ready
+    finally:
+        srv.server.ready = True
+    assert call(channel, "ServerReady", pb.ServerReadyRequest(), pb.ServerReadyResponse).ready
+
+
+def test_mangled_messages_never_crash_or_fail_internally(srv, art, channel):
+    """Valid requests with bytes flipped, cut short or spliced: each is answered OK or with a
+    client-side code naming the problem, never INTERNAL/UNKNOWN, and the server goes on."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    good = [typed_request(art.test.iloc[:3], art.feats).SerializeToString()]
+    raw = pb.ModelInferRequest(model_name="retail")
+    for c in art.feats:
+        t = raw.inputs.add(name=c["name"], datatype="BYTES" if c["type"] == "categorical" else "FP32", shape=[2])
+        raw.raw_input_contents.append(b"\x01\x00\x00\x00a" * 2 if t.datatype == "BYTES" else b"\x00" * 8)
+    good.append(raw.SerializeToString())
+    allowed = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    seen = set()
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(which=st.integers(0, 1), cuts=st.lists(st.tuples(st.integers(0, 10**6), st.binary(max_size=6)),
+                                                  min_size=1, max_size=4))
+    def check(which, cuts):
+        data = bytearray(good[which])
+        for pos, junk in cuts:
+            i = pos % (len(data) + 1)
+            data[i:i + len(junk)] = junk
+        try:
+            call(channel, "ModelInfer", None, raw=bytes(data))
+            seen.add("OK")
+        except grpc.RpcError as e:
+            assert e.code() in allowed, (e.code(), e.details())
+            assert e.details()
+            seen.add(e.code())
+
+    before = srv.server.batcher.runs
+    check()
+    assert grpc.StatusCode.INVALID_ARGUMENT in seen
+    assert call(channel, "ServerLive", pb.ServerLiveRequest(), pb.ServerLiveResponse).live
+    assert srv.server.batcher.runs >= before
+    assert not [k for k in srv.server.requests.by_protocol if k[1] >= 500]
