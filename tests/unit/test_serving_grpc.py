@@ -2,19 +2,22 @@
 a loopback port: Triton's gRPC client (tritonclient.grpc) unchanged, and raw stubs for what
 tritonclient does not send (typed contents, malformed protobuf, too large messages).
 
-KServe's InferenceGRPCClient is not used: kserve 0.21 does not install next to the project's
-pins (it wants python-dateutil<3 and kubernetes 37.0.1 where the project has 4.0 and 37.0.2, and
-brings fastapi, starlette, cloudevents and psutil). It speaks the same messages (the proto's
-field numbers are checked below against Triton's) and reads typed contents, which the raw-stub
-tests cover.
+KServe's InferenceGRPCClient: kserve 0.21 does not install next to the project's pins (it wants
+python-dateutil<3 and kubernetes 37.0.1 where the project has 4.0 and 37.0.2, and brings fastapi,
+starlette, cloudevents and psutil), so its test runs the client in a virtualenv of its own
+(`python -m venv V && V/bin/pip install kserve==0.21.0`; set MLOPS_KSERVE_PYTHON=V/bin/python,
+default ~/.cache/mlops/kserve-venv/bin/python) and is skipped, saying so, when there is none.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -592,3 +595,29 @@ def test_mangled_messages_never_crash_or_fail_internally(srv, art, channel):
     assert call(channel, "ServerLive", pb.ServerLiveRequest(), pb.ServerLiveResponse).live
     assert srv.server.batcher.runs >= before
     assert not [k for k in srv.server.requests.by_protocol if k[1] >= 500]
+
+
+KSERVE_PYTHON = Path(os.environ.get("MLOPS_KSERVE_PYTHON",
+                                    Path.home() / ".cache" / "mlops" / "kserve-venv" / "bin" / "python"))
+
+
+@pytest.mark.skipif(not KSERVE_PYTHON.exists(), reason=f"no kserve virtualenv at {KSERVE_PYTHON} (see the module "
+                                                         "docstring): kserve does not install under the project's pins")
+def test_kserve_inference_grpc_client_works_unchanged(srv, art, tmp_path):
+    frame = art.test.iloc[:9]
+    want = art.model.predict_proba(frame)
+    cols = tmp_path / "columns.json"
+    cols.write_text(json.dumps([{"name": t["name"], "datatype": t["datatype"], "data": t["data"]}
+                                for t in v2_inputs(frame, art.feats)]))
+    script = Path(__file__).parent / "clients" / "kserve_grpc.py"
+    p = subprocess.run([str(KSERVE_PYTHON), str(script), str(srv.server.grpc_port), str(cols)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    seen = json.loads(p.stdout.strip().splitlines()[-1])
+    assert seen["live"] and seen["ready"] and seen["model_ready"]
+    for binary in (False, True):  # typed contents in and out, then raw in and raw out
+        got = seen[f"binary={binary}"]
+        assert got["id"] == f"k-{binary}"
+        assert np.max(np.abs(np.array(got["probabilities"]) - want)) <= TOL
+    assert seen["unknown model"][0] == "NOT_FOUND" and "not served here" in seen["unknown model"][1]
+    assert seen["missing input"][0] == "INVALID_ARGUMENT" and "missing input" in seen["missing input"][1]
