@@ -91,6 +91,28 @@ def rows_from_store(c: Cluster, ns: str, mv: dict, n: int = 50):
     return man, feats, x, instances, out
 
 
+def _stats_through_the_pod_proxy_with_cursors(c: Cluster, ns: str) -> None:
+    """The DriftMonitor's read, as the operator makes it (controllers.kube.pod_proxy_get through
+    the real API server's pod proxy to the monitor port): the cursor in the query string must
+    reach the pod, so the second read answers counts since the first one's cursor."""
+    import asyncio
+
+    from kubernetes import config as kconfig
+
+    from mlops_operator.controllers import kube
+    from mlops_operator.monitoring.windows import stats_path
+    from mlops_operator.resources.serving import MONITOR_PORT
+
+    kconfig.load_kube_config(str(c.kubeconfig))
+    pod = c.pods(ns, "mlops.dev/inference-service=propensity")[0]["metadata"]["name"]
+    first = json.loads(asyncio.run(kube.pod_proxy_get(ns, pod, MONITOR_PORT, stats_path("propensity", None))))
+    cursor = first["drift"]["cursor"]
+    assert cursor and first["drift"]["since"] is None
+    second = json.loads(asyncio.run(kube.pod_proxy_get(ns, pod, MONITOR_PORT,
+                                                       stats_path("propensity", {"cursor": cursor}))))
+    assert second["drift"]["since"] == cursor and second["drift"]["cursor"] != cursor
+
+
 def test_serve_infer_roll_out_under_load_and_refuse_a_broken_version(local_cluster: Cluster,
                                                                       operator: OperatorProcess, namespace: str):
     c, ns = local_cluster, namespace
@@ -144,6 +166,7 @@ def test_serve_infer_roll_out_under_load_and_refuse_a_broken_version(local_clust
         res = tc.infer("propensity", tin, outputs=[triton.InferRequestedOutput("probabilities")])
         np.testing.assert_allclose(res.as_numpy("probabilities"), want["probabilities"], atol=1e-6)
         tc.close()
+        _stats_through_the_pod_proxy_with_cursors(c, ns)
         # bad input: 4xx with a message, never a 5xx
         code, body = fwd.post("/v2/models/propensity/infer", {"inputs": [{"name": "nope", "datatype": "FP32",
                                                                           "shape": [1], "data": [1]}]})

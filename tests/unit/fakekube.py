@@ -22,6 +22,17 @@ from kubernetes.client.rest import ApiException
 from mlops_operator.controllers import kube
 
 
+def wire(body: dict[str, Any]) -> None:
+    """What the real client does to a body before it leaves: its own serialisation (which fails
+    on numpy scalars, as the DriftMonitor's status patch once did in a cluster) and strict JSON
+    (the API server refuses NaN and Infinity)."""
+    import json
+
+    from kubernetes.client import ApiClient
+
+    json.dumps(ApiClient().sanitize_for_serialization(body), allow_nan=False)
+
+
 def merge(into: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     """RFC 7386 JSON merge patch."""
     out = copy.deepcopy(into)
@@ -77,11 +88,13 @@ class FakeKube:
                 if p == plural and ns == namespace and matches(o["metadata"].get("labels") or {}, selector)]
 
     async def patch_status(self, plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        wire(status)
         self.calls.append(("patch_status", (plural, name, copy.deepcopy(status))))
         obj = self.custom[(plural, namespace, name)]
         obj["status"] = merge(obj.get("status") or {}, status)
 
     async def patch_custom(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        wire(patch)
         self.calls.append(("patch_custom", (plural, name, copy.deepcopy(patch))))
         obj = self.custom[(plural, namespace, name)]
         new = merge(obj, {k: v for k, v in patch.items() if k != "status"})

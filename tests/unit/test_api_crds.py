@@ -92,7 +92,7 @@ def test_kubectl_explain_describes_every_field(k):
 
 #: names a user may meet in a description although they are snake_case: metric names, and the
 #: scikit-learn parameter names users write in estimator.params and tuning.space
-USER_SNAKE_CASE = {"roc_auc", "roc_auc_ovr", "f1_macro", "f1_weighted", "log_loss"} | {
+USER_SNAKE_CASE = {"roc_auc", "roc_auc_ovr", "f1_macro", "f1_weighted", "log_loss", "hit_rate"} | {
     p for names in PARAMS.values() for p in names}
 #: API model classes users never see (a kind's name, or a Kubernetes type's, is fine)
 INTERNAL_CLASSES = sorted(

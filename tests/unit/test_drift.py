@@ -458,3 +458,23 @@ def test_fast_path_accepts_codes_strings_bools_and_drops_non_finite():
     assert flags.method == "jensenshannon" and flags.drifted
     prepared = drift.prepare_reference({"x": x})
     assert drift.compare(prepared, {"x": y}).features[0].score == f.score
+
+
+@pytest.mark.parametrize("shift", [0.0, 1.0])
+def test_decisions_are_python_bools_and_floats_for_the_status_patch(shift):
+    """The Kubernetes client serialises only Python types: a numpy.bool decision (scipy's
+    p-values are numpy floats) made every DriftMonitor status patch fail in a cluster."""
+    import json
+
+    from kubernetes.client import ApiClient
+
+    r, c = _pair(shift=shift)
+    cat_r = drift.ReferenceData.from_sample(np.array(["a", "b"] * 500), "categorical")
+    cat_c = drift.CurrentData.from_sample(np.array(["a", "b", "b"] * 300 if shift else ["a", "b"] * 300), cat_r)
+    res = drift.evaluate({"x": r, "c": cat_r}, {"x": c, "c": cat_c}, {"x": "ks"}, min_samples=10)
+    assert type(res.drifted) is bool and type(res.share) is float
+    assert all(type(f.drifted) is bool for f in res.features)
+    assert res.drifted is bool(shift)
+    json.dumps(ApiClient().sanitize_for_serialization({"datasetDrift": res.drifted, "share": res.share,
+                                                      "features": [f.drifted for f in res.features]}))
+    assert drift.METHODS["chisquare"].drifted(np.float64(0.01), 0.05) is True

@@ -5,6 +5,7 @@ restart, the window judged on the histograms, the status and the state ConfigMap
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -129,3 +130,28 @@ def test_tick_reads_pods_through_cursors_and_judges_the_histograms(fake, monkeyp
     assert st["driftShare"] == 1.0 and st["message"].startswith("2 of 2 features drifted")
     # a new window starts empty
     assert orjson.loads(states["dm"])["window"]["rows"] == 0
+
+
+def test_scrape_reads_pods_concurrently_bounded_and_reports_a_stalled_one(monkeypatch):
+    """32 pods, one of which never answers: at most SCRAPE_CONCURRENCY reads are in flight at
+    once, the stalled pod costs one SCRAPE_TIMEOUT_S (not a serial wait per pod) and is named
+    in the problems, and every other pod's document arrives."""
+    monkeypatch.setattr(dmc, "SCRAPE_TIMEOUT_S", 0.3)
+    inflight, peak = [0], [0]
+
+    async def proxy(namespace, pod, port, path, **_):
+        inflight[0] += 1
+        peak[0] = max(peak[0], inflight[0])
+        try:
+            await asyncio.sleep(3600 if pod == "pod-7" else 0.01)
+            return json.dumps({"version": "1", "instance": pod})
+        finally:
+            inflight[0] -= 1
+
+    monkeypatch.setattr(kube, "pod_proxy_get", proxy)
+    pods = [{"metadata": {"name": f"pod-{i}"}} for i in range(32)]
+    docs, problems = asyncio.run(dmc._scrape("ns", pods, "m", 1))
+    assert peak[0] == dmc.SCRAPE_CONCURRENCY
+    assert sorted(docs) == sorted(f"pod-{i}" for i in range(32) if i != 7)
+    assert problems == ["pod-7: no stats within 0.3s"]
+    assert inflight[0] == 0  # the stalled read was cancelled, not left behind

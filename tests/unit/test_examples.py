@@ -9,6 +9,7 @@ import yaml
 
 from mlops_operator.api.crd import KINDS
 from mlops_operator.data.retail import RETAIL_SCHEMA
+from mlops_operator.data.retail_ranking import ITEM_FEATURES, RANKING_SCHEMA
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SPECS = {k.kind: k.spec for k in KINDS}
@@ -29,6 +30,13 @@ def test_example_specs_validate_against_the_models(doc):
 def test_retail_example_declares_the_generator_schema():
     doc = yaml.safe_load((EXAMPLES / "retail" / "dataset.yaml").read_text())
     assert doc["spec"]["schema"]["columns"] == RETAIL_SCHEMA
+
+
+def test_recommender_example_declares_the_generator_schema_and_its_item_features():
+    doc = yaml.safe_load((EXAMPLES / "recommender" / "dataset.yaml").read_text())
+    assert doc["spec"]["schema"]["columns"] == RANKING_SCHEMA
+    run = yaml.safe_load((EXAMPLES / "recommender" / "trainingrun.yaml").read_text())
+    assert run["spec"]["ranking"]["itemFeatures"] == ITEM_FEATURES
 
 
 def test_images_keep_the_entrypoints_the_local_node_assumes():

@@ -19,6 +19,8 @@ class FakeResponse:
         self.chunks = list(chunks)
         self.delay = delay
         self.status = 200
+        self.reason = "OK"
+        self.headers: dict = {}
         self.read_bytes = 0
         self.closed = False
         self.released = False
@@ -57,19 +59,29 @@ class FakeResponse:
 
 @pytest.fixture()
 def fake_api(monkeypatch):
+    """A real kubernetes ApiClient (its own URL building, quoting and auth) whose REST layer
+    records the request and answers with `answer["resp"]`."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    from kubernetes import client as k8s
+    from kubernetes.client import rest
+
     calls: list[dict] = []
     answer: dict = {}
+    api_client = k8s.ApiClient(k8s.Configuration(host="https://apiserver.test:6443"))
 
-    class FakeCoreV1Api:
-        def __init__(self, api_client=None):
-            pass
+    def request(method, url, headers=None, body=None, post_params=None, _request_timeout=None):
+        u = urlsplit(url)
+        prefix = "/api/v1/namespaces/"
+        namespace, _, rest_of = u.path[len(prefix):].partition("/pods/")
+        name, _, quoted = rest_of.partition("/proxy/")
+        path = unquote(quoted)  # the client quotes "/" in the path parameter; the API server unquotes
+        calls.append({"method": method, "url": url, "namespace": namespace, "name": unquote(name), "path": path,
+                      "query": parse_qs(u.query, keep_blank_values=True), "_request_timeout": _request_timeout})
+        return rest.RESTResponse(answer["resp"])
 
-        def connect_get_namespaced_pod_proxy_with_path(self, name, namespace, path, **kwargs):
-            calls.append({"name": name, "namespace": namespace, "path": path, **kwargs})
-            return answer["resp"]
-
-    monkeypatch.setattr(kube.client, "CoreV1Api", FakeCoreV1Api)
-    monkeypatch.setattr(kube, "_api", lambda: None)
+    monkeypatch.setattr(api_client.rest_client, "request", request)
+    monkeypatch.setattr(kube, "_api", lambda: api_client)
     return calls, answer
 
 
@@ -80,7 +92,7 @@ def test_pod_proxy_get_reads_a_normal_answer_with_a_timeout(fake_api):
     assert text == '{"format": "x"}'
     call = calls[0]
     assert (call["name"], call["namespace"], call["path"]) == ("pod-1:8080", "ns", "v2/models/m/stats")
-    assert call["_preload_content"] is False
+    assert call["method"] == "GET" and call["query"] == {}
     assert call["_request_timeout"] == kube.POD_PROXY_TIMEOUT_SECONDS
     assert answer["resp"].released
     # the caller can choose both bounds
@@ -112,3 +124,30 @@ def test_pod_proxy_get_gives_up_on_a_slow_answer_after_its_timeout(fake_api):
         asyncio.run(kube.pod_proxy_get("ns", "pod-1", 8080, "v2/models/m/stats", timeout=0.3))
     assert time.monotonic() - t0 < 2.0
     assert resp.closed
+
+
+def test_pod_proxy_get_passes_the_query_string_to_the_pod(fake_api):
+    """The query goes as the request's query parameters, which the API server forwards to the
+    pod; the generated client would percent-encode `?` into the path (a 404 at the pod)."""
+    calls, answer = fake_api
+    answer["resp"] = FakeResponse([b"{}"])
+    asyncio.run(kube.pod_proxy_get("ns", "pod-1", 8082, "v2/models/m/stats?cursor=abc.3"))
+    assert calls[-1]["path"] == "v2/models/m/stats" and "%3F" not in calls[-1]["url"].upper()
+    assert calls[-1]["query"] == {"cursor": ["abc.3"]}
+    answer["resp"] = FakeResponse([b"{}"])
+    asyncio.run(kube.pod_proxy_get("ns", "pod-1", 8082, "v2/models/m/stats?cursor="))
+    assert calls[-1]["query"] == {"cursor": [""]}  # an empty cursor (start one) is kept
+    answer["resp"] = FakeResponse([b"{}"])
+    asyncio.run(kube.pod_proxy_get("ns", "pod-1", 8082, "v2/models/m/reference?dataset=d&digest=sha256%3Aab"))
+    assert calls[-1]["query"] == {"dataset": ["d"], "digest": ["sha256:ab"]}
+
+
+def test_pod_proxy_get_raises_the_api_servers_error(fake_api):
+    from kubernetes.client.rest import ApiException
+
+    _, answer = fake_api
+    answer["resp"] = resp = FakeResponse([b'{"kind":"Status","code":404}'])
+    resp.status, resp.reason = 404, "Not Found"
+    with pytest.raises(ApiException) as e:
+        asyncio.run(kube.pod_proxy_get("ns", "pod-1", 8082, "v2/models/m/stats"))
+    assert e.value.status == 404

@@ -448,3 +448,37 @@ def test_a_refresh_that_never_finishes_fails_the_retraining_instead_of_blocking_
     assert rt.refresh_progress(step, done, False, t0 + 400)[0] == "waiting"  # a snapshot still owed
     old = {"status": {"lastSnapshotTime": "2025-12-31T23:59:00Z"}}
     assert rt.refresh_progress(step, old, True, t0 + 400)[0] == "waiting"  # finished before it started
+
+
+# ------------------------------------------------------------------------------ issue 20: ranking
+
+@pytest.mark.parametrize("gate, decision", [
+    ({"metric": "hit_rate@10", "margin": 0.0, "candidate": 0.71, "baseline": 0.64}, "promoted"),
+    ({"metric": "hit_rate@10", "margin": 0.0, "candidate": 0.60, "baseline": 0.64}, "kept"),
+    (None, "kept"),  # required by the spec but not reported by the Job: the gate stays shut
+])
+def test_a_ranking_run_records_the_baseline_and_the_gate_decides_promotion(fake: FakeKube, gate, decision):
+    ds = dataset()
+    ds["status"] = {"latestValid": {"digest": DIGEST, "uri": "file:///store/x", "id": DIGEST[:12]},
+                    "schema": {"columns": [{"name": "purchased", "type": "numeric", "role": "label"}]}}
+    fake.add("datasets", ds)
+    fake.add("trainingruns", {"apiVersion": "mlops.dev/v1alpha1", "kind": "TrainingRun", "metadata": {"name": "r"},
+                              "spec": {"modelName": "m", "dataset": {"name": "d"}, "task": "ranking",
+                                       "ranking": {"groupColumn": "customer_id", "itemColumn": "item_id"},
+                                       "estimator": {"type": "LogisticRegression"},
+                                       "promotion": {"policy": "always", "requireBaseline": {"metric": "hit_rate@10"}}}})
+    run(trc.reconcile("ns", "r", SETTINGS))
+    job = fake.get("trainingruns", "r")["status"]["jobName"]
+    summary = {"digest": "3" * 64, "uri": "file:///store/3", "task": "ranking", "metric": "ndcg@10",
+               "metrics": {"ndcg@10": 0.41, "hit_rate@10": 0.71}, "baseline": {"ndcg@10": 0.33, "hit_rate@10": 0.64},
+               "ranking": {"k": 10, "cutoff": "2026-02-12T00:00:00+00:00", "groups": 300, "groupsEvaluated": 280,
+                           "groupsWithoutPositive": 20, "items": 120},
+               "promotionMetric": "ndcg@10", "candidateScore": 0.41, **({"baselineGate": gate} if gate else {})}
+    fake.job("ns", job, "Complete", json.dumps(summary))
+    run(trc.reconcile("ns", "r", SETTINGS))
+    st = fake.get("trainingruns", "r")["status"]
+    assert st["phase"] == "Succeeded" and st["task"] == "ranking" and st["score"] == 0.41
+    assert st["baseline"] == summary["baseline"] and st["ranking"]["groupsWithoutPositive"] == 20
+    assert st["promotion"]["decision"] == decision, st["promotion"]
+    aliases = fake.get("modelversions", st["modelVersion"])["spec"].get("aliases") or []
+    assert ("production" in aliases) == (decision == "promoted")

@@ -72,3 +72,24 @@ def test_retention_keeps_the_newest_archived_and_protected():
 def test_promotion_decisions(policy, metric, cand, champ, decision):
     out = decide(policy, "production", metric, 0.01, cand, champ)
     assert out["decision"] == decision and out["reason"]
+
+
+GATE = {"metric": "hit_rate@10", "margin": 0.02, "candidate": 0.70, "baseline": 0.66}
+
+
+@pytest.mark.parametrize("policy,gate,champ,decision,says", [
+    # beats the baseline by 0.04 >= 0.02, and the champion: promoted, the reason says both
+    ("ifBetter", GATE, {"name": "m-v1", "score": 0.30}, "promoted", "beats the popularity baseline's hit_rate@10"),
+    # beats the champion but not the baseline by the margin: kept, whatever the policy
+    ("ifBetter", {**GATE, "candidate": 0.67}, {"name": "m-v1", "score": 0.30}, "kept", "does not beat the popularity"),
+    ("always", {**GATE, "candidate": 0.60}, None, "kept", "most bought items"),
+    # beats the baseline but not the champion: kept by ifBetter
+    ("ifBetter", GATE, {"name": "m-v1", "score": 0.40}, "kept", "does not beat m-v1"),
+    # no score to compare: the gate stays shut
+    ("always", {**GATE, "candidate": None}, None, "kept", "no hit_rate@10 to compare"),
+    # policy none decides nothing, gate or not
+    ("none", {**GATE, "candidate": 0.0}, None, "skipped", "policy is none"),
+])
+def test_promotion_baseline_gate(policy, gate, champ, decision, says):
+    out = decide(policy, "production", "ndcg@10", 0.0, 0.35, champ, baseline=gate)
+    assert out["decision"] == decision and says in out["reason"]

@@ -628,7 +628,7 @@ def test_feature_counts_equal_what_was_sent(art):
             assert all(r.status_code == 200 for r in ex.map(send, parts))
         # bad requests count nothing
         h.post(s.url + "/v2/models/retail/infer", data=orjson.dumps(_with(_good(art), "age", data=["x", 1])))
-        stats = h.get(s.url + "/v2/models/retail/stats").json()
+        stats = h.get(s.url + "/mlops/v1/models/retail/stats").json()
         metrics = h.get(s.url + "/metrics").text
     want = _expected_counts(art, frame)
     assert stats["rows"] == 300
@@ -702,7 +702,7 @@ def test_drift_counters_through_a_cursor(art):
                           data=orjson.dumps({"inputs": v2_inputs(rows, art.feats)})).status_code == 200
 
         def read(cursor):
-            return h.get(s.url + "/v2/models/retail/stats", params={"cursor": cursor}).json()
+            return h.get(s.url + "/mlops/v1/models/retail/stats", params={"cursor": cursor}).json()
 
         send(frame.iloc[:30])
         first = read("")
@@ -724,7 +724,7 @@ def test_drift_counters_through_a_cursor(art):
         evicted = read(d["cursor"])["drift"]
         assert evicted["since"] is None and evicted["rows"] == 90
         # no cursor asked for: cumulative, nothing kept
-        plain = h.get(s.url + "/v2/models/retail/stats").json()["drift"]
+        plain = h.get(s.url + "/mlops/v1/models/retail/stats").json()["drift"]
         assert plain["cursor"] is None and plain["rows"] == 90
         assert len(s.server.monitor.readings) == CURSORS
 
@@ -759,12 +759,12 @@ def test_a_model_without_reference_histograms_is_counted_on_its_decile_edges(tmp
 # feedback
 
 def test_feedback_classification(srv, http, art):
-    before = http.get(srv.url + "/v2/models/retail/stats").json()["feedback"]
+    before = http.get(srv.url + "/mlops/v1/models/retail/stats").json()["feedback"]
     r = post(http, srv, "/v2/models/retail/feedback",
              {"id": "req-1", "predictions": ["1", 0, "0", 1], "labels": [1, 0, "1", "1"], "scores": [0.9, 0.2, 0.3, 0.7]})
     assert r.status_code == 200, r.text
     assert r.json() == {"rows": 4, "correct": 3, "id": "req-1"}
-    fb = http.get(srv.url + "/v2/models/retail/stats").json()["feedback"]
+    fb = http.get(srv.url + "/mlops/v1/models/retail/stats").json()["feedback"]
     assert fb["count"] - before["count"] == 4 and fb["correct"] - before["correct"] == 3
     conf = np.array(fb["confusion"]) - np.array(before["confusion"])
     assert conf.tolist() == [[1, 0], [1, 2]]
@@ -801,7 +801,7 @@ def test_regression_model_feedback_and_v1(tmp_path):
         assert r.status_code == 200, r.text
         assert_error(h.post(s.url + "/v2/models/basket/feedback",
                             data=orjson.dumps({"predictions": [1], "labels": ["a"]})), 422, "labels[0]")
-        st = h.get(s.url + "/v2/models/basket/stats").json()
+        st = h.get(s.url + "/mlops/v1/models/basket/stats").json()
         assert st["feedback"]["count"] == 2
         assert st["feedback"]["sumAbsError"] == pytest.approx(4.5)
         assert st["feedback"]["sumSquaredError"] == pytest.approx(4 + 6.25)
@@ -860,7 +860,7 @@ def test_a_reference_from_another_dataset_is_projected_onto_the_counting_edges(a
         frame = art.test.iloc[:400]
         assert h.post(s.url + "/v2/models/retail/infer",
                       data=orjson.dumps({"inputs": v2_inputs(frame, art.feats)})).status_code == 200
-        doc = h.get(s.url + "/v2/models/retail/stats").json()["drift"]
+        doc = h.get(s.url + "/mlops/v1/models/retail/stats").json()["drift"]
     own = art.manifest.reference.columns["age"].histogram
     refs = drift.references_from_profile(cols)
     age = refs["age"].hist
@@ -1031,7 +1031,7 @@ def test_feedback_stats_and_reference_are_on_the_monitor_port_only(art):
         mon = f"http://127.0.0.1:{mport}"
         doc = {"inputs": v2_inputs(art.test.head(2), art.feats)}
         assert h.post(s.url + "/v2/models/retail/infer", json=doc, timeout=10).status_code == 200
-        for path in ("/v2/models/retail/stats", "/v2/models/retail/reference"):
+        for path in ("/mlops/v1/models/retail/stats", "/v2/models/retail/reference"):
             assert h.get(s.url + path, timeout=10).status_code == 404, path
             assert h.get(mon + path, timeout=10).status_code == 200, path
         fb = {"predictions": [0], "labels": [1]}
@@ -1092,3 +1092,35 @@ def test_kserve_v1_liveness_model_list_and_explain(srv, http):
         assert r.status_code == 501 and "no explainer" in r.json()["error"], (method, r.text)
     r = http.post(srv.url + "/v1/models/other:explain", timeout=10)
     assert r.status_code == 404 and "not served" in r.json()["error"]
+
+
+def test_triton_statistics_at_tritons_path_and_the_projects_own_at_theirs(art):
+    """tritonclient's get_inference_statistics read /v2/models/<m>/stats and silently got the
+    project's drift document; now it gets Triton's shape, counting what was served, and the
+    drift document lives at /mlops/v1/models/<m>/stats."""
+    import tritonclient.http as triton
+
+    with ServerThread(art.cfg()) as s, requests.Session() as h:
+        doc = {"inputs": v2_inputs(art.test.head(3), art.feats)}
+        for _ in range(2):
+            assert h.post(s.url + "/v2/models/retail/infer", json=doc, timeout=10).status_code == 200
+        bad = {"inputs": [{"name": "nope", "datatype": "FP32", "shape": [1], "data": [1]}]}
+        assert h.post(s.url + "/v2/models/retail/infer", json=bad, timeout=10).status_code == 422
+        tc = triton.InferenceServerClient(url=s.url.removeprefix("http://"))
+        try:
+            for stats in (tc.get_inference_statistics("retail"), tc.get_inference_statistics(),
+                          tc.get_inference_statistics("retail", "3")):
+                (m,) = stats["model_stats"]
+                assert m["name"] == "retail" and m["version"] == "3"
+                inf = m["inference_stats"]
+                assert inf["success"]["count"] == 2 and inf["success"]["ns"] > 0
+                assert inf["fail"]["count"] == 1
+                assert m["inference_count"] == 6 and m["execution_count"] == inf["compute_infer"]["count"] == 2
+                assert 0 < inf["compute_infer"]["ns"] <= inf["success"]["ns"]
+                assert m["last_inference"] > 0
+            with pytest.raises(Exception, match="not served"):
+                tc.get_inference_statistics("other")
+        finally:
+            tc.close()
+        own = h.get(s.url + "/mlops/v1/models/retail/stats", timeout=10).json()
+        assert own["format"] == "mlops.dev/serving-stats/v1" and own["rows"] == 6

@@ -354,7 +354,7 @@ def test_huge_strings_never_5xx(big_server, value, where, n):
 
 def _assert_stats_small(s, limit: int) -> None:
     t0 = time.perf_counter()
-    r = s.http.get(s.url + "/v2/models/retail/stats")
+    r = s.http.get(s.url + "/mlops/v1/models/retail/stats")
     took = time.perf_counter() - t0
     assert r.status_code == 200, r.text[:300]
     assert len(r.content) < limit, len(r.content)

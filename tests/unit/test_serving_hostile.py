@@ -70,7 +70,7 @@ def test_huge_categories_keep_the_stats_document_small(art):
         r = h.post(u, data=orjson.dumps(doc))
         assert r.status_code == 200, r.text[:200]
         t0 = time.perf_counter()
-        r = h.get(s.url + "/v2/models/retail/stats")
+        r = h.get(s.url + "/mlops/v1/models/retail/stats")
         took = time.perf_counter() - t0
         assert r.status_code == 200
         assert len(r.content) < 1 << 20, len(r.content)
@@ -120,7 +120,7 @@ def test_a_category_longer_than_the_limit_waits_to_be_counted_as_its_digest(art)
 def test_a_million_distinct_categories_do_not_grow_the_counts(srv, art):
     """Counts are per reference category plus one "other": a client sending ever new categories
     only adds to "other"."""
-    before = srv.http.get(srv.url + "/v2/models/retail/stats").json()["features"]["device"]
+    before = srv.http.get(srv.url + "/mlops/v1/models/retail/stats").json()["features"]["device"]
     mon = srv.server.monitor
     sizes = [c.counts.size for c in mon.categorical]
     u = srv.url + "/v2/models/retail/infer"
@@ -132,7 +132,7 @@ def test_a_million_distinct_categories_do_not_grow_the_counts(srv, art):
             if t["name"] == "device":
                 t["data"] = vals
         assert srv.http.post(u, data=orjson.dumps(doc)).status_code == 200
-    after = srv.http.get(srv.url + "/v2/models/retail/stats").json()["features"]["device"]
+    after = srv.http.get(srv.url + "/mlops/v1/models/retail/stats").json()["features"]["device"]
     assert after["categories"] == before["categories"]
     assert after["other"] - before["other"] == 4000
     assert [c.counts.size for c in mon.categorical] == sizes
@@ -173,7 +173,7 @@ def test_lone_surrogates_and_deep_parameters_get_a_4xx_never_a_500(srv, art):
         r = srv.http.post(u, data=body)
         assert r.status_code == 200, r.text
         assert r.json()["id"] == "\U0001F600"
-    assert srv.http.get(srv.url + "/v2/models/retail/stats").status_code == 200
+    assert srv.http.get(srv.url + "/mlops/v1/models/retail/stats").status_code == 200
     assert not [k for k in srv.server.requests.codes if k[1] >= 500]
 
 

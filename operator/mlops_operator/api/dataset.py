@@ -49,8 +49,10 @@ class HttpSource(ApiModel):
 class GeneratorSource(ApiModel):
     """Built-in synthetic data (seeded, deterministic), for demos and tests."""
 
-    kind: Literal["retail"] = Field("retail", description="retail: customers' sessions with a purchase label "
-                                                          "(the purchase-propensity demo).")
+    kind: Literal["retail", "retailRanking"] = Field(
+        "retail", description="retail: customers' sessions with a purchase label (the purchase-propensity demo); "
+                              "retailRanking: (customer, item) pairs of weekly newsletters with a purchase label "
+                              "(the recommender; rows are rounded down to whole customers).")
     rows: int = Field(10000, ge=10, le=50_000_000, description="Number of rows to generate.")
     seed: int = Field(0, ge=0, description="Random seed; the same seed and settings give the same bytes.")
     behaviour_shift: float = Field(0.0, ge=0.0, le=1.0,

@@ -45,8 +45,10 @@ class AccuracyPolicy(ApiModel):
     """Model quality on labelled feedback (ground truth sent to the serving endpoint), judged per
     window."""
 
-    metric: Literal["accuracy", "f1", "roc_auc", "rmse", "mae"] = Field(
-        "accuracy", description="accuracy, f1, roc_auc (classification) or rmse, mae (regression).")
+    metric: Literal["accuracy", "f1", "roc_auc", "rmse", "mae", "hit_rate", "ndcg"] = Field(
+        "accuracy", description="accuracy, f1, roc_auc (classification; roc_auc from the binned scores sent "
+                                "with feedback), rmse, mae (regression), or hit_rate, ndcg at the model's k "
+                                "(a recommender, from its ranking feedback).")
     threshold: float = Field(description="Degraded below this (above for rmse/mae).")
     min_samples: int = Field(100, ge=1, description="Labelled rows needed for a decision.")
 

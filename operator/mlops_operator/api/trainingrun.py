@@ -114,6 +114,40 @@ class Estimator(ApiModel):
                                                                     "(scikit-learn's spelling, e.g. max_depth)."))
 
 
+#: a ranking metric's name: the family and the cut-off k, e.g. ndcg@10 (training.ranking_metrics)
+RANKING_METRIC_PATTERN = r"^(ndcg|hit_rate|map|coverage)@[1-9][0-9]{0,3}$"
+
+
+class Ranking(ApiModel):
+    """A recommender: rows are (customer, item) candidate pairs, the label says whether the
+    customer bought the item; a pointwise model scores each pair and ranks each customer's
+    candidates."""
+
+    group_column: str = Field(min_length=1, max_length=253,
+                              description="Column whose value is one ranked list (a customer): metrics rank each "
+                                          "group's candidates and average over groups.")
+    item_column: str = Field(min_length=1, max_length=253,
+                             description="Column naming the candidate item (its id); never a model input.")
+    k: int = Field(10, ge=1, le=1000, description="Length of the recommended list: metrics are computed at k "
+                                                  "(ndcg@k, hit_rate@k, map@k, coverage@k).")
+    item_features: list[str] | None = Field(None, max_length=500,
+                                            description="Feature columns that describe the candidate (the item, "
+                                                        "and pair features such as a price ratio); the other "
+                                                        "features describe the customer and are given once per "
+                                                        "top-k request. Default: every feature is given per "
+                                                        "candidate.",
+                                            json_schema_extra=each("A feature column."))
+
+
+class BaselineGate(ApiModel):
+    """Promote only a recommender that beats the popularity baseline on the same test split."""
+
+    metric: str = Field(pattern=RANKING_METRIC_PATTERN, max_length=20,
+                        description="Ranking metric to compare, e.g. ndcg@10, computed at its own k "
+                                    "(which may differ from ranking.k).")
+    margin: float = Field(0.0, ge=0.0, description="Least improvement over the baseline required (absolute).")
+
+
 class Promotion(ApiModel):
     """Automatic promotion of the new version when it beats the alias holder."""
 
@@ -124,6 +158,10 @@ class Promotion(ApiModel):
     metric: str | None = Field(None, description="Metric compared on the same newest test data, e.g. roc_auc, "
                                                  "rmse; default: the run's metric.")
     margin: float = Field(0.0, ge=0.0, description="Least improvement required (absolute, in the metric's units).")
+    require_baseline: BaselineGate | None = Field(None, description="Ranking only: whatever the policy, never "
+                                                                    "promote a version that does not beat the "
+                                                                    "popularity baseline (the most bought items "
+                                                                    "of the training period) on this metric.")
 
 
 class TrainingRunSpec(ApiModel):
@@ -132,22 +170,32 @@ class TrainingRunSpec(ApiModel):
 
     # immutability is the CEL rule in crd.py's Kind.spec_rules: on the TrainingRun's own spec
     # only, not where this model is embedded (a DriftMonitor's retrain.template stays editable)
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel("(self.task == 'ranking') == has(self.ranking)", "spec.ranking is required for task ranking, and only "
+                                                              "allowed with it"),
+        cel("!has(self.promotion) || !has(self.promotion.requireBaseline) || self.task == 'ranking'",
+            "promotion.requireBaseline needs task ranking (a baseline exists for recommenders only)"),
+    )}
 
     model_name: str = Field(pattern=NAME_PATTERN, max_length=50,
                             description="Model this run registers a version of (ModelVersion <model>-v<N>).")
     dataset: DatasetRef = Field(description="Training data.")
-    task: Literal["auto", "classification", "regression"] = Field(
-        "auto", description="classification, regression, or auto: inferred from the label.")
+    task: Literal["auto", "classification", "regression", "ranking"] = Field(
+        "auto", description="classification, regression, ranking (set spec.ranking), or auto: classification or "
+                            "regression, inferred from the label.")
     target: str | None = Field(None, description="Label column; default: the dataset's label column.")
     features: list[str] | None = Field(None, description="Columns to use; default: every feature column.",
                                        json_schema_extra=each("A column name."))
     exclude_features: list[str] | None = Field(None, description="Columns not to use.",
                                                json_schema_extra=each("A column name."))
     split: Split = Field(default_factory=Split)
+    ranking: Ranking | None = Field(None, description="Task ranking: how rows form ranked lists (a recommender). "
+                                                      "The split is always by time.")
     estimator: Estimator
     tuning: Tuning = Field(default_factory=Tuning)
     metric: str | None = Field(None, description="Metric to optimise and report first; default roc_auc "
-                                                 "(binary), f1_macro (multiclass) or rmse (regression).")
+                                                 "(binary), f1_macro (multiclass), rmse (regression) or ndcg@k "
+                                                 "(ranking).")
     parity_tolerance: float = Field(1e-5, gt=0.0, le=0.1, description="Largest |probability difference| allowed "
                                                                        "between scikit-learn and ONNX Runtime.")
     promotion: Promotion = Field(default_factory=Promotion)
@@ -201,9 +249,10 @@ class TrainingRunStatus(ApiModel):
     completion_time: str | None = Field(None, description="When the run succeeded or failed (RFC 3339).")
     duration_seconds: float | None = Field(None, description="Seconds from start to completion.")
     dataset_digest: str | None = Field(None, description="Dataset version trained on.")
-    task: str | None = Field(None, description="classification or regression (as given, or inferred from the "
-                                               "label).")
-    metric: str | None = Field(None, description="The metric optimised and reported first, e.g. roc_auc.")
+    task: str | None = Field(None, description="classification, regression or ranking (as given, or inferred "
+                                               "from the label).")
+    metric: str | None = Field(None, description="The metric optimised and reported first, e.g. roc_auc or "
+                                                 "ndcg@10.")
     score: float | None = Field(None, description="The metric's value on the test split.")
     trials: list[Trial] = Field(default_factory=list, description="Every trial (bounded to 200).")
     best_params: dict[str, Scalar] | None = Field(None, description="Hyperparameters of the best trial, used for "
@@ -211,6 +260,18 @@ class TrainingRunStatus(ApiModel):
                                                   json_schema_extra=each("Value of the named parameter."))
     metrics: dict[str, float] | None = Field(None, description="Test-set metrics of the final model.",
                                              json_schema_extra=each("Value of the named metric."))
+    baseline: dict[str, float] | None = Field(None, description="Ranking: the popularity baseline's metrics on "
+                                                                "the same test split (items ranked by how often "
+                                                                "they were bought in the training period).",
+                                              json_schema_extra=each("Value of the named metric."))
+    ranking: dict[str, Union[int, str]] | None = Field(None, description="Ranking: the time cutoff of the test "
+                                                                         "period and how many groups the metrics "
+                                                                         "rest on.",
+                                                       json_schema_extra=each("cutoff: first instant of the test "
+                                                                              "period; k; groups, groupsEvaluated, "
+                                                                              "groupsWithoutPositive (excluded "
+                                                                              "from ndcg, hit_rate and map), "
+                                                                              "items: counts in the test period."))
     model_version: str | None = Field(None, description="ModelVersion registered by this run.")
     artifact_digest: str | None = Field(None, description="sha256 of the exported model.onnx.")
     promotion: PromotionResult | None = Field(None, description="The promotion decision (spec.promotion).")

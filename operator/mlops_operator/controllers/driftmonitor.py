@@ -10,6 +10,7 @@ named `<monitor>-retrain-<n>`, so a restart at any step creates no second run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -26,7 +27,7 @@ from ..api.durations import parse_duration
 from ..drift.engine import evaluate, references_from_profile
 from ..api.driftmonitor import DriftMonitorSpec
 from ..monitoring import retrain as rt
-from ..monitoring.decisions import WindowVerdict, judge_window, retrain_gate
+from ..monitoring.decisions import WindowVerdict, judge_window, labelled_count, retrain_gate
 from ..monitoring.windows import Window, accumulate, stats_path
 from ..resources.common import labels, owner_reference
 from ..resources.names import child_name
@@ -41,6 +42,8 @@ from ..settings import Settings
 log = logging.getLogger("mlops.controllers.driftmonitor")
 PLURAL = "driftmonitors"
 TICK = 2.0
+SCRAPE_CONCURRENCY = 8  # pod stats read at once (each through the API server's pod proxy)
+SCRAPE_TIMEOUT_S = 10.0  # per pod: a stalled pod is reported, not waited on
 TREND = 20
 
 SCORE = Gauge("mlops_drift_score", "Drift score of a feature in the last window (p-value or distance)",
@@ -110,14 +113,30 @@ async def _ready_pods(ns: str, isvc: str) -> list[dict[str, Any]]:
 
 async def _scrape(ns: str, pods: list[dict[str, Any]], model: str, version: int,
                   previous: dict[str, Any] | None = None) -> tuple[dict, list[str]]:
-    docs, problems = {}, []
-    for p in pods:
+    """Every ready pod's stats since the monitor's cursor for it, read concurrently but at most
+    SCRAPE_CONCURRENCY at a time, each bounded by SCRAPE_TIMEOUT_S: one stalled pod among a
+    hundred costs one timeout, not a hundred serial reads, and a large Deployment does not open a
+    hundred proxy connections through the API server at once."""
+    sem = asyncio.Semaphore(SCRAPE_CONCURRENCY)
+
+    async def one(p: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str | None]:
         name = p["metadata"]["name"]
-        try:
-            doc = json.loads(await kube.pod_proxy_get(ns, name, MONITOR_PORT,
-                                                      stats_path(model, (previous or {}).get(name))))
-        except Exception as e:
-            problems.append(f"{name}: {e}"[:200])
+        async with sem:
+            try:
+                raw = await asyncio.wait_for(
+                    kube.pod_proxy_get(ns, name, MONITOR_PORT, stats_path(model, (previous or {}).get(name))),
+                    SCRAPE_TIMEOUT_S,
+                )
+                return name, json.loads(raw), None
+            except asyncio.TimeoutError:
+                return name, None, f"{name}: no stats within {SCRAPE_TIMEOUT_S:g}s"
+            except Exception as e:
+                return name, None, f"{name}: {e}"[:200]
+
+    docs, problems = {}, []
+    for name, doc, problem in await asyncio.gather(*(one(p) for p in pods)):
+        if doc is None:
+            problems.append(problem or name)
             continue
         if str(doc.get("version")) != str(version):
             continue  # a pod of another version (mid-rollout): not this reference's traffic
@@ -300,7 +319,7 @@ async def _judge(
         datasetDrift=result.drifted and not result.insufficient,
         accuracy=None if acc is None else round(acc, 4),
         accuracyTrend=trend,
-        labelledSamples=int(window.feedback.get("count", 0)),
+        labelledSamples=int(labelled_count(verdict.metric, window.feedback)),
         message=result.message,
     )
     status, reason, text = verdict.condition

@@ -12,6 +12,7 @@ import asyncio
 import json
 import time
 from typing import Any, Callable
+from urllib.parse import parse_qsl, urlsplit
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -291,6 +292,31 @@ class PodProxyError(RuntimeError):
     """A pod's answer through the proxy was too large or too slow; the message says which."""
 
 
+def _proxy_request(api: client.CoreV1Api, namespace: str, target: str, path: str, timeout: float) -> Any:
+    """GET through the pod proxy with the path's query string passed as query parameters.
+
+    The generated ``connect_get_namespaced_pod_proxy_with_path`` takes the path as a path
+    parameter and percent-encodes a ``?`` in it, so ``stats?cursor=...`` reached the pod as a
+    path ending in ``%3Fcursor=...`` (a 404). The API server forwards the request's own query
+    parameters to the pod, so they are sent as such here, with the client's own serialisation
+    and authentication. Returns the raw (unread) urllib3 response; non-2xx raises ApiException."""
+    parts = urlsplit(path.lstrip("/"))
+    ac = api.api_client
+    request = ac.param_serialize(
+        method="GET",
+        resource_path="/api/v1/namespaces/{namespace}/pods/{name}/proxy/{path}",
+        path_params={"namespace": namespace, "name": target, "path": parts.path},
+        query_params=parse_qsl(parts.query, keep_blank_values=True),
+        header_params={"Accept": "*/*"},
+        auth_settings=["BearerToken"],
+    )
+    resp = ac.call_api(*request, _request_timeout=timeout)
+    if not 200 <= resp.status <= 299:
+        resp.read()
+        raise ApiException.from_response(http_resp=resp, body=None, data=None)
+    return resp.response
+
+
 async def pod_proxy_get(namespace: str, pod: str, port: int, path: str, *,
                         timeout: float = POD_PROXY_TIMEOUT_SECONDS, max_bytes: int = POD_PROXY_MAX_BYTES) -> str:
     """GET a pod's HTTP endpoint through the API server's pod proxy (works wherever the operator
@@ -306,8 +332,7 @@ async def pod_proxy_get(namespace: str, pod: str, port: int, path: str, *,
     def get() -> bytes:
         deadline = time.monotonic() + timeout
         # raw bytes: the client would otherwise turn a JSON body into the str() of a dict
-        resp: Any = api.connect_get_namespaced_pod_proxy_with_path(f"{pod}:{port}", namespace, path.lstrip("/"),
-                                                                   _preload_content=False, _request_timeout=timeout)
+        resp: Any = _proxy_request(api, namespace, f"{pod}:{port}", path, timeout)
         parts, size = [], 0
         try:
             for chunk in resp.stream(_PROXY_CHUNK):

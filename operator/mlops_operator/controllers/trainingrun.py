@@ -177,7 +177,10 @@ async def _promote(run: dict[str, Any], summary: dict[str, Any], mv_name: str, s
                 "reason": f"{mv_name} already holds {alias}"}
     metric = summary.get("promotionMetric") or summary.get("metric")
     candidate, champion = summary.get("candidateScore"), summary.get("champion")
-    result = decide(policy, alias, metric or "", promo.margin, candidate, champion)
+    gate = summary.get("baselineGate")
+    if promo.require_baseline is not None and not gate:  # required but not reported: the gate stays shut
+        gate = {"metric": promo.require_baseline.metric, "margin": promo.require_baseline.margin}
+    result = decide(policy, alias, metric or "", promo.margin, candidate, champion, baseline=gate)
     if result["decision"] == "promoted" and mv is not None:
         await kube.patch_custom(MV, ns, mv_name, {
             "metadata": {"annotations": {reg.BY_ANNOTATION: f"TrainingRun/{run['metadata']['name']}",
@@ -236,6 +239,7 @@ async def _finish(run: dict[str, Any], status: dict[str, Any], job: dict[str, An
         "modelVersion": mv_name, "artifactDigest": summary["digest"], "promotion": promotion,
         "datasetDigest": summary.get("datasetDigest"), "reproducible": summary.get("reproducible"),
         "reproducibilityNote": summary.get("reproducibilityNote"),
+        "baseline": summary.get("baseline"), "ranking": summary.get("ranking"),
     }
     if started:
         st["durationSeconds"] = seconds_between(started, finished)

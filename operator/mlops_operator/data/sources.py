@@ -324,9 +324,12 @@ def open_source(source: dict[str, Any], source_root: Path, workdir: Path, *,
                         max_bytes=int(h.get("maxBytes") or DEFAULT_MAX_BYTES), allow_private=allow_private_http)
         return file_batches(dest, h.get("format", "auto"))
     if kind == "generator":
-        from . import retail
+        from . import retail, retail_ranking
 
         g = source["generator"]
+        if g.get("kind", "retail") == "retailRanking":
+            return retail_ranking.batches(int(g.get("rows", 10000)), seed=int(g.get("seed", 0)),
+                                          shift=float(g.get("behaviourShift", 0.0)))
         return retail.batches(int(g.get("rows", 10000)), seed=int(g.get("seed", 0)),
                               behaviour_shift=float(g.get("behaviourShift", 0.0)))
     raise SourceError(f"unknown source type {kind!r}")

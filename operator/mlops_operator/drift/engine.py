@@ -540,8 +540,8 @@ def evaluate(reference: Mapping[str, ReferenceData], current: Mapping[str, Curre
     results = [evaluate_feature(n, reference[n], current.get(n), overrides.get(n), min_samples) for n in names]
     rows = max((c.count + int(c.nulls) for c in current.values()), default=0)
     ok = [f for f in results if f.status == "ok"]
-    n_drift = sum(f.drifted for f in ok)
-    share = n_drift / len(ok) if ok else 0.0
+    n_drift = sum(bool(f.drifted) for f in ok)
+    share = float(n_drift / len(ok)) if ok else 0.0
     errors = [f"{f.name}: {f.message}" for f in results if f.status == "error"]
     if rows < min_samples:
         insufficient, drifted = True, False
@@ -553,7 +553,7 @@ def evaluate(reference: Mapping[str, ReferenceData], current: Mapping[str, Curre
         msg = "insufficient samples: no feature has enough values" if not errors else "no feature could be judged"
     else:
         insufficient = False
-        drifted = share >= drift_share
+        drifted = bool(share >= drift_share)
         names_drifted = ", ".join(f.name for f in ok if f.drifted)
         msg = (f"{n_drift} of {len(ok)} features drifted (share {share:.2f} "
                f"{'>=' if drifted else '<'} {drift_share:.2f})" + (f": {names_drifted}" if names_drifted else ""))

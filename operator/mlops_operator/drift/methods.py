@@ -55,6 +55,9 @@ class Method:
     evidently_name: str  # the method's display name in an Evidently report
 
     def drifted(self, score: float, threshold: float) -> bool:
+        """A Python bool, never numpy's: the decision goes into status, and the Kubernetes
+        client cannot serialise a ``numpy.bool`` (the DriftMonitor's status patch failed)."""
+        score, threshold = float(score), float(threshold)
         if score != score:  # NaN: no decision, never an alarm
             return False
         if self.score == "p_value":

@@ -9,15 +9,70 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+import numpy as np
+
 from ..api.driftmonitor import AccuracyPolicy
 from ..drift.engine import DatasetDrift
 
 LOWER_IS_BETTER = {"rmse", "mae"}
 
 
+RANKING_METRICS = {"hit_rate", "ndcg"}
+
+
+def labelled_count(metric: str, feedback: Mapping[str, float]) -> float:
+    """The labelled rows a metric rests on: lists followed by a purchase for a recommender's
+    metrics, labelled predictions otherwise."""
+    return feedback.get("rankCount", 0.0) if metric in RANKING_METRICS else feedback.get("count", 0.0)
+
+
+def _matrix(feedback: Mapping[str, float], prefix: str) -> np.ndarray | None:
+    """The ``prefix:i:j`` counters (windows.feedback_counters) as a matrix, or None."""
+    cells: dict[tuple[int, int], float] = {}
+    for key, v in feedback.items():
+        if key.startswith(prefix + ":"):
+            _, row, col = key.split(":")
+            cells[(int(row), int(col))] = v
+    if not cells:
+        return None
+    m = np.zeros((max(i for i, _ in cells) + 1, max(j for _, j in cells) + 1))
+    for (r, c), v in cells.items():
+        m[r, c] = v
+    return m
+
+
+def _f1(conf: np.ndarray) -> float:
+    """scikit-learn's f1_score from a confusion matrix [true][predicted]: binary (two classes:
+    the second class is positive, as pos_label=1), else the macro average over classes that
+    occur (true or predicted), a class with no true positive scoring 0."""
+    tp = np.diag(conf)
+    pred, true = conf.sum(axis=0), conf.sum(axis=1)
+    denom = pred + true
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp, dtype=float), where=denom > 0)
+    if conf.shape[0] == 2:
+        return float(f1[1])
+    present = denom > 0
+    return float(f1[present].mean()) if present.any() else 0.0
+
+
+def _binned_auc(scores: np.ndarray) -> float | None:
+    """ROC AUC from the positive-class score histograms of the two true classes (row 0:
+    negatives, row 1: positives; bins of the server's SCORE_EDGES): P(positive scores above a
+    negative) + half P(same bin). With 10 bins it is the AUC of the binned scores, which a
+    model's exact AUC can exceed by the share of pairs tied in a bin."""
+    if scores.shape[0] != 2:
+        return None
+    neg, pos = scores[0], scores[1]
+    if neg.sum() == 0 or pos.sum() == 0:
+        return None
+    below = np.concatenate([[0.0], np.cumsum(neg)[:-1]])  # negatives in lower bins
+    return float(((pos * below).sum() + 0.5 * (pos * neg).sum()) / (pos.sum() * neg.sum()))
+
+
 def window_accuracy(metric: str, feedback: Mapping[str, float]) -> float | None:
-    """The window's accuracy (classification) or error (regression) from feedback sums."""
-    n = feedback.get("count", 0.0)
+    """The window's accuracy (classification), error (regression) or ranking quality
+    (recommender) from the window's feedback counters (windows.feedback_counters)."""
+    n = labelled_count(metric, feedback)
     if not n:
         return None
     if metric == "accuracy":
@@ -26,7 +81,17 @@ def window_accuracy(metric: str, feedback: Mapping[str, float]) -> float | None:
         return feedback.get("sumAbsError", 0.0) / n
     if metric == "rmse":
         return (feedback.get("sumSquaredError", 0.0) / n) ** 0.5
-    raise ValueError(f"metric {metric!r} cannot be computed from windowed feedback; use accuracy, mae or rmse")
+    if metric == "hit_rate":
+        return feedback.get("hits", 0.0) / n
+    if metric == "ndcg":
+        return feedback.get("ndcgSum", 0.0) / n
+    if metric == "f1":
+        conf = _matrix(feedback, "confusion")
+        return None if conf is None else _f1(conf)
+    if metric == "roc_auc":
+        scores = _matrix(feedback, "scores")
+        return None if scores is None else _binned_auc(scores)
+    raise ValueError(f"metric {metric!r} cannot be computed from windowed feedback")
 
 
 def accuracy_breached(policy: AccuracyPolicy | None, value: float | None, count: float) -> bool | None:
@@ -54,7 +119,7 @@ class WindowVerdict:
 def judge_window(drift: DatasetDrift, policy: AccuracyPolicy | None, feedback: Mapping[str, float]) -> WindowVerdict:
     """The window's verdict from the drift result and the labelled feedback."""
     metric = policy.metric if policy is not None else "accuracy"
-    count = feedback.get("count", 0)
+    count = labelled_count(metric, feedback)
     acc = window_accuracy(metric, feedback) if count else None
     breach_acc = accuracy_breached(policy, acc, count)
     data_drift = drift.drifted and not drift.insufficient

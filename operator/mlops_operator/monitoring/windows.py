@@ -22,13 +22,15 @@ from ..drift.histogram import Histogram, Packed, pack, unpack
 from ..drift.window import PodCursor, PodReading, add_counts, window_delta
 
 FEEDBACK_KEYS = ("count", "correct", "sumAbsError", "sumSquaredError")
+#: a recommender's feedback (serving/ranking_feedback.py)
+RANKING_KEYS = ("rankCount", "hits", "ndcgSum")
 
 
 def stats_path(model: str, previous: Mapping[str, Any] | None) -> str:
     """The path of a pod's stats document with the cursor the monitor holds for it (the pod's
     entry in the state: ``{"startId", "cursor", ...}``), or a new cursor when it holds none."""
     cursor = (previous or {}).get("cursor") or ""
-    return f"v2/models/{model}/stats?cursor={quote(str(cursor), safe='.')}"
+    return f"mlops/v1/models/{model}/stats?cursor={quote(str(cursor), safe='.')}"
 
 
 def current_to_json(c: CurrentData) -> dict[str, Any]:
@@ -80,11 +82,34 @@ def pod_readings(docs: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, PodRe
     return out, bad
 
 
+def feedback_counters(fb: Mapping[str, Any] | None) -> dict[str, float]:
+    """A stats document's feedback section as flat cumulative counters: the sums
+    (:data:`FEEDBACK_KEYS`, always present), a classifier's confusion matrix
+    (``confusion:<true>:<predicted>``, class indices) and its positive-class score histogram
+    per true class (``scores:<class index>:<bin>``), and a recommender's ranking counts
+    (:data:`RANKING_KEYS`). Flat, so that a window's counters are differences and sums of
+    numbers whatever the model (decisions.window_accuracy reads them)."""
+    fb = fb or {}
+    out = {k: float(fb.get(k) or 0) for k in FEEDBACK_KEYS}
+    out.update({k: float(fb.get(k) or 0) for k in RANKING_KEYS if k in fb})
+    conf = fb.get("confusion")
+    if isinstance(conf, list):
+        for i, row in enumerate(conf):
+            for j, v in enumerate(row if isinstance(row, list) else []):
+                out[f"confusion:{i}:{j}"] = float(v or 0)
+    scores, classes = fb.get("scoreCountsByLabel"), fb.get("classes")
+    if isinstance(scores, Mapping) and isinstance(classes, list):
+        for i, c in enumerate(classes):
+            for b, v in enumerate(scores.get(str(c)) or []):
+                out[f"scores:{i}:{b}"] = float(v or 0)
+    return out
+
+
 def feedback_delta(prev: Mapping[str, Any] | None, cur_doc: Mapping[str, Any], same_process: bool) -> dict[str, float]:
-    cur = {k: float((cur_doc.get("feedback") or {}).get(k) or 0) for k in FEEDBACK_KEYS}
-    if not same_process or prev is None or any(cur[k] < float(prev.get(k, 0)) for k in FEEDBACK_KEYS):
+    cur = feedback_counters(cur_doc.get("feedback"))
+    if not same_process or prev is None or any(cur[k] < float(prev.get(k, 0)) for k in cur):
         return cur  # new process or a reset: everything it counted is new
-    return {k: cur[k] - float(prev.get(k, 0)) for k in FEEDBACK_KEYS}
+    return {k: cur[k] - float(prev.get(k, 0)) for k in cur}
 
 
 @dataclass
@@ -109,8 +134,9 @@ class Window:
         features = {k: current_from_json(v) for k, v in (d.get("features") or {}).items()}
         if d.get("histograms"):
             features.update({k: CurrentData(hist=h.copy(), nulls=h.nulls) for k, h in unpack(d["histograms"]).items()})
-        return cls(start=float(d["start"]), rows=int(d.get("rows", 0)), features=features,
-                   feedback={k: float((d.get("feedback") or {}).get(k, 0)) for k in FEEDBACK_KEYS})
+        fb = {k: 0.0 for k in FEEDBACK_KEYS}
+        fb.update({str(k): float(v) for k, v in (d.get("feedback") or {}).items()})
+        return cls(start=float(d["start"]), rows=int(d.get("rows", 0)), features=features, feedback=fb)
 
 
 @dataclass
@@ -139,8 +165,8 @@ def accumulate(window: Window, previous: Mapping[str, Any], docs: Mapping[str, M
         before = previous.get(inst)
         same = before is not None and before.get("startId") == str(doc.get("startId"))
         d = feedback_delta(before.get("feedback") if before else None, doc, same)
-        for k in FEEDBACK_KEYS:
-            fb[k] += d[k]
+        for k, v in d.items():
+            fb[k] = fb.get(k, 0.0) + v
     if delta.restarted_pods:
         notes.append(f"restarted: {', '.join(delta.restarted_pods)}")
     if delta.gone_pods:
@@ -153,5 +179,5 @@ def accumulate(window: Window, previous: Mapping[str, Any], docs: Mapping[str, M
     for inst, doc in docs.items():
         c = delta.cursors.get(inst)
         pods[inst] = {"startId": str(doc.get("startId")), "cursor": c.cursor if c else None,
-                      "feedback": {k: float((doc.get("feedback") or {}).get(k) or 0) for k in FEEDBACK_KEYS}}
+                      "feedback": feedback_counters(doc.get("feedback"))}
     return ScrapeResult(Window(window.start, window.rows + delta.rows, features, fb), pods, notes)

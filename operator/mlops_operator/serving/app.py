@@ -13,7 +13,9 @@ Routes (`{name}` must be the served model, `{version}` its version, else 404):
     GET  /v1/models                              {"models": [name]}
     GET  /                                       {"status": "alive"} (KServe V1 liveness)
     POST /v1/models/{name}:explain               501: no explainer (a clear JSON error, not 404/405)
-    GET  /v2/models/{name}[/versions/{version}]/stats     the drift monitor's JSON (see below)
+    GET  /v2/models/stats, /v2/models/{name}[/versions/{version}]/stats
+                                                 Triton's statistics ({"model_stats": [...]})
+    GET  /mlops/v1/models/{name}/stats           the drift monitor's JSON (see below)
     GET  /v2/models/{name}/reference             model.json's training reference (bins, categories)
     POST /v2/models/{name}[/versions/{version}]/feedback  ground truth (see feedback.py)
     GET  /metrics                                Prometheus (see metrics.py)
@@ -27,8 +29,8 @@ Slow and stalled clients are bounded: a connection that sends no complete reques
 connection is closed. A client that hangs up before its body has arrived is counted as 499
 (nginx's "client closed request"), not as a server error.
 
-Stats document (`GET /v2/models/{name}/stats[?cursor=...]`)
-------------------------------------------------------------
+Stats document (`GET /mlops/v1/models/{name}/stats[?cursor=...]`)
+-----------------------------------------------------------------
 Counts are cumulative since the process started; `startId` changes with every start. The
 `drift` section is what the DriftMonitor reads: with `?cursor=` (empty: start one) the server
 keeps a copy of its counters under a new cursor and answers the counts since the cursor it was
@@ -88,7 +90,9 @@ from mlops_operator import __version__
 from .batcher import Batcher
 from .config import ServeConfig
 from .feedback import Feedback
+from .ranking_feedback import RankingFeedback
 from .metrics import RequestStats, registry
+from . import topk
 from .model import LoadedModel
 from .monitor import Monitor, _iso
 from .protocol import (JSON_HEADERS, ServingError, Spec, error_body, model_metadata, parse_v1, parse_v2,
@@ -120,6 +124,8 @@ class ModelServer:
         self.batcher = Batcher(model, self.spec, self.monitor,
                                offload_rows=cfg.thread_rows if cfg.thread_rows > 0 else 1 << 62)
         self.feedback = Feedback(model.classifier, model.classes, cfg.max_batch_size)
+        self.ranking_feedback = (RankingFeedback(model.topk.info.k, cfg.max_batch_size)
+                                 if model.topk is not None else None)
         self.requests = RequestStats()
         self.ready = True
         self.draining = False
@@ -214,6 +220,56 @@ class ModelServer:
         stats.done("infer", resp.status, time.perf_counter() - t0, rows)
         return resp
 
+    async def topk_infer(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
+        """A recommender's top k (serving/topk.py): `<name>-topk`, V2 infer on the ranking graph."""
+        t0 = time.perf_counter()
+        stats = self.requests
+        stats.inflight += 1
+        rows = 0
+        try:
+            if params.get("version") not in (None, self.spec.version):
+                raise ServingError(404, f"no version {params['version']!r} of {self.spec.name}{topk.SUFFIX} here")
+            body = await self._body(request)
+            doc, feeds, rows, _ = topk.parse(body, self.model.topk, request.headers.get(_HEADER_LEN))
+            result = self.model.topk.run(feeds)
+            # the pairs are the scorer's inputs: counted for drift like any other request's rows
+            self.monitor.observe_inputs(*topk.pair_inputs(self.model.features, feeds, rows))
+            resp = _json(topk.response(result, self.spec.name, self.spec.version, doc.get("id")))
+        except ServingError as e:
+            resp = _error(e.status, e.message)
+        except Exception as e:
+            log.exception("topk failed")
+            resp = _error(500, f"internal error: {type(e).__name__}: {e}")
+        stats.inflight -= 1
+        stats.done("topk", resp.status, time.perf_counter() - t0, rows)
+        return resp
+
+    async def topk_feedback(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
+        """What was bought after a top-k answer (serving/ranking_feedback.py)."""
+        t0 = time.perf_counter()
+        self.requests.inflight += 1
+        rows = 0
+        try:
+            assert self.ranking_feedback is not None  # the route exists only for a recommender
+            answer = self.ranking_feedback.add(await self._body(request))
+            rows = answer["rows"]
+            resp = _json(answer)
+        except ServingError as e:
+            resp = _error(e.status, e.message)
+        except Exception as e:
+            log.exception("ranking feedback failed")
+            resp = _error(500, f"internal error: {type(e).__name__}: {e}")
+        self.requests.inflight -= 1
+        self.requests.done("feedback", resp.status, time.perf_counter() - t0, rows)
+        return resp
+
+    async def topk_meta(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
+        return _json(topk.model_metadata(self.model.topk, self.spec.name, self.spec.version))
+
+    async def topk_ready(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
+        name = self.spec.name + topk.SUFFIX
+        return _json({"name": name, "ready": self.ready}, 200 if self.ready else 503)
+
     async def predict_v1(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         t0 = time.perf_counter()
         stats = self.requests
@@ -304,6 +360,33 @@ class ModelServer:
             return _error(e.status, e.message)
         return _json(self.stats_doc(request.query.get("cursor")))
 
+    async def triton_stats(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
+        """Triton's model statistics (what tritonclient's get_inference_statistics and KServe's
+        clients read at this path): success and failure counts and times of inference requests
+        (V2 infer and V1 predict), and ONNX Runtime's share as compute_infer. The server does
+        not time queueing, input or output conversion apart, nor cache: those are zero."""
+        if params:
+            try:
+                self._check_model(params)
+            except ServingError as e:
+                return _error(e.status, e.message)
+        r, b = self.requests, self.batcher
+
+        def pair(count: int, ns: int) -> dict[str, int]:
+            return {"count": count, "ns": ns}
+
+        ok = [sum(r.ok[e][i] for e in ("infer", "predict")) for i in (0, 1)]
+        failed = [sum(r.failed[e][i] for e in ("infer", "predict")) for i in (0, 1)]
+        zero = pair(0, 0)
+        return _json({"model_stats": [{
+            "name": self.spec.name, "version": str(self.spec.version),
+            "last_inference": r.last_ok_ms, "inference_count": r.ok_rows, "execution_count": b.runs,
+            "inference_stats": {"success": pair(*ok), "fail": pair(*failed), "queue": zero,
+                                "compute_input": zero, "compute_infer": pair(b.runs, b.run_ns),
+                                "compute_output": zero, "cache_hit": zero, "cache_miss": zero},
+            "response_stats": {}, "batch_stats": [], "memory_usage": [],
+        }]})
+
     async def reference(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         """The training reference of the served model (model.json's `reference`): what the
         drift monitor compares the stats' counts with, bin for bin."""
@@ -341,28 +424,38 @@ class ModelServer:
             "now": _iso(now), "nowEpoch": now,
             "requests": self.requests.by_code(), "rows": mon.rows,
             "features": mon.features_doc(), "prediction": mon.prediction.stats(),
-            "drift": mon.drift_doc(self.start_id, cursor), "feedback": self.feedback.stats(),
+            "drift": mon.drift_doc(self.start_id, cursor), "feedback": self._feedback_stats(),
         }
 
-    # -- the HTTP server ----------------------------------------------------------------------
-    #: paths served on the monitor port when there is one (--monitor-port): what is written by
-    #: label pipelines (feedback) and read by the operator (stats with sampled raw rows of every
-    #: client, the training reference), kept apart from the inference clients
-    MONITOR_PATHS = ("/stats", "/reference", "/feedback")
+    def _feedback_stats(self) -> dict[str, Any]:
+        doc = self.feedback.stats()
+        if self.ranking_feedback is not None:
+            doc.update(self.ranking_feedback.stats())
+        return doc
 
+    # -- the HTTP server ----------------------------------------------------------------------
     def routes(self, part: str = "all") -> list[tuple[str, str, Any]]:
         """Every route (`all`), those of the inference port (`inference`) or of the monitor port
-        (`monitor`)."""
+        (`monitor`): with --monitor-port, what label pipelines write (feedback) and the operator
+        reads (stats, the training reference) is served there only, apart from inference clients."""
         every = self._routes()
         if part == "all":
             return every
-        monitor = [r for r in every if r[1].endswith(self.MONITOR_PATHS)]
+        on_monitor = (self.stats, self.reference, self.feedback_post, self.topk_feedback)
+        monitor = [r for r in every if r[2] in on_monitor]
         if part == "monitor":
             return monitor + [("GET", "/v2/health/live", self.live)]
         return [r for r in every if r not in monitor]
 
     def _routes(self) -> list[tuple[str, str, Any]]:
-        return [
+        ranking: list[tuple[str, str, Any]] = []
+        if self.model.topk is not None:  # first: literal paths the `{name}` routes would also match
+            base = f"/v2/models/{self.spec.name}{topk.SUFFIX}"
+            ranking = [("POST", base + "/infer", self.topk_infer),
+                       ("POST", base + "/versions/{version}/infer", self.topk_infer),
+                       ("GET", base, self.topk_meta), ("GET", base + "/ready", self.topk_ready),
+                       ("POST", base + "/feedback", self.topk_feedback)]
+        return ranking + [
             ("POST", "/v2/models/{name}/infer", self.infer),
             ("POST", "/v2/models/{name}/versions/{version}/infer", self.infer),
             ("POST", "/v1/models/{name}:predict", self.predict_v1),
@@ -377,8 +470,10 @@ class ModelServer:
             ("GET", "/v2/models/{name}/versions/{version}", self.model_meta),
             ("GET", "/v2/models/{name}/ready", self.model_ready),
             ("GET", "/v2/models/{name}/versions/{version}/ready", self.model_ready),
-            ("GET", "/v2/models/{name}/stats", self.stats),
-            ("GET", "/v2/models/{name}/versions/{version}/stats", self.stats),
+            ("GET", "/v2/models/stats", self.triton_stats),
+            ("GET", "/v2/models/{name}/stats", self.triton_stats),
+            ("GET", "/v2/models/{name}/versions/{version}/stats", self.triton_stats),
+            ("GET", "/mlops/v1/models/{name}/stats", self.stats),
             ("GET", "/v2/models/{name}/reference", self.reference),
             ("POST", "/v2/models/{name}/feedback", self.feedback_post),
             ("POST", "/v2/models/{name}/versions/{version}/feedback", self.feedback_post),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -48,6 +49,8 @@ class Batcher:
         self.cat_names = [f.name for f in spec.cat]
         self.runs = 0
         self.run_rows = 0
+        #: nanoseconds inside ONNX Runtime, all runs (Triton's compute_infer)
+        self.run_ns = 0
         #: runs of at least this many rows go to the inference thread
         self.offload_rows = offload_rows
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="onnxruntime")
@@ -116,7 +119,7 @@ class Batcher:
         feeds = self.feeds(x32, cats)
         if x.shape[1] < self.offload_rows:
             try:
-                result = self.model.run(feeds)
+                result = self._timed_run(feeds)
             except Exception as e:
                 self._refused(chunk, x, x32, cats, e)
                 return
@@ -126,8 +129,17 @@ class Batcher:
         # answering other requests meanwhile; those queue up and go together in the next run
         self.busy = True
         assert self.loop is not None  # set by submit()
-        done = self.loop.run_in_executor(self.executor, self.model.run, feeds)
+        done = self.loop.run_in_executor(self.executor, self._timed_run, feeds)
         done.add_done_callback(lambda f: self._finished(f, chunk, x, x32, cats))
+
+    def _timed_run(self, feeds: dict[str, Any]) -> dict[str, np.ndarray]:
+        """One ONNX Runtime run, its time added to run_ns (never two at once: a run in the
+        executor holds `busy`, and flush runs nothing inline meanwhile)."""
+        t0 = time.perf_counter_ns()
+        try:
+            return self.model.run(feeds)
+        finally:
+            self.run_ns += time.perf_counter_ns() - t0
 
     def _finished(self, f: asyncio.Future, chunk, x, x32, cats) -> None:
         self.busy = False

@@ -31,6 +31,7 @@ rate, the alerts and the dashboard see both protocols without a second set of ru
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from typing import Any
 
@@ -69,7 +70,7 @@ class Histogram:
 
 
 class RequestStats:
-    ENDPOINTS = ("infer", "predict", "feedback")
+    ENDPOINTS = ("infer", "predict", "feedback", "topk")
     PROTOCOLS = ("rest", "grpc")
 
     def __init__(self) -> None:
@@ -80,6 +81,12 @@ class RequestStats:
         self.latency = {(e, p): Histogram(LATENCY_BUCKETS) for e in self.ENDPOINTS for p in self.PROTOCOLS}
         self.rows = {(e, p): Histogram(ROW_BUCKETS) for e in self.ENDPOINTS for p in self.PROTOCOLS}
         self.inflight = 0
+        #: per endpoint: [requests, nanoseconds] answered 2xx, and the others (Triton's
+        #: inference_stats success / fail), and the epoch ms of the last 2xx inference
+        self.ok = {e: [0, 0] for e in self.ENDPOINTS}
+        self.failed = {e: [0, 0] for e in self.ENDPOINTS}
+        self.ok_rows = 0
+        self.last_ok_ms = 0
 
     def done(self, endpoint: str, code: int, seconds: float, rows: int, protocol: str = "rest") -> None:
         codes = self.codes
@@ -89,6 +96,12 @@ class RequestStats:
         pkey = (endpoint, code, protocol)
         split[pkey] = split.get(pkey, 0) + 1
         self.latency[endpoint, protocol].observe(seconds)
+        acc = self.ok[endpoint] if 200 <= code < 300 else self.failed[endpoint]
+        acc[0] += 1
+        acc[1] += int(seconds * 1e9)
+        if code < 300 and endpoint != "feedback":
+            self.ok_rows += rows
+            self.last_ok_ms = int(time.time() * 1000)
         if rows:
             self.rows[endpoint, protocol].observe(rows)
 

@@ -178,6 +178,8 @@ class LoadedModel:
     #: categorical features (fed as string [N, 1]), in manifest order
     cat_features: list[Feature] = field(default_factory=list)
     output_names: list[str] = field(default_factory=list)
+    #: a recommender's ranking graph (serving/topk.py), served as the model `<name>-topk`
+    topk: Any = None
 
     @property
     def features(self) -> list[Feature]:
@@ -303,4 +305,16 @@ def load(store_uri: str, model_uri: str, digest: str, threads: int = 1) -> Loade
     except Exception as e:  # ValueError, pydantic ValidationError
         raise ModelLoadError(f"{manifest_path}: {e}") from e
     data = onnx_path.read_bytes()  # hashed again in from_bytes: the bytes loaded are the bytes verified
-    return from_bytes(data, manifest, digest, threads, where=str(onnx_path))
+    model = from_bytes(data, manifest, digest, threads, where=str(onnx_path))
+    if manifest.ranking is not None:
+        from . import topk
+
+        name = manifest.ranking.topk_file
+        if not name or "/" in name or "\\" in name or name in (".", ".."):
+            raise ModelLoadError(f"model.json's ranking.topkFile {name!r} is not a file name in the bundle")
+        try:
+            path: Path = store.local_path(model_uri, name)
+        except StoreError as e:
+            raise ModelLoadError(str(e)) from e
+        model.topk = topk.from_bytes(path.read_bytes(), manifest, where=str(path))
+    return model

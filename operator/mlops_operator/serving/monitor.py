@@ -311,6 +311,22 @@ class Monitor:
         if self.pending_rows >= FLUSH_ROWS:
             self.sync()
 
+    def observe_inputs(self, x: np.ndarray, cats: list[list[str]]) -> None:
+        """Count rows whose inputs the model saw without a pointwise prediction: a recommender's
+        top-k request, whose (customer, candidate) pairs are the scorer's inputs (the ranking
+        graph returns only the k best scores). Feature histograms and rows only."""
+        n = x.shape[1]
+        if n == 0:
+            return
+        cap = self.max_category_bytes
+        if cats and max(map(len, chain.from_iterable(cats))) * _WORST_ESCAPE > cap:
+            cats = [cap_column(col, cap, keep) for col, keep in zip(cats, self.keep)]
+        self.sync()  # the buffered runs first: they carry predictions, these rows none
+        self.numeric.observe(x)
+        for c, col in zip(self.categorical, cats):
+            c.observe(col)
+        self.rows += n
+
     def sync(self) -> None:
         """Count the buffered rows."""
         if not self.pending:

@@ -80,6 +80,24 @@ class Reference(_M):
     label: ReferenceColumn | None = None
 
 
+class RankingInfo(_M):
+    """A recommender's ranking contract (TrainingRun task ranking). The scorer in model.onnx
+    scores one (customer, item) pair per row like any classifier or regressor; `topk_file`
+    is one graph that takes the context features once ([1, 1] each), the candidate features
+    ([N, 1] each), `item_ids` ([N] strings) and `k` ([1] int64) and returns `topk_items`,
+    `topk_scores` and `topk_indices`, best first (training/topk.py)."""
+
+    group_column: str
+    item_column: str
+    k: int
+    context_features: list[str] = Field(default_factory=list)
+    candidate_features: list[str] = Field(default_factory=list)
+    topk_file: str = "topk.onnx"
+    topk_sha256: str
+    cutoff: str | None = Field(None, description="First instant of the test period.")
+    baseline: dict[str, float] = Field(default_factory=dict, description="Popularity baseline's test metrics.")
+
+
 class ModelManifest(_M):
     format: Literal["mlops.dev/model/v1"] = FORMAT
     model: str
@@ -100,6 +118,8 @@ class ModelManifest(_M):
     trainer_version: str | None = None
     created_at: str | None = None
     reference: Reference | None = None
+    ranking: RankingInfo | None = Field(None, description="Set for recommenders; `task` is then the pointwise "
+                                                         "scorer's (classification or regression).")
 
     def dump(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")

@@ -81,14 +81,22 @@ def outputs_of(task: str, label_dtype: str, n_classes: int) -> list[Output]:
     return [Output(name="variable", datatype="FP32", shape=[-1, 1])]
 
 
-def write(store: ArtifactStore, manifest: ModelManifest, onnx_bytes: bytes) -> tuple[str, str, ModelManifest]:
-    """Store the bundle; returns (digest, uri, manifest as written)."""
+def write(store: ArtifactStore, manifest: ModelManifest, onnx_bytes: bytes,
+          extras: dict[str, bytes] | None = None) -> tuple[str, str, ModelManifest]:
+    """Store the bundle; returns (digest, uri, manifest as written). ``extras``: more files of
+    the bundle (a ranking model's topk.onnx), whose digests the manifest carries."""
     with tempfile.TemporaryDirectory(prefix="model-") as tmp:
         onnx_path = Path(tmp) / "model.onnx"
         onnx_path.write_bytes(onnx_bytes)
+        files = {"model.json": Path(tmp) / "model.json"}
+        for name, data in (extras or {}).items():
+            if name in ("model.onnx", "model.json") or "/" in name:
+                raise ValueError(f"extra bundle file name {name!r} is not allowed")
+            (Path(tmp) / name).write_bytes(data)
+            files[name] = Path(tmp) / name
         manifest = manifest.model_copy(update={"onnx_sha256": sha256_file(onnx_path),
                                                "trainer_version": manifest.trainer_version or trainer_version(),
                                                "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat()})
         (Path(tmp) / "model.json").write_text(json.dumps(manifest.dump(), indent=1))
-        digest, uri = store.put_version("models", manifest.model, onnx_path, {"model.json": Path(tmp) / "model.json"})
+        digest, uri = store.put_version("models", manifest.model, onnx_path, files)
     return digest, uri, manifest

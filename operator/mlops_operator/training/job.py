@@ -130,6 +130,10 @@ def train(doc: dict[str, Any], store_uri: str) -> dict[str, Any]:
     df = df[df[target].notna()].reset_index(drop=True)
     if len(df) < 10:
         raise TrainingError(f"only {len(df)} labelled rows in dataset {ds['name']}@{ds['digest'][:12]}")
+    if spec.get("task") == "ranking":
+        from . import ranking_job  # imports this module: loaded on demand
+
+        return ranking_job.train(doc, store, df, feats, target, profile, t_start)
     task = _infer_task(spec.get("task", "auto"), df[target], by_name[target]["type"])
     est_name = spec["estimator"]["type"]
     if estimators.task_of(est_name) != task:

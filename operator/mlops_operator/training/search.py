@@ -92,26 +92,31 @@ def candidates(tuning: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def _score(make: Callable[[dict[str, Any]], Any], params: dict[str, Any], x, y, cv, scoring: str) -> tuple:
+def _score(make: Callable[[dict[str, Any]], Any], params: dict[str, Any], x, y, cv, scoring: Any) -> tuple:
     t0 = time.perf_counter()
     try:
         scores = cross_val_score(make(params), x, y, cv=cv, scoring=scoring, n_jobs=1, error_score="raise")
-        return float(np.mean(scores)), float(np.std(scores)), time.perf_counter() - t0, None
+        if not np.isfinite(scores).any():  # a ranking fold with no buyer at all has no score
+            return None, None, time.perf_counter() - t0, "no fold could be scored"
+        return float(np.nanmean(scores)), float(np.nanstd(scores)), time.perf_counter() - t0, None
     except Exception as e:  # a bad combination fails its trial, not the search
         return None, None, time.perf_counter() - t0, f"{type(e).__name__}: {e}"[:300]
 
 
-def run_search(make: Callable[[dict[str, Any]], Any], x, y, tuning: dict[str, Any], scoring: str,
-               classification: bool, log: Callable[[str], None] = lambda s: None) -> SearchResult:
-    """Score every candidate (higher is better: scikit-learn scorers are negated errors)."""
+def run_search(make: Callable[[dict[str, Any]], Any], x, y, tuning: dict[str, Any], scoring: Any,
+               classification: bool, log: Callable[[str], None] = lambda s: None, cv: Any = None) -> SearchResult:
+    """Score every candidate (higher is better: scikit-learn scorers are negated errors).
+
+    ``cv``: the folds, when shuffled k-fold would be wrong (ranking: forward-chaining in time)."""
     cands = candidates(tuning)
     result = SearchResult()
     if not cands:
         return result
     folds = int(tuning.get("cvFolds", 3))
     seed = int(tuning.get("seed", 0))
-    cv = (StratifiedKFold(folds, shuffle=True, random_state=seed) if classification
-          else KFold(folds, shuffle=True, random_state=seed))
+    if cv is None:
+        cv = (StratifiedKFold(folds, shuffle=True, random_state=seed) if classification
+              else KFold(folds, shuffle=True, random_state=seed))
     parallel = max(1, int(tuning.get("parallelism", 1)))
     patience = tuning.get("earlyStopRounds")
     since_best = 0
