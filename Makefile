@@ -7,7 +7,7 @@ CLUSTER ?= local
 BIN      = $(VENV)/bin
 export GOTOOLCHAIN ?= local
 
-.PHONY: real-node e2e-kind images images-docker deploy crds help venv system-deps binaries demo demo-kind test test-unit lint up down status constraints bench clean
+.PHONY: real-node e2e-kind images images-docker deploy crds grpc-stubs help venv system-deps binaries demo demo-kind test test-unit lint up down status constraints bench clean
 
 help:
 	@echo "make demo        set up everything and run the demo on the embedded local cluster"
@@ -117,6 +117,12 @@ e2e-kind: venv
 # CRDs are generated from the pydantic models in operator/mlops_operator/api
 crds: venv
 	$(BIN)/python -m mlops_operator.api.crd crds
+
+# the model server's gRPC messages (operator/mlops_operator/serving/proto): protoc from grpcio-tools
+# (dev extra) compiles grpc_predict_v2.proto into the checked-in grpc_predict_v2_pb2.py/.pyi;
+# tests/unit/test_serving_grpc.py fails when they are stale
+grpc-stubs: venv
+	$(BIN)/python -m mlops_operator.serving.proto
 
 # the tests under tests/unit (marked `unit` by tests/conftest.py): no cluster, no binaries
 test-unit: venv

@@ -138,6 +138,8 @@ class ModelServer:
         self.capture = self._capture() if cfg.capture_rate > 0 else None
         self.batcher.capture = self.capture
         self.registry = registry(self)
+        #: the port gRPC listens on once started (run.serve), 0 when it does not
+        self.grpc_port = 0
         self.max_body = cfg.max_body_bytes
         self.read_timeout = cfg.read_timeout_seconds
         #: request tasks reading their body -> deadline; those _sweep cancelled for it
@@ -148,10 +150,12 @@ class ModelServer:
 
     # -- helpers ---------------------------------------------------------------------------------
     def _check_model(self, mi: dict[str, str]) -> None:
-        name = mi.get("name")
+        self.check_model(mi.get("name"), mi.get("version"))
+
+    def check_model(self, name: str | None, v: str | None) -> None:
+        """404 unless `name` is the served model and `v` (None: any) its version; REST and gRPC."""
         if name != self.spec.name:
             raise ServingError(404, f"model {name!r} is not served here; this server serves {self.spec.name!r}")
-        v = mi.get("version")
         if v is not None and v != self.spec.version:
             raise ServingError(404, f"model {name!r} has no version {v!r} here; this server serves version "
                                     f"{self.spec.version!r}")

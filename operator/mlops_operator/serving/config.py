@@ -23,6 +23,9 @@ class ServeConfig:
     host: str = "0.0.0.0"
     port: int = 8080
     monitor_port: int = 0
+    #: the command line's default is 8081; a config made in code (tests, embedding) opens no
+    #: second port unless asked
+    grpc_port: int = 0
     threads: int = 1
     max_batch_size: int = 1024
     max_body_bytes: int = 4 * 1024 * 1024
@@ -56,9 +59,12 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
     ("port", int, 8080, "port to listen on"),
     ("monitor-port", int, 0, "port of the feedback, stats and reference endpoints, apart from inference so a "
                              "NetworkPolicy can keep inference clients off them (0: the same port as inference)"),
+    ("grpc-port", int, 8081, "port of the Open Inference Protocol's gRPC service (inference.GRPCInferenceService), "
+                           "served next to REST by the same process, model and batches (0: no gRPC)"),
     ("threads", int, 1, "ONNX Runtime intra-op threads"),
     ("max-batch-size", int, 1024, "most rows in one request (more: HTTP 413)"),
-    ("max-body-bytes", int, 4 * 1024 * 1024, "largest request body (more: HTTP 413)"),
+    ("max-body-bytes", int, 4 * 1024 * 1024, "largest request body (more: HTTP 413; over gRPC, the largest "
+                                             "message: RESOURCE_EXHAUSTED)"),
     ("reservoir-size", int, 1000, "ignored (kept so that Deployments of older operators start): the server "
                                   "no longer samples raw rows, drift is judged on histograms"),
     ("window-seconds", int, 300, "ignored (kept so that Deployments of older operators start)"),
@@ -120,6 +126,8 @@ def parse(argv: list[str] | None = None) -> ServeConfig:
         problems.append("--port must be 0..65535 (0: any free port)")
     if not 0 <= cfg.monitor_port < 65536 or (cfg.monitor_port and cfg.monitor_port == cfg.port):
         problems.append("--monitor-port must be 0 (the inference port) or another port 1..65535")
+    if not 0 <= cfg.grpc_port < 65536 or (cfg.grpc_port and cfg.grpc_port in (cfg.port, cfg.monitor_port)):
+        problems.append("--grpc-port must be 0 (no gRPC) or a port 1..65535 apart from --port and --monitor-port")
     for field, lo in (("threads", 1), ("max_batch_size", 1), ("max_body_bytes", 64), ("window_seconds", 1),
                       ("max_category_bytes", 32)):
         if getattr(cfg, field) < lo:
