@@ -127,3 +127,26 @@ def test_retry_policy_bound_is_finite_and_grows_with_retries():
     p = RetryPolicy(retries=3, backoff_s=0.5, backoff_max_s=1.0, connect_timeout_s=1, read_timeout_s=2)
     assert p.worst_case_s() == 4 * 3 + 0.5 + 1.0 + 1.0
     assert RetryPolicy(retries=0).worst_case_s() < RetryPolicy(retries=4).worst_case_s()
+
+
+def test_operator_settings_select_the_store(monkeypatch):
+    from mlops_operator.resources.store import store_env
+    from mlops_operator.settings import Settings
+
+    for k in ("MLOPS_STORE", "MLOPS_STORE_SECRET"):
+        monkeypatch.delenv(k, raising=False)
+    s = Settings.from_env()
+    assert not s.store_is_s3 and s.store_uri == "file:///store" and store_env(s) == []
+
+    monkeypatch.setenv("MLOPS_STORE", "s3://mlops/prod?endpoint=http://seaweedfs.mlops-system:8333")
+    monkeypatch.setenv("MLOPS_STORE_SECRET", "team-s3")
+    s = Settings.from_env()
+    assert s.store_is_s3 and s.store_uri == "s3://mlops/prod?endpoint=http://seaweedfs.mlops-system:8333"
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in store_env(s)}
+    assert env["AWS_ACCESS_KEY_ID"] == {"name": "team-s3", "key": "AWS_ACCESS_KEY_ID", "optional": False}
+    assert env["AWS_SECRET_ACCESS_KEY"]["optional"] is False and env["AWS_SESSION_TOKEN"]["optional"] is True
+    assert all("value" not in e for e in store_env(s))  # by reference only, never a value
+
+    monkeypatch.setenv("MLOPS_STORE", "s3://Bad_Bucket")
+    with pytest.raises(S3ConfigError, match="invalid bucket name"):
+        Settings.from_env()

@@ -117,20 +117,20 @@ def parse_s3_uri(uri: str) -> S3Config:
     unknown = sorted(set(query) - set(_KNOWN))
     if unknown:
         raise S3ConfigError(f"unknown s3:// option(s) {', '.join(unknown)} in {uri!r} (known: {', '.join(_KNOWN)})")
-    for k, v in query.items():
-        if len(v) != 1:
-            raise S3ConfigError(f"s3:// option {k!r} given {len(v)} times")
-    opt = {k: v[0] for k, v in query.items()}
+    for k, values in query.items():
+        if len(values) != 1:
+            raise S3ConfigError(f"s3:// option {k!r} given {len(values)} times")
+    opt = {k: values[0] for k, values in query.items()}
     endpoint = _endpoint(opt["endpoint"]) if "endpoint" in opt else None
     region = opt.get("region", DEFAULT_REGION)
     if not _REGION.match(region):
         raise S3ConfigError(f"invalid region {region!r}")
     path_style = endpoint is not None
     if "pathStyle" in opt:
-        v = opt["pathStyle"].lower()
-        if v not in _TRUE + _FALSE:
+        flag = opt["pathStyle"].lower()
+        if flag not in _TRUE + _FALSE:
             raise S3ConfigError(f"pathStyle must be true or false, not {opt['pathStyle']!r}")
-        path_style = v in _TRUE
+        path_style = flag in _TRUE
     return S3Config(bucket=bucket, prefix="/".join(parts), endpoint=endpoint, region=region, path_style=path_style)
 
 
