@@ -125,7 +125,8 @@ def test_retry_policy_bound_is_finite_and_grows_with_retries():
     from mlops_operator.store.s3 import RetryPolicy
 
     p = RetryPolicy(retries=3, backoff_s=0.5, backoff_max_s=1.0, connect_timeout_s=1, read_timeout_s=2)
-    assert p.worst_case_s() == 4 * 3 + 0.5 + 1.0 + 1.0
+    assert p.backoffs() == [0.0, 1.0, 1.0]  # urllib3: the first retry at once, then factor * 2**(n-1), capped
+    assert p.worst_case_s() == 4 * 3 + 2.0
     assert RetryPolicy(retries=0).worst_case_s() < RetryPolicy(retries=4).worst_case_s()
 
 

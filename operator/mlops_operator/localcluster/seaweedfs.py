@@ -173,7 +173,9 @@ class SeaweedServer:
             input=f"s3.bucket.create -name {name}\nexit\n", capture_output=True, text=True, timeout=timeout,
             cwd=self.data_dir)
         out = p.stdout + p.stderr
-        if p.returncode != 0 or ("error" in out.lower() and "exist" not in out.lower()):
+        if "already exists" in out:
+            return
+        if p.returncode != 0 or "error" in out.lower():
             raise SeaweedError(f"creating bucket {name!r} failed ({p.returncode}): {out[-2000:]}")
 
     def _tail(self, lines: int = 30) -> str:

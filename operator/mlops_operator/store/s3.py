@@ -82,16 +82,21 @@ class RetryPolicy:
 
     #: retries after the first attempt, per request (connection errors, timeouts, 5xx)
     retries: int = 4
-    #: backoff before retry n is backoff_s * 2**(n-1), at most backoff_max_s
+    #: backoff before retry n (n >= 2; the first retry is immediate) is backoff_s * 2**(n-1),
+    #: at most backoff_max_s (urllib3's schedule)
     backoff_s: float = 0.5
     backoff_max_s: float = 8.0
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 60.0
 
+    def backoffs(self) -> list[float]:
+        """The sleeps before each retry of one request."""
+        return [0.0 if n == 1 else min(self.backoff_max_s, self.backoff_s * 2 ** (n - 1))
+                for n in range(1, self.retries + 1)]
+
     def worst_case_s(self) -> float:
         """Upper bound of one request's total time (every attempt timing out, full backoffs)."""
-        backoffs = sum(min(self.backoff_max_s, self.backoff_s * 2 ** n) for n in range(self.retries))
-        return (self.retries + 1) * (self.connect_timeout_s + self.read_timeout_s) + backoffs
+        return (self.retries + 1) * (self.connect_timeout_s + self.read_timeout_s) + sum(self.backoffs())
 
     def urllib3_retry(self) -> urllib3.Retry:
         return urllib3.Retry(
