@@ -62,3 +62,16 @@ def _file(d, name, data):
     p = d / name
     p.write_bytes(data)
     return p
+
+
+def test_verify_reports_the_store_errors_reason(tmp_path):
+    from mlops_operator.store.verify import verify
+
+    store = FileStore(tmp_path / "store")
+    digest, uri = store.put_version("models", "m", _file(tmp_path, "model.onnx", b"onnx"))
+    out = verify((tmp_path / "store").as_uri(), uri, "model.onnx", "0" * 64)
+    assert out["ok"] is False and out["reason"] == "DigestMismatch" and "does not match" in out["error"]
+    out = verify((tmp_path / "store").as_uri(), uri, "model.json", digest)
+    assert out["ok"] is False and out["reason"] == "ArtifactMissing"
+    out = verify("s3://Bad_Bucket", uri, "model.onnx", digest)
+    assert out["ok"] is False and out["reason"] == "StoreConfigInvalid"

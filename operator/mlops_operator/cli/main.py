@@ -73,6 +73,10 @@ def _cmd_binaries(a: argparse.Namespace) -> int:
         from mlops_operator.localcluster import nodebins
 
         paths.update(nodebins.ensure_node_binaries())
+    if a.seaweedfs:
+        from mlops_operator.localcluster import seaweedfs
+
+        paths["weed"] = seaweedfs.ensure_weed()
     for name, path in sorted(paths.items()):
         print(f"{name:<24} {path}")
     return 0
@@ -194,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-download", action="store_true", help="skip the release download; build from Go modules")
     b.add_argument("--real-node", action="store_true",
                    help="also the real node's: kubelet, containerd, runc, CNI plugins, crictl, CoreDNS")
+    b.add_argument("--seaweedfs", action="store_true",
+                   help="also SeaweedFS' `weed` (the local S3 server for s3:// stores; ~5-9 min to build once)")
     b.set_defaults(func=_cmd_binaries)
 
     im = sub.add_parser("images", help="build the container images with buildah (no Docker daemon), "

@@ -152,7 +152,7 @@ class FileStore(ArtifactStore):
             raise StoreError(f"{uri} is outside the store root {self.root}") from e
         path = base / _check_part(filename)
         if not path.exists():
-            raise StoreError(f"{path} is missing from the store")
+            raise ArtifactMissing(f"{path} is missing from the store")
         if digest is not None:
             got = sha256_file(path)
             if got != digest:
