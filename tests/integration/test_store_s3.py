@@ -401,3 +401,39 @@ def test_the_server_restarts_with_its_data(seaweed, tmp_path):
     finally:
         seaweed.start()
     assert _store(seaweed, store.config.prefix).local_path(uri, "model.onnx", digest).read_bytes() == b"persisted"
+
+
+def test_fetch_copies_a_version_into_a_local_store_verified(seaweed, tmp_path, monkeypatch):
+    """The init container's program (store/fetch.py): s3 -> emptyDir, then the server reads file://."""
+    from mlops_operator.store.fetch import main as fetch_main
+    from mlops_operator.store.store import FileStore
+
+    store = _store(seaweed)
+    digest, _ = store.put_version("models", "churn", _file(tmp_path, "model.onnx", b"onnx!"),
+                                  {"model.json": _file(tmp_path, "model.json", b'{"m": 1}')})
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ADMIN.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ADMIN.secret_key)
+    dest, log = tmp_path / "models", tmp_path / "termination-log"
+    args = ["--store", store.config.root_uri, "--name", "churn", "--digest", digest, "--extra", "model.json",
+            "--dest", str(dest), "--termination-log", str(log)]
+    assert fetch_main(args) == 0
+    import json
+
+    out = json.loads(log.read_text())
+    local = FileStore(dest)
+    assert out == {"ok": True, "uri": local.uri("models", "churn", digest)}
+    assert local.local_path(out["uri"], "model.onnx", digest).read_bytes() == b"onnx!"
+    assert local.local_path(out["uri"], "model.json").read_bytes() == b'{"m": 1}'
+    assert not (dest / ".fetch-cache").exists()
+    assert fetch_main(args) == 0  # a restarted init container: already there, fine
+
+    # a corrupted object: refused, nothing lands in the destination
+    import io
+
+    store._client.put_object(BUCKET, store._key_of(store.uri("models", "churn", digest), "model.onnx"),
+                             io.BytesIO(b"evil!"), 5)
+    dest2 = tmp_path / "models2"
+    assert fetch_main([*args[:-4], "--dest", str(dest2), "--termination-log", str(log)]) == 1
+    out = json.loads(log.read_text())
+    assert out["ok"] is False and out["reason"] == "DigestMismatch"
+    assert not any(p.is_file() for p in dest2.rglob("*")) if dest2.exists() else True

@@ -163,9 +163,10 @@ class FileStore(ArtifactStore):
         return open(self.local_path(uri, filename, digest), "rb")
 
 
-def open_store(uri: str) -> ArtifactStore:
+def open_store(uri: str, cache_dir: Path | None = None) -> ArtifactStore:
     """The store for a root URI: file:///path, or s3://bucket/prefix?endpoint=...&region=...&pathStyle=...
-    (store/s3config.py; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)."""
+    (store/s3config.py; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY). `cache_dir`:
+    where an s3:// store keeps the verified local copies it returns (default $MLOPS_STORE_CACHE)."""
     u = urllib.parse.urlsplit(uri)
     if u.scheme == "file":
         return FileStore(urllib.parse.unquote(u.path))
@@ -177,5 +178,5 @@ def open_store(uri: str) -> ArtifactStore:
             from .s3 import S3Store
         except ImportError as e:  # the `s3` extra is not installed
             raise StoreError(f"s3:// stores need the S3 client ({e.name}); install mlops-operator[s3]") from None
-        return S3Store(config, Credentials.from_env())
+        return S3Store(config, Credentials.from_env(), cache_dir=cache_dir)
     raise StoreError(f"unsupported store URI scheme {u.scheme!r}: use file:///path or s3://bucket/prefix")
