@@ -219,9 +219,14 @@ def _venv(root: Path, name: str, req: str | None) -> Path:
     return venv
 
 
+def _clean_env() -> dict[str, str]:
+    """The environment without PYTHONPATH: a client's venv sees only what pip put in it."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def _installed(venv: Path) -> list[str]:
     out = subprocess.run([str(venv / "bin/python"), "-m", "pip", "list", "--format=freeze"],
-                         capture_output=True, text=True, check=True).stdout.split()
+                         capture_output=True, text=True, check=True, env=_clean_env()).stdout.split()
     return sorted(x for x in out if not x.lower().startswith(("pip==", "setuptools==")))
 
 
@@ -279,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = subprocess.run(
                     [str(venv / "bin/python"), __file__, "--child", client, "--endpoint", srv.endpoint,
                      "--bucket", bucket, "--file", str(data), "--repeat", str(a.repeat)],
-                    capture_output=True, text=True, timeout=1800)
+                    capture_output=True, text=True, timeout=1800, env=_clean_env())
                 if out.returncode != 0:
                     raise SystemExit(f"{client} failed:\n{out.stderr[-3000:]}")
                 r = json.loads(out.stdout.strip().splitlines()[-1])

