@@ -21,6 +21,9 @@ Semantics, and why:
 - **Idempotent, concurrent writers.** The key is the content's sha256, so two writers of the same
   version write the same bytes; whichever completes last wins with identical content. A writer that
   finds the primary object already present (same size, same `sha256` metadata) does nothing.
+  Unlike the file store's rename, S3 has no "first writer wins" for the extras: two writers that
+  both start before either commits may leave the second one's model.json / profile.json. Both
+  describe the same primary bytes (readers check model.json's onnxSha256 against the digest).
 - **Streaming.** Files go up in `part_size` parts with at most `concurrency` parts in flight:
   memory is about part_size x (concurrency + 2) whatever the file size (measured with tracemalloc
   on a 256 MiB file: 20.1 MiB for 5 MiB x 2, 32.1 MiB for the default 8 MiB x 2). Reads stream to a local

@@ -13,7 +13,8 @@ status as it is:
 Credentials never appear in a URI (one with `user:password@` is refused, and the refusal does not
 repeat it): they come from the standard variables `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
 optionally `AWS_SESSION_TOKEN`, which a pod gets from a Secret (`env[].valueFrom.secretKeyRef`).
-Without them the client library's default chain applies (web identity / IRSA, instance profile).
+Without them requests are anonymous (a public bucket); web identity (IRSA) and instance-profile
+credentials are not wired yet.
 `Credentials.__repr__` hides the secret, so a logged config or a traceback shows no key.
 """
 
