@@ -437,3 +437,47 @@ def test_fetch_copies_a_version_into_a_local_store_verified(seaweed, tmp_path, m
     out = json.loads(log.read_text())
     assert out["ok"] is False and out["reason"] == "DigestMismatch"
     assert not any(p.is_file() for p in dest2.rglob("*")) if dest2.exists() else True
+
+
+class _CutOnce(http.server.BaseHTTPRequestHandler):
+    """Serves one object; the first GET breaks off half-way (a connection reset mid-body)."""
+
+    body = b""
+    gets = 0
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802
+        type(self).gets += 1
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("ETag", '"x"')
+        self.end_headers()
+        if type(self).gets == 1:
+            self.wfile.write(self.body[: len(self.body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        self.wfile.write(self.body)
+
+    def log_message(self, *a) -> None:
+        pass
+
+
+def test_a_download_broken_midway_is_restarted_and_verified(tmp_path):
+    _CutOnce.body, _CutOnce.gets = os.urandom(3 * MiB), 0
+    digest = hashlib.sha256(_CutOnce.body).hexdigest()
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _CutOnce)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        store = S3Store(parse_s3_uri(f"s3://{BUCKET}/p?endpoint=http://127.0.0.1:{srv.server_port}"),
+                        Credentials(ADMIN.access_key, ADMIN.secret_key), cache_dir=tmp_path,
+                        retry=RetryPolicy(retries=2, backoff_s=0.05, connect_timeout_s=1, read_timeout_s=2))
+        path = store.local_path(store.uri("models", "m", digest), "model.onnx", digest)
+        assert path.read_bytes() == _CutOnce.body
+        assert _CutOnce.gets == 2
+        assert [p.name for p in path.parent.iterdir()] == ["model.onnx"]  # no partial file left behind
+    finally:
+        srv.shutdown()
+        srv.server_close()
