@@ -481,3 +481,36 @@ def test_a_download_broken_midway_is_restarted_and_verified(tmp_path):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_mlops_s3_server_serves_a_store_and_keeps_its_secret_to_a_file(tmp_path, monkeypatch):
+    """`mlops s3-server`: a foreground SeaweedFS for an s3:// store outside a cluster."""
+    from mlops_operator.localcluster.seaweedfs import local_identity
+
+    data = tmp_path / "s3"
+    proc = subprocess.Popen([sys.executable, "-m", "mlops_operator.cli.main", "s3-server", "--dir", str(data),
+                             "--port", "0", "--bucket", "cli-bucket"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any(ln.startswith("data, log") for ln in lines):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip())
+        uri = next(ln.split()[-1] for ln in lines if ln.startswith("store URI"))
+        creds = data / "credentials.env"
+        assert (creds.stat().st_mode & 0o777) == 0o600
+        ident = local_identity(data)  # the same pair on every start
+        assert not any(ident.secret_key in ln for ln in lines)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", ident.access_key)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ident.secret_key)
+        store = open_store(uri, cache_dir=tmp_path / "cache")
+        digest, vuri = store.put_version("models", "cli", _file(tmp_path, "model.onnx", b"via the cli"))
+        assert store.local_path(vuri, "model.onnx", digest).read_bytes() == b"via the cli"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(30)
+    assert rc == 0, "\n".join(lines)

@@ -77,13 +77,14 @@ class SeaweedServer:
     """
 
     def __init__(self, data_dir: Path | str, identities: list[S3Identity], binary: Path | None = None,
-                 volume_size_mb: int = 64):
+                 volume_size_mb: int = 64, s3_port: int = 0):
         self.data_dir = Path(data_dir)
         self.identities = identities
         self.binary = binary
         self.volume_size_mb = volume_size_mb
         self.proc: subprocess.Popen[bytes] | None = None
-        self.s3_port = 0
+        #: 0: a free port, chosen on the first start
+        self.s3_port = s3_port
         self._ports: dict[str, int] = {}
 
     @property
@@ -109,6 +110,8 @@ class SeaweedServer:
         if not self._ports:
             names = ("master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc", "s3", "s3.grpc")
             self._ports = {n: free_port() for n in names}
+            if self.s3_port:
+                self._ports["s3"] = self.s3_port
             self.s3_port = self._ports["s3"]
         p = self._ports
         binary = self.binary or weed_path()
@@ -204,3 +207,22 @@ class SeaweedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# --- a local server for users (`mlops s3-server`) -----------------------------------------------
+
+def local_identity(data_dir: Path) -> S3Identity:
+    """The admin key pair of a local server, made once and kept in `<data_dir>/credentials.env`
+    (mode 0600, the AWS_* lines a store reads), so a restart keeps the same credentials."""
+    import secrets
+
+    path = data_dir / "credentials.env"
+    if path.exists():
+        env = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+        return S3Identity("admin", env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ident = S3Identity("admin", "AK" + secrets.token_hex(9).upper(), secrets.token_urlsafe(30))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"AWS_ACCESS_KEY_ID={ident.access_key}\nAWS_SECRET_ACCESS_KEY={ident.secret_key}\n")
+    return ident
