@@ -130,8 +130,10 @@ class S3Store(ArtifactStore):
         self.part_size = part_size
         self.concurrency = max(1, concurrency)
         self.retry = retry or RetryPolicy()
+        # per user: another user's directory under /tmp could be unwritable (or planted; the
+        # digest check would refuse planted bytes, but failing to write is an outage)
         self.cache = Path(cache_dir or os.environ.get("MLOPS_STORE_CACHE")
-                          or Path(tempfile.gettempdir()) / "mlops-store-cache")
+                          or Path(tempfile.gettempdir()) / f"mlops-store-cache-{os.getuid()}")
         self._secrets = tuple(s for s in ((credentials.access_key_id, credentials.secret_access_key,
                                            credentials.session_token) if credentials else ()) if s)
         endpoint = urllib.parse.urlsplit(config.endpoint or f"https://s3.{config.region}.amazonaws.com")
