@@ -514,3 +514,19 @@ def test_mlops_s3_server_serves_a_store_and_keeps_its_secret_to_a_file(tmp_path,
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(30)
     assert rc == 0, "\n".join(lines)
+
+
+def test_a_server_that_never_answers_times_out_within_the_budget(tmp_path):
+    """Connect succeeds (the kernel's backlog), no response ever comes: read timeouts, retried,
+    then StoreUnreachable within RetryPolicy.worst_case_s()."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # never accept()ed: requests hang until the read timeout
+        retry = RetryPolicy(retries=2, backoff_s=0.1, backoff_max_s=0.2, connect_timeout_s=1, read_timeout_s=1)
+        store = S3Store(parse_s3_uri(f"s3://{BUCKET}/p?endpoint=http://127.0.0.1:{listener.getsockname()[1]}"),
+                        Credentials(ADMIN.access_key, ADMIN.secret_key), retry=retry, cache_dir=tmp_path)
+        started = time.monotonic()
+        with pytest.raises(StoreUnreachable, match="unreachable|keeps failing"):
+            store.exists("models", "m", "0" * 64)
+        elapsed = time.monotonic() - started
+    assert (retry.retries + 1) * retry.read_timeout_s - 0.1 <= elapsed <= retry.worst_case_s(), elapsed
