@@ -151,3 +151,12 @@ def test_operator_settings_select_the_store(monkeypatch):
     monkeypatch.setenv("MLOPS_STORE", "s3://Bad_Bucket")
     with pytest.raises(S3ConfigError, match="invalid bucket name"):
         Settings.from_env()
+
+
+def test_the_operator_refuses_an_s3_store_until_the_workloads_use_it(monkeypatch):
+    from mlops_operator.controllers.handlers import register_all
+    from mlops_operator.settings import Settings
+
+    monkeypatch.setenv("MLOPS_STORE", "s3://mlops/prod?endpoint=http://seaweedfs:8333")
+    with pytest.raises(RuntimeError, match="do not use the s3:// store yet"):
+        register_all(Settings.from_env())
