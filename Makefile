@@ -7,7 +7,7 @@ CLUSTER ?= local
 BIN      = $(VENV)/bin
 export GOTOOLCHAIN ?= local
 
-.PHONY: real-node e2e-kind images images-docker deploy crds grpc-stubs help venv system-deps binaries demo demo-kind test test-unit lint up down status constraints bench clean
+.PHONY: seaweedfs real-node e2e-kind images images-docker deploy crds grpc-stubs help venv system-deps binaries demo demo-kind test test-unit lint up down status constraints bench clean
 
 help:
 	@echo "make demo        set up everything and run the demo on the embedded local cluster"
@@ -81,7 +81,12 @@ demo-kind: venv
 	kubectl --context kind-mlops apply -f examples/local-cluster/hello.yaml
 	kubectl --context kind-mlops get deploy,rs,pods -n mlops-hello
 
-test: real-node
+# SeaweedFS for tests/integration/test_store_s3.py: built once (~9 min on 2 cores, cached under
+# ~/.cache/mlops/seaweedfs), here rather than inside a test fixture's time limit
+seaweedfs: venv
+	$(BIN)/mlops binaries --seaweedfs
+
+test: real-node seaweedfs
 	$(BIN)/pytest
 
 # The images, built here with no Docker daemon and no registry pull: a Debian base made by

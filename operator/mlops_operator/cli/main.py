@@ -65,6 +65,36 @@ def _cmd_kubeconfig(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_s3_server(a: argparse.Namespace) -> int:
+    """SeaweedFS' S3 gateway on loopback in the foreground, for an s3:// store outside a cluster."""
+    import signal
+    import threading
+    from pathlib import Path
+
+    from mlops_operator.localcluster import seaweedfs
+    from mlops_operator.localcluster.config import state_root
+
+    data = Path(a.dir) if a.dir else state_root() / "seaweedfs"
+    weed = seaweedfs.ensure_weed()
+    ident = seaweedfs.local_identity(data)
+    srv = seaweedfs.SeaweedServer(data, [ident], binary=weed, s3_port=a.port).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        srv.create_bucket(a.bucket)
+        # the credentials stay in their file (0600): never printed
+        print(f"S3 endpoint   {srv.endpoint}\n"
+              f"store URI     s3://{a.bucket}/mlops?endpoint={srv.endpoint}\n"
+              f"credentials   {data / 'credentials.env'} (set -a; . that file; set +a)\n"
+              f"data, log     {data}", flush=True)
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.stop()
+    return 0
+
+
 def _cmd_binaries(a: argparse.Namespace) -> int:
     from mlops_operator.localcluster import binaries
 
@@ -73,6 +103,10 @@ def _cmd_binaries(a: argparse.Namespace) -> int:
         from mlops_operator.localcluster import nodebins
 
         paths.update(nodebins.ensure_node_binaries())
+    if a.seaweedfs:
+        from mlops_operator.localcluster import seaweedfs
+
+        paths["weed"] = seaweedfs.ensure_weed()
     for name, path in sorted(paths.items()):
         print(f"{name:<24} {path}")
     return 0
@@ -194,7 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-download", action="store_true", help="skip the release download; build from Go modules")
     b.add_argument("--real-node", action="store_true",
                    help="also the real node's: kubelet, containerd, runc, CNI plugins, crictl, CoreDNS")
+    b.add_argument("--seaweedfs", action="store_true",
+                   help="also SeaweedFS' `weed` (the local S3 server for s3:// stores; ~5-9 min to build once)")
     b.set_defaults(func=_cmd_binaries)
+
+    s3 = sub.add_parser("s3-server", help="run SeaweedFS' S3 gateway on loopback (foreground) for an s3:// "
+                                          "store; builds weed once")
+    s3.add_argument("--dir", default=None, help="data directory (default: <state dir>/seaweedfs)")
+    s3.add_argument("--port", type=int, default=8333, help="S3 port on 127.0.0.1 (0: any free port)")
+    s3.add_argument("--bucket", default="mlops", help="bucket to create (kept when it exists)")
+    s3.set_defaults(func=_cmd_s3_server)
 
     im = sub.add_parser("images", help="build the container images with buildah (no Docker daemon), "
                                        "as OCI archives under ~/.cache/mlops/images")
