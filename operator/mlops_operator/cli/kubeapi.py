@@ -30,6 +30,10 @@ class NotFound(CliError):
     pass
 
 
+class Forbidden(CliError):
+    """403: RBAC refuses the user this call (the web view says "no permission" instead of the data)."""
+
+
 class Conflict(CliError):
     """409: the object changed since it was read (or already exists)."""
 
@@ -97,6 +101,8 @@ class Kube:
             if e.status == 404:
                 raise NotFound(f"{what} not found in namespace {self.namespace}"
                                + (" (is the mlops operator's CRD installed?)" if _crd_missing(e) else "")) from None
+            if e.status == 403:
+                raise Forbidden(f"{what}: {_api_message(e)}") from None
             if e.status == 409:
                 raise Conflict(f"{what}: {_api_message(e)}") from None
             raise CliError(f"{what}: {_api_message(e)}") from None

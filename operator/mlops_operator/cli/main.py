@@ -155,6 +155,13 @@ def _cmd_uninstall(a: argparse.Namespace) -> int:
     return uninstall(_kube(a), timeout=a.timeout, strip_finalizers=a.strip_finalizers, keep_crds=a.keep_crds)
 
 
+def _cmd_ui(a: argparse.Namespace) -> int:
+    from mlops_operator.cli.kubeapi import Kube
+    from mlops_operator.cli.ui.server import serve
+
+    return serve(Kube.connect(a.kubeconfig, a.context, a.namespace), a.address, a.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlops", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -228,6 +235,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="remove the operator's finalizer from objects it did not release (the operator is gone)")
     un.add_argument("--keep-crds", action="store_true", help="leave the CustomResourceDefinitions")
     un.set_defaults(func=_cmd_uninstall)
+
+    ui = kube(sub.add_parser("ui", help="a read-only web view of runs, versions, drift and datasets on localhost, "
+                                        "read with your kubeconfig (and its RBAC)"))
+    ui.add_argument("-n", "--namespace", default=None, help="namespace shown first (default: the context's)")
+    ui.add_argument("--address", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=8700, help="port (default 8700; 0: any free port)")
+    ui.set_defaults(func=_cmd_ui)
 
     op = sub.add_parser("operator", help="the operator").add_subparsers(dest="op", required=True)
     run = op.add_parser("run", help="run the operator against the current kubeconfig or in-cluster config")
