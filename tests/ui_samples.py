@@ -77,7 +77,7 @@ def objects() -> list[dict[str, Any]]:
                        "metrics": {"roc_auc": auc, "accuracy": round(auc - 0.08, 4), "f1": round(auc - 0.2, 4)},
                        "modelVersion": mv,
                        "promotion": {"decision": "promoted", "alias": "production", "candidateScore": auc,
-                                     "reason": "first version" if mv.endswith("v1") else "beats the champion"}},
+                                     "reason": "first version" if mv.endswith("v1") else "beats the champion " + XSS}},
         }
 
     run1 = run("propensity-initial", "LogisticRegression", {"max_iter": 200},

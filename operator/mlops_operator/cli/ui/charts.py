@@ -161,7 +161,8 @@ def bar_chart(title: str, bars: Sequence[tuple[str, float, bool]], *, rule: Rule
                    f"</text>")
     if rule is not None and _finite(rule.value) and lo <= rule.value <= hi:
         x = frame.sx(rule.value, lo, hi)
-        out.append(f'<line x1="{x:.1f}" y1="{frame.top}" x2="{x:.1f}" y2="{frame.height - 10}" stroke="{esc(rule.color)}" '
+        out.append(f'<line x1="{x:.1f}" y1="{frame.top}" x2="{x:.1f}" y2="{frame.height - 10}" '
+                   f'stroke="{esc(rule.color)}" '
                    f'class="rule" data-rule="{esc(rule.label)}"/><text x="{x + 3:.1f}" y="{frame.height - 2}" '
                    f'class="rule-label">{esc(rule.label)}</text>')
     return _svg("bar", title, "".join(out), frame)

@@ -40,7 +40,9 @@ svg.chart{background:#fff;border:1px solid #e3e3e3;margin:4px 8px 4px 0}
 svg .axis{stroke:#999}svg .tick{font-size:10px;fill:#555}svg .chart-title{font-size:12px;font-weight:600}
 svg .rule{stroke-dasharray:4 3}svg .mark{stroke-dasharray:2 2;stroke-width:1.5}
 svg .rule-label{font-size:10px;fill:#555}svg .legend{font-size:11px}svg .chart-empty{fill:#888;font-style:italic}
-.lineage{margin:4px 0}.lineage .step{display:inline-block;background:#f4f7fa;border:1px solid #dde3ea;border-radius:4px;padding:1px 6px;margin:2px 0}
+.lineage{margin:4px 0}
+.lineage .step{display:inline-block;background:#f4f7fa;border:1px solid #dde3ea;border-radius:4px;
+  padding:1px 6px;margin:2px 0}
 svg .bar{fill:#9dbbe0}svg .bar.hi{fill:#d9534f}
 """
 

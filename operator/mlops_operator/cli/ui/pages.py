@@ -66,8 +66,8 @@ def overview_page(ns: str, listings: list[Listing], *, context: str | None = Non
     """Counts per kind, with links: the landing page."""
     where = {"TrainingRun": "/runs", "ModelVersion": "/versions", "InferenceService": "/monitoring",
              "DriftMonitor": "/monitoring", "Dataset": "/datasets"}
-    rows = []
-    notes = []
+    rows: list[list[Any]] = []
+    notes: list[Markup] = []
     for li in listings:
         if li.ok:
             rows.append([link(f"{li.kind}s", where.get(li.kind, "/"), ns=ns), cell(len(li.items), "num")])
@@ -122,6 +122,11 @@ def _comparison(chosen: list[dict[str, Any]]) -> Markup:
         vals = [short_digest(v) if k == "datasetDigest" and v else v for v in f["values"]]
         rows.append([label, *[cell(v, "differs" if f["differs"] else None) for v in vals]])
     rows.append(["model version", *[it.get("modelVersion") for it in items]])
+    promos = [_status(r).get("promotion") or {} for r in chosen]
+    if any(promos):
+        rows.append(["promotion", *[f"{p.get('decision')}: {p.get('reason') or ''}" if p else "-" for p in promos]])
+    if any(_status(r).get("message") for r in chosen):
+        rows.append(["message", *[_status(r).get("message") or "-" for r in chosen]])
     rows.append([tag("b", "params"), *[""] * len(items)])
     for k, p in c["params"].items():
         rows.append([k, *[cell(fmt_value(v), "differs" if p["differs"] else None) for v in p["values"]]])
@@ -156,7 +161,8 @@ def runs_page(ns: str, runs: Listing, selected: list[str], *, context: str | Non
         value = (st.get("metrics") or {}).get(metric) if metric else None
         ds = (spec.get("dataset") or {}).get("name")
         digest = st.get("datasetDigest") or (spec.get("dataset") or {}).get("digest")
-        box = Markup(f'<input type="checkbox" name="run" value="{esc(_name(r))}"{" checked" if _name(r) in picked else ""}>')
+        checked = " checked" if _name(r) in picked else ""
+        box = Markup(f'<input type="checkbox" name="run" value="{esc(_name(r))}"{checked}>')
         mv = st.get("modelVersion")
         rows.append([box, _name(r), spec.get("modelName"), status_badge(st.get("phase")),
                      (spec.get("estimator") or {}).get("type"), f"{ds}@{short_digest(digest)}" if digest else ds,
@@ -269,7 +275,8 @@ def versions_page(ns: str, mvs: Listing, runs: Listing, datasets: Listing, servi
             ds_name = lin.get("dataset") or ((_spec(run).get("dataset") or {}).get("name") if run else None)
             lineages.append(_lineage_html(assemble(mv, run, by_ds.get(ds_name or ""), services.items), ns))
         hist_rows = [[when(t), ev.get("alias"), badge(ev.get("action"), "ok" if ev.get("action") == "assigned" else ""),
-                      name, ev.get("by"), ev.get("reason") or "-"] for t, ev, name in sorted(history, key=lambda h: h[0])]
+                      name, ev.get("by"), ev.get("reason") or "-"]
+                     for t, ev, name in sorted(history, key=lambda h: h[0])]
         body.append(tag("section", join([
             tag("h2", f"Model {m}"),
             alias_chart(history, now),
@@ -301,7 +308,7 @@ def _monitor(dm: dict[str, Any], isvc: dict[str, Any] | None, runs: list[dict[st
     drifted = condition(dm, "Drifted")
     acc_policy = spec.get("accuracy") or {}
     share_threshold = spec.get("driftShare", 0.5)
-    facts = [
+    facts: list[list[Any]] = [
         ["last evaluation", when(st.get("lastEvaluationTime"))],
         ["rows in the window", st.get("samples")],
         ["drift share", f"{fmt_value(st.get('driftShare'))} (drift at ≥ {fmt_value(share_threshold)})"],
@@ -428,8 +435,9 @@ def _dataset(ds: dict[str, Any]) -> Markup:
              cell(v.get("failedChecks") or 0, "num"),
              badge("training uses it", "ok") if v.get("id") == latest_valid else ""]
             for v in st.get("versions") or []]
-    parts: list[Any] = [head, tag("p", Markup(esc(f"source: {source}; last snapshot ") + when(st.get("lastSnapshotTime"))
-                                              + esc(f" ({st.get('lastSnapshotTrigger') or '-'})"))),
+    snapshot = Markup(esc(f"source: {source}; last snapshot ") + when(st.get("lastSnapshotTime"))
+                      + esc(f" ({st.get('lastSnapshotTrigger') or '-'})"))
+    parts: list[Any] = [head, tag("p", snapshot),
                         tag("h3", "Versions (newest first)"),
                         table(["id", "digest", "rows", "columns", "created", "validation", "failed checks", ""],
                               rows, empty="no versions yet")]

@@ -15,7 +15,6 @@ import re
 import sys
 import traceback
 from collections.abc import Callable
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -175,8 +174,8 @@ def serve(kube: Kube, address: str = "127.0.0.1", port: int = DEFAULT_PORT, quie
         srv = make_server(kube, address, port, log=(lambda m: None) if quiet else None)
     except OSError as e:
         raise CliError(f"cannot listen on {address}:{port}: {e.strerror or e}") from None
-    host, bound = srv.server_address[:2]
-    shown = f"[{host}]" if ":" in str(host) else host
+    host, bound = str(srv.server_address[0]), int(srv.server_address[1])
+    shown = f"[{host}]" if ":" in host else host
     print(f"mlops ui: http://{shown}:{bound}/runs?ns={kube.namespace}  (read-only, as {kube.user}"
           f"{' in context ' + kube.context if kube.context else ''}; Ctrl-C stops it)", flush=True)
     try:
