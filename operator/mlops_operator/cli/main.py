@@ -162,6 +162,19 @@ def _cmd_ui(a: argparse.Namespace) -> int:
     return serve(Kube.connect(a.kubeconfig, a.context, a.namespace), a.address, a.port)
 
 
+def _cmd_prometheus_config(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mlops_operator.cli.prometheus import MANIFESTS, write_config
+
+    path = write_config(a.name, Path(a.out) if a.out else None, Path(a.manifests) if a.manifests else MANIFESTS,
+                        direct=a.direct, token_seconds=a.token_seconds)
+    print(f"wrote {path} (and rules.yml, ca.crt, token beside it)\n"
+          f"run:   prometheus --config.file={path} --storage.tsdb.path={path.parent / 'data'} "
+          f"--web.listen-address=127.0.0.1:9090\ncheck: promtool check config {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlops", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -242,6 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--address", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
     ui.add_argument("--port", type=int, default=8700, help="port (default 8700; 0: any free port)")
     ui.set_defaults(func=_cmd_ui)
+
+    pc = named(sub.add_parser("prometheus-config",
+                              help="write a prometheus.yml scraping the local cluster as manifests/monitoring's "
+                                   "PodMonitors describe (Kubernetes SD, the same relabelling), with its rules, CA "
+                                   "and a token of a least-privilege ServiceAccount"))
+    pc.add_argument("--out", default=None, help="directory (default: the cluster's state directory /prometheus)")
+    pc.add_argument("--manifests", default=None, help="the monitoring kustomization (default: manifests/monitoring)")
+    pc.add_argument("--direct", action="store_true",
+                    help="scrape pod IPs directly (default: through the API server's pod proxy, as the host "
+                         "cannot route to pod IPs)")
+    pc.add_argument("--token-seconds", type=int, default=86400, help="lifetime of the token (default 24h)")
+    pc.set_defaults(func=_cmd_prometheus_config)
 
     op = sub.add_parser("operator", help="the operator").add_subparsers(dest="op", required=True)
     run = op.add_parser("run", help="run the operator against the current kubeconfig or in-cluster config")
