@@ -31,9 +31,7 @@ def apply_relabel(labels: dict[str, str], rules: list[dict]) -> dict[str, str] |
         if action == "drop" and m:
             return None
         if action == "replace" and m:
-            groups = m.groups()
-            out = re.sub(r"\$(\d+)", lambda g: (groups[int(g.group(1)) - 1] or "") if g.group(1) != "0" else value,
-                         r.get("replacement", "$1"))
+            out = m.expand(re.sub(r"\$(\d+)", r"\\g<\1>", r.get("replacement", "$1")))
             if out:
                 labels[r["target_label"]] = out
             else:
