@@ -9,16 +9,21 @@ they must render as text.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 from typing import Any
 
 XSS = '<script>alert("xss")</script><img src=x onerror=alert(1)>'
 D1, D2, D3 = "a" * 64, "b" * 64, "c" * 64
 M1, M2 = "1" * 64, "2" * 64
-T0 = "2026-11-30T10:00:00Z"
+#: the loop's start: 45 minutes ago, so times line up with the creation times a real API server sets
+BASE = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=45)).replace(microsecond=0)
 
 
 def _ts(minute: int) -> str:
-    return f"2026-11-30T10:{minute:02d}:00Z"
+    return (BASE + dt.timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+T0 = _ts(0)
 
 
 def _cond(ctype: str, status: str, reason: str = "Ok", message: str = "") -> dict[str, Any]:

@@ -90,11 +90,12 @@ def browser(tmp_path_factory):
 def screenshot(drv, name: str) -> Path:
     """The whole page (the window grown to the document's height), as a PNG artefact."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    height = drv.execute_script("return document.documentElement.scrollHeight")
-    drv.set_window_size(1300, min(max(int(height) + 40, 600), 6000))
+    size = drv.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = drv.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 8000), "scale": 1}})
     path = ARTIFACTS / f"{name}.png"
-    drv.save_screenshot(str(path))
-    drv.set_window_size(1300, 1000)
+    path.write_bytes(base64.b64decode(shot["data"]))
     return path
 
 
@@ -106,6 +107,7 @@ def page_text(drv) -> str:
 
 def test_the_pages_show_the_demo_objects_in_a_real_browser(crds: Cluster, namespace: str, browser):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     create_demo(crds, namespace)
     kube = Kube.connect(str(crds.kubeconfig), namespace=namespace)
@@ -137,6 +139,8 @@ def test_the_pages_show_the_demo_objects_in_a_real_browser(crds: Cluster, namesp
             if box.get_attribute("value") in ("propensity-pending",) and box.is_selected():
                 box.click()
         browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+        WebDriverWait(browser, 30).until(lambda d: "run=" in d.current_url and d.execute_script(
+            "return document.readyState") == "complete")
         assert "Side by side (2 runs)" in page_text(browser)
         assert "run=propensity-initial" in browser.current_url and "propensity-pending" not in browser.current_url
     assert all(p.stat().st_size > 10_000 for p in shots)
