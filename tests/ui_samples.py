@@ -140,7 +140,12 @@ def objects() -> list[dict[str, Any]]:
                      "labelledSamples": 400, "message": "window of 800 rows: no drift " + XSS}}
     lonely = {"apiVersion": av, "kind": "InferenceService", "metadata": {"name": "shadow"},
               "spec": {"model": "propensity", "version": 1}, "status": None}
-    return [copy.deepcopy(o) for o in (dataset, run1, run2, pending_run, mv1, mv2, isvc, dm, lonely)]
+    created = {"retail": 0, "propensity-initial": 1, "propensity-retrain-1": 20, "propensity-pending": 42,
+               "propensity-v1": 4, "propensity-v2": 23, "propensity": 3, "shadow": 41}
+    out = [copy.deepcopy(o) for o in (dataset, run1, run2, pending_run, mv1, mv2, isvc, dm, lonely)]
+    for o in out:  # what the API server sets (and overwrites when the browser test creates them)
+        o["metadata"]["creationTimestamp"] = _ts(created[o["metadata"]["name"]])
+    return out
 
 
 def by_kind(kind: str) -> list[dict[str, Any]]:

@@ -166,13 +166,13 @@ def test_pod_targets_carry_the_labels_kubernetes_sd_gives():
     assert [g["targets"] for g in groups] == [["10.244.0.7:8080"], ["10.244.0.7:9000"]]
     monitors, _ = pc.load_kustomization(MON)
     job = pc.prometheus_config(monitors, http_sd="http://127.0.0.1:9091/pods")["scrape_configs"][0]
-    assert job["http_sd_configs"] == [{"url": "http://127.0.0.1:9091/pods"}]
+    assert job["http_sd_configs"] == [{"url": "http://127.0.0.1:9091/pods", "refresh_interval": "10s"}]
     kept = [apply_relabel({"__address__": g["targets"][0], **g["labels"]}, job["relabel_configs"]) for g in groups]
     expected = apply_relabel(pod_target("retail", "propensity-abc", SERVER_LABELS, "http", 8080), job["relabel_configs"])
     assert kept[1] is None and {k: v for k, v in kept[0].items() if not k.startswith("__")} == \
         {k: v for k, v in expected.items() if not k.startswith("__")}
     op = pc.prometheus_config(monitors, http_sd="http://127.0.0.1:9091/pods")["scrape_configs"][1]
-    assert op["http_sd_configs"] == [{"url": "http://127.0.0.1:9091/pods?namespace=mlops-system"}]
+    assert op["http_sd_configs"][0]["url"] == "http://127.0.0.1:9091/pods?namespace=mlops-system"
 
 
 def test_promtool_accepts_the_generated_configuration(tmp_path):

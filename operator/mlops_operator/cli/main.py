@@ -175,6 +175,15 @@ def _cmd_prometheus_config(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prometheus(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mlops_operator.cli.prometheus import MANIFESTS, run_prometheus
+
+    return run_prometheus(a.name, a.port, a.sd_port, Path(a.out) if a.out else None,
+                          Path(a.manifests) if a.manifests else MANIFESTS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlops", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -267,6 +276,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "cannot route to pod IPs)")
     pc.add_argument("--token-seconds", type=int, default=86400, help="lifetime of the token (default 24h)")
     pc.set_defaults(func=_cmd_prometheus_config)
+    pr = named(sub.add_parser("prometheus", help="run Debian's prometheus on loopback, scraping the local cluster "
+                                                 "as manifests/monitoring describes, with its alert rules"))
+    pr.add_argument("--port", type=int, default=9090, help="Prometheus' port on 127.0.0.1 (default 9090)")
+    pr.add_argument("--sd-port", type=int, default=9091,
+                    help="port of the service discovery it reads the pods from (default 9091)")
+    pr.add_argument("--out", default=None, help="directory of its configuration and data (default: the cluster's "
+                                                "state directory /prometheus)")
+    pr.add_argument("--manifests", default=None, help="the monitoring kustomization (default: manifests/monitoring)")
+    pr.set_defaults(func=_cmd_prometheus)
 
     op = sub.add_parser("operator", help="the operator").add_subparsers(dest="op", required=True)
     run = op.add_parser("run", help="run the operator against the current kubeconfig or in-cluster config")

@@ -135,7 +135,8 @@ def scrape_configs(monitor: dict[str, Any], access: ApiAccess | None = None,
     if http_sd:
         names = (sd.get("namespaces") or {}).get("names") or []
         sd_key, sd_config = "http_sd_configs", {"url": http_sd + ("?" + urlencode([("namespace", n) for n in names])
-                                                                  if names else "")}
+                                                                  if names else ""),
+                                                "refresh_interval": "10s"}
     out = []
     for i, ep in enumerate(spec.get("podMetricsEndpoints") or []):
         unknown = set(ep) - ENDPOINT_FIELDS

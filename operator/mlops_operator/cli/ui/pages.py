@@ -322,7 +322,8 @@ def _monitor(dm: dict[str, Any], isvc: dict[str, Any] | None, runs: list[dict[st
             drifted.get("status") or "", badge("unknown", "pending")) + esc(" " + (drifted.get("message") or "")))
          if drifted else "-"],
         ["retrainings", st.get("retrainCount") or 0],
-        ["last retraining", f"{st.get('lastRetrainTime') or '-'} ({st.get('lastTrainingRun') or 'no run'})"],
+        ["last retraining", Markup(when(st.get("lastRetrainTime"))
+                                   + esc(f" ({st.get('lastTrainingRun') or 'no run'})"))],
         ["retraining now", ((st.get("retrain") or {}).get("phase") or "-")],
         ["message", st.get("message")],
     ]
