@@ -138,7 +138,7 @@ def serve_sd(api: Any, port: int) -> ThreadingHTTPServer:
     def pods(namespaces: list[str]) -> list[dict[str, Any]]:
         # raw JSON: the typed models drop nothing we need, but cost a copy of every pod
         items: list[dict[str, Any]] = []
-        for ns in namespaces or [None]:
+        for ns in list[str | None](namespaces) or [None]:
             resp: Any = (core.list_namespaced_pod(ns, _preload_content=False) if ns
                          else core.list_pod_for_all_namespaces(_preload_content=False))
             try:
