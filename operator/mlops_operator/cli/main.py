@@ -168,7 +168,7 @@ def _cmd_prometheus_config(a: argparse.Namespace) -> int:
     from mlops_operator.cli.prometheus import MANIFESTS, write_config
 
     path = write_config(a.name, Path(a.out) if a.out else None, Path(a.manifests) if a.manifests else MANIFESTS,
-                        direct=a.direct, token_seconds=a.token_seconds)
+                        direct=a.direct, token_seconds=a.token_seconds, http_sd=a.http_sd)
     print(f"wrote {path} (and rules.yml, ca.crt, token beside it)\n"
           f"run:   prometheus --config.file={path} --storage.tsdb.path={path.parent / 'data'} "
           f"--web.listen-address=127.0.0.1:9090\ncheck: promtool check config {path}")
@@ -275,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="scrape pod IPs directly (default: through the API server's pod proxy, as the host "
                          "cannot route to pod IPs)")
     pc.add_argument("--token-seconds", type=int, default=86400, help="lifetime of the token (default 24h)")
+    pc.add_argument("--http-sd", default=None, metavar="URL",
+                    help="discover pods from this HTTP SD endpoint instead of Kubernetes SD (Debian's prometheus "
+                         "has none; `mlops prometheus` serves one)")
     pc.set_defaults(func=_cmd_prometheus_config)
     pr = named(sub.add_parser("prometheus", help="run Debian's prometheus on loopback, scraping the local cluster "
                                                  "as manifests/monitoring describes, with its alert rules"))
