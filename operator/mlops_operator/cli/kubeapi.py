@@ -50,6 +50,7 @@ class Kube:
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None,
                 namespace: str | None = None) -> "Kube":
+        import yaml
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
 
@@ -85,6 +86,8 @@ class Kube:
             raise CliError(f"no usable cluster credentials in {path}: {e}") from None
         except OSError as e:
             raise CliError(f"cannot read kubeconfig {path}: {e}") from None
+        except yaml.YAMLError as e:
+            raise CliError(f"kubeconfig {path} is not YAML: {str(e).splitlines()[0]}") from None
         ctx = (chosen or {}).get("context") or {}
         return cls(namespace=namespace or ctx.get("namespace") or "default",
                    user=ctx.get("user") or os.environ.get("USER") or "kubectl-mlops",
