@@ -33,6 +33,8 @@ class MemoryKube(Kube):
     def list(self, plural: str, label_selector: str | None = None, all_namespaces: bool = False) -> list[dict]:
         assert not all_namespaces, "the view reads one namespace at a time"
         self.calls.append((self.namespace, plural))
+        if self.namespace == "down":
+            raise CliError("cannot reach the Kubernetes API server at https://127.0.0.1:1: Connection refused")
         if self.namespace in self.refused:
             raise Forbidden(f'{KINDS[plural]}s: {plural}.mlops.dev is forbidden: User "{self.user}" cannot list '
                             f'resource "{plural}" in the namespace "{self.namespace}" (HTTP 403)')
@@ -98,6 +100,8 @@ def test_a_namespace_without_permission_says_so_and_shows_nothing_else(view):
 
 def test_bad_input_is_a_page_not_a_crash(view):
     _, port = view
+    status, _, body = get(port, "/datasets?ns=down")
+    assert status == 502 and "cannot reach the Kubernetes API server" in body
     status, _, body = get(port, "/runs?ns=..%2Fkube-system")
     assert status == 400 and "is not a namespace name" in body
     status, _, body = get(port, "/runs?ns=" + "a" * 64)

@@ -64,7 +64,8 @@ def fetch(kube: Kube, plural: str, kind: str, selector: str | None = None) -> Li
 
 def render(kube: Kube, path: str, query: dict[str, list[str]]) -> tuple[int, str]:
     """(HTTP status, HTML) of one page for namespace ?ns= (default: the kubeconfig context's).
-    A page whose main kind the user may not list answers 403 with the page that says so."""
+    A page whose main kind the user may not list answers 403 with the page that says so; one whose
+    main kinds could not be read at all (API server unreachable) 502, with the reason."""
     ns = (query.get("ns") or [""])[0] or kube.namespace
     if not NAMESPACE.match(ns):
         return 400, error_page(400, f"{ns[:80]!r} is not a namespace name (lower-case letters, digits and '-').")
@@ -101,7 +102,9 @@ def render(kube: Kube, path: str, query: dict[str, list[str]]) -> tuple[int, str
         html = pages.overview_page(ns, main, **who)
     else:
         return 404, error_page(404, f"no page {path[:80]!r}: try /runs, /versions, /monitoring or /datasets", ns)
-    return (403 if all(li.forbidden for li in main) else 200), html
+    if all(li.forbidden for li in main):
+        return 403, html
+    return (502 if all(not li.ok for li in main) else 200), html  # e.g. the API server is unreachable
 
 
 def handler(kube: Kube, log: Callable[[str], None]) -> type[BaseHTTPRequestHandler]:
