@@ -7,7 +7,7 @@ CLUSTER ?= local
 BIN      = $(VENV)/bin
 export GOTOOLCHAIN ?= local
 
-.PHONY: seaweedfs real-node e2e-kind images images-docker deploy crds grpc-stubs help venv system-deps binaries demo demo-kind test test-unit lint up down status constraints bench clean
+.PHONY: kserve-venv seaweedfs real-node e2e-kind images images-docker deploy crds grpc-stubs help venv system-deps binaries demo demo-kind test test-unit lint up down status constraints bench clean
 
 help:
 	@echo "make demo        set up everything and run the demo on the embedded local cluster"
@@ -88,8 +88,17 @@ demo-kind: venv
 seaweedfs: venv
 	$(BIN)/mlops binaries --seaweedfs
 
-test: real-node seaweedfs
+test: real-node seaweedfs kserve-venv
 	$(BIN)/pytest
+
+# KServe's own Python client (tests/unit/test_serving_grpc.py drives our gRPC server with it):
+# kserve 0.21 does not install next to the project's pins (python-dateutil, kubernetes), so it
+# gets a virtualenv of its own under the cache, made once (~40 s)
+KSERVE_VENV ?= $(HOME)/.cache/mlops/kserve-venv
+kserve-venv:
+	@test -x $(KSERVE_VENV)/bin/python && $(KSERVE_VENV)/bin/python -c "import kserve" 2>/dev/null || { \
+	  python3 -m venv $(KSERVE_VENV) && \
+	  $(KSERVE_VENV)/bin/pip install -q --disable-pip-version-check kserve==0.21.0 grpcio==1.81.2; }
 
 # The images, built here with no Docker daemon and no registry pull: a Debian base made by
 # mmdebstrap, then buildah (apt-get install buildah mmdebstrap). OCI archives and images.json
@@ -132,7 +141,7 @@ grpc-stubs: venv
 	$(BIN)/python -m mlops_operator.serving.proto
 
 # the tests under tests/unit (marked `unit` by tests/conftest.py): no cluster, no binaries
-test-unit: venv
+test-unit: venv kserve-venv
 	$(BIN)/pytest -m unit
 
 # ruff (rules), mypy (types), lint-imports (the import layers): all configured in pyproject.toml

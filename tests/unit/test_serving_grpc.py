@@ -5,8 +5,8 @@ tritonclient does not send (typed contents, malformed protobuf, too large messag
 KServe's InferenceGRPCClient: kserve 0.21 does not install next to the project's pins (it wants
 python-dateutil<3 and kubernetes 37.0.1 where the project has 4.0 and 37.0.2, and brings fastapi,
 starlette, cloudevents and psutil), so its test runs the client in a virtualenv of its own
-(`python -m venv V && V/bin/pip install kserve==0.21.0`; set MLOPS_KSERVE_PYTHON=V/bin/python,
-default ~/.cache/mlops/kserve-venv/bin/python) and is skipped, saying so, when there is none.
+(`make kserve-venv`, which make test and make test-unit run; MLOPS_KSERVE_PYTHON=V/bin/python
+points elsewhere, default ~/.cache/mlops/kserve-venv/bin/python); without it the test fails, saying so.
 """
 
 from __future__ import annotations
@@ -601,9 +601,9 @@ KSERVE_PYTHON = Path(os.environ.get("MLOPS_KSERVE_PYTHON",
                                     Path.home() / ".cache" / "mlops" / "kserve-venv" / "bin" / "python"))
 
 
-@pytest.mark.skipif(not KSERVE_PYTHON.exists(), reason=f"no kserve virtualenv at {KSERVE_PYTHON} (see the module "
-                                                         "docstring): kserve does not install under the project's pins")
 def test_kserve_inference_grpc_client_works_unchanged(srv, art, tmp_path):
+    assert KSERVE_PYTHON.exists(), (f"no kserve virtualenv at {KSERVE_PYTHON}: `make kserve-venv` makes it (kserve "
+                                    "does not install under the project's pins); make test and test-unit do")
     frame = art.test.iloc[:9]
     want = art.model.predict_proba(frame)
     cols = tmp_path / "columns.json"
