@@ -27,7 +27,7 @@ import yaml
 from mlops_operator.cli.kubeapi import Kube
 from mlops_operator.cli.ui import server
 
-from ..conftest import REPO, Cluster
+from ..conftest import REPO, Cluster, OperatorProcess
 from ..ui_samples import XSS, objects
 
 ARTIFACTS = Path(os.environ.get("MLOPS_TEST_ARTIFACTS") or REPO / "tests" / "artifacts") / "ui"
@@ -36,7 +36,18 @@ PLURAL = {"Dataset": "datasets", "TrainingRun": "trainingruns", "ModelVersion": 
 
 
 @pytest.fixture(scope="module")
-def crds(local_cluster: Cluster) -> Cluster:
+def crds(local_cluster: Cluster, operator: OperatorProcess) -> Iterator[Cluster]:
+    """The CRDs, and no operator while these tests run: the objects' status is written here as
+    the operator would leave it, and a running operator (started by earlier tests of the
+    session) would rewrite it (an object meant to show "pending" got the operator's status)."""
+    operator.stop()
+    try:
+        yield _crds(local_cluster)
+    finally:
+        operator.start()
+
+
+def _crds(local_cluster: Cluster) -> Cluster:
     local_cluster.kubectl("apply", "-k", str(REPO / "crds"))
     for crd in (REPO / "crds").glob("*.mlops.dev.yaml"):
         local_cluster.kubectl("wait", "--for=condition=Established", f"crd/{crd.stem}", "--timeout=60s")
