@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -21,6 +23,7 @@ from mlops_operator.serving.monitor import Monitor
 from mlops_operator.settings import Settings
 
 from .test_drift_window import MODEL
+from .test_kube_pod_proxy import LoopbackApiServer
 
 
 class Pod:
@@ -155,3 +158,41 @@ def test_scrape_reads_pods_concurrently_bounded_and_reports_a_stalled_one(monkey
     assert sorted(docs) == sorted(f"pod-{i}" for i in range(32) if i != 7)
     assert problems == ["pod-7: no stats within 0.3s"]
     assert inflight[0] == 0  # the stalled read was cancelled, not left behind
+
+
+def test_scrape_keeps_off_the_shared_executor_and_its_threads_end_with_the_timeout(monkeypatch):
+    """Through a real kubernetes client and HTTP (LoopbackApiServer): 8 stalled pods first, then
+    20 answering ones. The reads run on the scrape's own threads, so the loop's default executor
+    (every other API call of the operator; here 1 thread) is never queued behind them; the
+    stalled pods cost one timeout in all, each got one request (no retry), the answering pods all
+    arrive, and no reading thread outlives the timeout by much."""
+    monkeypatch.setattr(dmc, "SCRAPE_TIMEOUT_S", 2.0)  # not less: answering reads must make it on a busy machine
+    stalled = [f"stall-{i}" for i in range(8)]
+    healthy = [f"ok-{i}" for i in range(20)]
+    pods = [{"metadata": {"name": n}} for n in stalled + healthy]
+
+    async def go() -> tuple[dict, list[str], float]:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(1))
+        task = asyncio.create_task(dmc._scrape("ns", pods, "m", 1))
+        await asyncio.sleep(0.15)  # the stalled reads are in flight
+        t = time.monotonic()
+        await loop.run_in_executor(None, lambda: None)  # what kube.call does
+        waited = time.monotonic() - t
+        docs, problems = await task
+        return docs, problems, waited
+
+    with LoopbackApiServer() as srv:
+        monkeypatch.setattr(kube, "_api", srv.client)
+        t0 = time.monotonic()
+        docs, problems, waited = asyncio.run(go())
+        elapsed = time.monotonic() - t0
+        assert waited < 0.5  # the code before: the stalled reads' 4 x 30 s
+        assert sorted(docs) == sorted(healthy)
+        assert problems == [f"{n}: no stats within 2s" for n in stalled]
+        assert elapsed < 3.5  # one timeout round (two would be 4 s): the 8 stalled reads held the 8 slots together
+        assert all(srv.requests[n] == 1 for n in stalled)
+        deadline = time.monotonic() + 3.0
+        while any(t.name.startswith("mlops-scrape") for t in threading.enumerate()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(t.name.startswith("mlops-scrape") for t in threading.enumerate())

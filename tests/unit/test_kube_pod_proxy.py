@@ -5,7 +5,13 @@ and in bytes, with a fake CoreV1Api whose answer is read like urllib3's HTTPResp
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -55,6 +61,56 @@ class FakeResponse:
 
     def release_conn(self) -> None:
         self.released = True
+
+
+class LoopbackApiServer:
+    """An HTTP server on a loopback port that answers pod proxy paths as the API server would:
+    pods named `stall-*` accept the request and never answer (until the server closes); the
+    others answer at once with `{"version": "1", "instance": <pod>}`. Counts the requests per
+    pod. `client()` is a real kubernetes ApiClient pointed at it (a new one per call, as
+    kube._api makes them)."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self.release = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                pod = unquote(urlsplit(self.path).path).split("/pods/", 1)[1].split(":", 1)[0]
+                outer.requests[pod] += 1
+                if pod.startswith("stall"):
+                    outer.release.wait(30)
+                    return
+                body = json.dumps({"version": "1", "instance": pod}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def client(self) -> Any:
+        from kubernetes import client as k8s
+
+        return k8s.ApiClient(k8s.Configuration(host=self.url))
+
+    def __enter__(self) -> "LoopbackApiServer":
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 @pytest.fixture()
@@ -151,3 +207,19 @@ def test_pod_proxy_get_raises_the_api_servers_error(fake_api):
     with pytest.raises(ApiException) as e:
         asyncio.run(kube.pod_proxy_get("ns", "pod-1", 8082, "v2/models/m/stats"))
     assert e.value.status == 404
+
+
+def test_pod_proxy_get_sends_a_stalled_read_once_and_ends_with_its_timeout(monkeypatch):
+    """A pod that accepts and never answers (measured through a real API server in
+    benchmarks/drift_scrape.py): urllib3's default Retry(3) sent the GET four times and held the
+    reading thread four timeouts long. Now one request, ended at the timeout, a PodProxyTimeout."""
+    with LoopbackApiServer() as srv:
+        monkeypatch.setattr(kube, "_api", srv.client)
+        t0 = time.monotonic()
+        with pytest.raises(kube.PodProxyTimeout, match="no answer within 1 s"):
+            asyncio.run(kube.pod_proxy_get("ns", "stall-0", 8082, "mlops/v1/models/m/stats?cursor=", timeout=1.0))
+        assert time.monotonic() - t0 < 2.5  # four tries would take 4 s
+        assert srv.requests["stall-0"] == 1
+        # an answering pod through the same client path
+        assert json.loads(asyncio.run(kube.pod_proxy_get("ns", "ok-0", 8082, "x", timeout=5.0))) == {
+            "version": "1", "instance": "ok-0"}

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from concurrent.futures import Executor
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
+import urllib3
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -288,8 +290,20 @@ POD_PROXY_MAX_BYTES = 16 << 20
 _PROXY_CHUNK = 1 << 16
 
 
+#: a proxied read is sent once. urllib3's default, Retry(3), sent a GET whose answer did not come
+#: within the read timeout three more times: a pod that accepts but never answers received four
+#: requests and held the reading thread four timeouts long (120 s, measured in
+#: benchmarks/drift_scrape.py) while its caller had long given up. The caller reads again on its
+#: next tick.
+_PROXY_RETRIES = urllib3.util.Retry(total=0)
+
+
 class PodProxyError(RuntimeError):
     """A pod's answer through the proxy was too large or too slow; the message says which."""
+
+
+class PodProxyTimeout(PodProxyError):
+    """No answer, or not all of it, within the read's timeout."""
 
 
 def _proxy_request(api: client.CoreV1Api, namespace: str, target: str, path: str, timeout: float) -> Any:
@@ -318,21 +332,36 @@ def _proxy_request(api: client.CoreV1Api, namespace: str, target: str, path: str
 
 
 async def pod_proxy_get(namespace: str, pod: str, port: int, path: str, *,
-                        timeout: float = POD_PROXY_TIMEOUT_SECONDS, max_bytes: int = POD_PROXY_MAX_BYTES) -> str:
+                        timeout: float = POD_PROXY_TIMEOUT_SECONDS, max_bytes: int = POD_PROXY_MAX_BYTES,
+                        executor: Executor | None = None) -> str:
     """GET a pod's HTTP endpoint through the API server's pod proxy (works wherever the operator
     runs, in or out of the cluster; needs `pods/proxy` get).
 
     Bounded: the request has `timeout` seconds in all (urllib3's timeout bounds the connect and
     each socket read; the body is read in chunks against the same deadline, so a pod that drips
-    its answer is cut off too), and an answer over `max_bytes` is refused (PodProxyError) after
-    reading at most that much, instead of being read whole into memory."""
-    api = client.CoreV1Api(_api())
+    its answer is cut off too), sent once (no retry of a read that timed out, so the reading thread
+    ends with the timeout; PodProxyTimeout), and an answer over `max_bytes` is refused
+    (PodProxyError) after reading at most that much, instead of being read whole into memory.
+
+    The read runs on `executor` (default: the loop's), so a caller that reads many pods can keep
+    them off the executor that every other API call of the operator shares."""
+    ac = _api()
+    pools = getattr(ac.rest_client, "pool_manager", None)
+    if pools is not None:  # a client of its own (kube._api makes one per call): no retries
+        pools.connection_pool_kw["retries"] = _PROXY_RETRIES
+    api = client.CoreV1Api(ac)
     where = f"{namespace}/{pod}:{port}/{path.lstrip('/')}"
 
     def get() -> bytes:
         deadline = time.monotonic() + timeout
-        # raw bytes: the client would otherwise turn a JSON body into the str() of a dict
-        resp: Any = _proxy_request(api, namespace, f"{pod}:{port}", path, timeout)
+        try:
+            # raw bytes: the client would otherwise turn a JSON body into the str() of a dict
+            resp: Any = _proxy_request(api, namespace, f"{pod}:{port}", path, timeout)
+        except (urllib3.exceptions.TimeoutError, urllib3.exceptions.MaxRetryError) as e:
+            if isinstance(e, urllib3.exceptions.MaxRetryError) and not isinstance(
+                    e.reason, urllib3.exceptions.TimeoutError):
+                raise
+            raise PodProxyTimeout(f"{where}: no answer within {timeout:g} s") from None
         parts, size = [], 0
         try:
             for chunk in resp.stream(_PROXY_CHUNK):
@@ -341,14 +370,18 @@ async def pod_proxy_get(namespace: str, pod: str, port: int, path: str, *,
                     raise PodProxyError(f"{where}: the answer has more than {max_bytes} bytes; not read further")
                 parts.append(chunk)
                 if time.monotonic() > deadline:
-                    raise PodProxyError(f"{where}: the answer did not arrive within {timeout:g} s")
+                    raise PodProxyTimeout(f"{where}: the answer did not arrive within {timeout:g} s")
+        except urllib3.exceptions.TimeoutError:
+            resp.close()
+            raise PodProxyTimeout(f"{where}: the answer did not arrive within {timeout:g} s") from None
         except BaseException:
             resp.close()  # half read: drop the connection rather than return it to the pool
             raise
         resp.release_conn()
         return b"".join(parts)
 
-    return (await asyncio.to_thread(get)).decode()  # not call(): get() sets its own timeout
+    # not call(): get() sets its own timeout
+    return (await asyncio.get_running_loop().run_in_executor(executor, get)).decode()
 
 
 async def ensure_hpa(obj: dict[str, Any]) -> None:
