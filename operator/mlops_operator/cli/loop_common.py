@@ -48,8 +48,9 @@ class LoopResult:
     drift: dict[str, float | None] = field(default_factory=dict)
     versions: dict[str, str | None] = field(default_factory=dict)
     retrain_runs: list[str] = field(default_factory=list)
-    client_series: list[tuple[float, float]] = field(default_factory=list)  # (t, metric) per 5 s
+    client_series: list[tuple[float, float]] = field(default_factory=list)  # (t, metric) per client_bucket
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # TrainingRun status per version (v1, v2)
+    client_bucket: float = 5.0  # seconds per point of client_series
 
 
 class Kubectl:
@@ -141,6 +142,11 @@ class LoopDriver:
     landing = ""
     metric = "accuracy"
     export_prefix = "export"
+    #: windows judged after the first quiet one on the new model, before the loop ends ("after"
+    #: is the last one's); 0: end at the first
+    settle_windows = 0
+    #: seconds per point of the client-side series
+    client_bucket = 5.0
 
     def __init__(self, kubectl: Kubectl, base_url: Callable[[int], str], image: str, say: Callable[[str], None] = print,
                  timeout: float = 600):
@@ -255,7 +261,8 @@ class LoopDriver:
             self.traffic.thread.join(20)
             sampler.join(10)
             self.r.requests, self.r.failed = self.traffic.requests, list(self.traffic.failed)
-            self.r.client_series = self.traffic.series(self.t0)
+            self.r.client_series = self.traffic.series(self.t0, self.client_bucket)
+            self.r.client_bucket = self.client_bucket
             self._sample_once()
 
     def _loop(self) -> LoopResult:
@@ -300,10 +307,18 @@ class LoopDriver:
         after = self.wait(lambda: (lambda ev: ev if ev and ev[-1]["_drifted"] == "False" else None)(
             self.evaluations_after(t_v2, 1)), "Drifted=False on the new model")
         self.r.accuracy["after"], self.r.drift["after"] = after[-1].get("accuracy"), after[-1].get("driftShare")
-        self.r.accuracy["client_after"] = tr.accuracy_since(t_v2)
-        self.r.accuracy["client_before"] = tr.accuracy_since(t_before, t_shift)
         self.mark(f"Drifted=False on {self.r.versions['v2']}: drift share {self.r.drift['after']}, {m} "
                   f"{self.r.accuracy['after']}")
+        if self.settle_windows:  # windows of the new model's traffic alone: what "after" means
+            t_false = time.time()
+            settled = self.wait(lambda: self.evaluations_after(t_false, self.settle_windows),
+                                f"{self.settle_windows} more window(s) on the new model")
+            self.r.accuracy["after"], self.r.drift["after"] = (settled[-1].get("accuracy"),
+                                                               settled[-1].get("driftShare"))
+            self.mark(f"next window on {self.r.versions['v2']}: Drifted={settled[-1]['_drifted']}, drift share "
+                      f"{self.r.drift['after']}, {m} {self.r.accuracy['after']}")
+        self.r.accuracy["client_after"] = tr.accuracy_since(t_v2)
+        self.r.accuracy["client_before"] = tr.accuracy_since(t_before, t_shift)
         return self.r
 
 
@@ -352,7 +367,7 @@ def plot(r: LoopResult, path: Path, title: str = "retail purchase propensity: dr
     fig, ax = plt.subplots(figsize=(10, 4.8))
     if r.client_series:
         ax.plot([t for t, _ in r.client_series], [a for _, a in r.client_series], color="lightsteelblue",
-                label=f"{metric} per 5 s (purchases fed back)")
+                label=f"{metric} per {r.client_bucket:g} s (purchases fed back)")
     ts = [s.t for s in r.samples]
     ax.step(ts, [s.accuracy if s.accuracy is not None else float("nan") for s in r.samples], where="post",
             label=f"DriftMonitor window {metric}")

@@ -160,6 +160,8 @@ class RecommenderLoop(LoopDriver):
     landing = "recommender-landing"
     metric = METRIC
     export_prefix = "newsletter-export"
+    settle_windows = 1  # the first quiet window may hold v1's last requests; the next is v2's alone
+    client_bucket = 10.0  # about 200 purchases a point
 
     def __init__(self, kubectl: Kubectl, base_url: Callable[[int], str], image: str, say: Callable[[str], None] = print,
                  rows: int = ROWS, timeout: float = 600):
