@@ -7,7 +7,7 @@ CLUSTER ?= local
 BIN      = $(VENV)/bin
 export GOTOOLCHAIN ?= local
 
-.PHONY: real-node e2e-kind images images-docker deploy crds help venv system-deps binaries demo demo-recommender demo-kind test test-unit lint up down status constraints bench clean
+.PHONY: kserve-venv seaweedfs real-node e2e-kind images images-docker deploy crds grpc-stubs help venv system-deps binaries demo demo-recommender demo-kind test test-unit lint up down status constraints bench clean
 
 help:
 	@echo "make demo        set up everything and run the demo on the embedded local cluster"
@@ -40,6 +40,8 @@ system-deps:
 	command -v nsenter >/dev/null || missing="$$missing util-linux"; \
 	command -v nft >/dev/null || missing="$$missing nftables"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	command -v buildah >/dev/null || missing="$$missing buildah"; \
 	command -v mmdebstrap >/dev/null || missing="$$missing mmdebstrap"; \
 	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
@@ -87,8 +89,22 @@ demo-kind: venv
 	kubectl --context kind-mlops apply -f examples/local-cluster/hello.yaml
 	kubectl --context kind-mlops get deploy,rs,pods -n mlops-hello
 
-test: real-node
+# SeaweedFS for tests/integration/test_store_s3.py: built once (~9 min on 2 cores, cached under
+# ~/.cache/mlops/seaweedfs), here rather than inside a test fixture's time limit
+seaweedfs: venv
+	$(BIN)/mlops binaries --seaweedfs
+
+test: real-node seaweedfs kserve-venv
 	$(BIN)/pytest
+
+# KServe's own Python client (tests/unit/test_serving_grpc.py drives our gRPC server with it):
+# kserve 0.21 does not install next to the project's pins (python-dateutil, kubernetes), so it
+# gets a virtualenv of its own under the cache, made once (~40 s)
+KSERVE_VENV ?= $(HOME)/.cache/mlops/kserve-venv
+kserve-venv:
+	@test -x $(KSERVE_VENV)/bin/python && $(KSERVE_VENV)/bin/python -c "import kserve" 2>/dev/null || { \
+	  python3 -m venv $(KSERVE_VENV) && \
+	  $(KSERVE_VENV)/bin/pip install -q --disable-pip-version-check kserve==0.21.0 grpcio==1.81.2; }
 
 # The images, built here with no Docker daemon and no registry pull: a Debian base made by
 # mmdebstrap, then buildah (apt-get install buildah mmdebstrap). OCI archives and images.json
@@ -124,8 +140,14 @@ e2e-kind: venv
 crds: venv
 	$(BIN)/python -m mlops_operator.api.crd crds
 
+# the model server's gRPC messages (operator/mlops_operator/serving/proto): protoc from grpcio-tools
+# (dev extra) compiles grpc_predict_v2.proto into the checked-in grpc_predict_v2_pb2.py/.pyi;
+# tests/unit/test_serving_grpc.py fails when they are stale
+grpc-stubs: venv
+	$(BIN)/python -m mlops_operator.serving.proto
+
 # the tests under tests/unit (marked `unit` by tests/conftest.py): no cluster, no binaries
-test-unit: venv
+test-unit: venv kserve-venv
 	$(BIN)/pytest -m unit
 
 # ruff (rules), mypy (types), lint-imports (the import layers): all configured in pyproject.toml

@@ -333,12 +333,13 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def ours(model: dict[str, Any], uvloop: bool) -> Server:
+def ours(model: dict[str, Any], uvloop: bool, grpc_port: int = 0) -> Server:
+    """Our server; gRPC on `grpc_port` too when not 0 (benchmarks/serving_grpc.py)."""
     port = free_port()
     cmd = [sys.executable, "-m", "mlops_operator.serving", "--store-uri", model["store"], "--model-uri", model["uri"],
            "--digest", model["digest"], "--name", MODEL, "--version", VERSION, "--host", "127.0.0.1",
            "--port", str(port), "--threads", "1", "--max-batch-size", "1024", "--max-body-bytes", "4194304",
-           "--log-level", "WARNING"]
+           "--grpc-port", str(grpc_port), "--log-level", "WARNING"]
     if not uvloop:
         cmd.append("--no-uvloop")
     return Server("ours" + ("" if uvloop else " (asyncio loop)"), cmd, port, "/v2/health/ready",

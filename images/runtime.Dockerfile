@@ -20,14 +20,14 @@ COPY pyproject.toml constraints.txt ./
 RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
  && python3 -m venv /opt/mlops \
- && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+ && python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['s3']))" > requirements.txt \
  && /opt/mlops/bin/pip install --no-cache-dir --disable-pip-version-check -c constraints.txt -r requirements.txt
 COPY README.md images/slim-venv.sh ./
 COPY operator ./operator
 RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
  && /opt/mlops/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps . \
- && sh slim-venv.sh /opt/mlops mlops_operator.cli.main mlops_operator.training.job mlops_operator.training.convert mlops_operator.data.snapshot mlops_operator.serving.app
+ && sh slim-venv.sh /opt/mlops mlops_operator.cli.main mlops_operator.training.job mlops_operator.training.convert mlops_operator.data.snapshot mlops_operator.serving.app mlops_operator.store.s3
 
 FROM ${BASE}
 LABEL org.opencontainers.image.title="mlops-runtime" \

@@ -27,7 +27,8 @@ COPY operator ./operator
 RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
  && /opt/mlops/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps . \
- && sh slim-venv.sh /opt/mlops mlops_operator.serving.run mlops_operator.serving.app uvloop onnxruntime
+ && sh slim-venv.sh /opt/mlops mlops_operator.serving.run mlops_operator.serving.app \
+    mlops_operator.serving.grpc_service uvloop onnxruntime
 
 FROM ${BASE}
 LABEL org.opencontainers.image.title="mlops-server" \

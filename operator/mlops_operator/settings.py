@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .store.s3config import parse_s3_uri
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -30,6 +32,19 @@ class Settings:
     #: user who may create Datasets could otherwise read the API server, pods or the metadata
     #: endpoint through the snapshot Job. An administrator's decision, never a Dataset's.
     http_source_allow_private: bool = False
+    #: the artifact store: "" for the per-namespace PVC (file://<store_mount>, one node), or an
+    #: s3:// URI (store/s3config.py: s3://bucket/prefix?endpoint=...&region=...&pathStyle=...),
+    #: shared by every namespace, each under its own prefix <prefix>/<namespace>/ (next slice).
+    #: Holds no credential: the URI reaches Job arguments and pod specs as it is.
+    store: str = ""
+    #: s3 mode: the Secret, in each workload namespace, whose keys AWS_ACCESS_KEY_ID and
+    #: AWS_SECRET_ACCESS_KEY (optional AWS_SESSION_TOKEN) workload pods get as environment variables
+    #: (secretKeyRef: the values never pass through the operator, its logs or any status)
+    store_secret: str = "mlops-store-s3"
+
+    def __post_init__(self) -> None:
+        if self.store:
+            parse_s3_uri(self.store)  # fail at operator start, with the reason, not in every Job
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -43,8 +58,15 @@ class Settings:
             model_retention=int(e("MLOPS_MODEL_RETENTION", "10")),
             server_image=e("MLOPS_SERVER_IMAGE", "ghcr.io/mlops-dev/mlops-server:0.1.0"),
             http_source_allow_private=e("MLOPS_HTTP_SOURCE_ALLOW_PRIVATE", "").strip().lower() in ("1", "true", "yes"),
+            store=e("MLOPS_STORE", "").strip(),
+            store_secret=e("MLOPS_STORE_SECRET", "mlops-store-s3").strip(),
         )
 
     @property
+    def store_is_s3(self) -> bool:
+        return self.store.startswith("s3://")
+
+    @property
     def store_uri(self) -> str:
-        return f"file://{self.store_mount}"
+        """The root URI workloads open the store with (`--store`)."""
+        return self.store if self.store_is_s3 else f"file://{self.store_mount}"

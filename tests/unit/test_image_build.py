@@ -305,7 +305,7 @@ _LEFT_OUT = {
     "server": ["sklearn", "scipy", "pandas", "pyarrow", "onnx", "skl2onnx", "kopf", "kubernetes", "yaml",
                "cryptography"],
     "operator": ["sklearn", "pandas", "pyarrow", "onnx", "onnxruntime", "skl2onnx", "orjson", "uvloop",
-                 "cryptography"],
+                 "cryptography", "grpc", "grpcio"],
 }
 _BLOCKER = """
 import os, sys, tempfile
@@ -334,7 +334,7 @@ def test_the_model_server_runs_without_the_training_stack(tmp_path):
     onx = to_onnx(LogisticRegression().fit(X, X[:, 0] > 0), X[:1], options={"zipmap": False})
     (tmp_path / "m.onnx").write_bytes(onx.SerializeToString())
     p = _run_blocked("server", f"""
-        import mlops_operator.serving.run, mlops_operator.serving.app
+        import mlops_operator.serving.run, mlops_operator.serving.app, mlops_operator.serving.grpc_service
         import numpy as np
         from mlops_operator.serving.model import parse_onnx, session
         data = open({str(tmp_path / 'm.onnx')!r}, "rb").read()

@@ -1052,7 +1052,7 @@ def test_the_network_policy_opens_inference_and_guards_the_monitor_port():
     """manifests/networkpolicy selects the pods the operator makes and matches their ports."""
     import yaml
 
-    from mlops_operator.resources.serving import MONITOR_PORT, PORT, deployment
+    from mlops_operator.resources.serving import GRPC_PORT, MONITOR_PORT, PORT, deployment, service
     from mlops_operator.settings import Settings
 
     repo = Path(__file__).resolve().parents[2]
@@ -1067,10 +1067,15 @@ def test_the_network_policy_opens_inference_and_guards_the_monitor_port():
     pod_labels = dep["spec"]["template"]["metadata"]["labels"]
     assert pol["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
     ports = {p["name"]: p["containerPort"] for p in dep["spec"]["template"]["spec"]["containers"][0]["ports"]}
-    assert ports == {"http": PORT, "monitor": MONITOR_PORT}
+    assert ports == {"http": PORT, "grpc": GRPC_PORT, "monitor": MONITOR_PORT}
+    args = dep["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert args[args.index("--grpc-port") + 1] == str(GRPC_PORT)
+    svc_ports = {p["name"]: p for p in service(isvc)["spec"]["ports"]}
+    assert svc_ports["grpc"]["targetPort"] == GRPC_PORT and svc_ports["grpc"]["appProtocol"] == "grpc"
     rules = pol["spec"]["ingress"]
     open_rules = [r for r in rules if not r.get("from")]
-    assert [p["port"] for r in open_rules for p in r["ports"]] == [PORT]  # only inference is open
+    # only inference is open: REST and gRPC
+    assert sorted(p["port"] for r in open_rules for p in r["ports"]) == sorted([PORT, GRPC_PORT])
     guarded = [p["port"] for r in rules if r.get("from") for p in r["ports"]]
     assert set(guarded) == {MONITOR_PORT}
 

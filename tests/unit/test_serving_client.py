@@ -96,7 +96,7 @@ def _start(art, *extra: str) -> tuple[subprocess.Popen, int]:
     env = dict(os.environ)
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlops_operator.serving", "--store-uri", art.store_uri, "--model-uri", art.uri,
-         "--digest", art.digest, "--name", "retail", "--version", "3", "--host", "127.0.0.1", "--port", "0", *extra],
+         "--digest", art.digest, "--name", "retail", "--version", "3", "--host", "127.0.0.1", "--port", "0", "--grpc-port", "0", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     line = proc.stdout.readline()
     if not line.startswith("listening on"):

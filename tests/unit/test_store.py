@@ -51,13 +51,27 @@ def test_paths_cannot_escape_the_root(tmp_path):
 
 def test_open_store_schemes(tmp_path):
     assert isinstance(open_store(tmp_path.as_uri()), FileStore)
-    with pytest.raises(StoreError, match="s3:// stores are not implemented yet"):
-        open_store("s3://bucket/prefix")
-    with pytest.raises(StoreError, match="unsupported"):
-        open_store("ftp://x")
+    with pytest.raises(StoreError, match="invalid bucket name"):  # s3:// is parsed (test_store_s3config.py)
+        open_store("s3://Bad_Bucket/prefix")
+    with pytest.raises(StoreError, match="unsupported") as e:
+        open_store("ftp://user:hunter2@x")
+    assert "hunter2" not in str(e.value)
 
 
 def _file(d, name, data):
     p = d / name
     p.write_bytes(data)
     return p
+
+
+def test_verify_reports_the_store_errors_reason(tmp_path):
+    from mlops_operator.store.verify import verify
+
+    store = FileStore(tmp_path / "store")
+    digest, uri = store.put_version("models", "m", _file(tmp_path, "model.onnx", b"onnx"))
+    out = verify((tmp_path / "store").as_uri(), uri, "model.onnx", "0" * 64)
+    assert out["ok"] is False and out["reason"] == "DigestMismatch" and "does not match" in out["error"]
+    out = verify((tmp_path / "store").as_uri(), uri, "model.json", digest)
+    assert out["ok"] is False and out["reason"] == "ArtifactMissing"
+    out = verify("s3://Bad_Bucket", uri, "model.onnx", digest)
+    assert out["ok"] is False and out["reason"] == "StoreConfigInvalid"

@@ -11,7 +11,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import DURATION_PATTERN, SHA256_PATTERN, ApiModel, Condition, PodOptions, cel, each, validations
+from .base import (DNS_LABEL_PATTERN, DURATION_PATTERN, RFC3339_PATTERN, SHA256_PATTERN, ApiModel, Condition,
+                   PodOptions, cel, each, validations)
 
 ColumnType = Literal["numeric", "categorical", "boolean", "timestamp"]
 ColumnRole = Literal["feature", "label", "id", "timestamp", "ignore"]
@@ -60,6 +61,21 @@ class GeneratorSource(ApiModel):
                                                "distribution (0 = none, 1 = strongly shifted).")
 
 
+class CaptureSource(ApiModel):
+    """Traffic an InferenceService captured (its `spec.capture`), joined with the labels sent
+    back as feedback: the inputs the model saw, the label under the model's target name and
+    `captured_at`."""
+
+    inference_service: str = Field(pattern=DNS_LABEL_PATTERN, max_length=63,
+                                   description="InferenceService in the same namespace whose captured traffic to use.")
+    since: str | None = Field(None, description="Only rows captured at or after this time (RFC 3339).",
+                              pattern=RFC3339_PATTERN, max_length=40)
+    until: str | None = Field(None, description="Only rows captured before this time (RFC 3339).",
+                              pattern=RFC3339_PATTERN, max_length=40)
+    labelled_only: bool = Field(True, description="Leave out rows no label arrived for (a label joins its "
+                                                  "request by the id sent with both).")
+
+
 class Source(ApiModel):
     """Where the data comes from: set `type` and the matching block."""
 
@@ -67,14 +83,16 @@ class Source(ApiModel):
         cel("self.type != 'file' || has(self.file)", "source.type file needs source.file"),
         cel("self.type != 'http' || has(self.http)", "source.type http needs source.http"),
         cel("self.type != 'generator' || has(self.generator)", "source.type generator needs source.generator"),
-        cel("[has(self.file), has(self.http), has(self.generator)].filter(x, x).size() == 1",
-            "set exactly one of source.file, source.http, source.generator"),
+        cel("self.type != 'capture' || has(self.capture)", "source.type capture needs source.capture"),
+        cel("[has(self.file), has(self.http), has(self.generator), has(self.capture)].filter(x, x).size() == 1",
+            "set exactly one of source.file, source.http, source.generator, source.capture"),
     )}
 
-    type: Literal["file", "http", "generator"] = Field(description="Kind of source.")
+    type: Literal["file", "http", "generator", "capture"] = Field(description="Kind of source.")
     file: FileSource | None = Field(None, description="A file or directory on a volume.")
     http: HttpSource | None = Field(None, description="An http(s) download.")
     generator: GeneratorSource | None = Field(None, description="Synthetic retail data.")
+    capture: CaptureSource | None = Field(None, description="An InferenceService's captured, labelled traffic.")
 
 
 class Column(ApiModel):

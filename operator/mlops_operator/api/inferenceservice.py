@@ -76,6 +76,20 @@ class Autoscaling(ApiModel):
                                   json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
 
 
+class CaptureOptions(ApiModel):
+    """Payload capture: a share of requests, with the labels sent back for them, written to the
+    artifact store, where a Dataset with `source.type: capture` reads them (serving/capture.py)."""
+
+    sample_rate: float = Field(0.1, gt=0.0, le=1.0, description="Share of requests captured.")
+    exclude_columns: list[str] = Field(default_factory=list, max_length=500,
+                                       description="Input columns never written (privacy).",
+                                       json_schema_extra=each("An input column name."))
+    max_buffer_rows: int = Field(20_000, ge=100, le=10_000_000,
+                                 description="Rows waiting to be written at most per pod; past it rows are dropped "
+                                             "and counted (serving never waits on the store).")
+    flush_seconds: int = Field(30, ge=1, le=3600, description="Write what waits at least this often.")
+
+
 class InferenceServiceSpec(ApiModel):
     """Which model to serve and how."""
 
@@ -93,6 +107,7 @@ class InferenceServiceSpec(ApiModel):
     monitoring: MonitoringOptions = Field(default_factory=MonitoringOptions)
     rollout: RolloutOptions = Field(default_factory=RolloutOptions)
     pod: PodOptions | None = Field(None, description="Resources and scheduling of the serving pods.")
+    capture: CaptureOptions | None = Field(None, description="Payload capture, off unless set.")
 
 
 class InferenceServiceStatus(ApiModel):

@@ -30,6 +30,10 @@ class NotFound(CliError):
     pass
 
 
+class Forbidden(CliError):
+    """403: RBAC refuses the user this call (the web view says "no permission" instead of the data)."""
+
+
 class Conflict(CliError):
     """409: the object changed since it was read (or already exists)."""
 
@@ -46,6 +50,7 @@ class Kube:
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None,
                 namespace: str | None = None) -> "Kube":
+        import yaml
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
 
@@ -81,6 +86,8 @@ class Kube:
             raise CliError(f"no usable cluster credentials in {path}: {e}") from None
         except OSError as e:
             raise CliError(f"cannot read kubeconfig {path}: {e}") from None
+        except yaml.YAMLError as e:
+            raise CliError(f"kubeconfig {path} is not YAML: {str(e).splitlines()[0]}") from None
         ctx = (chosen or {}).get("context") or {}
         return cls(namespace=namespace or ctx.get("namespace") or "default",
                    user=ctx.get("user") or os.environ.get("USER") or "kubectl-mlops",
@@ -97,6 +104,8 @@ class Kube:
             if e.status == 404:
                 raise NotFound(f"{what} not found in namespace {self.namespace}"
                                + (" (is the mlops operator's CRD installed?)" if _crd_missing(e) else "")) from None
+            if e.status == 403:
+                raise Forbidden(f"{what}: {_api_message(e)}") from None
             if e.status == 409:
                 raise Conflict(f"{what}: {_api_message(e)}") from None
             raise CliError(f"{what}: {_api_message(e)}") from None

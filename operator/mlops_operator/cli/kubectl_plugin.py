@@ -7,6 +7,7 @@
     kubectl mlops promote   VERSION [--alias A]    give a version an alias (the operator moves it off the old one)
     kubectl mlops demote    VERSION --alias A      take an alias off a version
     kubectl mlops export    VERSION -o DIR         the verified ONNX bundle (model.onnx, model.json), for embedding
+    kubectl mlops ui        [--port P]             a read-only web view of all of this on localhost
 
 The logic lives in pure functions over plain dicts (tables, compare, lineage, promote, export); this
 module parses arguments, calls the API through `kubeapi.Kube`, prints, and turns every failure into
@@ -267,6 +268,12 @@ def cmd_export(kube: Kube, a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(kube: Kube, a: argparse.Namespace) -> int:
+    from .ui.server import serve
+
+    return serve(kube, a.address, a.port)
+
+
 # ------------------------------------------------------------------------------------ parser
 
 def _connection_options(p: argparse.ArgumentParser, suppress: bool) -> None:
@@ -336,6 +343,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the export pod (default 180)")
     sp.add_argument("--format", choices=FORMATS, default="table", help="report format (default table)")
     sp.set_defaults(func=cmd_export)
+
+    sp = add("ui", "a read-only web view of runs, versions, drift and datasets on localhost, with your "
+                   "kubeconfig's credentials and RBAC", output=False)
+    sp.add_argument("--address", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
+    sp.add_argument("--port", type=int, default=8700, help="port (default 8700; 0: any free port)")
+    sp.set_defaults(func=cmd_ui)
     return p
 
 

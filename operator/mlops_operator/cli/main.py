@@ -65,6 +65,36 @@ def _cmd_kubeconfig(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_s3_server(a: argparse.Namespace) -> int:
+    """SeaweedFS' S3 gateway on loopback in the foreground, for an s3:// store outside a cluster."""
+    import signal
+    import threading
+    from pathlib import Path
+
+    from mlops_operator.localcluster import seaweedfs
+    from mlops_operator.localcluster.config import state_root
+
+    data = Path(a.dir) if a.dir else state_root() / "seaweedfs"
+    weed = seaweedfs.ensure_weed()
+    ident = seaweedfs.local_identity(data)
+    srv = seaweedfs.SeaweedServer(data, [ident], binary=weed, s3_port=a.port).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        srv.create_bucket(a.bucket)
+        # the credentials stay in their file (0600): never printed
+        print(f"S3 endpoint   {srv.endpoint}\n"
+              f"store URI     s3://{a.bucket}/mlops?endpoint={srv.endpoint}\n"
+              f"credentials   {data / 'credentials.env'} (set -a; . that file; set +a)\n"
+              f"data, log     {data}", flush=True)
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.stop()
+    return 0
+
+
 def _cmd_binaries(a: argparse.Namespace) -> int:
     from mlops_operator.localcluster import binaries
 
@@ -73,6 +103,10 @@ def _cmd_binaries(a: argparse.Namespace) -> int:
         from mlops_operator.localcluster import nodebins
 
         paths.update(nodebins.ensure_node_binaries())
+    if a.seaweedfs:
+        from mlops_operator.localcluster import seaweedfs
+
+        paths["weed"] = seaweedfs.ensure_weed()
     for name, path in sorted(paths.items()):
         print(f"{name:<24} {path}")
     return 0
@@ -161,6 +195,35 @@ def _cmd_uninstall(a: argparse.Namespace) -> int:
     return uninstall(_kube(a), timeout=a.timeout, strip_finalizers=a.strip_finalizers, keep_crds=a.keep_crds)
 
 
+def _cmd_ui(a: argparse.Namespace) -> int:
+    from mlops_operator.cli.kubeapi import Kube
+    from mlops_operator.cli.ui.server import serve
+
+    return serve(Kube.connect(a.kubeconfig, a.context, a.namespace), a.address, a.port)
+
+
+def _cmd_prometheus_config(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mlops_operator.cli.prometheus import MANIFESTS, write_config
+
+    path = write_config(a.name, Path(a.out) if a.out else None, Path(a.manifests) if a.manifests else MANIFESTS,
+                        direct=a.direct, token_seconds=a.token_seconds, http_sd=a.http_sd)
+    print(f"wrote {path} (and rules.yml, ca.crt, token beside it)\n"
+          f"run:   prometheus --config.file={path} --storage.tsdb.path={path.parent / 'data'} "
+          f"--web.listen-address=127.0.0.1:9090\ncheck: promtool check config {path}")
+    return 0
+
+
+def _cmd_prometheus(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mlops_operator.cli.prometheus import MANIFESTS, run_prometheus
+
+    return run_prometheus(a.name, a.port, a.sd_port, Path(a.out) if a.out else None,
+                          Path(a.manifests) if a.manifests else MANIFESTS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlops", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -204,7 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-download", action="store_true", help="skip the release download; build from Go modules")
     b.add_argument("--real-node", action="store_true",
                    help="also the real node's: kubelet, containerd, runc, CNI plugins, crictl, CoreDNS")
+    b.add_argument("--seaweedfs", action="store_true",
+                   help="also SeaweedFS' `weed` (the local S3 server for s3:// stores; ~5-9 min to build once)")
     b.set_defaults(func=_cmd_binaries)
+
+    s3 = sub.add_parser("s3-server", help="run SeaweedFS' S3 gateway on loopback (foreground) for an s3:// "
+                                          "store; builds weed once")
+    s3.add_argument("--dir", default=None, help="data directory (default: <state dir>/seaweedfs)")
+    s3.add_argument("--port", type=int, default=8333, help="S3 port on 127.0.0.1 (0: any free port)")
+    s3.add_argument("--bucket", default="mlops", help="bucket to create (kept when it exists)")
+    s3.set_defaults(func=_cmd_s3_server)
 
     im = sub.add_parser("images", help="build the container images with buildah (no Docker daemon), "
                                        "as OCI archives under ~/.cache/mlops/images")
@@ -238,6 +310,37 @@ def build_parser() -> argparse.ArgumentParser:
                     help="remove the operator's finalizer from objects it did not release (the operator is gone)")
     un.add_argument("--keep-crds", action="store_true", help="leave the CustomResourceDefinitions")
     un.set_defaults(func=_cmd_uninstall)
+
+    ui = kube(sub.add_parser("ui", help="a read-only web view of runs, versions, drift and datasets on localhost, "
+                                        "read with your kubeconfig (and its RBAC)"))
+    ui.add_argument("-n", "--namespace", default=None, help="namespace shown first (default: the context's)")
+    ui.add_argument("--address", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=8700, help="port (default 8700; 0: any free port)")
+    ui.set_defaults(func=_cmd_ui)
+
+    pc = named(sub.add_parser("prometheus-config",
+                              help="write a prometheus.yml scraping the local cluster as manifests/monitoring's "
+                                   "PodMonitors describe (Kubernetes SD, the same relabelling), with its rules, CA "
+                                   "and a token of a least-privilege ServiceAccount"))
+    pc.add_argument("--out", default=None, help="directory (default: the cluster's state directory /prometheus)")
+    pc.add_argument("--manifests", default=None, help="the monitoring kustomization (default: manifests/monitoring)")
+    pc.add_argument("--direct", action="store_true",
+                    help="scrape pod IPs directly (default: through the API server's pod proxy, as the host "
+                         "cannot route to pod IPs)")
+    pc.add_argument("--token-seconds", type=int, default=86400, help="lifetime of the token (default 24h)")
+    pc.add_argument("--http-sd", default=None, metavar="URL",
+                    help="discover pods from this HTTP SD endpoint instead of Kubernetes SD (Debian's prometheus "
+                         "has none; `mlops prometheus` serves one)")
+    pc.set_defaults(func=_cmd_prometheus_config)
+    pr = named(sub.add_parser("prometheus", help="run Debian's prometheus on loopback, scraping the local cluster "
+                                                 "as manifests/monitoring describes, with its alert rules"))
+    pr.add_argument("--port", type=int, default=9090, help="Prometheus' port on 127.0.0.1 (default 9090)")
+    pr.add_argument("--sd-port", type=int, default=9091,
+                    help="port of the service discovery it reads the pods from (default 9091)")
+    pr.add_argument("--out", default=None, help="directory of its configuration and data (default: the cluster's "
+                                                "state directory /prometheus)")
+    pr.add_argument("--manifests", default=None, help="the monitoring kustomization (default: manifests/monitoring)")
+    pr.set_defaults(func=_cmd_prometheus)
 
     op = sub.add_parser("operator", help="the operator").add_subparsers(dest="op", required=True)
     run = op.add_parser("run", help="run the operator against the current kubeconfig or in-cluster config")

@@ -332,6 +332,12 @@ def open_source(source: dict[str, Any], source_root: Path, workdir: Path, *,
                                           shift=float(g.get("behaviourShift", 0.0)))
         return retail.batches(int(g.get("rows", 10000)), seed=int(g.get("seed", 0)),
                               behaviour_shift=float(g.get("behaviourShift", 0.0)))
+    if kind == "capture":
+        from .capture import capture_batches
+
+        c = source["capture"]
+        return capture_batches(source_root / "captures" / c["inferenceService"], since=c.get("since"),
+                               until=c.get("until"), labelled_only=bool(c.get("labelledOnly", True)))
     raise SourceError(f"unknown source type {kind!r}")
 
 

@@ -54,10 +54,15 @@ class GoBuild:
     ldflags: str = "-s -w"
     #: Debian packages the build needs (named in the error when the build fails)
     needs: tuple[str, ...] = field(default=())
+    #: `replace` directives the module's own go.mod carries: `go install mod@version` refuses a
+    #: module with replaces, and a requiring module must repeat them to build the same code
+    replaces: tuple[tuple[str, str], ...] = ()
+    #: directory under the cache (the real node's binaries under node/, others beside it)
+    cache_subdir: str = "node"
 
     @property
     def bin_dir(self) -> Path:
-        return cache_dir() / "node" / f"{self.name}-v{self.version}" / "bin"
+        return cache_dir() / self.cache_subdir / f"{self.name}-v{self.version}" / "bin"
 
     def paths(self) -> dict[str, Path]:
         return {out: self.bin_dir / out for out in self.packages.values()}
@@ -98,12 +103,23 @@ BUILDS: dict[str, GoBuild] = {
 }
 
 
+def build_gomod(spec: GoBuild) -> str:
+    """The go.mod of the build module: require the release, repeat the module's own replaces."""
+    text = f"module mlops.dev/{spec.name}build\n\ngo 1.26.0\n\nrequire {spec.module} v{spec.version}\n"
+    if spec.replaces:
+        text += "\nreplace (\n" + "".join(f"\t{old} => {new}\n" for old, new in spec.replaces) + ")\n"
+    return text
+
+
+def build_module(spec: GoBuild, progress: Progress = _say) -> None:
+    """Build `spec`'s binaries into its cache directory (atomically: a half-built cache never shows)."""
+    _build_module(spec, progress)
+
+
 def _build_module(spec: GoBuild, progress: Progress) -> None:
     work = cache_dir() / "build" / f"{spec.name}-v{spec.version}"
     work.mkdir(parents=True, exist_ok=True)
-    (work / "go.mod").write_text(
-        f"module mlops.dev/{spec.name}build\n\ngo 1.26.0\n\nrequire {spec.module} v{spec.version}\n"
-    )
+    (work / "go.mod").write_text(build_gomod(spec))
     out = work / "bin"
     out.mkdir(exist_ok=True)
     started = time.monotonic()

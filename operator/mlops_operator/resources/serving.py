@@ -11,6 +11,9 @@ from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, p
 from .store import store_volume
 
 PORT = 8080
+#: the Open Inference Protocol over gRPC (serving --grpc-port), Service port `grpc` (appProtocol
+#: grpc: HTTP/2, so meshes and gateways route it as gRPC); the port KServe's runtimes use
+GRPC_PORT = 8081
 #: feedback, stats and reference (serving --monitor-port): apart from inference, so a NetworkPolicy
 #: can let label pipelines and the API server in while inference clients stay out
 MONITOR_PORT = 8082
@@ -42,21 +45,33 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
                     "--store-uri", s.store_uri, "--model-uri", mvspec["artifact"]["uri"],
                     "--digest", mvspec["artifact"]["digest"], "--name", mvspec["model"],
                     "--version", str(mvspec["version"]), "--port", str(PORT), "--monitor-port", str(MONITOR_PORT),
+                    "--grpc-port", str(GRPC_PORT),
                     "--threads", str(server.threads),
                     "--max-batch-size", str(server.max_batch_size),
                     "--max-body-bytes", str(server.max_body_bytes)],
         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-        "ports": [{"name": "http", "containerPort": PORT}, {"name": "monitor", "containerPort": MONITOR_PORT}],
+        "ports": [{"name": "http", "containerPort": PORT}, {"name": "grpc", "containerPort": GRPC_PORT},
+                  {"name": "monitor", "containerPort": MONITOR_PORT}],
         "readinessProbe": probe,
         "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": PORT}, "periodSeconds": 10,
                           "failureThreshold": 3},
         "startupProbe": {"httpGet": {"path": "/v2/health/live", "port": PORT}, "periodSeconds": 1,
                          "failureThreshold": 120},
-        "volumeMounts": [dict(mount, readOnly=True), {"name": "tmp", "mountPath": "/tmp"}],
+        # read-only, unless the pods capture traffic into the store (their own directory there)
+        "volumeMounts": [dict(mount, readOnly=spec.capture is None), {"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": CONTAINER_SECURITY,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    if spec.capture is not None:
+        c = spec.capture
+        command: list[str] = container["command"]  # type: ignore[assignment]
+        command += ["--capture-rate", repr(c.sample_rate),
+                                 "--capture-dir", f"{s.store_mount}/captures/{name}",
+                                 "--capture-max-rows", str(c.max_buffer_rows),
+                                 "--capture-flush-seconds", str(c.flush_seconds)]
+        if c.exclude_columns:
+            command += ["--capture-exclude", ",".join(c.exclude_columns)]
     if resources:
         container["resources"] = resources
     return {
@@ -91,6 +106,8 @@ def service(isvc: dict[str, Any]) -> dict[str, Any]:
                      "ownerReferences": [owner_reference(isvc)]},
         "spec": {"selector": selector(meta["name"]),
                  "ports": [{"name": "http", "port": 80, "targetPort": PORT, "protocol": "TCP"},
+                           {"name": "grpc", "port": GRPC_PORT, "targetPort": GRPC_PORT, "protocol": "TCP",
+                            "appProtocol": "grpc"},
                            {"name": "monitor", "port": MONITOR_PORT, "targetPort": MONITOR_PORT, "protocol": "TCP"}]},
     }
 

@@ -39,6 +39,8 @@ def snapshot_job(dataset: dict[str, Any], trigger: str, frozen_schema: list[dict
             source_root = SOURCE_MOUNT
         else:
             source_root = s.store_mount
+    elif src["type"] == "capture":
+        source_root = s.store_mount  # the captures live in the artifact store (captures/<service>/)
     else:
         source_root = SOURCE_MOUNT
     pod_extra, resources = pod_options(spec.get("job"))

@@ -1,8 +1,9 @@
 """The model server that runs inside an InferenceService's Deployment.
 
-onnxruntime behind aiohttp, speaking the Open Inference Protocol (V2) and KServe V1, with
-Prometheus metrics, drift statistics (per feature, the histogram or the category counts the
-drift monitor judges, read through a cursor) and a feedback endpoint for ground truth. Modules:
+onnxruntime behind aiohttp and grpc.aio, speaking the Open Inference Protocol (V2, REST and gRPC)
+and KServe V1, with Prometheus metrics, drift statistics (per feature, the histogram or the
+category counts the drift monitor judges, read through a cursor) and a feedback endpoint for
+ground truth. Modules:
 
     config    flags / MLOPS_SERVE_* environment variables
     model     load + verify sha256 + ONNX only + tuned session + warm-up
@@ -13,6 +14,8 @@ drift monitor judges, read through a cursor) and a feedback endpoint for ground 
     feedback  ground truth -> accuracy / confusion / error sums
     metrics   request accounting and the Prometheus collector
     app       the aiohttp routes and the stats document
+    grpc_service  the same protocol over gRPC (inference.GRPCInferenceService), same checks and batches
+    proto     grpc_predict_v2.proto and its generated messages
     run       the command line and graceful shutdown
 
 `main(argv) -> int` is the entry point (`python -m mlops_operator.serving`, `mlops serve`).

@@ -80,6 +80,8 @@ import socket
 import time
 import urllib.parse
 import uuid
+
+import orjson
 from typing import Any, cast
 
 from aiohttp import web
@@ -89,6 +91,7 @@ from mlops_operator import __version__
 
 from .batcher import Batcher
 from .config import ServeConfig
+from .capture import Capture
 from .feedback import Feedback
 from .ranking_feedback import RankingFeedback
 from .metrics import RequestStats, registry
@@ -132,7 +135,11 @@ class ModelServer:
         self.start_id = uuid.uuid4().hex
         self.start_time = time.time()
         self.instance = cfg.instance or os.environ.get("POD_NAME") or socket.gethostname()
+        self.capture = self._capture() if cfg.capture_rate > 0 else None
+        self.batcher.capture = self.capture
         self.registry = registry(self)
+        #: the port gRPC listens on once started (run.serve), 0 when it does not
+        self.grpc_port = 0
         self.max_body = cfg.max_body_bytes
         self.read_timeout = cfg.read_timeout_seconds
         #: request tasks reading their body -> deadline; those _sweep cancelled for it
@@ -143,10 +150,12 @@ class ModelServer:
 
     # -- helpers ---------------------------------------------------------------------------------
     def _check_model(self, mi: dict[str, str]) -> None:
-        name = mi.get("name")
+        self.check_model(mi.get("name"), mi.get("version"))
+
+    def check_model(self, name: str | None, v: str | None) -> None:
+        """404 unless `name` is the served model and `v` (None: any) its version; REST and gRPC."""
         if name != self.spec.name:
             raise ServingError(404, f"model {name!r} is not served here; this server serves {self.spec.name!r}")
-        v = mi.get("version")
         if v is not None and v != self.spec.version:
             raise ServingError(404, f"model {name!r} has no version {v!r} here; this server serves version "
                                     f"{self.spec.version!r}")
@@ -192,6 +201,8 @@ class ModelServer:
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.batcher.close()
+        if self.capture is not None:
+            self.capture.close()  # what is buffered is written on a graceful stop
 
     # -- the data plane --------------------------------------------------------------------------
     async def infer(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
@@ -296,6 +307,9 @@ class ModelServer:
             body = await self._body(request)
             answer = self.feedback.add(body)
             rows = answer["rows"]
+            if self.capture is not None and isinstance(answer.get("id"), str):
+                # labels join captured requests by id (and row); the body was valid: read it again
+                self.capture.offer_labels(answer["id"], orjson.loads(body)["labels"])
             resp = _json(answer)
         except ServingError as e:
             resp = _error(e.status, e.message)
@@ -421,7 +435,19 @@ class ModelServer:
             "requests": self.requests.by_code(), "rows": mon.rows,
             "features": mon.features_doc(), "prediction": mon.prediction.stats(),
             "drift": mon.drift_doc(self.start_id, cursor), "feedback": self._feedback_stats(),
+            **({"capture": self.capture.stats()} if self.capture is not None else {}),
         }
+
+    def _capture(self) -> Capture:
+        m = self.model
+        return Capture(self.cfg.capture_dir, rate=self.cfg.capture_rate, instance=self.instance,
+                       start_id=self.start_id, version=self.spec.version, target=m.manifest.target,
+                       numeric=[f.name for f in m.num_features], categorical=[f.name for f in m.cat_features],
+                       boolean={f.name for f in m.num_features if f.type == "boolean"},
+                       classes=m.classes or None,
+                       exclude={c.strip() for c in self.cfg.capture_exclude.split(",") if c.strip()},
+                       max_rows=self.cfg.capture_max_rows, chunk_rows=self.cfg.capture_chunk_rows,
+                       flush_seconds=self.cfg.capture_flush_seconds)
 
     def _feedback_stats(self) -> dict[str, Any]:
         doc = self.feedback.stats()

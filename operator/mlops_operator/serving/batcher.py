@@ -51,6 +51,8 @@ class Batcher:
         self.run_rows = 0
         #: nanoseconds inside ONNX Runtime, all runs (Triton's compute_infer)
         self.run_ns = 0
+        #: payload capture (serving/capture.py), when on: offered each run's requests
+        self.capture: Any = None
         #: runs of at least this many rows go to the inference thread
         self.offload_rows = offload_rows
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="onnxruntime")
@@ -158,6 +160,8 @@ class Batcher:
 
     def _deliver(self, chunk, x: np.ndarray, cats: list[list[str]], result: dict[str, np.ndarray]) -> None:
         self.monitor.observe(x, cats, result)
+        if self.capture is not None:
+            self.capture.offer(chunk, x, cats, result)
         self.runs += 1
         if len(chunk) == 1:
             if not chunk[0][1].done():

@@ -23,6 +23,9 @@ class ServeConfig:
     host: str = "0.0.0.0"
     port: int = 8080
     monitor_port: int = 0
+    #: the command line's default is 8081; a config made in code (tests, embedding) opens no
+    #: second port unless asked
+    grpc_port: int = 0
     threads: int = 1
     max_batch_size: int = 1024
     max_body_bytes: int = 4 * 1024 * 1024
@@ -36,6 +39,12 @@ class ServeConfig:
     instance: str | None = None
     thread_rows: int = 0
     log_level: str = "INFO"
+    capture_rate: float = 0.0
+    capture_dir: str = ""
+    capture_exclude: str = ""
+    capture_max_rows: int = 20_000
+    capture_chunk_rows: int = 5_000
+    capture_flush_seconds: float = 30.0
     uvloop: bool = True
 
 
@@ -50,9 +59,12 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
     ("port", int, 8080, "port to listen on"),
     ("monitor-port", int, 0, "port of the feedback, stats and reference endpoints, apart from inference so a "
                              "NetworkPolicy can keep inference clients off them (0: the same port as inference)"),
+    ("grpc-port", int, 8081, "port of the Open Inference Protocol's gRPC service (inference.GRPCInferenceService), "
+                           "served next to REST by the same process, model and batches (0: no gRPC)"),
     ("threads", int, 1, "ONNX Runtime intra-op threads"),
     ("max-batch-size", int, 1024, "most rows in one request (more: HTTP 413)"),
-    ("max-body-bytes", int, 4 * 1024 * 1024, "largest request body (more: HTTP 413)"),
+    ("max-body-bytes", int, 4 * 1024 * 1024, "largest request body (more: HTTP 413; over gRPC, the largest "
+                                             "message: RESOURCE_EXHAUSTED)"),
     ("reservoir-size", int, 1000, "ignored (kept so that Deployments of older operators start): the server "
                                   "no longer samples raw rows, drift is judged on histograms"),
     ("window-seconds", int, 300, "ignored (kept so that Deployments of older operators start)"),
@@ -69,6 +81,13 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
     ("thread-rows", int, 0, "model runs of at least this many rows go to an inference thread while the event "
                             "loop goes on; helps when the pod has a spare core (0: every run in the event loop)"),
     ("log-level", str, "INFO", "logging level"),
+    ("capture-rate", float, 0.0, "payload capture: the share of requests whose inputs, outputs and later labels "
+                                 "are written to --capture-dir (0: off; serving/capture.py)"),
+    ("capture-dir", str, "", "directory of the capture chunks (in the artifact store's volume)"),
+    ("capture-exclude", str, "", "comma-separated input columns never captured (privacy)"),
+    ("capture-max-rows", int, 20_000, "rows buffered for capture at most; more are dropped and counted"),
+    ("capture-chunk-rows", int, 5_000, "write a chunk as soon as this many rows wait"),
+    ("capture-flush-seconds", float, 30.0, "write what waits at least this often"),
 ]
 
 
@@ -107,6 +126,8 @@ def parse(argv: list[str] | None = None) -> ServeConfig:
         problems.append("--port must be 0..65535 (0: any free port)")
     if not 0 <= cfg.monitor_port < 65536 or (cfg.monitor_port and cfg.monitor_port == cfg.port):
         problems.append("--monitor-port must be 0 (the inference port) or another port 1..65535")
+    if not 0 <= cfg.grpc_port < 65536 or (cfg.grpc_port and cfg.grpc_port in (cfg.port, cfg.monitor_port)):
+        problems.append("--grpc-port must be 0 (no gRPC) or a port 1..65535 apart from --port and --monitor-port")
     for field, lo in (("threads", 1), ("max_batch_size", 1), ("max_body_bytes", 64), ("window_seconds", 1),
                       ("max_category_bytes", 32)):
         if getattr(cfg, field) < lo:
@@ -114,6 +135,12 @@ def parse(argv: list[str] | None = None) -> ServeConfig:
     for field in ("read_timeout_seconds", "idle_timeout_seconds"):
         if not getattr(cfg, field) > 0:
             problems.append(f"--{field.replace('_', '-')} must be > 0")
+    if not 0.0 <= cfg.capture_rate <= 1.0:
+        problems.append("--capture-rate must be between 0 and 1")
+    if cfg.capture_rate > 0 and not cfg.capture_dir:
+        problems.append("--capture-rate > 0 needs --capture-dir")
+    if cfg.capture_max_rows < 1 or cfg.capture_chunk_rows < 1 or not cfg.capture_flush_seconds > 0:
+        problems.append("--capture-max-rows and --capture-chunk-rows must be >= 1, --capture-flush-seconds > 0")
     if cfg.reservoir_size < 0:
         problems.append("--reservoir-size must be >= 0")
     if len(cfg.digest) != 64 or any(c not in "0123456789abcdef" for c in cfg.digest):

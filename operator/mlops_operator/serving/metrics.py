@@ -6,12 +6,18 @@ metric families only when Prometheus scrapes, on a registry of this app alone.
 
 Metrics (all with labels model, version):
 
-    mlops_serving_requests_total{endpoint, code}           requests answered, by HTTP status
-    mlops_serving_request_duration_seconds{endpoint}       histogram, handler time
-    mlops_serving_request_rows{endpoint}                   histogram, rows per request
+    mlops_serving_requests_total{endpoint, code, protocol} requests answered, by HTTP status
+    mlops_serving_request_duration_seconds{endpoint, protocol}  histogram, handler time
+    mlops_serving_request_rows{endpoint, protocol}         histogram, rows per request
+
+`protocol` is `rest` or `grpc`. A gRPC request is counted under the endpoint its REST twin has
+(ModelInfer: `infer`) with the HTTP status REST answers for the same outcome (a wrong shape is
+422 whichever way it came; grpc_service.py maps statuses to gRPC codes), so the canary's error
+rate, the alerts and the dashboard see both protocols without a second set of rules.
     mlops_serving_rows_total                               rows predicted
     mlops_serving_model_runs_total                         ONNX Runtime runs (batched)
     mlops_serving_inflight_requests                        gauge
+    mlops_serving_capture_rows_total{outcome}              payload capture: written, dropped, failed
     mlops_serving_ready                                    gauge, 1 when ready
     mlops_serving_start_time_seconds{start_id, instance}   gauge: a new start_id = counters reset
     mlops_serving_feature_values_total{feature, bin, upper}
@@ -66,11 +72,15 @@ class Histogram:
 
 class RequestStats:
     ENDPOINTS = ("infer", "predict", "feedback", "topk")
+    PROTOCOLS = ("rest", "grpc")
 
     def __init__(self) -> None:
+        #: (endpoint, HTTP status) -> requests, both protocols together (the stats document)
         self.codes: dict[tuple[str, int], int] = {}
-        self.latency = {e: Histogram(LATENCY_BUCKETS) for e in self.ENDPOINTS}
-        self.rows = {e: Histogram(ROW_BUCKETS) for e in self.ENDPOINTS}
+        #: (endpoint, HTTP status, protocol) -> requests (Prometheus)
+        self.by_protocol: dict[tuple[str, int, str], int] = {}
+        self.latency = {(e, p): Histogram(LATENCY_BUCKETS) for e in self.ENDPOINTS for p in self.PROTOCOLS}
+        self.rows = {(e, p): Histogram(ROW_BUCKETS) for e in self.ENDPOINTS for p in self.PROTOCOLS}
         self.inflight = 0
         #: per endpoint: [requests, nanoseconds] answered 2xx, and the others (Triton's
         #: inference_stats success / fail), and the epoch ms of the last 2xx inference
@@ -79,11 +89,14 @@ class RequestStats:
         self.ok_rows = 0
         self.last_ok_ms = 0
 
-    def done(self, endpoint: str, code: int, seconds: float, rows: int) -> None:
-        key = (endpoint, code)
+    def done(self, endpoint: str, code: int, seconds: float, rows: int, protocol: str = "rest") -> None:
         codes = self.codes
+        key = (endpoint, code)
         codes[key] = codes.get(key, 0) + 1
-        self.latency[endpoint].observe(seconds)
+        split = self.by_protocol
+        pkey = (endpoint, code, protocol)
+        split[pkey] = split.get(pkey, 0) + 1
+        self.latency[endpoint, protocol].observe(seconds)
         acc = self.ok[endpoint] if 200 <= code < 300 else self.failed[endpoint]
         acc[0] += 1
         acc[1] += int(seconds * 1e9)
@@ -91,9 +104,10 @@ class RequestStats:
             self.ok_rows += rows
             self.last_ok_ms = int(time.time() * 1000)
         if rows:
-            self.rows[endpoint].observe(rows)
+            self.rows[endpoint, protocol].observe(rows)
 
     def by_code(self) -> dict[str, dict[str, int]]:
+        """endpoint -> HTTP status -> requests, both protocols together (the stats document)."""
         out: dict[str, dict[str, int]] = {}
         for (e, c), n in sorted(self.codes.items()):
             out.setdefault(e, {})[str(c)] = n
@@ -116,23 +130,25 @@ class ServingCollector(Collector):
         base = [s.spec.name, s.spec.version]
         bl = ["model", "version"]
 
-        fam: Any = CounterMetricFamily("mlops_serving_requests", "Requests answered, by endpoint and HTTP status.",
-                                       labels=bl + ["endpoint", "code"])  # counters and histograms below
-        for (e, c), n in sorted(s.requests.codes.items()):
-            fam.add_metric(base + [e, str(c)], n)
+        fam: Any = CounterMetricFamily("mlops_serving_requests", "Requests answered, by endpoint, HTTP status "
+                                       "(for gRPC: the status REST answers for the same outcome) and protocol.",
+                                       labels=bl + ["endpoint", "code", "protocol"])  # counters and histograms below
+        for (e, c, p), n in sorted(s.requests.by_protocol.items()):
+            fam.add_metric(base + [e, str(c), p], n)
         yield fam
 
         fam = HistogramMetricFamily("mlops_serving_request_duration_seconds", "Time in the request handler.",
-                                    labels=bl + ["endpoint"])
-        for e, h in s.requests.latency.items():
+                                    labels=bl + ["endpoint", "protocol"])
+        for (e, p), h in s.requests.latency.items():
             if h.count:
-                fam.add_metric(base + [e], h.buckets(), h.sum)
+                fam.add_metric(base + [e, p], h.buckets(), h.sum)
         yield fam
 
-        fam = HistogramMetricFamily("mlops_serving_request_rows", "Rows per request.", labels=bl + ["endpoint"])
-        for e, h in s.requests.rows.items():
+        fam = HistogramMetricFamily("mlops_serving_request_rows", "Rows per request.",
+                                    labels=bl + ["endpoint", "protocol"])
+        for (e, p), h in s.requests.rows.items():
             if h.count:
-                fam.add_metric(base + [e], h.buckets(), h.sum)
+                fam.add_metric(base + [e, p], h.buckets(), h.sum)
         yield fam
 
         mon = s.monitor
@@ -143,6 +159,14 @@ class ServingCollector(Collector):
                                   "requests).", labels=bl)
         fam.add_metric(base, s.batcher.runs)
         yield fam
+        cap = getattr(s, "capture", None)
+        if cap is not None:
+            fam = CounterMetricFamily("mlops_serving_capture_rows", "Rows of payload capture, by outcome: written "
+                                      "to the store, dropped (buffer full), failed (the store refused).",
+                                      labels=bl + ["outcome"])
+            for outcome, n in (("written", cap.written), ("dropped", cap.dropped), ("failed", cap.failed)):
+                fam.add_metric(base + [outcome], n)
+            yield fam
         g = GaugeMetricFamily("mlops_serving_inflight_requests", "Requests being handled.", labels=bl)
         g.add_metric(base, s.requests.inflight)
         yield g

@@ -1,10 +1,12 @@
 """`python -m mlops_operator.serving ...` (and `mlops serve ...`): load, verify, warm up, serve.
 
 Lifecycle: the model is loaded, verified and warmed up before the server listens (a model that
-cannot be served exits with status 2 and says why on stderr). On SIGTERM (or SIGINT) the
-server stops being ready (readiness answers 503) but keeps serving for `--drain-delay-seconds`
-while Kubernetes takes the pod out of its endpoints, then stops listening, lets in-flight
-requests finish for up to `--grace-seconds`, and exits 0.
+cannot be served exits with status 2 and says why on stderr; a port that cannot be bound, 1). REST
+on `--port`, gRPC on `--grpc-port` (grpc_service.py; 0: none), both in one event loop. On SIGTERM
+(or SIGINT) the server stops being ready (readiness answers 503, gRPC's ServerReady false) but
+keeps serving for `--drain-delay-seconds` while Kubernetes takes the pod out of its endpoints,
+then stops listening on both, lets in-flight requests finish for up to `--grace-seconds`, and
+exits 0.
 """
 
 from __future__ import annotations
@@ -41,9 +43,24 @@ async def serve(server: Any, cfg: config.ServeConfig, started: Any = None) -> in
         await web.TCPSite(monitor, cfg.host, cfg.monitor_port, reuse_address=True).start()
         runners.append(monitor)
         log.info("feedback, stats and reference on http://%s:%d", cfg.host, cfg.monitor_port)
+    grpc_server = None
+    if cfg.grpc_port:
+        from . import grpc_service
+
+        try:
+            grpc_server, server.grpc_port = await grpc_service.start(server, cfg.host, cfg.grpc_port,
+                                                                     cfg.max_body_bytes)
+        except OSError:
+            for r in runners:
+                await r.cleanup()
+            server.close()
+            raise
+        log.info("gRPC (inference.GRPCInferenceService) on %s:%d", cfg.host, server.grpc_port)
     log.info("serving model %s version %s (%s) on http://%s:%d", cfg.name, cfg.version, server.model.digest[:12],
              cfg.host, port)
     print(f"listening on http://{cfg.host}:{port}", flush=True)
+    if grpc_server is not None:
+        print(f"listening on grpc://{cfg.host}:{server.grpc_port}", flush=True)
     if started is not None:
         started(port)
     stop = asyncio.Event()
@@ -66,6 +83,8 @@ async def serve(server: Any, cfg: config.ServeConfig, started: Any = None) -> in
     for s in list(runner.sites):
         await s.stop()
     deadline = loop.time() + cfg.grace_seconds
+    # gRPC: refuse new RPCs now, let those in flight finish within the same grace period
+    grpc_stopped = loop.create_task(grpc_server.stop(cfg.grace_seconds)) if grpc_server is not None else None
     while server.requests.inflight > 0 and loop.time() < deadline:
         await asyncio.sleep(0.01)
     if server.requests.inflight:
@@ -74,6 +93,8 @@ async def serve(server: Any, cfg: config.ServeConfig, started: Any = None) -> in
         if hasattr(r, "_shutdown_timeout"):
             r._shutdown_timeout = max(0.5, deadline - loop.time())
         await r.cleanup()
+    if grpc_stopped is not None:
+        await grpc_stopped
     server.close()
     log.info("stopped after %d requests", sum(server.requests.codes.values()))
     return 0
@@ -102,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
 
     server = ModelServer(model, cfg)
     with asyncio.Runner(loop_factory=_loop_factory(cfg)) as runner:
-        return runner.run(serve(server, cfg))
+        try:
+            return runner.run(serve(server, cfg))
+        except OSError as e:  # a port in use, say
+            print(f"error: cannot listen: {e}", file=sys.stderr, flush=True)
+            return 1
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The artifact store, addressed by URI: `file://` on a volume today, `s3://` later.
+"""The artifact store, addressed by URI: `file://` on a volume, `s3://` on an S3-compatible server.
 
 Layout (content-addressed, write-once):
 
@@ -26,11 +26,41 @@ CHUNK = 1 << 20
 
 
 class StoreError(RuntimeError):
-    pass
+    """The store cannot do what was asked. `reason` is a CamelCase word for a condition's reason
+    and an Event's reason (what a controller shows); the message says what and where, and never
+    carries a credential."""
+
+    reason = "StoreError"
 
 
 class IntegrityError(StoreError):
     """Bytes in the store do not match the digest they were addressed by."""
+
+    reason = "DigestMismatch"
+
+
+class ArtifactMissing(StoreError):
+    """No object (or file) under the key a version names."""
+
+    reason = "ArtifactMissing"
+
+
+class BucketMissing(StoreError):
+    """The bucket of an s3:// store does not exist."""
+
+    reason = "StoreBucketMissing"
+
+
+class AccessDenied(StoreError):
+    """The store refused our credentials (unknown key, bad signature) or their permissions."""
+
+    reason = "StoreAccessDenied"
+
+
+class StoreUnreachable(StoreError):
+    """The store's endpoint did not answer (refused, timed out, 5xx) within the retry budget."""
+
+    reason = "StoreUnreachable"
 
 
 def sha256_file(path: Path | str) -> str:
@@ -122,7 +152,7 @@ class FileStore(ArtifactStore):
             raise StoreError(f"{uri} is outside the store root {self.root}") from e
         path = base / _check_part(filename)
         if not path.exists():
-            raise StoreError(f"{path} is missing from the store")
+            raise ArtifactMissing(f"{path} is missing from the store")
         if digest is not None:
             got = sha256_file(path)
             if got != digest:
@@ -133,11 +163,20 @@ class FileStore(ArtifactStore):
         return open(self.local_path(uri, filename, digest), "rb")
 
 
-def open_store(uri: str) -> ArtifactStore:
-    """The store for a root URI: file:///path (s3:// is planned; it fails clearly today)."""
+def open_store(uri: str, cache_dir: Path | None = None) -> ArtifactStore:
+    """The store for a root URI: file:///path, or s3://bucket/prefix?endpoint=...&region=...&pathStyle=...
+    (store/s3config.py; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY). `cache_dir`:
+    where an s3:// store keeps the verified local copies it returns (default $MLOPS_STORE_CACHE)."""
     u = urllib.parse.urlsplit(uri)
     if u.scheme == "file":
         return FileStore(urllib.parse.unquote(u.path))
     if u.scheme == "s3":
-        raise StoreError("s3:// stores are not implemented yet; use a file:// store on a volume")
-    raise StoreError(f"unsupported store URI {uri!r}: use file:///path")
+        from .s3config import Credentials, parse_s3_uri
+
+        config = parse_s3_uri(uri)
+        try:
+            from .s3 import S3Store
+        except ImportError as e:  # the `s3` extra is not installed
+            raise StoreError(f"s3:// stores need the S3 client ({e.name}); install mlops-operator[s3]") from None
+        return S3Store(config, Credentials.from_env(), cache_dir=cache_dir)
+    raise StoreError(f"unsupported store URI scheme {u.scheme!r}: use file:///path or s3://bucket/prefix")

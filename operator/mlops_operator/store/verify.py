@@ -2,8 +2,10 @@
 
     python -m mlops_operator.store.verify --store file:///store --uri URI --file model.onnx --digest SHA
 
-Writes `{"ok": true}` or `{"ok": false, "error": "..."}` to the termination log; the
-ModelVersion controller turns that into Ready or Degraded.
+Writes `{"ok": true}` or `{"ok": false, "error": "...", "reason": "..."}` to the termination log;
+the ModelVersion controller turns that into Ready or Degraded. `reason` is the StoreError's
+(DigestMismatch, StoreUnreachable, StoreAccessDenied, StoreBucketMissing, ArtifactMissing, ...),
+or ArtifactInvalid for a model.json that does not match.
 """
 
 from __future__ import annotations
@@ -18,15 +20,18 @@ from .store import StoreError, open_store
 
 
 def verify(store_uri: str, uri: str, filename: str, digest: str) -> dict:
-    store = open_store(store_uri)
     try:
+        store = open_store(store_uri)
         store.local_path(uri, filename, digest)
         if filename == "model.onnx":
             man = read_manifest(store.local_path(uri, "model.json"))
             if man.onnx_sha256 != digest:
-                return {"ok": False, "error": f"model.json names sha256 {man.onnx_sha256}, not {digest}"}
-    except (StoreError, ValueError) as e:
-        return {"ok": False, "error": str(e)[:3000]}
+                return {"ok": False, "error": f"model.json names sha256 {man.onnx_sha256}, not {digest}",
+                        "reason": "ArtifactInvalid"}
+    except StoreError as e:
+        return {"ok": False, "error": str(e)[:3000], "reason": e.reason}
+    except ValueError as e:
+        return {"ok": False, "error": str(e)[:3000], "reason": "ArtifactInvalid"}
     return {"ok": True}
 
 

@@ -1,0 +1,197 @@
+"""Payload capture (serving/capture.py) on a real server on a loopback port, and the Dataset
+source that reads it back (data/capture.py): sampled requests and their labels land in the
+store as complete chunks, excluded columns never do, a slow or failing store costs rows (counted),
+never a request, and a Dataset version is snapshotted from the labelled traffic."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import requests
+
+from mlops_operator.data import capture as dcap
+from mlops_operator.serving import capture as scap
+
+from .test_serving import ServerThread, art, v2_inputs  # noqa: F401 - art is a fixture
+
+CAPTURE = dict(capture_rate=1.0, capture_flush_seconds=0.2, capture_chunk_rows=10_000)
+
+
+def _infer(s, a, rows, rid: str | None):
+    doc: dict[str, Any] = {"inputs": v2_inputs(rows, a.feats)}
+    if rid is not None:
+        doc["id"] = rid
+    r = requests.post(s.url + "/v2/models/retail/infer", json=doc, timeout=10)
+    assert r.status_code == 200, r.text
+    return [str(v) for v in next(o for o in r.json()["outputs"] if o["name"] == "label")["data"]]
+
+
+def _wait(pred, timeout=10.0):
+    t = time.time() + timeout
+    while time.time() < t:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_captured_requests_join_their_labels_into_dataset_rows(art, tmp_path):  # noqa: F811
+    cap = tmp_path / "captures" / "svc"
+    head = art.test.head(9)
+    with ServerThread(art.cfg(**CAPTURE, capture_dir=str(cap), capture_exclude="device")) as s:
+        preds = {rid: _infer(s, art, head.iloc[i * 3:(i + 1) * 3], rid) for i, rid in enumerate(["a", "b", "c"])}
+        _infer(s, art, head.head(2), None)  # no id: captured, never labelled
+        for rid, truth in (("a", [1, 0, 1]), ("c", [0, 0, 1])):
+            r = requests.post(s.url + "/v2/models/retail/feedback",
+                              json={"id": rid, "predictions": preds[rid], "labels": truth}, timeout=10)
+            assert r.status_code == 200, r.text
+        assert _wait(lambda: requests.get(s.url + "/mlops/v1/models/retail/stats", timeout=5).json()
+                     ["capture"]["labels"] == 6)
+        stats = requests.get(s.url + "/mlops/v1/models/retail/stats", timeout=5).json()["capture"]
+        assert stats["rows"] == 11 and stats["dropped"] == 0 and stats["failed"] == 0
+        assert 'mlops_serving_capture_rows_total{' in requests.get(s.url + "/metrics", timeout=5).text
+    assert not list(cap.glob(".*.tmp"))  # only complete chunks
+    table = pa.Table.from_batches(list(dcap.capture_batches(cap)))
+    assert table.num_rows == 6  # a and c: labelled
+    assert "device" not in table.column_names  # excluded: never written
+    assert table.column("purchased").to_pylist() == [1, 0, 1, 0, 0, 1]
+    want = head.iloc[[0, 1, 2, 6, 7, 8]]
+    got_age = np.array(table.column("age").to_pylist(), dtype=float)
+    np.testing.assert_allclose(got_age, want["age"].to_numpy(dtype=float), rtol=1e-6)
+    assert pa.types.is_timestamp(table.schema.field(dcap.TIME_COLUMN).type)
+    every = pa.Table.from_batches(list(dcap.capture_batches(cap, labelled_only=False)))
+    assert every.num_rows == 11 and every.column("purchased").null_count == 5
+    # time bounds
+    with pytest.raises(dcap.CaptureSourceError, match="no labelled captured rows"):
+        list(dcap.capture_batches(cap, since="2999-01-01T00:00:00Z"))
+
+
+def test_a_failing_store_costs_rows_never_requests(art, tmp_path):  # noqa: F811
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the capture directory should be")
+    with ServerThread(art.cfg(**CAPTURE, capture_dir=str(blocker / "svc"))) as s:
+        for i in range(5):
+            _infer(s, art, art.test.head(4), f"r{i}")
+        assert _wait(lambda: requests.get(s.url + "/mlops/v1/models/retail/stats", timeout=5).json()
+                     ["capture"]["failed"] == 20)
+        st = requests.get(s.url + "/mlops/v1/models/retail/stats", timeout=5).json()["capture"]
+        assert st["rows"] == 0 and st["lastError"]
+
+
+def test_a_slow_store_drops_rows_past_the_buffer_and_serving_never_waits(art, tmp_path, monkeypatch):  # noqa: F811
+    """The store hangs (the writer is blocked until the end of the test): every request is still
+    answered, the rows past the buffer are dropped and counted, and once the store answers again
+    what was buffered is written."""
+    import threading
+
+    release = threading.Event()
+    real_put = scap.Capture._put
+
+    def put(self, name, lines):
+        release.wait(60)
+        real_put(self, name, lines)
+
+    monkeypatch.setattr(scap.Capture, "_put", put)
+    cfg = art.cfg(capture_rate=1.0, capture_flush_seconds=0.05, capture_chunk_rows=8, capture_max_rows=8,
+                  capture_dir=str(tmp_path / "c"))
+    with ServerThread(cfg) as s:
+        for i in range(30):
+            _infer(s, art, art.test.head(4), f"r{i}")  # each answered (200) while the store hangs
+        st = requests.get(s.url + "/mlops/v1/models/retail/stats", timeout=5).json()["capture"]
+        assert st["sampledRequests"] == 30 and st["rows"] == 0
+        assert st["dropped"] >= 30 * 4 - 2 * 8  # at most the buffer and the chunk being written were kept
+        release.set()
+        assert _wait(lambda: requests.get(s.url + "/mlops/v1/models/retail/stats", timeout=5).json()
+                     ["capture"]["rows"] > 0)
+
+
+def test_capture_is_off_by_default(art):  # noqa: F811
+    with ServerThread(art.cfg()) as s:
+        _infer(s, art, art.test.head(2), "x")
+        doc = requests.get(s.url + "/mlops/v1/models/retail/stats", timeout=5).json()
+    assert "capture" not in doc and s.server.capture is None
+
+
+def test_capture_flags_are_checked():
+    from mlops_operator.serving import config as serve_config
+
+    base = ["--store-uri", "file:///s", "--model-uri", "file:///s/m", "--digest", "0" * 64, "--name", "m"]
+    with pytest.raises(SystemExit):
+        serve_config.parse(base + ["--capture-rate", "0.5"])  # no directory
+    with pytest.raises(SystemExit):
+        serve_config.parse(base + ["--capture-rate", "1.5", "--capture-dir", "/x"])
+    assert serve_config.parse(base + ["--capture-rate", "0.5", "--capture-dir", "/x"]).capture_rate == 0.5
+
+
+def test_the_deployment_captures_into_the_store_only_when_asked():
+    from mlops_operator.resources.serving import deployment
+    from mlops_operator.settings import Settings
+
+    s = Settings(runtime_image="r", store_claim="c", store_size="1Gi", store_access_mode="ReadWriteOnce",
+                 store_storage_class=None)
+    mv = {"metadata": {"name": "m-v1"}, "spec": {"model": "m", "version": 1,
+                                                   "artifact": {"uri": "file:///store/m", "digest": "a" * 64}}}
+
+    def dep(spec: dict[str, Any]) -> dict[str, Any]:
+        isvc = {"apiVersion": "mlops.dev/v1alpha1", "kind": "InferenceService",
+                "metadata": {"name": "svc", "namespace": "ns", "uid": "u"}, "spec": spec}
+        return deployment(isvc, mv, s)["spec"]["template"]["spec"]["containers"][0]
+
+    plain = dep({"model": "m"})
+    assert "--capture-rate" not in plain["command"] and plain["volumeMounts"][0]["readOnly"] is True
+    c = dep({"model": "m", "capture": {"sampleRate": 0.25, "excludeColumns": ["email", "age"]}})
+    cmd = c["command"]
+    assert cmd[cmd.index("--capture-rate") + 1] == "0.25"
+    assert cmd[cmd.index("--capture-dir") + 1] == "/store/captures/svc"
+    assert cmd[cmd.index("--capture-exclude") + 1] == "email,age"
+    assert c["volumeMounts"][0]["readOnly"] is False
+
+
+def test_a_dataset_version_from_captured_traffic(art, tmp_path):  # noqa: F811
+    """The snapshot Job's path: source.type capture -> validated, profiled Parquet version."""
+    from mlops_operator.data import snapshot
+
+    store = tmp_path / "store"
+    cap = store / "captures" / "svc"
+    with ServerThread(art.cfg(**CAPTURE, capture_dir=str(cap))) as s:
+        rows = art.test.head(60)
+        for i in range(6):
+            preds = _infer(s, art, rows.iloc[i * 10:(i + 1) * 10], f"q{i}")
+            labels = [int(v) for v in art.test["purchased"].iloc[i * 10:(i + 1) * 10]] \
+                if "purchased" in art.test else [int(p) for p in preds]
+            requests.post(s.url + "/v2/models/retail/feedback", json={"id": f"q{i}", "predictions": preds,
+                                                                      "labels": labels}, timeout=10)
+        assert _wait(lambda: requests.get(s.url + "/mlops/v1/models/retail/stats", timeout=5).json()
+                     ["capture"]["labels"] == 60)
+    spec = {"source": {"type": "capture", "capture": {"inferenceService": "svc"}}, "labelColumn": "purchased"}
+    work = tmp_path / "work"
+    work.mkdir()
+    out = snapshot.run({"name": "captured", "spec": spec}, store.as_uri(), store, work)
+    assert out["rows"] == 60 and out["validated"], out
+    assert {"age", "device", "purchased", dcap.TIME_COLUMN} <= {c["name"] for c in out["schema"]}
+
+
+def test_an_empty_capture_fails_the_snapshot_clearly(tmp_path):
+    from mlops_operator.data.sources import SourceError, open_source
+
+    with pytest.raises(SourceError, match="no captured traffic"):
+        list(open_source({"type": "capture", "capture": {"inferenceService": "svc"}}, tmp_path, tmp_path))
+    (tmp_path / "captures" / "svc").mkdir(parents=True)
+    with pytest.raises(SourceError, match="labels join requests by the id"):
+        list(open_source({"type": "capture", "capture": {"inferenceService": "svc"}}, tmp_path, tmp_path))
+
+
+def test_capture_writes_complete_chunks_only(tmp_path):
+    """A chunk is written under a temporary name and renamed: a reader lists complete files."""
+    c = scap.Capture(tmp_path, rate=1.0, instance="p", start_id="0123456789", version="1", target="y",
+                     numeric=["a"], categorical=[], boolean=set(), classes=None, flush_seconds=3600)
+    try:
+        c._put("x.requests.jsonl.gz", [b'{"t": 1}'])
+        assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["x.requests.jsonl.gz"]
+    finally:
+        c.close()
