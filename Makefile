@@ -7,12 +7,13 @@ CLUSTER ?= local
 BIN      = $(VENV)/bin
 export GOTOOLCHAIN ?= local
 
-.PHONY: kserve-venv seaweedfs real-node e2e-kind images images-docker deploy crds grpc-stubs help venv system-deps binaries demo demo-kind test test-unit lint up down status constraints bench clean
+.PHONY: kserve-venv seaweedfs real-node e2e-kind images images-docker deploy crds grpc-stubs help venv system-deps binaries demo demo-recommender demo-kind test test-unit lint up down status constraints bench clean
 
 help:
 	@echo "make demo        set up everything and run the demo on the embedded local cluster"
 	@echo "make demo NODE=process   the same on the process node (pods as processes, no images to build)"
 	@echo "make demo CLUSTER=kind   the same on a kind cluster (needs Docker and kind)"
+	@echo "make demo-recommender    the recommender's loop: top-k serving, hit rate falling and recovering (NODE= as above)"
 	@echo "make test        run the whole test suite (unit + integration on a real control plane)"
 	@echo "make test-unit   the unit tests alone (no cluster)"
 	@echo "make lint        ruff, mypy and the import layers (lint-imports); configured in pyproject.toml"
@@ -76,6 +77,11 @@ else
 demo: $(DEMO_DEPS)
 	$(BIN)/mlops demo --nodes $(NODE)
 endif
+
+# The retail recommender (issue 20): ranking, top-k serving, hit rate over time, retrained when
+# the season changes; on the same local cluster as `make demo`.
+demo-recommender: $(DEMO_DEPS)
+	$(BIN)/mlops demo-recommender --nodes $(NODE)
 
 demo-kind: venv
 	@command -v kind >/dev/null || { echo "kind is not installed (https://kind.sigs.k8s.io)"; exit 1; }

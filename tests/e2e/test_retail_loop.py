@@ -174,11 +174,11 @@ def test_a_failing_retraining_leaves_v1_serving(local_cluster: Cluster, operator
     assert any(e["reason"] == "RetrainingFailed" for e in c.get_json("events", "-n", ns)["items"])
 
 
-def _forwarder(c: Cluster, ns: str, opened: list[Forward]):
+def _forwarder(c: Cluster, ns: str, opened: list[Forward], service: str = MODEL):
     """A base URL of the InferenceService's port `remote` per call (mlops port-forward), closed
     by the caller."""
     def base_url(remote: int = 80) -> str:
-        opened.append(Forward(c, ns, remote))
+        opened.append(Forward(c, ns, remote, service))
         return opened[-1].base
     return base_url
 

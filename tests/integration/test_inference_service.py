@@ -46,10 +46,10 @@ def serving(c: Cluster, ns: str, version: str, timeout: float = 180) -> dict:
 
 
 class Forward:
-    def __init__(self, c: Cluster, ns: str, remote: int = 80):
+    def __init__(self, c: Cluster, ns: str, remote: int = 80, service: str = "propensity"):
         self.port = free_port()
         self.proc = subprocess.Popen([sys.executable, "-m", "mlops_operator.cli.main", "port-forward", "--name",
-                                      c.cfg.name, "-n", ns, "svc/propensity", f"{self.port}:{remote}"],
+                                      c.cfg.name, "-n", ns, f"svc/{service}", f"{self.port}:{remote}"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert "Forwarding from 127.0.0.1" in self.proc.stdout.readline()
         self.base = f"http://127.0.0.1:{self.port}"

@@ -156,6 +156,12 @@ def _cmd_demo(a: argparse.Namespace) -> int:
     return run_demo(a.name, nodes=[k.strip() for k in a.nodes.split(",") if k.strip()] if a.nodes else None)
 
 
+def _cmd_demo_recommender(a: argparse.Namespace) -> int:
+    from mlops_operator.cli.demo import run_recommender_demo
+
+    return run_recommender_demo(a.name, nodes=[k.strip() for k in a.nodes.split(",") if k.strip()] if a.nodes else None)
+
+
 def _cmd_operator_run(a: argparse.Namespace) -> int:
     from mlops_operator.controllers.run import run_operator
 
@@ -243,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = named(sub.add_parser("demo", help="start the local cluster and run the demo (what `make demo` runs)"))
     demo.add_argument("--nodes", default=None, help="process (default), real, or process,real (see `mlops up`)")
     demo.set_defaults(func=_cmd_demo)
+    dr = named(sub.add_parser("demo-recommender", help="start the local cluster and run the recommender's loop (what "
+                                                       "`make demo-recommender` runs)"))
+    dr.add_argument("--nodes", default=None, help="process (default), real, or process,real (see `mlops up`)")
+    dr.set_defaults(func=_cmd_demo_recommender)
     pf = named(sub.add_parser("port-forward", help="forward a loopback port to a Service or Pod of the local cluster"))
     pf.add_argument("target", help="svc/NAME or pod/NAME")
     pf.add_argument("ports", help="LOCAL:REMOTE (REMOTE is the Service port, or the pod's container port)")
