@@ -4,6 +4,7 @@ loopback, in one run.
 
     .venv/bin/python -m benchmarks.serving [--duration 8] [--rows 20000] [--batches 1,32]
                                            [--concurrency 1,8,32] [--servers ours,bare,mlserver,hello]
+                                           (also: ours-capture, ours-asyncio, hello-asyncio)
 
 The model: a GradientBoostingClassifier (100 trees, depth 3) in the project's preprocessing
 pipeline (median imputation; one-hot categories), trained on `retail.generate(rows)` with all
@@ -333,8 +334,10 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
-def ours(model: dict[str, Any], uvloop: bool, grpc_port: int = 0) -> Server:
-    """Our server; gRPC on `grpc_port` too when not 0 (benchmarks/serving_grpc.py)."""
+def ours(model: dict[str, Any], uvloop: bool, grpc_port: int = 0, capture_dir: Path | None = None,
+         capture_rate: float = 0.1) -> Server:
+    """Our server; gRPC on `grpc_port` too when not 0 (benchmarks/serving_grpc.py); with
+    `capture_dir`, payload capture of `capture_rate` of the requests into it (`ours-capture`)."""
     port = free_port()
     cmd = [sys.executable, "-m", "mlops_operator.serving", "--store-uri", model["store"], "--model-uri", model["uri"],
            "--digest", model["digest"], "--name", MODEL, "--version", VERSION, "--host", "127.0.0.1",
@@ -342,7 +345,10 @@ def ours(model: dict[str, Any], uvloop: bool, grpc_port: int = 0) -> Server:
            "--grpc-port", str(grpc_port), "--log-level", "WARNING"]
     if not uvloop:
         cmd.append("--no-uvloop")
-    return Server("ours" + ("" if uvloop else " (asyncio loop)"), cmd, port, "/v2/health/ready",
+    if capture_dir is not None:
+        cmd += ["--capture-rate", str(capture_rate), "--capture-dir", str(capture_dir)]
+    label = "ours" + ("" if uvloop else " (asyncio loop)") + (f" + capture {capture_rate:g}" if capture_dir else "")
+    return Server(label, cmd, port, "/v2/health/ready",
                   env={**os.environ, "PYTHONPATH": str(ROOT / "operator")})
 
 
@@ -489,7 +495,7 @@ def table(res: dict[str, Any]) -> str:
     br = servers.get("bare")
     lines = ["| server | batch | conns | req/s | rows/s | p50 ms | p99 ms | req/s vs MLServer | p99 vs MLServer "
              "| req/s vs hello-world | req/s vs bare |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for key in ("ours", "ours-asyncio", "bare", "mlserver", "hello", "hello-asyncio"):
+    for key in ("ours", "ours-capture", "ours-asyncio", "bare", "mlserver", "hello", "hello-asyncio"):
         r = servers.get(key)
         if not r or "points" not in r:
             continue
@@ -506,7 +512,7 @@ def table(res: dict[str, Any]) -> str:
             lines.append(f"| {r['label']} | {b} | {c} | {p['rps']:,.0f} | {p['rows_per_s']:,.0f} | "
                          f"{p['p50_ms']:.2f} | {p['p99_ms']:.2f} | {vs_ml} | {p99} | {vs_hw} | {vs_br} |")
     lines += ["", "| server | processes | RSS after the runs (MB) | start-up to ready (s) |", "|---|---|---|---|"]
-    for key in ("ours", "ours-asyncio", "bare", "mlserver", "hello", "hello-asyncio"):
+    for key in ("ours", "ours-capture", "ours-asyncio", "bare", "mlserver", "hello", "hello-asyncio"):
         r = servers.get(key)
         if r and "rss_mb" in r:
             lines.append(f"| {r['label']} | {r['processes']} | {r['rss_mb']:.0f} | {r['startup_s']:.1f} |")
@@ -539,6 +545,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="rounds over all servers; each point reports the round with the median req/s")
     ap.add_argument("--batches", default="1,32")
     ap.add_argument("--concurrency", default="1,8,32")
+    ap.add_argument("--capture-rate", type=float, default=0.1, help="share of requests ours-capture captures")
     ap.add_argument("--servers", default="ours,bare,mlserver,hello",
                     help="any of ours, ours-asyncio, bare, mlserver, hello, hello-asyncio")
     ap.add_argument("--mlserver-workers", default="0,1,2", help="parallel_workers values to sweep")
@@ -576,9 +583,11 @@ def main(argv: list[str] | None = None) -> int:
         res["ours_loop"] = "uvloop" if have_uvloop else "asyncio"
         loop_name = "uvloop" if have_uvloop else "asyncio"
         makers = {"ours": lambda: ours(model, True), "ours-asyncio": lambda: ours(model, False),
+                  "ours-capture": lambda: ours(model, True, capture_dir=work / "captures", capture_rate=a.capture_rate),
                   "bare": lambda: bare(model, loop_name), "hello": lambda: hello(loop_name),
                   "hello-asyncio": lambda: hello("asyncio")}
-        kinds = {"ours": "ours", "ours-asyncio": "ours", "bare": "bare", "hello": "hello", "hello-asyncio": "hello",
+        kinds = {"ours": "ours", "ours-asyncio": "ours", "ours-capture": "ours", "bare": "bare", "hello": "hello",
+                 "hello-asyncio": "hello",
                  "mlserver": "mlserver"}
         runs: dict[str, list[dict[str, Any]]] = {}
         best = None
