@@ -169,6 +169,7 @@ def _mutate(doc: dict[str, Any], name: str, **changes: Any) -> dict[str, Any]:
     ("unknown input", "unknown inputs: colour"),
     ("missing input", "missing inputs: price"),
     ("text price", "is not a number"),
+    ("huge price", "out of float32's range"),
     ("not json", "not valid JSON"),
 ])
 def test_bad_topk_requests_get_a_clear_400(srv, bundle, how, message):
@@ -193,6 +194,8 @@ def test_bad_topk_requests_get_a_clear_400(srv, bundle, how, message):
         doc["inputs"].append({"name": "colour", "datatype": "BYTES", "shape": [1], "data": ["red"]})
     elif how == "missing input":
         doc["inputs"] = [t for t in doc["inputs"] if t["name"] != "price"]
+    elif how == "huge price":
+        doc = _mutate(doc, "price", data=[1e39] * len(cust))
     elif how == "text price":
         doc = _mutate(doc, "price", datatype="BYTES", data=["cheap"] * len(cust))
     url = srv.url + "/v2/models/recommender-topk/infer"

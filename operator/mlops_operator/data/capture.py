@@ -59,11 +59,14 @@ def _lines(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def read_labels(directory: Path) -> dict[tuple[str, int], Any]:
+    """(request id, row) -> label, from every labels chunk (a later label for a row wins)."""
     labels: dict[tuple[str, int], Any] = {}
     for path in sorted(directory.glob("*.labels.jsonl.gz")):
         for r in _lines(path):
-            if isinstance(r.get("id"), str) and isinstance(r.get("row"), int):
-                labels[(r["id"], r["row"])] = _label(r.get("label"))
+            rid, vals = r.get("id"), r.get("labels")
+            if isinstance(rid, str) and isinstance(vals, list):
+                for i, v in enumerate(vals):
+                    labels[(rid, i)] = _label(v)
     return labels
 
 
@@ -83,16 +86,19 @@ def capture_batches(directory: Path, *, since: str | None = None, until: str | N
             t = float(r.get("t") or 0)
             if (lo is not None and t < lo) or (hi is not None and t >= hi):
                 continue
-            rid, rno = r.get("id"), r.get("row")
-            key = (rid, rno) if isinstance(rid, str) and isinstance(rno, int) else None
-            has = key is not None and key in labels
-            if labelled_only and not has:
-                continue
+            rid, n = r.get("id"), int(r.get("n") or 0)
             target = r.get("target") or "label"
-            row = dict(r.get("inputs") or {})
-            row[target] = labels[key] if key is not None and has else None
-            row[TIME_COLUMN] = datetime.fromtimestamp(t, tz=timezone.utc)
-            rows.append(row)
+            inputs = r.get("inputs") or {}
+            when = datetime.fromtimestamp(t, tz=timezone.utc)
+            for i in range(n):
+                key = (rid, i) if isinstance(rid, str) else None
+                has = key is not None and key in labels
+                if labelled_only and not has:
+                    continue
+                row = {name: col[i] for name, col in inputs.items()}
+                row[target] = labels[key] if key is not None and has else None
+                row[TIME_COLUMN] = when
+                rows.append(row)
         if rows:
             found = True
             yield pa.RecordBatch.from_pylist(rows)

@@ -292,6 +292,8 @@ class Monitor:
         self.clock = clock
         self.pending: list[tuple[np.ndarray, list[list[str]], dict[str, np.ndarray]]] = []
         self.pending_rows = 0
+        #: rows without predictions (observe_inputs), counted with the others at sync
+        self.pending_inputs: list[tuple[np.ndarray, list[list[str]]]] = []
         self.readings: OrderedDict[int, _Reading] = OrderedDict()
         self.cursor_seq = 0
 
@@ -312,24 +314,32 @@ class Monitor:
             self.sync()
 
     def observe_inputs(self, x: np.ndarray, cats: list[list[str]]) -> None:
-        """Count rows whose inputs the model saw without a pointwise prediction: a recommender's
-        top-k request, whose (customer, candidate) pairs are the scorer's inputs (the ranking
-        graph returns only the k best scores). Feature histograms and rows only."""
+        """Buffer rows whose inputs the model saw without a pointwise prediction: a
+        recommender's top-k request, whose (customer, candidate) pairs are the scorer's inputs
+        (the ranking graph returns only the k best scores). Feature histograms and rows only;
+        counted with the other buffered rows (sync)."""
         n = x.shape[1]
         if n == 0:
             return
         cap = self.max_category_bytes
         if cats and max(map(len, chain.from_iterable(cats))) * _WORST_ESCAPE > cap:
             cats = [cap_column(col, cap, keep) for col, keep in zip(cats, self.keep)]
-        self.sync()  # the buffered runs first: they carry predictions, these rows none
-        self.numeric.observe(x)
-        for c, col in zip(self.categorical, cats):
-            c.observe(col)
+        self.pending_inputs.append((x, cats))
+        self.pending_rows += n
         self.rows += n
+        if self.pending_rows >= FLUSH_ROWS:
+            self.sync()
 
     def sync(self) -> None:
         """Count the buffered rows."""
+        if self.pending_inputs:
+            inputs, self.pending_inputs = self.pending_inputs, []
+            x = inputs[0][0] if len(inputs) == 1 else np.concatenate([p[0] for p in inputs], axis=1)
+            self.numeric.observe(x)
+            for j, c in enumerate(self.categorical):
+                c.observe(list(chain.from_iterable(p[1][j] for p in inputs)))
         if not self.pending:
+            self.pending_rows = 0
             return
         pend, self.pending, self.pending_rows = self.pending, [], 0
         if len(pend) == 1:

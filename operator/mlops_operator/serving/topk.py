@@ -126,6 +126,19 @@ def _column(f: Feature, values: list[Any]) -> np.ndarray:
         if not all(isinstance(v, str) for v in values):
             raise bad(f"input {f.name!r}: a categorical feature takes strings (datatype BYTES)")
         return np.array(values, dtype=object).reshape(-1, 1)
+    if all(type(v) is float or type(v) is int for v in values):  # the usual case, checked with numpy
+        try:
+            a = np.asarray(values, dtype=np.float64)
+        except OverflowError:  # an integer beyond 64 bits: the loop below names it
+            a = None
+        if a is not None:
+            nan = np.isnan(a)  # NaN: how Python's json module writes a missing value
+            if nan.any() and not f.nullable:
+                raise bad(f"input {f.name!r}: null is not allowed for this feature")
+            big = ~nan & ~(np.abs(a) <= 3.4e38)
+            if big.any():
+                raise bad(f"input {f.name!r}: {values[int(np.argmax(big))]!r} is out of float32's range")
+            return a.astype(np.float32).reshape(-1, 1)
     out = np.empty(len(values), dtype=np.float32)
     for i, v in enumerate(values):
         if v is None or (isinstance(v, float) and v != v):  # null, or NaN as Python's json writes it
