@@ -82,6 +82,7 @@ import urllib.parse
 import uuid
 
 import orjson
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from aiohttp import web
@@ -227,48 +228,49 @@ class ModelServer:
         stats.done("infer", resp.status, time.perf_counter() - t0, rows)
         return resp
 
-    async def topk_infer(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
-        """A recommender's top k (serving/topk.py): `<name>-topk`, V2 infer on the ranking graph."""
+    async def _accounted(self, endpoint: str, work: Callable[[list[int]], Awaitable[web.Response]]) -> web.Response:
+        """A handler's accounting (in flight, status, time, rows) and its errors as JSON: a
+        ServingError is its status, anything else a logged 500. `work` sets rows[0] once it
+        knows them, so a request that fails later is still counted with its rows. (infer and
+        predict_v1 keep this inline: they are the hot path, where the extra call shows.)"""
         t0 = time.perf_counter()
         stats = self.requests
         stats.inflight += 1
-        rows = 0
+        rows = [0]
         try:
+            resp = await work(rows)
+        except ServingError as e:
+            resp = _error(e.status, e.message)
+        except Exception as e:
+            log.exception("%s failed", endpoint)
+            resp = _error(500, f"internal error: {type(e).__name__}: {e}")
+        stats.inflight -= 1
+        stats.done(endpoint, resp.status, time.perf_counter() - t0, rows[0])
+        return resp
+
+    async def topk_infer(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
+        """A recommender's top k (serving/topk.py): `<name>-topk`, V2 infer on the ranking graph."""
+        async def work(rows: list[int]) -> web.Response:
             if params.get("version") not in (None, self.spec.version):
                 raise ServingError(404, f"no version {params['version']!r} of {self.spec.name}{topk.SUFFIX} here")
             body = await self._body(request)
-            doc, feeds, rows, _ = topk.parse(body, self.model.topk, request.headers.get(_HEADER_LEN))
+            doc, feeds, rows[0], _ = topk.parse(body, self.model.topk, request.headers.get(_HEADER_LEN))
             result = self.model.topk.run(feeds)
             # the pairs are the scorer's inputs: counted for drift like any other request's rows
-            self.monitor.observe_inputs(*topk.pair_inputs(self.model.features, feeds, rows))
-            resp = _json(topk.response(result, self.spec.name, self.spec.version, doc.get("id")))
-        except ServingError as e:
-            resp = _error(e.status, e.message)
-        except Exception as e:
-            log.exception("topk failed")
-            resp = _error(500, f"internal error: {type(e).__name__}: {e}")
-        stats.inflight -= 1
-        stats.done("topk", resp.status, time.perf_counter() - t0, rows)
-        return resp
+            self.monitor.observe_inputs(*topk.pair_inputs(self.model.features, feeds, rows[0]))
+            return _json(topk.response(result, self.spec.name, self.spec.version, doc.get("id")))
+
+        return await self._accounted("topk", work)
 
     async def topk_feedback(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         """What was bought after a top-k answer (serving/ranking_feedback.py)."""
-        t0 = time.perf_counter()
-        self.requests.inflight += 1
-        rows = 0
-        try:
+        async def work(rows: list[int]) -> web.Response:
             assert self.ranking_feedback is not None  # the route exists only for a recommender
             answer = self.ranking_feedback.add(await self._body(request))
-            rows = answer["rows"]
-            resp = _json(answer)
-        except ServingError as e:
-            resp = _error(e.status, e.message)
-        except Exception as e:
-            log.exception("ranking feedback failed")
-            resp = _error(500, f"internal error: {type(e).__name__}: {e}")
-        self.requests.inflight -= 1
-        self.requests.done("feedback", resp.status, time.perf_counter() - t0, rows)
-        return resp
+            rows[0] = answer["rows"]
+            return _json(answer)
+
+        return await self._accounted("feedback", work)
 
     async def topk_meta(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
         return _json(topk.model_metadata(self.model.topk, self.spec.name, self.spec.version))
@@ -299,26 +301,17 @@ class ModelServer:
         return resp
 
     async def feedback_post(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
-        t0 = time.perf_counter()
-        self.requests.inflight += 1
-        rows = 0
-        try:
+        async def work(rows: list[int]) -> web.Response:
             self._check_model(params)
             body = await self._body(request)
             answer = self.feedback.add(body)
-            rows = answer["rows"]
+            rows[0] = answer["rows"]
             if self.capture is not None and isinstance(answer.get("id"), str):
                 # labels join captured requests by id (and row); the body was valid: read it again
                 self.capture.offer_labels(answer["id"], orjson.loads(body)["labels"])
-            resp = _json(answer)
-        except ServingError as e:
-            resp = _error(e.status, e.message)
-        except Exception as e:
-            log.exception("feedback failed")
-            resp = _error(500, f"internal error: {type(e).__name__}: {e}")
-        self.requests.inflight -= 1
-        self.requests.done("feedback", resp.status, time.perf_counter() - t0, rows)
-        return resp
+            return _json(answer)
+
+        return await self._accounted("feedback", work)
 
     # -- health and metadata ---------------------------------------------------------------------
     async def live(self, request: web.BaseRequest, params: dict[str, str]) -> web.Response:
