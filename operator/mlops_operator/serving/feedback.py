@@ -31,6 +31,17 @@ from .protocol import ServingError, _short, bad, unfit
 F32_MAX = float(np.finfo(np.float32).max)
 
 
+def json_object(body: bytes, what: str) -> dict[str, Any]:
+    """A feedback body's JSON object, or a 400 (`what` says what the object must hold)."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise bad(f"request body is not valid JSON: {e}") from None
+    if type(doc) is not dict:
+        raise bad(what)
+    return doc
+
+
 class Feedback:
     def __init__(self, classifier: bool, classes: list[str], max_rows: int):
         self.classifier = classifier
@@ -85,12 +96,7 @@ class Feedback:
 
     def add(self, body: bytes) -> dict[str, Any]:
         """Validate and count one feedback body; the answer says what was counted."""
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as e:
-            raise bad(f"request body is not valid JSON: {e}") from None
-        if type(doc) is not dict:
-            raise bad("feedback must be a JSON object with \"predictions\" and \"labels\"")
+        doc = json_object(body, "feedback must be a JSON object with \"predictions\" and \"labels\"")
         preds, labels = doc.get("predictions"), doc.get("labels")
         if type(preds) is not list or type(labels) is not list:
             raise unfit("feedback needs \"predictions\" and \"labels\": arrays of the same length")

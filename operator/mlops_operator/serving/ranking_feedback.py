@@ -25,8 +25,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import orjson
-
+from .feedback import json_object
 from .protocol import ServingError, bad, unfit
 
 #: the longest list a feedback row may carry (the top-k request's candidate cap)
@@ -45,12 +44,7 @@ class RankingFeedback:
 
     def add(self, body: bytes) -> dict[str, Any]:
         """Validate and count one feedback body; the answer says what was counted."""
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as e:
-            raise bad(f"request body is not valid JSON: {e}") from None
-        if type(doc) is not dict:
-            raise bad("ranking feedback must be a JSON object with \"served\" and \"bought\"")
+        doc = json_object(body, "ranking feedback must be a JSON object with \"served\" and \"bought\"")
         served, bought = doc.get("served"), doc.get("bought")
         if type(served) is not list or type(bought) is not list:
             raise unfit("ranking feedback needs \"served\" (the lists shown) and \"bought\" (per list: the item "
