@@ -18,6 +18,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -84,6 +85,15 @@ def _onnx_metrics(task: str, got: dict[str, np.ndarray], y_true: pd.Series, clas
 def champion_score(champion: dict[str, Any] | None, store, test_raw: pd.DataFrame, y_test: pd.Series, task: str,
                    metric: str) -> dict[str, Any] | None:
     """The champion's metric on the candidate's test split, through ONNX Runtime (never pickle)."""
+    return score_champion(champion, store, test_raw,
+                          lambda got, classes: _onnx_metrics(task, got, y_test, classes).get(metric))
+
+
+def score_champion(champion: dict[str, Any] | None, store, test_raw: pd.DataFrame,
+                   score: Callable[[dict[str, np.ndarray], list[str] | None], float | None]) -> dict[str, Any] | None:
+    """The champion's `score` (of its ONNX outputs on `test_raw`, and its classes), or why there
+    is none: a broken or incompatible champion never blocks a good candidate, and the reason is
+    reported. Shared by the classification/regression and the ranking trainers."""
     if not champion:
         return None
     out: dict[str, Any] = {"name": champion["name"]}
@@ -96,9 +106,8 @@ def champion_score(champion: dict[str, Any] | None, store, test_raw: pd.DataFram
             return out
         feats = [{"name": f.name, "type": f.type} for f in man.inputs]
         got = onnx_predict(onnx_path.read_bytes(), feats, pipeline.prepare_frame(test_raw, feats))
-        scores = _onnx_metrics(task, got, y_test, man.classes)
-        out["score"] = scores.get(metric)
-    except Exception as e:  # a broken champion never blocks a good candidate; the reason is reported
+        out["score"] = score(got, man.classes)
+    except Exception as e:
         out["reason"] = f"could not evaluate the champion: {type(e).__name__}: {e}"[:400]
     return out
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..store.model_manifest import ModelManifest, RankingInfo, read_manifest
+from ..store.model_manifest import ModelManifest, RankingInfo
 from . import artifact, convert, estimators, pipeline, search, topk
 from . import job as _job
 from . import ranking as rk
@@ -67,23 +67,9 @@ def _columns(spec: dict[str, Any], df: pd.DataFrame, schema: list[dict[str, Any]
 def champion_metric(champion: dict[str, Any] | None, store: Any, test_raw: pd.DataFrame, groups: np.ndarray,
                     items: np.ndarray, labels: np.ndarray, metric: str) -> dict[str, Any] | None:
     """The champion's ranking metric on the candidate's test rows, through its ONNX scorer."""
-    if not champion:
-        return None
-    out: dict[str, Any] = {"name": champion["name"]}
     family, k = _metric(metric, "promotion.metric")
-    try:
-        onnx_path = store.local_path(champion["uri"], "model.onnx", champion["digest"])
-        man = read_manifest(store.local_path(champion["uri"], "model.json"))
-        missing = [f.name for f in man.inputs if f.name not in test_raw.columns]
-        if missing:
-            out["reason"] = f"champion needs features missing from the new data: {', '.join(missing)}"
-            return out
-        feats = [{"name": f.name, "type": f.type} for f in man.inputs]
-        got = _job.onnx_predict(onnx_path.read_bytes(), feats, pipeline.prepare_frame(test_raw, feats))
-        out["score"] = getattr(rm.evaluate(groups, items, labels, rk.onnx_scores(got, man.classes), k), family)
-    except Exception as e:  # a broken champion never blocks a good candidate; the reason is reported
-        out["reason"] = f"could not evaluate the champion: {type(e).__name__}: {e}"[:400]
-    return out
+    return _job.score_champion(champion, store, test_raw, lambda got, classes: getattr(
+        rm.evaluate(groups, items, labels, rk.onnx_scores(got, classes), k), family))
 
 
 def train(doc: dict[str, Any], store: Any, df: pd.DataFrame, feats: list[dict[str, Any]], target: str,
