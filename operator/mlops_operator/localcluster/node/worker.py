@@ -48,11 +48,14 @@ class NodeContext:
     cluster_dns: str | None = None
 
 
-def _runtime_paths() -> list[str]:
+def _package_root() -> str:
     import mlops_operator
 
-    pkg_root = Path(mlops_operator.__file__).resolve().parents[1]
-    return sorted({sys.base_prefix, sys.prefix, str(pkg_root)})
+    return str(Path(mlops_operator.__file__).resolve().parents[1])
+
+
+def _runtime_paths() -> list[str]:
+    return sorted({sys.base_prefix, sys.prefix, _package_root()})
 
 
 def _iso(ts: float) -> str:
@@ -355,6 +358,9 @@ class PodWorker:
         pod["status"] = dict(pod.get("status") or {}, podIP=self.rec.pod_ip, hostIP=self.ctx.node_ip,
                              podIPs=[{"ip": self.rec.pod_ip}], hostIPs=[{"ip": self.ctx.node_ip}])
         env = podspec.container_env(pod, ctl.spec, await self._services(), cm_objs, sec_objs, self.ctx.allocatable)
+        # pods import the same package as this agent: a cluster started from another checkout (a
+        # git worktree on PYTHONPATH) runs that checkout's code in its pods, not the installed one
+        env.setdefault("PYTHONPATH", _package_root())
         argv = podspec.resolve_command(ctl.spec, env)
         ctl.env = env
         assert self.vols is not None
