@@ -1,4 +1,4 @@
-"""`kubectl mlops`: the pure parts (tables, compare, lineage, promote patches, export framing)."""
+"""`kubectl mlops`: the pure parts (tables, compare, lineage, promote patches, export checks)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from mlops_operator.cli import promote as pro
 from mlops_operator.cli import tables as tab
 from mlops_operator.cli.kubectl_plugin import build_parser
 from mlops_operator.store import FileStore
-from mlops_operator.store import dump
+from mlops_operator.store import bundle_server
+from mlops_operator.store.s3config import parse_s3_uri
 
 NOW = dt.datetime(2025, 1, 2, 12, 0, 0, tzinfo=dt.timezone.utc)
 D1 = "a" * 64
@@ -290,87 +291,60 @@ def test_demote_patch_and_current_holder():
 
 # ------------------------------------------------------------------------------------ export
 
-FILES = [("model.onnx", bytes(range(256)) * 50 + b"tail"), ("model.json", b'{"format": "x"}\n')]
+def test_bundle_server_verifies_then_serves_with_the_token(tmp_path, monkeypatch):
+    import threading
+    import urllib.error
+    import urllib.request
 
-
-@pytest.mark.parametrize("encoding", ["zlib", "raw"])
-def test_dump_round_trip(encoding):
-    lines = list(dump.encode(FILES, encoding))
-    assert lines[0] == dump.MAGIC and lines[-1] == f"{dump.END} 2"
-    assert all(len(ln) <= dump.LINE + 1 for ln in lines if ln.startswith(":"))
-    assert dump.decode("\n".join(lines) + "\n") == dict(FILES)
-
-
-def test_dump_empty_file_and_noise_tolerated():
-    lines = list(dump.encode([("empty.txt", b""), ("model.onnx", b"x" * 1000)]))
-    noisy = ["Warning: something", "another line"] + lines[:3] + ["UserWarning: interleaved"] + lines[3:]
-    assert dump.decode("\r\n".join(noisy).encode()) == {"empty.txt": b"", "model.onnx": b"x" * 1000}
-
-
-def test_dump_last_dump_wins():
-    first = list(dump.encode([("a", b"old")]))
-    second = list(dump.encode([("a", b"new")]))
-    assert dump.decode("\n".join(first[:2] + second)) == {"a": b"new"}
-
-
-def test_dump_detects_corruption():
-    lines = list(dump.encode(FILES, "raw"))
-    i = next(i for i, ln in enumerate(lines) if ln.startswith(":"))
-    flipped = lines[i][:10] + ("A" if lines[i][10] != "A" else "B") + lines[i][11:]
-    with pytest.raises(dump.DumpError, match="model.onnx: sha256"):
-        dump.decode("\n".join(lines[:i] + [flipped] + lines[i + 1:]))
-    z = list(dump.encode(FILES, "zlib"))
-    j = next(i for i, ln in enumerate(z) if ln.startswith(":"))
-    with pytest.raises(dump.DumpError, match="model.onnx"):
-        dump.decode("\n".join(z[:j] + [":" + "Zm9v" * 19] + z[j + 1:]))
-    with pytest.raises(dump.DumpError, match="not base64"):
-        dump.decode("\n".join(z[:j] + [":###"] + z[j + 1:]))
-    dropped = lines[:i] + lines[i + 1:]  # a whole line lost
-    with pytest.raises(dump.DumpError, match="bytes received"):
-        dump.decode("\n".join(dropped))
-
-
-@pytest.mark.parametrize("cut", [1, 2, 3, -3, -2, -1])
-def test_dump_detects_truncation(cut):
-    lines = list(dump.encode(FILES))
-    with pytest.raises(dump.DumpError, match="truncated|end marker"):
-        dump.decode("\n".join(lines[:cut]))
-
-
-def test_dump_rejects_missing_stream_bad_names_and_wrong_counts():
-    with pytest.raises(dump.DumpError, match="no dump found"):
-        dump.decode("Traceback (most recent call last):\n  boom\n")
-    with pytest.raises(dump.DumpError, match="invalid file name"):
-        list(dump.encode([("../etc/passwd", b"x")]))
-    lines = list(dump.encode(FILES))
-    bad = [ln.replace("==> model.json", "==> ../model.json") for ln in lines]
-    with pytest.raises(dump.DumpError, match="invalid file name"):
-        dump.decode("\n".join(bad))
-    with pytest.raises(dump.DumpError, match="announces 3 files"):
-        dump.decode("\n".join(lines[:-1] + [f"{dump.END} 3"]))
-
-
-def test_dump_main_verifies_digest_through_the_file_store(tmp_path, capsys):
     root = tmp_path / "store"
     onnx = tmp_path / "model.onnx"
-    onnx.write_bytes(b"onnx-bytes")
+    onnx.write_bytes(b"onnx-bytes" * 1000)
     man = tmp_path / "model.json"
     man.write_bytes(b'{"onnxSha256": "x"}')
     digest, uri = FileStore(root).put_version("models", "retail", onnx, {"model.json": man})
-    assert dump.main(["--uri", uri, "--file", "model.onnx", "--file", "model.json", "--digest", digest,
-                      "--store-root", str(root)]) == 0
-    out = capsys.readouterr().out
-    assert dump.decode(out) == {"model.onnx": b"onnx-bytes", "model.json": b'{"onnxSha256": "x"}'}
-    assert dump.main(["--uri", uri, "--file", "model.onnx", "--digest", "0" * 64, "--store-root", str(root)]) == 1
-    cap = capsys.readouterr()
-    assert cap.out == "" and "does not match" in cap.err
-    assert dump.main(["--uri", "file:///elsewhere/x/", "--file", "model.onnx", "--store-root", str(root)]) == 1
-    assert "outside the store root" in capsys.readouterr().err
+    bundle = bundle_server.prepare(root, uri, ["model.onnx", "model.json"], digest)
+    assert bundle["model.onnx"].sha256 == digest and bundle["model.onnx"].size == 10000
+    assert bundle["model.json"].sha256 == hashlib.sha256(b'{"onnxSha256": "x"}').hexdigest()
+    srv = bundle_server.make_server(bundle, "t0ken", host="127.0.0.1", port=0)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}"
+    assert urllib.request.urlopen(base + "/healthz").read() == b"ok\n"
+    for bad in ("/model.onnx", "/model.onnx?token=wrong"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(base + bad)
+        assert e.value.code == 403
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(base + "/other.bin?token=t0ken")
+    assert e.value.code == 404
+    r = urllib.request.urlopen(base + "/model.onnx?token=t0ken")
+    assert r.headers[bundle_server.SHA_HEADER] == digest and r.read() == b"onnx-bytes" * 1000
+    assert urllib.request.urlopen(base + "/done?token=t0ken").read() == b"bye\n"
+    t.join(5)
+    assert not t.is_alive() and srv.done.is_set()  # type: ignore[attr-defined]
+    srv.server_close()
+    with pytest.raises(ValueError, match="token"):
+        bundle_server.make_server(bundle, "", port=0)
+
+
+def test_bundle_server_refuses_a_bad_store_before_listening(tmp_path, capsys):
+    root = tmp_path / "store"
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"onnx-bytes")
+    digest, uri = FileStore(root).put_version("models", "retail", onnx, {})
+    term = tmp_path / "termination-log"
+    args = ["--file", "model.onnx", "--store-root", str(root), "--termination-log", str(term), "--port", "0"]
+    assert bundle_server.main(["--uri", uri, "--digest", "0" * 64, *args]) == 1
+    assert "does not match" in term.read_text() and "does not match" in capsys.readouterr().err
+    assert bundle_server.main(["--uri", uri, "--digest", digest, "--file", "model.json", *args]) == 1
+    assert "model.json is missing" in term.read_text().replace(str(root / "models" / "retail" / digest) + "/", "")
+    assert bundle_server.main(["--uri", "file:///elsewhere/x/", "--digest", digest, *args]) == 1
+    assert "outside the store root" in term.read_text()
 
 
 def test_export_pod_is_locked_down():
     pod = exp.export_pod("mlops-export-abc", "ml", "retail-v2", f"file:///store/models/retail/{ART1}/", ART1,
-                         claim="my-store", image="img:1")
+                         "tok", claim="my-store", image="img:1")
     spec = pod["spec"]
     c = spec["containers"][0]
     assert pod["metadata"]["labels"]["app.kubernetes.io/component"] == "export"
@@ -382,9 +356,11 @@ def test_export_pod_is_locked_down():
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     assert c["image"] == "img:1"
-    assert c["command"] == ["python", "-m", "mlops_operator.store.dump", "--uri",
+    assert c["command"] == ["python", "-m", "mlops_operator.store.bundle_server", "--uri",
                             f"file:///store/models/retail/{ART1}/", "--file", "model.onnx", "--file", "model.json",
-                            "--digest", ART1, "--store-root", "/store"]
+                            "--digest", ART1, "--store-root", "/store", "--port", str(exp.PORT)]
+    assert {"name": exp.TOKEN_ENV, "value": "tok"} in c["env"]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": exp.PORT}
     vol = next(v for v in spec["volumes"] if v["name"] == "store")
     assert vol["persistentVolumeClaim"] == {"claimName": "my-store", "readOnly": True}
     assert {"name": "store", "mountPath": "/store", "readOnly": True} in c["volumeMounts"]
@@ -394,47 +370,95 @@ def test_export_defaults_and_names(monkeypatch):
     monkeypatch.delenv("MLOPS_RUNTIME_IMAGE", raising=False)
     assert exp.default_image() == "ghcr.io/mlops-dev/mlops-runtime:0.1.0"
     monkeypatch.setenv("MLOPS_RUNTIME_IMAGE", "mine:2")
-    assert exp.export_pod("p", "ns", "m", "file:///store/x/", ART1)["spec"]["containers"][0]["image"] == "mine:2"
+    assert exp.export_pod("p", "ns", "m", "file:///store/x/", ART1, "t")["spec"]["containers"][0]["image"] == "mine:2"
     a, b = exp.pod_name("retail-v2", ART1), exp.pod_name("retail-v2", ART1)
     assert a.startswith("mlops-export-") and len(a) == len("mlops-export-") + 10 and a != b
     assert exp.pod_name("x", ART1, salt="s") == exp.pod_name("x", ART1, salt="s")
-    with pytest.raises(exp.ExportError, match="not in a file:// store"):
-        exp.artifact({"metadata": {"name": "m"}, "spec": {"artifact": {"uri": "s3://b/k/", "digest": ART1}}})
+    assert exp.new_token() != exp.new_token() and len(exp.new_token()) >= 32
+    mv = {"metadata": {"name": "m"}, "spec": {"artifact": {"uri": "s3://b/k/", "digest": ART1}}}
+    assert exp.artifact(mv) == ("s3://b/k/", ART1)
+    with pytest.raises(exp.ExportError, match="neither in a file:// nor an s3://"):
+        exp.artifact({"metadata": {"name": "m"}, "spec": {"artifact": {"uri": "gs://b/k/", "digest": ART1}}})
     with pytest.raises(exp.ExportError, match="not under /store"):
         exp.artifact({"metadata": {"name": "m"}, "spec": {"artifact": {"uri": "file:///data/x/", "digest": ART1}}})
+    with pytest.raises(exp.ExportError, match="nothing to export"):
+        exp.artifact({"metadata": {"name": "m"}, "spec": {}})
 
 
-def test_check_and_write_bundle(tmp_path):
+def test_s3_version_takes_the_endpoint_from_the_store_and_the_prefix_from_the_artifact():
+    root = parse_s3_uri("s3://models-bkt/ops?endpoint=http://127.0.0.1:8333&region=eu-west-1")
+    cfg, model = exp.s3_version(root, f"s3://models-bkt/ops/team-a/models/retail/{ART1}/", ART1)
+    assert model == "retail" and cfg.prefix == "ops/team-a" and cfg.bucket == "models-bkt"
+    assert (cfg.endpoint, cfg.region, cfg.path_style) == ("http://127.0.0.1:8333", "eu-west-1", True)
+    cfg, _ = exp.s3_version(root, f"s3://models-bkt/models/retail/{ART1}", ART1)
+    assert cfg.prefix == ""
+    with pytest.raises(exp.ExportError, match="is in bucket 'other'"):
+        exp.s3_version(root, f"s3://other/models/retail/{ART1}/", ART1)
+    with pytest.raises(exp.ExportError, match="not a model version"):
+        exp.s3_version(root, f"s3://models-bkt/datasets/retail/{ART1}/", ART1)
+    with pytest.raises(exp.ExportError, match="does not end in its digest"):
+        exp.s3_version(root, f"s3://models-bkt/models/retail/{ART2}/", ART1)
+
+
+def test_receive_checks_length_and_both_digests(tmp_path):
+    data = b"the onnx model" * 100
+    digest = hashlib.sha256(data).hexdigest()
+    chunks = [data[:500], data[500:]]
+    assert exp.receive(chunks, tmp_path / "a", "model.onnx", digest, len(data), digest).read_bytes() == data
+    cases = [
+        ((digest, len(data) + 1, digest), "broke off"),
+        (("f" * 64, len(data), None), "the export pod sent"),
+        ((None, len(data), None), "sent no X-Mlops-Sha256"),
+        ((digest, len(data), "0" * 64), "spec.artifact.digest"),
+    ]
+    for (sent, size, want), match in cases:
+        with pytest.raises(exp.ExportError, match=match):
+            exp.receive(chunks, tmp_path / "b", "model.onnx", sent, size, want)
+        assert not (tmp_path / "b").exists()  # nothing half-checked stays on disk
+
+
+def test_install_checks_the_manifest_and_the_bytes_on_disk(tmp_path):
     onnx = b"the onnx model"
     digest = hashlib.sha256(onnx).hexdigest()
-    files = {"model.onnx": onnx, "model.json": json.dumps({"onnxSha256": digest}).encode()}
-    exp.check_bundle(files, digest)
-    written = exp.write_bundle(files, tmp_path / "out" / "deep", digest)
+
+    def staged(onnx_bytes: bytes = onnx, manifest: bytes | None = None) -> dict:
+        stage = exp.staging_dir(tmp_path / "out" / "deep")
+        (stage / "model.onnx").write_bytes(onnx_bytes)
+        (stage / "model.json").write_bytes(manifest or json.dumps({"onnxSha256": digest}).encode())
+        return {"model.onnx": stage / "model.onnx", "model.json": stage / "model.json"}
+
+    files = staged()
+    written = exp.install(files, tmp_path / "out" / "deep", digest)
+    exp.remove_staging(files["model.onnx"].parent)
     assert [p.name for p in written] == ["model.onnx", "model.json"]
     assert (tmp_path / "out" / "deep" / "model.onnx").read_bytes() == onnx
     assert [p.name for p in (tmp_path / "out" / "deep").iterdir() if p.name.startswith(".")] == []
-    with pytest.raises(exp.ExportError, match="spec.artifact.digest"):
-        exp.check_bundle(files, "0" * 64)
     with pytest.raises(exp.ExportError, match="describes model.onnx"):
-        exp.check_bundle({**files, "model.json": b'{"onnxSha256": "ff"}'}, digest)
+        exp.install(staged(manifest=b'{"onnxSha256": "ff"}'), tmp_path / "m", digest)
+    with pytest.raises(exp.ExportError, match="not JSON"):
+        exp.install(staged(manifest=b"{nope"), tmp_path / "m", digest)
     with pytest.raises(exp.ExportError, match="lacks model.json"):
-        exp.check_bundle({"model.onnx": onnx}, digest)
+        exp.install({"model.onnx": staged()["model.onnx"]}, tmp_path / "m", digest)
     # bytes that do not hash to the digest never stay on disk
+    (tmp_path / "bad").mkdir()
     with pytest.raises(exp.ExportError, match="deleted it"):
-        exp.write_bundle({**files, "model.onnx": b"evil"}, tmp_path / "bad", digest)
+        exp.install(staged(onnx_bytes=b"evil"), tmp_path / "bad", digest)
     assert not (tmp_path / "bad" / "model.onnx").exists()
 
 
-def test_describe_pod_and_log_tail():
+def test_describe_pod_and_termination_message():
     pod = {"status": {"phase": "Pending", "containerStatuses": [
-        {"name": "dump", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "pull failed"}}}],
+        {"name": "serve", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "pull failed"}}}],
         "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                         "message": "0/1 nodes"}]}}
     text = exp.describe_pod(pod, [{"type": "Warning", "reason": "Failed", "message": "no such image"}])
     assert "phase Pending" in text and "ImagePullBackOff" in text and "Unschedulable" in text
     assert "no such image" in text
-    log = "\n".join([*dump.encode([("a", b"x")]), "dump: /store/x missing"])
-    assert exp.log_tail(log) == "dump: /store/x missing"
+    assert exp.termination_message(pod) == "" and not exp.pod_ready(pod)
+    done = {"status": {"phase": "Failed", "containerStatuses": [
+        {"name": "serve", "state": {"terminated": {"exitCode": 1, "message": "export refused: x\n"}}}]}}
+    assert exp.termination_message(done) == "export refused: x"
+    assert exp.pod_ready({"status": {"conditions": [{"type": "Ready", "status": "True"}]}})
 
 
 def test_parser_accepts_cluster_options_before_and_after_the_command():

@@ -1,16 +1,16 @@
 """`kubectl mlops` end to end against a small fake API server (no cluster): the thin kubernetes-client
-layer sends the right requests (merge patch, raw pod log, pod create/delete) and the commands print
+layer sends the right requests (merge patch, pod create/delete, the pod proxy) and the commands print
 what people and scripts expect. The real control plane is exercised by the integration tests."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import re
 import threading
+import urllib.error
 import urllib.parse
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -19,10 +19,12 @@ import yaml
 
 from mlops_operator.cli import kubectl_plugin as plugin
 from mlops_operator.store import FileStore
-from mlops_operator.store import dump
+from mlops_operator.store import bundle_server
+from mlops_operator.store.store import StoreError
 
 GROUP_PATH = re.compile(r"^/apis/mlops\.dev/v1alpha1/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?$")
 POD_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods(?:/([^/]+))?(/log)?$")
+PROXY_PATH = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/:]+):(\d+)/proxy/(.*)$")
 
 
 class FakeApi:
@@ -33,7 +35,9 @@ class FakeApi:
         self.logs: dict[str, str] = {}
         self.deleted: list[str] = []
         self.conflicts = 0  # answer this many patches with 409 first
-        self.pod_outcome = "run"  # run | pending | corrupt
+        self.pod_outcome = "run"  # run | pending | corrupt (the proxy flips a byte on the way)
+        self.servers: dict[str, ThreadingHTTPServer] = {}
+        self.proxied: list[str] = []
         self.store_root = store_root
 
     def add(self, plural: str, obj: dict, ns: str = "ml") -> None:
@@ -42,21 +46,27 @@ class FakeApi:
         self.objects[(ns, plural, obj["metadata"]["name"])] = obj
 
     def run_pod(self, pod: dict) -> None:
+        """Run the export pod's bundle server in this process, on a free loopback port, with the
+        store root and token the pod spec names (what the node and the pod proxy do for real)."""
         name = pod["metadata"]["name"]
-        cmd = pod["spec"]["containers"][0]["command"]
-        args = cmd[3:]  # python -m mlops_operator.store.dump ...
+        c = pod["spec"]["containers"][0]
+        args = c["command"][3:]  # python -m mlops_operator.store.bundle_server ...
         args[args.index("--store-root") + 1] = str(self.store_root)
         i = args.index("--uri") + 1
         args[i] = args[i].replace("file:///store/", self.store_root.resolve().as_uri() + "/")
-        out, err = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = dump.main(args)
-        log = out.getvalue() + err.getvalue()
-        if self.pod_outcome == "corrupt":
-            log = log.replace(":", ":AAAA", 1)
-        self.logs[name] = log
-        pod["status"] = {"phase": "Succeeded" if rc == 0 else "Failed",
-                         "containerStatuses": [{"name": "dump", "state": {"terminated": {"exitCode": rc}}}]}
+        token = next(e["value"] for e in c["env"] if e["name"] == bundle_server.TOKEN_ENV)
+        a = dict(zip(args[::2], args[1::2]))
+        files = [args[j + 1] for j, x in enumerate(args) if x == "--file"]
+        try:
+            bundle = bundle_server.prepare(a["--store-root"], a["--uri"], files, a["--digest"])
+        except StoreError as e:
+            pod["status"] = {"phase": "Failed", "containerStatuses": [{"name": "serve", "state": {
+                "terminated": {"exitCode": 1, "message": f"export refused: {e}"}}}]}
+            return
+        srv = bundle_server.make_server(bundle, token, host="127.0.0.1", port=0)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.servers[name] = srv
+        pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
 
 
 def _serve(api: FakeApi):
@@ -94,6 +104,8 @@ def _serve(api: FakeApi):
                     items = [o for o in items if (o["metadata"].get("labels") or {}).get(k) == v]
                 return self._send(200, {"apiVersion": "mlops.dev/v1alpha1", "kind": "List",
                                         "items": [{k: v for k, v in o.items() if k != "kind"} for o in items]})
+            if m := PROXY_PATH.match(urllib.parse.unquote(u.path)):  # the client sends name%3Aport
+                return self._proxy(m.group(2), m.group(4), u.query)
             if m := POD_PATH.match(u.path):
                 ns, name, log = m.groups()
                 if name not in api.pods:
@@ -106,6 +118,24 @@ def _serve(api: FakeApi):
                     {"metadata": {"name": "e1"}, "involvedObject": {}, "type": "Warning", "reason": "Failed",
                      "message": "Back-off pulling image"}]})
             self._status(404, "the server could not find the requested resource")
+
+        def _proxy(self, pod: str, path: str, query: str):
+            srv = api.servers.get(pod)
+            if srv is None:
+                return self._status(503, f"pod {pod} has no server")
+            api.proxied.append(path)
+            try:
+                r = urllib.request.urlopen(f"http://127.0.0.1:{srv.server_address[1]}/{path}?{query}")
+            except urllib.error.HTTPError as e:
+                return self._send(e.code, e.read(), "text/plain")
+            body = r.read()
+            if api.pod_outcome == "corrupt" and path == "model.onnx":
+                body = bytes([body[0] ^ 1]) + body[1:]
+            self.send_response(200)
+            for k in ("Content-Length", bundle_server.SHA_HEADER):
+                self.send_header(k, r.headers[k])
+            self.end_headers()
+            self.wfile.write(body)
 
         def do_PATCH(self):
             m = GROUP_PATH.match(urllib.parse.urlsplit(self.path).path)
@@ -134,7 +164,7 @@ def _serve(api: FakeApi):
             api.pods[pod["metadata"]["name"]] = pod
             if api.pod_outcome == "pending":
                 pod["status"] = {"phase": "Pending", "containerStatuses": [
-                    {"name": "dump", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}
+                    {"name": "serve", "state": {"waiting": {"reason": "ImagePullBackOff"}}}]}
             else:
                 api.run_pod(pod)
             self._send(201, pod)
@@ -143,6 +173,9 @@ def _serve(api: FakeApi):
             m = POD_PATH.match(urllib.parse.urlsplit(self.path).path)
             api.deleted.append(m.group(2))
             api.pods.pop(m.group(2), None)
+            if (srv := api.servers.pop(m.group(2), None)) is not None:
+                srv.shutdown()
+                srv.server_close()
             self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
 
     srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
@@ -303,7 +336,7 @@ def _stored_model(api: FakeApi, tmp: Path) -> str:
     return digest
 
 
-def test_export_through_a_dump_pod(env, capsys, monkeypatch):
+def test_export_through_the_pod_proxy(env, capsys, monkeypatch):
     api, tmp = env
     digest = _stored_model(api, tmp)
     monkeypatch.setenv("MLOPS_RUNTIME_IMAGE", "example/runtime:1")
@@ -313,7 +346,8 @@ def test_export_through_a_dump_pod(env, capsys, monkeypatch):
     assert json.loads((tmp / "bundle" / "model.json").read_text())["onnxSha256"] == digest
     assert f"model.onnx sha256 {digest} verified" in out
     (pod_name,) = api.deleted
-    assert pod_name.startswith("mlops-export-") and api.pods == {}
+    assert pod_name.startswith("mlops-export-") and api.pods == {} and api.servers == {}
+    assert api.proxied == ["model.onnx", "model.json", "done"]
     # the pod as sent: image from the environment, claim from the flag
     result = json.loads(cli(capsys, "export", "retail-v2", "-o", str(tmp / "b2"), "--format", "json")[1])
     assert result["digest"] == digest and set(result["files"]) == {"model.onnx", "model.json"}
@@ -324,13 +358,13 @@ def test_export_failures_delete_the_pod_and_keep_no_bad_file(env, capsys):
     _stored_model(api, tmp)
     api.pod_outcome = "corrupt"
     rc, _, err = cli(capsys, "export", "retail-v2", "-o", str(tmp / "bad"))
-    assert rc == 1 and "could not read the export pod's output" in err
+    assert rc == 1 and "received bytes with sha256" in err and "the export pod sent" in err
     assert not (tmp / "bad" / "model.onnx").exists() and len(api.deleted) == 1
     api.pod_outcome = "pending"
     rc, _, err = cli(capsys, "export", "retail-v2", "-o", str(tmp / "slow"), "--timeout", "0.5")
-    assert rc == 1 and "did not finish within 0.5s" in err and "ImagePullBackOff" in err
+    assert rc == 1 and "was not ready within 0.5s" in err and "ImagePullBackOff" in err
     assert "Back-off pulling image" in err and len(api.deleted) == 2
-    # the store's bytes do not match the recorded digest: the dump pod refuses, the plugin says why
+    # the store's bytes do not match the recorded digest: the export pod refuses, the plugin says why
     api.pod_outcome = "run"
     mv = api.objects[("ml", "modelversions", "retail-v2")]
     real = mv["spec"]["artifact"]["digest"]
@@ -338,7 +372,8 @@ def test_export_failures_delete_the_pod_and_keep_no_bad_file(env, capsys):
     (api.store_root / "models" / "retail" / real).rename(api.store_root / "models" / "retail" / fake)
     mv["spec"]["artifact"] = {"uri": f"file:///store/models/retail/{fake}/", "digest": fake}
     rc, _, err = cli(capsys, "export", "retail-v2", "-o", str(tmp / "tampered"))
-    assert rc == 1 and "failed" in err and "does not match" in err and len(api.deleted) == 3
+    assert rc == 1 and "ended (Failed) before serving: export refused" in err and "does not match" in err
+    assert len(api.deleted) == 3
     assert not (tmp / "tampered" / "model.onnx").exists()
 
 

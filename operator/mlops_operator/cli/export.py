@@ -1,10 +1,18 @@
 """`kubectl mlops export`: bring a ModelVersion's ONNX bundle out of the cluster (pure parts).
 
-The artifact store is a PVC that only pods can mount. The plugin creates a short-lived, locked-down
-pod that mounts it read-only and runs `python -m mlops_operator.store.dump` (which verifies the
-digest and prints the files in a framed text format), reads the pod's log, decodes and re-verifies
-the bytes, and writes the files. This module builds the pod and checks and writes the result; the
-API calls are in `kubeapi.py`.
+Two ways, chosen by the artifact's URI, neither through a pod log (a real kubelet rotates a
+container's log at about 10 MiB, so a large model could not leave that way):
+
+- `file://` (the per-namespace PVC, which only pods can mount): the plugin starts a short-lived,
+  locked-down pod that mounts the claim read-only and runs `python -m mlops_operator.store.bundle_server`,
+  which verifies model.onnx against the digest and serves the files over HTTP; the plugin reads them
+  through the API server's pod proxy (any size, streamed) and hashes them again as they arrive.
+- `s3://`: the plugin reads the objects straight from the bucket with the user's own credentials
+  (the environment's AWS_* variables, else the namespace's store Secret read through the API
+  server), verifying the sha256 as every store read does.
+
+This module builds the pod, maps an s3:// artifact onto a store config, and checks and installs the
+received files; the calls are in `export_io.py` and `kubeapi.py`.
 """
 
 from __future__ import annotations
@@ -13,17 +21,23 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import urllib.parse
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..store.dump import DumpError, decode
+from ..store.bundle_server import DEFAULT_PORT, SHA_HEADER, TOKEN_ENV
+from ..store.s3config import S3Config
 
 DEFAULT_IMAGE = "ghcr.io/mlops-dev/mlops-runtime:0.1.0"
 DEFAULT_CLAIM = "mlops-store"
+#: the per-namespace Secret workload pods take their S3 credentials from (Settings.store_secret)
+DEFAULT_STORE_SECRET = "mlops-store-s3"
 STORE_MOUNT = "/store"
 FILES = ("model.onnx", "model.json")
+PORT = DEFAULT_PORT
 
 
 class ExportError(RuntimeError):
@@ -41,24 +55,49 @@ def pod_name(mv_name: str, digest: str, salt: str | None = None) -> str:
 
 
 def artifact(mv: dict[str, Any]) -> tuple[str, str]:
-    """(uri, digest) of a ModelVersion's artifact; ExportError when it cannot be exported this way."""
+    """(uri, digest) of a ModelVersion's artifact; ExportError when it cannot be exported."""
     name = (mv.get("metadata") or {}).get("name")
     art = (mv.get("spec") or {}).get("artifact") or {}
     uri, digest = art.get("uri"), art.get("digest")
     if not uri or not digest:
         raise ExportError(f"{name} has no spec.artifact.uri/digest: nothing to export")
     u = urllib.parse.urlsplit(uri)
+    if u.scheme == "s3":
+        return uri, digest
     if u.scheme != "file":
-        raise ExportError(f"{name}: artifact {uri} is not in a file:// store; only file:// stores can be exported")
+        raise ExportError(f"{name}: artifact {uri} is neither in a file:// nor an s3:// store; cannot export it")
     path = urllib.parse.unquote(u.path)
     if not (path == STORE_MOUNT or path.startswith(STORE_MOUNT + "/")):
         raise ExportError(f"{name}: artifact {uri} is not under {STORE_MOUNT}, where the store volume is mounted")
     return uri, digest
 
 
-def export_pod(name: str, namespace: str, mv_name: str, uri: str, digest: str, claim: str = DEFAULT_CLAIM,
-               image: str | None = None, deadline_seconds: int = 600) -> dict[str, Any]:
-    """The pod that dumps model.onnx and model.json of the version at `uri` to its log."""
+def s3_version(root: S3Config, uri: str, digest: str) -> tuple[S3Config, str]:
+    """The store config whose `models/<name>/<digest>/` is the artifact at `uri`, and the model name.
+
+    The artifact URI names bucket and key but not the endpoint (that is the store's, given by the
+    user): `root` (the operator's store URI, `--store`/$MLOPS_STORE) supplies endpoint, region and
+    addressing, the artifact its bucket and prefix, whatever per-namespace prefix the operator used."""
+    u = urllib.parse.urlsplit(uri)
+    if u.scheme != "s3":
+        raise ExportError(f"{uri} is not an s3:// URI")
+    if u.netloc != root.bucket:
+        raise ExportError(f"the artifact {uri} is in bucket {u.netloc!r}, but the store given "
+                          f"({root.location()}) is bucket {root.bucket!r}: pass the store that holds it")
+    parts = [p for p in u.path.split("/") if p]
+    if len(parts) < 3 or parts[-3] != "models":
+        raise ExportError(f"{uri} is not a model version (s3://<bucket>/<prefix>/models/<name>/<sha256>/)")
+    if parts[-1] != digest:
+        raise ExportError(f"{uri} does not end in its digest {digest}: refusing it")
+    config = S3Config(bucket=root.bucket, prefix="/".join(parts[:-3]), endpoint=root.endpoint,
+                      region=root.region, path_style=root.path_style)
+    return config, parts[-2]
+
+
+def export_pod(name: str, namespace: str, mv_name: str, uri: str, digest: str, token: str,
+               claim: str = DEFAULT_CLAIM, image: str | None = None, deadline_seconds: int = 600) -> dict[str, Any]:
+    """The pod that verifies model.onnx and model.json of the version at `uri` and serves them on
+    PORT to whoever knows `token` (the plugin, through the pod proxy)."""
     labels = {
         "app.kubernetes.io/name": "mlops-export",
         "app.kubernetes.io/component": "export",
@@ -67,10 +106,10 @@ def export_pod(name: str, namespace: str, mv_name: str, uri: str, digest: str, c
         "app.kubernetes.io/managed-by": "kubectl-mlops",
         "app.kubernetes.io/version": __version__,
     }
-    args = ["python", "-m", "mlops_operator.store.dump", "--uri", uri]
+    args = ["python", "-m", "mlops_operator.store.bundle_server", "--uri", uri]
     for f in FILES:
         args += ["--file", f]
-    args += ["--digest", digest, "--store-root", STORE_MOUNT]
+    args += ["--digest", digest, "--store-root", STORE_MOUNT, "--port", str(PORT)]
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "labels": labels,
@@ -86,15 +125,19 @@ def export_pod(name: str, namespace: str, mv_name: str, uri: str, digest: str, c
             "volumes": [{"name": "store", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}},
                         {"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
             "containers": [{
-                "name": "dump",
+                "name": "serve",
                 "image": image or default_image(),
                 "command": args,
+                "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": PORT},
+                                   "periodSeconds": 1, "failureThreshold": 3},
                 "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
                         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-                        {"name": "PYTHONWARNINGS", "value": "ignore"}],
+                        {"name": "PYTHONWARNINGS", "value": "ignore"},
+                        {"name": TOKEN_ENV, "value": token}],
                 "volumeMounts": [{"name": "store", "mountPath": STORE_MOUNT, "readOnly": True},
                                  {"name": "tmp", "mountPath": "/tmp"}],
-                "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}},
+                "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
                 "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                     "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
                                     "seccompProfile": {"type": "RuntimeDefault"}},
@@ -104,8 +147,26 @@ def export_pod(name: str, namespace: str, mv_name: str, uri: str, digest: str, c
     }
 
 
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
 def pod_phase(pod: dict[str, Any]) -> str:
     return (pod.get("status") or {}).get("phase") or "Pending"
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def termination_message(pod: dict[str, Any]) -> str:
+    """What the pod's container said when it ended (the server's reason for refusing), if anything."""
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        msg = ((cs.get("state") or {}).get("terminated") or {}).get("message")
+        if msg:
+            return str(msg).strip()
+    return ""
 
 
 def describe_pod(pod: dict[str, Any], events: list[dict[str, Any]] | None = None) -> str:
@@ -128,26 +189,45 @@ def describe_pod(pod: dict[str, Any], events: list[dict[str, Any]] | None = None
     return "; ".join(parts)
 
 
-def log_tail(log: str, lines: int = 15) -> str:
-    """The last lines of a log that are not dump frames (the error a failed dump printed)."""
-    keep = [ln for ln in log.splitlines() if not ln.startswith((":", "==> ", "<== ", "#mlops-dump"))]
-    return "\n".join(keep[-lines:])
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def check_bundle(files: dict[str, bytes], digest: str) -> None:
-    """The decoded files are the bundle of the version with `digest` (ExportError otherwise)."""
-    missing = [f for f in FILES if f not in files]
-    if missing:
-        raise ExportError(f"the export pod's output lacks {', '.join(missing)}")
-    got = sha256(files["model.onnx"])
-    if got != digest:
-        raise ExportError(f"model.onnx has sha256 {got}, but spec.artifact.digest is {digest}: refusing it")
+def receive(chunks: Iterable[bytes], dest: Path, name: str, sent_sha256: str | None, sent_size: int | None,
+            digest: str | None = None) -> Path:
+    """Write a streamed file to `dest`, hashing it on the way; ExportError (and no file) when the
+    bytes are not what the sender announced (`sent_*`) or, for model.onnx, not `digest`."""
+    h, size = hashlib.sha256(), 0
     try:
-        manifest = json.loads(files["model.json"])
+        with open(dest, "wb") as out:
+            for chunk in chunks:
+                h.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+        got = h.hexdigest()
+        if sent_size is not None and size != sent_size:
+            raise ExportError(f"{name}: received {size} bytes, the export pod announced {sent_size} "
+                              "(the transfer broke off)")
+        if not sent_sha256:
+            raise ExportError(f"{name}: the export pod sent no {SHA_HEADER}; is it an older runtime image?")
+        if got != sent_sha256:
+            raise ExportError(f"{name}: received bytes with sha256 {got}, the export pod sent {sent_sha256}")
+        if digest is not None and got != digest:
+            raise ExportError(f"{name} has sha256 {got}, but spec.artifact.digest is {digest}: refusing it")
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def check_manifest(data: bytes, digest: str) -> None:
+    """model.json describes the model.onnx with `digest` (ExportError otherwise)."""
+    try:
+        manifest = json.loads(data)
     except ValueError as e:
         raise ExportError(f"model.json is not JSON: {e}") from None
     said = manifest.get("onnxSha256") if isinstance(manifest, dict) else None
@@ -155,47 +235,36 @@ def check_bundle(files: dict[str, bytes], digest: str) -> None:
         raise ExportError(f"model.json describes model.onnx {said}, not this version's {digest}: refusing it")
 
 
-#: Above this much log, a node may have rotated the container log (kubelet containerLogMaxSize, 10Mi by
-#: default), and the log API returns only the newest file.
-ROTATION_HINT_BYTES = 4 << 20
-
-
-def decode_log(log: str | bytes) -> dict[str, bytes]:
-    try:
-        return decode(log)
-    except DumpError as e:
-        hint = ""
-        if ((len(log) > ROTATION_HINT_BYTES and "truncated" in str(e))
-                or ("no dump found" in str(e) and len(log) > 4096)):
-            hint = (" (a large model's dump may exceed what the node keeps of a pod's log: kubelet "
-                    "containerLogMaxSize, 10Mi by default)")
-        raise ExportError(f"could not read the export pod's output: {e}{hint}") from None
-
-
-def write_bundle(files: dict[str, bytes], out_dir: Path | str, digest: str) -> list[Path]:
-    """Write the files into `out_dir` (created if missing) and verify model.onnx on disk.
-
-    Each file goes to a temporary name and is renamed into place; a model.onnx whose bytes on disk do
-    not hash to `digest` is deleted and the export fails.
-    """
+def staging_dir(out_dir: Path | str) -> Path:
+    """A fresh hidden directory inside `out_dir` (created): files land there, then are renamed in,
+    so a failed export leaves no model.onnx behind and a good one costs no copy."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    stage = out / f".mlops-export-{os.getpid()}-{secrets.token_hex(4)}"
+    stage.mkdir()
+    return stage
+
+
+def install(staged: dict[str, Path], out_dir: Path | str, digest: str) -> list[Path]:
+    """Check model.json against `digest`, rename the staged files into `out_dir` and verify
+    model.onnx once more where it now lies (a model.onnx that does not match is deleted)."""
+    missing = [f for f in FILES if f not in staged]
+    if missing:
+        raise ExportError(f"the export lacks {', '.join(missing)}")
+    check_manifest(staged["model.json"].read_bytes(), digest)
+    out = Path(out_dir)
     written = []
     for name in FILES:
         final = out / name
-        tmp = out / f".{name}.tmp-{os.getpid()}"
-        try:
-            tmp.write_bytes(files[name])
-            os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
+        os.replace(staged[name], final)
         written.append(final)
     onnx = out / "model.onnx"
-    h = hashlib.sha256()
-    with open(onnx, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    if h.hexdigest() != digest:
+    got = sha256_of(onnx)
+    if got != digest:
         onnx.unlink(missing_ok=True)
-        raise ExportError(f"{onnx}: sha256 {h.hexdigest()} on disk does not match {digest}; deleted it")
+        raise ExportError(f"{onnx}: sha256 {got} on disk does not match {digest}; deleted it")
     return written
+
+
+def remove_staging(stage: Path) -> None:
+    shutil.rmtree(stage, ignore_errors=True)

@@ -201,6 +201,57 @@ class Kube:
         except NotFound:
             pass
 
+    def wait_pod_ready(self, name: str, timeout: float, poll: float = 0.25) -> dict[str, Any]:
+        """The pod once it is Ready, or once it ended (Succeeded/Failed: the caller says why);
+        CliError with its status when `timeout` passes first."""
+        from .export import describe_pod, pod_ready
+
+        deadline = time.monotonic() + timeout
+        while True:
+            pod = self.read_pod(name)
+            if pod_ready(pod) or (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                return pod
+            if time.monotonic() >= deadline:
+                raise CliError(f"pod {name} was not ready within {timeout:g}s: "
+                               f"{describe_pod(pod, self.pod_events(name))}")
+            time.sleep(poll)
+
+    def pod_proxy_stream(self, name: str, port: int, path: str, query: dict[str, str] | None = None,
+                         timeout: float = 60.0) -> Any:
+        """GET `path` of a pod through the API server's pod proxy (needs `pods/proxy` get), unread:
+        the caller streams the urllib3 response (`.stream()`, `.headers`) and releases it.
+
+        The query goes as the request's own parameters (the API server forwards them to the pod);
+        the generated `connect_get_namespaced_pod_proxy_with_path` would percent-encode a `?` into
+        the path. `timeout` bounds the connect and each socket read, not the whole body."""
+        ac = self._api
+        req = ac.param_serialize(
+            method="GET", resource_path="/api/v1/namespaces/{namespace}/pods/{name}/proxy/{path}",
+            path_params={"namespace": self.namespace, "name": f"{name}:{port}", "path": path.lstrip("/")},
+            query_params=list((query or {}).items()), header_params={"Accept": "*/*"},
+            auth_settings=["BearerToken"])
+        what = f'pod "{name}" port {port} /{path.lstrip("/")} (through the pod proxy)'
+        resp = self._call(what, ac.call_api, *req, _request_timeout=timeout)
+        raw = resp.response
+        if not 200 <= resp.status <= 299:
+            body = raw.read(4096).decode("utf-8", errors="replace").strip()
+            _release(raw)
+            raise CliError(f"{what}: HTTP {resp.status}: {body[:500]}")
+        return raw
+
+    def read_secret(self, name: str) -> dict[str, str]:
+        """The decoded data of a Secret in the namespace (NotFound, Forbidden as CliError subclasses)."""
+        import base64
+
+        got = self._json(f'Secret "{name}"', self._core().read_namespaced_secret, name, self.namespace)
+        out = {}
+        for k, v in (got.get("data") or {}).items():
+            try:
+                out[k] = base64.b64decode(v).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                raise CliError(f'Secret "{name}": key {k} is not base64-encoded UTF-8') from None
+        return out
+
     def wait_pod(self, name: str, timeout: float, poll: float = 0.5) -> dict[str, Any]:
         """The pod once it Succeeded or Failed; CliError with its status when `timeout` passes first."""
         deadline = time.monotonic() + timeout

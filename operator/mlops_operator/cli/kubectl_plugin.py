@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from .kubeapi import CliError, Conflict, Kube, NotFound
@@ -211,53 +210,12 @@ def cmd_demote(kube: Kube, a: argparse.Namespace) -> int:
     return 0
 
 
-def export_bundle(kube: Kube, version: str, out_dir: str | Path, claim: str | None = None,
-                  image: str | None = None, timeout: float = 180.0, log=None) -> dict[str, Any]:
-    """Export ModelVersion `version`'s model.onnx and model.json into `out_dir` through a dump pod.
-
-    Returns {modelVersion, digest, files, pod}; raises CliError (ExportError included) on failure.
-    The pod is always deleted.
-    """
-    from .export import (DEFAULT_CLAIM, ExportError, artifact, check_bundle, decode_log, describe_pod, export_pod,
-                         log_tail, pod_name, write_bundle)
-
-    say = log or (lambda msg: None)
-    name = _strip_prefix(version)
-    mv = kube.get("modelversions", name)
-    try:
-        uri, digest = artifact(mv)
-    except ExportError as e:
-        raise CliError(str(e)) from None
-    pod = export_pod(pod_name(name, digest), kube.namespace, name, uri, digest, claim=claim or DEFAULT_CLAIM,
-                     image=image, deadline_seconds=int(timeout) + 120)
-    pname = pod["metadata"]["name"]
-    say(f"reading {uri} through pod {pname} (claim {claim or DEFAULT_CLAIM}) ...")
-    kube.create_pod(pod)
-    try:
-        done = kube.wait_pod(pname, timeout)
-        raw = kube.pod_log(pname)
-        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-        if (done.get("status") or {}).get("phase") != "Succeeded":
-            tail = log_tail(text) or describe_pod(done, kube.pod_events(pname))
-            raise CliError(f"export pod {pname} failed: {tail}")
-        try:
-            files = decode_log(text)
-            check_bundle(files, digest)
-            written = write_bundle(files, out_dir, digest)
-        except ExportError as e:
-            raise CliError(str(e)) from None
-    finally:
-        try:
-            kube.delete_pod(pname)
-        except CliError as e:
-            print(f"warning: could not delete pod {pname}: {e}", file=sys.stderr)
-    return {"modelVersion": name, "digest": digest, "uri": uri, "pod": pname,
-            "files": {p.name: {"path": str(p), "bytes": p.stat().st_size} for p in written}}
-
-
 def cmd_export(kube: Kube, a: argparse.Namespace) -> int:
+    from .export_io import export_bundle
+
     quiet = a.format != "table"
-    result = export_bundle(kube, a.version, a.output_dir, claim=a.store_claim, image=a.image, timeout=a.timeout,
+    result = export_bundle(kube, _strip_prefix(a.version), a.output_dir, claim=a.store_claim, image=a.image,
+                           timeout=a.timeout, store=a.store, store_secret=a.store_secret,
                            log=None if quiet else (lambda m: print(m, file=sys.stderr)))
     if quiet:
         _emit(result, a.format)
@@ -337,10 +295,17 @@ def build_parser() -> argparse.ArgumentParser:
              output=False)
     sp.add_argument("version", help="ModelVersion name")
     sp.add_argument("-o", "--output-dir", required=True, metavar="DIR", help="directory to write into (created)")
-    sp.add_argument("--store-claim", help="PVC of the artifact store (default mlops-store)")
-    sp.add_argument("--image", help="runtime image of the export pod (default $MLOPS_RUNTIME_IMAGE, else "
-                                    "ghcr.io/mlops-dev/mlops-runtime:0.1.0)")
-    sp.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the export pod (default 180)")
+    sp.add_argument("--store-claim", help="file:// store: PVC of the artifact store (default mlops-store)")
+    sp.add_argument("--image", help="file:// store: runtime image of the export pod (default $MLOPS_RUNTIME_IMAGE, "
+                                    "else ghcr.io/mlops-dev/mlops-runtime:0.1.0)")
+    sp.add_argument("--timeout", type=float, default=180.0,
+                    help="file:// store: seconds to wait for the export pod to be ready, and for each read "
+                         "(default 180)")
+    sp.add_argument("--store", help="s3:// store: the store URI with an endpoint you can reach, e.g. "
+                                    "s3://mlops?endpoint=http://127.0.0.1:8333 (default $MLOPS_STORE)")
+    sp.add_argument("--store-secret", help="s3:// store: Secret in the namespace with AWS_ACCESS_KEY_ID and "
+                                           "AWS_SECRET_ACCESS_KEY, read when those are not in your environment "
+                                           "(default mlops-store-s3)")
     sp.add_argument("--format", choices=FORMATS, default="table", help="report format (default table)")
     sp.set_defaults(func=cmd_export)
 
