@@ -72,7 +72,8 @@ def generated_pod_specs() -> dict[str, dict]:
         "verify Job": verify_job(mv, "t", s)["spec"]["template"]["spec"],
         "model server": deployment(isvc, mv, s)["spec"]["template"]["spec"],
         "canary model server": canary_deployment(isvc, mv, 1, s)["spec"]["template"]["spec"],
-        "kubectl mlops export": export_pod("e", "x", "m-v1", mv["spec"]["artifact"]["uri"], "a" * 64)["spec"],
+        "kubectl mlops export": export_pod("e", "x", "m-v1", mv["spec"]["artifact"]["uri"], "a" * 64,
+                                            "token")["spec"],
     }
 
 
