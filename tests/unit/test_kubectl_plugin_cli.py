@@ -38,6 +38,7 @@ class FakeApi:
         self.pod_outcome = "run"  # run | pending | corrupt (the proxy flips a byte on the way)
         self.servers: dict[str, ThreadingHTTPServer] = {}
         self.proxied: list[str] = []
+        self.secrets: dict[str, str] | None = {}  # base64 data of the store Secret; None: forbidden
         self.store_root = store_root
 
     def add(self, plural: str, obj: dict, ns: str = "ml") -> None:
@@ -113,6 +114,11 @@ def _serve(api: FakeApi):
                 if log:
                     return self._send(200, api.logs.get(name, "").encode(), "text/plain")
                 return self._send(200, api.pods[name])
+            if "/secrets/" in u.path:
+                if api.secrets is None:
+                    return self._status(403, 'secrets "mlops-store-s3" is forbidden: User "alice" cannot get '
+                                             'resource "secrets"')
+                return self._send(200, {"kind": "Secret", "apiVersion": "v1", "data": api.secrets})
             if u.path.endswith("/events"):
                 return self._send(200, {"kind": "EventList", "apiVersion": "v1", "metadata": {}, "items": [
                     {"metadata": {"name": "e1"}, "involvedObject": {}, "type": "Warning", "reason": "Failed",
@@ -375,6 +381,33 @@ def test_export_failures_delete_the_pod_and_keep_no_bad_file(env, capsys):
     assert rc == 1 and "ended (Failed) before serving: export refused" in err and "does not match" in err
     assert len(api.deleted) == 3
     assert not (tmp / "tampered" / "model.onnx").exists()
+
+
+def test_export_from_s3_says_what_is_missing_before_any_transfer(env, capsys, monkeypatch):
+    """The s3 way's refusals that need no S3 server (the transfers are in tests/integration/test_export.py)."""
+    import base64
+
+    api, tmp = env
+    for v in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLOPS_STORE"):
+        monkeypatch.delenv(v, raising=False)
+    mv = _mv("retail-v7", 7)
+    mv["spec"]["artifact"]["uri"] = f"s3://bkt/ops/ml/models/retail/{'1' * 64}/"
+    api.add("modelversions", mv)
+    rc, _, err = cli(capsys, "export", "retail-v7", "-o", str(tmp / "a"))
+    assert rc == 1 and "--store" in err and "$MLOPS_STORE" in err
+    store = "s3://bkt?endpoint=http://127.0.0.1:9"
+    api.secrets = None
+    rc, _, err = cli(capsys, "export", "retail-v7", "-o", str(tmp / "b"), "--store", store)
+    assert rc == 1 and "forbidden" in err and "AWS_ACCESS_KEY_ID" in err
+    api.secrets = {"AWS_ACCESS_KEY_ID": base64.b64encode(b"AKX").decode()}
+    rc, _, err = cli(capsys, "export", "retail-v7", "-o", str(tmp / "c"), "--store", store)
+    assert rc == 1 and 'Secret "mlops-store-s3" in ml: S3 credentials incomplete' in err
+    assert "AWS_SECRET_ACCESS_KEY" in err
+    api.secrets["AWS_SECRET_ACCESS_KEY"] = base64.b64encode(b"s3cr3t-value").decode()
+    rc, _, err = cli(capsys, "export", "retail-v7", "-o", str(tmp / "d"), "--store", store)
+    # the Secret is read; the endpoint is closed: a reason, and never the secret
+    assert rc == 1 and "StoreUnreachable" in err and "s3cr3t-value" not in err
+    assert api.pods == {} and not (tmp / "d" / "model.onnx").exists()
 
 
 def test_unreachable_server_and_missing_credentials(tmp_path, monkeypatch, capsys):

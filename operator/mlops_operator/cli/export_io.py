@@ -146,7 +146,7 @@ def s3_credentials(kube: Kube, secret: str | None) -> tuple[Any, str]:
     """(Credentials or None, where they came from): AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY in the
     environment first, else the namespace's store Secret (`secret`, default mlops-store-s3, the one
     the workload pods use) read through the API server with the user's own RBAC."""
-    from ..store.s3config import Credentials
+    from ..store.s3config import Credentials, S3ConfigError
 
     env = Credentials.from_env()
     if env is not None:
@@ -161,7 +161,10 @@ def s3_credentials(kube: Kube, secret: str | None) -> tuple[Any, str]:
     except Forbidden as e:
         raise CliError(f"{e}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in your environment instead, "
                        "or ask for get on that Secret") from None
-    creds = Credentials.from_env(data)
+    try:
+        creds = Credentials.from_env(data)
+    except S3ConfigError as e:
+        raise CliError(f'Secret "{name}" in {kube.namespace}: {e}') from None
     if creds is None:
         raise CliError(f'Secret "{name}" in {kube.namespace} has no AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY')
     return creds, f'credentials from Secret "{name}"'
