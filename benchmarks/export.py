@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -55,12 +57,16 @@ def _mv(ns: str, name: str, uri: str, digest: str) -> str:
                                 "artifact": {"uri": uri, "digest": digest}}})
 
 
-def _time_export(argv: list[str], out: Path) -> float:
+def _time_export(argv: list[str], out: Path, phases: list[dict]) -> float:
+    """Seconds of one export, end to end; its own split (pod ready, transfer) goes to `phases`."""
+    buf = io.StringIO()
     t = time.perf_counter()
-    rc = plugin([*argv, "-o", str(out), "--format", "json"])
+    with contextlib.redirect_stdout(buf):
+        rc = plugin([*argv, "-o", str(out), "--format", "json"])
     dt = time.perf_counter() - t
     if rc != 0 or not (out / "model.onnx").exists():
         raise RuntimeError(f"export failed: {argv}")
+    phases.append(json.loads(buf.getvalue())["seconds"])
     shutil.rmtree(out)
     return dt
 
@@ -120,11 +126,14 @@ def main(argv: list[str] | None = None) -> int:
             result: dict = {"size_bytes": a.size_mb * MB, "repeat": a.repeat, "cluster": a.cluster,
                             "load_avg_before": [round(x, 1) for x in os.getloadavg()]}
             for way, args in ways.items():
-                _time_export(args, work / "warm")  # not counted: first-use paths
-                times = [_time_export(args, work / f"out-{i}") for i in range(a.repeat)]
+                _time_export(args, work / "warm", [])  # not counted: first-use paths
+                phases: list[dict] = []
+                times = [_time_export(args, work / f"out-{i}", phases) for i in range(a.repeat)]
                 med = statistics.median(times)
                 result[way] = {"median_s": round(med, 3), "runs_s": [round(t, 3) for t in times],
-                               "mb_per_s": round(a.size_mb / med, 1)}
+                               "mb_per_s": round(a.size_mb / med, 1),
+                               **{f"{k}_median_s": round(statistics.median(p[k] for p in phases), 3)
+                                  for k in phases[0]}}
                 print(json.dumps({way: result[way]}), flush=True)
             copies = []
             for i in range(a.repeat):

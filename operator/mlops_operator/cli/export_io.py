@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,9 +86,11 @@ def _through_pod(kube: Kube, mv_name: str, uri: str, digest: str, stage: Path, c
                      claim=claim or DEFAULT_CLAIM, image=image, deadline_seconds=int(timeout) + 600)
     pname = pod["metadata"]["name"]
     say(f"reading {uri} through pod {pname} (claim {claim or DEFAULT_CLAIM}, via the API server's pod proxy) ...")
+    t0 = time.monotonic()
     kube.create_pod(pod)
     try:
         ready = kube.wait_pod_ready(pname, timeout)
+        t1 = time.monotonic()
         if not pod_ready(ready):
             reason = termination_message(ready) or describe_pod(ready, kube.pod_events(pname))
             raise CliError(f"export pod {pname} ended ({pod_phase(ready)}) before serving: {reason}")
@@ -101,6 +104,7 @@ def _through_pod(kube: Kube, mv_name: str, uri: str, digest: str, stage: Path, c
                                     digest if i == 0 else None)
             finally:
                 resp.release_conn()
+        t2 = time.monotonic()
         try:  # let the server end cleanly; the pod is deleted below either way
             kube.pod_proxy_stream(pname, PORT, "done", {"token": token}, timeout=10).release_conn()
         except CliError:
@@ -110,7 +114,8 @@ def _through_pod(kube: Kube, mv_name: str, uri: str, digest: str, stage: Path, c
             kube.delete_pod(pname)
         except CliError as e:
             print(f"warning: could not delete pod {pname}: {e}", file=sys.stderr)
-    return staged, {"via": "pod", "pod": pname}
+    return staged, {"via": "pod", "pod": pname,
+                    "seconds": {"podReady": round(t1 - t0, 3), "transfer": round(t2 - t1, 3)}}
 
 
 # ------------------------------------------------------------------------------------ s3 store
@@ -132,6 +137,7 @@ def _from_s3(kube: Kube, uri: str, digest: str, stage: Path, store: str | None, 
         say(f"reading {uri} from {config.endpoint or 'AWS S3'} with {source} ...")
         s3 = S3Store(config, creds, cache_dir=stage / ".cache", retry=RetryPolicy(retries=2))
         version = s3.uri("models", model, digest)
+        t0 = time.monotonic()
         got = {f: s3.local_path(version, f, digest if i == 0 else None) for i, f in enumerate(FILES)}
         staged = {}
         for f, path in got.items():
@@ -139,7 +145,7 @@ def _from_s3(kube: Kube, uri: str, digest: str, stage: Path, store: str | None, 
             staged[f] = stage / f
     except StoreError as e:
         raise CliError(f"{e.reason}: {e}") from None
-    return staged, {"via": "s3", "credentials": source}
+    return staged, {"via": "s3", "credentials": source, "seconds": {"transfer": round(time.monotonic() - t0, 3)}}
 
 
 def s3_credentials(kube: Kube, secret: str | None) -> tuple[Any, str]:
