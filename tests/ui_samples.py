@@ -135,6 +135,11 @@ def objects() -> list[dict[str, Any]]:
                                    "drifted": True}],
                      "driftShare": 0.1, "datasetDrift": False, "accuracy": 0.83,
                      "accuracyTrend": [0.84, 0.83, 0.71, 0.69, 0.7, 0.82, 0.83],
+                     "history": [{"time": _ts(10 + 5 * i), "samples": 800, "driftShare": share,
+                                  "datasetDrift": share >= 0.3, "accuracy": acc,
+                                  "modelVersion": "propensity-v1" if i < 4 else "propensity-v2"}
+                                 for i, (share, acc) in enumerate(zip([0.0, 0.1, 0.6, 0.7, 0.6, 0.1, 0.1],
+                                                                      [0.84, 0.83, 0.71, 0.69, 0.7, 0.82, 0.83]))],
                      "lastRetrainTime": _ts(21), "lastTrainingRun": "propensity-retrain-1", "retrainCount": 1,
                      "retrain": {"number": 1, "phase": "Succeeded", "trainingRun": "propensity-retrain-1"},
                      "labelledSamples": 400, "message": "window of 800 rows: no drift " + XSS}}

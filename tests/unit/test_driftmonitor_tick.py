@@ -163,36 +163,84 @@ def test_scrape_reads_pods_concurrently_bounded_and_reports_a_stalled_one(monkey
 def test_scrape_keeps_off_the_shared_executor_and_its_threads_end_with_the_timeout(monkeypatch):
     """Through a real kubernetes client and HTTP (LoopbackApiServer): 8 stalled pods first, then
     20 answering ones. The reads run on the scrape's own threads, so the loop's default executor
-    (every other API call of the operator; here 1 thread) is never queued behind them; the
-    stalled pods cost one timeout in all, each got one request (no retry), the answering pods all
-    arrive, and no reading thread outlives the timeout by much."""
+    (every other API call of the operator; here 1 thread) is never queued behind them: a job on it
+    runs while all 8 stalled reads are held at the server. The 8 are in flight together (one
+    timeout for all, not one after another), each got one request (no retry), the answering pods
+    all arrive, and every reading thread ends. Checked by the order of events, not the clock (the
+    waits below only bound a hang)."""
     monkeypatch.setattr(dmc, "SCRAPE_TIMEOUT_S", 2.0)  # not less: answering reads must make it on a busy machine
     stalled = [f"stall-{i}" for i in range(8)]
     healthy = [f"ok-{i}" for i in range(20)]
     pods = [{"metadata": {"name": n}} for n in stalled + healthy]
 
-    async def go() -> tuple[dict, list[str], float]:
+    async def go(srv: LoopbackApiServer) -> tuple[dict, list[str], int]:
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(1))
         task = asyncio.create_task(dmc._scrape("ns", pods, "m", 1))
-        await asyncio.sleep(0.15)  # the stalled reads are in flight
-        t = time.monotonic()
-        await loop.run_in_executor(None, lambda: None)  # what kube.call does
-        waited = time.monotonic() - t
+        for _ in range(3000):  # until the stalled reads are all held (a bound on a hang: 30 s)
+            if srv.stalled_now == len(stalled):
+                break
+            await asyncio.sleep(0.01)
+        held = await loop.run_in_executor(None, lambda: srv.stalled_now)  # what kube.call does
         docs, problems = await task
-        return docs, problems, waited
+        return docs, problems, held
 
     with LoopbackApiServer() as srv:
         monkeypatch.setattr(kube, "_api", srv.client)
-        t0 = time.monotonic()
-        docs, problems, waited = asyncio.run(go())
-        elapsed = time.monotonic() - t0
-        assert waited < 0.5  # the code before: the stalled reads' 4 x 30 s
+        docs, problems, held = asyncio.run(go(srv))
+        assert held == len(stalled)  # the shared executor ran a job while the 8 stalled reads were held
+        assert srv.stalled_peak == len(stalled)  # all 8 in flight at once: one timeout round
         assert sorted(docs) == sorted(healthy)
         assert problems == [f"{n}: no stats within 2s" for n in stalled]
-        assert elapsed < 3.5  # one timeout round (two would be 4 s): the 8 stalled reads held the 8 slots together
         assert all(srv.requests[n] == 1 for n in stalled)
-        deadline = time.monotonic() + 3.0
-        while any(t.name.startswith("mlops-scrape") for t in threading.enumerate()) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        for t in [t for t in threading.enumerate() if t.name.startswith("mlops-scrape")]:
+            t.join(30)  # each ends with its read's timeout (before: four tries of 30 s)
         assert not any(t.name.startswith("mlops-scrape") for t in threading.enumerate())
+
+
+def test_judged_windows_are_kept_in_status_history_bounded(fake, monkeypatch):
+    """status.history: one record per evaluated window (time, rows, drift share, verdict,
+    version), oldest first, at most HISTORY: what the web view plots over time."""
+    clock = [time.time()]
+    monkeypatch.setattr(dmc.time, "time", lambda: clock[0])
+    states: dict[str, str] = {}
+
+    async def load(dm):
+        return orjson.loads(states.get("dm", "{}"))
+
+    async def save(dm, state):
+        states["dm"] = orjson.dumps(state).decode()
+
+    monkeypatch.setattr(dmc, "_load_state", load)
+    monkeypatch.setattr(dmc, "_save_state", save)
+    pod = Pod("pod-a", "pod-a-0")
+
+    async def proxy(namespace, name, port, path, **_):
+        return pod.get(path)
+
+    monkeypatch.setattr(kube, "pod_proxy_get", proxy)
+    monkeypatch.setattr(dmc, "HISTORY", 3)
+    fake.pods = [pod_object("pod-a")]
+    fake.add("inferenceservices", {"metadata": {"name": "svc"}, "spec": {"model": "m"},
+                                   "status": {"modelVersion": "m-v1"}})
+    fake.add("modelversions", {"metadata": {"name": "m-v1"}, "spec": {"model": "m", "version": 1}})
+    fake.add("driftmonitors", {"apiVersion": "mlops.dev/v1alpha1", "kind": "DriftMonitor",
+                               "metadata": {"name": "dm", "uid": "u1"},
+                               "spec": {"inferenceService": "svc", "interval": "30s",
+                                        "window": {"duration": "1m", "minSamples": 50}}})
+    g = np.random.default_rng(1)
+    shares = []
+    for shift in (0.0, 0.0, 1.0, 1.0):
+        pod.serve(g, 200, shift)
+        asyncio.run(dmc.tick(fake.get("driftmonitors", "dm"), Settings.from_env()))  # read into the window
+        clock[0] += 61  # the window is full: the next tick judges it
+        asyncio.run(dmc.tick(fake.get("driftmonitors", "dm"), Settings.from_env()))
+        st = fake.get("driftmonitors", "dm")["status"]
+        shares.append(st["driftShare"])
+        assert st["history"][-1]["time"] == st["lastEvaluationTime"]
+    hist = st["history"]
+    assert len(hist) == 3, hist  # bounded: the oldest window dropped
+    assert [h["driftShare"] for h in hist] == shares[1:]
+    assert [h["datasetDrift"] for h in hist] == [False, True, True]
+    assert all(h["modelVersion"] == "m-v1" and h["samples"] >= 50 and "accuracy" not in h for h in hist)
+    assert [h["time"] for h in hist] == sorted(h["time"] for h in hist)

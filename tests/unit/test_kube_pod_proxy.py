@@ -73,6 +73,9 @@ class LoopbackApiServer:
     def __init__(self) -> None:
         self.requests: Counter[str] = Counter()
         self.release = threading.Event()
+        #: stalled requests being held now, and the most held at once
+        self.stalled_now = self.stalled_peak = 0
+        lock = threading.Lock()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -82,7 +85,12 @@ class LoopbackApiServer:
                 pod = unquote(urlsplit(self.path).path).split("/pods/", 1)[1].split(":", 1)[0]
                 outer.requests[pod] += 1
                 if pod.startswith("stall"):
+                    with lock:
+                        outer.stalled_now += 1
+                        outer.stalled_peak = max(outer.stalled_peak, outer.stalled_now)
                     outer.release.wait(30)
+                    with lock:
+                        outer.stalled_now -= 1
                     return
                 body = json.dumps({"version": "1", "instance": pod}).encode()
                 self.send_response(200)

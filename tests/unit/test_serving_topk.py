@@ -261,3 +261,94 @@ def test_topk_pairs_are_counted_for_drift(bundle):
     assert seg["counts"][i] - before["features"]["customer_segment"]["counts"][i] == n  # the customer, n times
     cat = after["features"]["category"]
     assert sum(cat["counts"]) + cat["other"] == n
+
+
+# ------------------------------------------------------------------------------------------------
+# the same model over gRPC (serving/grpc_service.py)
+
+@pytest.fixture(scope="module")
+def grpc_srv(bundle):
+    from .test_serving_grpc import free_port
+
+    with ServerThread(_cfg(bundle, grpc_port=free_port())) as s:
+        yield s
+
+
+def _typed(b: dict[str, Any], cust, k: int | None) -> Any:
+    """The JSON request of _request as a ModelInferRequest with typed contents."""
+    from mlops_operator.serving.proto import grpc_predict_v2_pb2 as pb
+
+    doc = _request(b, cust, k)
+    req = pb.ModelInferRequest(model_name="recommender-topk", id="g-7")
+    for t in doc["inputs"]:
+        inp = req.inputs.add(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+        if t["datatype"] == "BYTES":
+            inp.contents.bytes_contents.extend(v.encode() for v in t["data"])
+        else:
+            inp.contents.fp32_contents.extend(t["data"])
+    if k is not None:
+        req.parameters["k"].int64_param = k
+    return req
+
+
+def test_topk_over_grpc_typed_and_with_tritonclient(grpc_srv, bundle):
+    """`<name>-topk` over gRPC: typed contents (kserve's default) and tritonclient's raw tensors
+    give the REST answer; metadata and readiness answer for it; its requests count as `topk`."""
+    import grpc
+    import tritonclient.grpc as tg
+
+    from mlops_operator.serving.proto import grpc_predict_v2_pb2 as pb
+
+    from .test_serving_grpc import call
+
+    cust = _customer(bundle)
+    want = _scorer_ranking(grpc_srv, bundle, cust)
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_srv.server.grpc_port}") as ch:
+        res = call(ch, "ModelInfer", _typed(bundle, cust, 4))
+        assert res.model_name == "recommender-topk" and res.id == "g-7"
+        outs = {o.name: o for o in res.outputs}
+        assert [x.decode() for x in outs["topk_items"].contents.bytes_contents] == want[:4]
+        assert list(outs["topk_indices"].contents.int64_contents) == [cust.item_id.tolist().index(i)
+                                                                       for i in want[:4]]
+        meta = call(ch, "ModelMetadata", pb.ModelMetadataRequest(name="recommender-topk"), pb.ModelMetadataResponse)
+        assert {i.name: list(i.shape) for i in meta.inputs}["item_ids"] == [-1]
+        assert call(ch, "ModelReady", pb.ModelReadyRequest(name="recommender-topk"), pb.ModelReadyResponse).ready
+        # a bad request: the REST message under INVALID_ARGUMENT, and the server goes on
+        bad = _typed(bundle, cust, 4)
+        bad.inputs[-1].contents.bytes_contents[1] = bad.inputs[-1].contents.bytes_contents[0]
+        with pytest.raises(grpc.RpcError) as e:
+            call(ch, "ModelInfer", bad)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "duplicate candidate ids" in e.value.details()
+        with pytest.raises(grpc.RpcError) as e:
+            call(ch, "ModelReady", pb.ModelReadyRequest(name="recommender-topk", version="9"), pb.ModelReadyResponse)
+        assert e.value.code() == grpc.StatusCode.NOT_FOUND
+
+    man = bundle["man"]
+    ctx = set(man.ranking.context_features)
+    client = tg.InferenceServerClient(url=f"127.0.0.1:{grpc_srv.server.grpc_port}")
+    try:
+        ins = []
+        for f in man.inputs:
+            col = cust[f.name].to_numpy()[:1] if f.name in ctx else cust[f.name].to_numpy()
+            if f.type == "categorical":
+                t = tg.InferInput(f.name, [len(col), 1], "BYTES")
+                t.set_data_from_numpy(col.astype(object).reshape(-1, 1))
+            else:
+                t = tg.InferInput(f.name, [len(col), 1], "FP32")
+                t.set_data_from_numpy(col.astype(np.float32).reshape(-1, 1))
+            ins.append(t)
+        ids = tg.InferInput("item_ids", [len(cust)], "BYTES")
+        ids.set_data_from_numpy(cust.item_id.to_numpy().astype(object))
+        k = tg.InferInput("k", [1], "INT64")
+        k.set_data_from_numpy(np.array([3], dtype=np.int64))
+        res = client.infer("recommender-topk", ins + [ids, k])
+        assert [x.decode() for x in res.as_numpy("topk_items")] == want[:3]
+        scores = res.as_numpy("topk_scores")
+        assert scores.dtype == np.float32 and list(scores) == sorted(scores, reverse=True)
+    finally:
+        client.close()
+    metrics = requests.get(grpc_srv.url + "/metrics", timeout=10).text
+    assert any('endpoint="topk"' in line and 'protocol="grpc"' in line and 'code="200"' in line
+               for line in metrics.splitlines())
+    assert any('endpoint="topk"' in line and 'protocol="grpc"' in line and 'code="400"' in line
+               for line in metrics.splitlines())

@@ -4,6 +4,7 @@ pending objects, permission errors, and the inline SVG charts."""
 from __future__ import annotations
 
 import math
+import re
 from html.parser import HTMLParser
 
 import pytest
@@ -134,19 +135,46 @@ def test_a_refused_list_says_no_permission(render):
     assert 'class="notice error"' in html
 
 
-def test_monitoring_page_plots_accuracy_per_window_and_marks_retrainings():
+def _chart(html: str, kind: str) -> str:
+    part = html[html.index(f'data-chart="{kind}"'):]
+    return part[:part.index("</svg>")]
+
+
+def test_monitoring_page_plots_drift_and_accuracy_over_time_with_the_retraining_marks():
+    """status.history on one time axis: both series, both thresholds, and the retraining,
+    promotion and rollout since the oldest window as marks down the chart (the demo's plot)."""
     html = all_pages()["monitoring"]
     doc = parse(html)
-    line = html[html.index('data-chart="line"'):]
-    line = line[:line.index("</svg>")]
-    assert line.count("<circle") == 7  # status.accuracyTrend has 7 windows
-    assert 'data-rule="threshold 0.76"' in line
-    timeline = html[html.index('data-chart="timeline"'):]
-    timeline = timeline[:timeline.index("</svg>")]
+    line = _chart(html, "line")
+    assert line.count("<circle") == 14  # 7 windows x (accuracy, drift share)
+    for series in ("accuracy", "drift share"):  # each dot's title names its series
+        assert len(re.findall(f"<circle[^>]*><title>{series} ", line)) == 7, series
+    rules = [a.get("data-rule") for t, a in parse(line).tags if t == "line" and a.get("data-rule")]
+    assert sorted(rules) == ["accuracy threshold 0.76", "drift share threshold 0.3"]
+    marks = [a.get("data-mark") for t, a in parse(line).tags if t == "line" and a.get("data-mark")]
+    assert marks and any(m.startswith("retrain propensity-retrain-1") for m in marks), marks
+    assert any(m.startswith("production → propensity-v2") for m in marks)
+    assert any(m.startswith("rolled out propensity-v2") for m in marks)
+    assert not any("propensity-v1" in m and "production" in m for m in marks)  # before the oldest window
+    timeline = _chart(html, "timeline")
     kinds = [a.get("data-mark") for t, a in parse(timeline).tags if t == "line" and a.get("data-mark")]
     assert sorted(kinds) == ["evaluation", "promotion", "promotion", "retrain", "rollout"]
-    assert "Not in status" in html  # what status does not hold is said, not invented
+    assert "Not in status" not in html
     assert "discount_pct" in " ".join(doc.text)
+
+
+def test_monitoring_page_without_history_plots_the_trend_and_says_what_status_lacks():
+    """A DriftMonitor written by an operator before status.history: accuracy per window from
+    accuracyTrend, the last drift share as a bar, and a note on what is not in status."""
+    monitors = [dict(o, status={k: v for k, v in o["status"].items() if k != "history"})
+                for o in by_kind("DriftMonitor")]
+    html = pages.monitoring_page("demo", listing("InferenceService"), Listing("DriftMonitor", monitors),
+                                 listing("TrainingRun"), listing("ModelVersion"))
+    line = _chart(html, "line")
+    assert line.count("<circle") == 7  # status.accuracyTrend has 7 windows
+    assert 'data-rule="threshold 0.76"' in line
+    assert 'data-chart="bar"' in html
+    assert "Not in status" in html  # what status does not hold is said, not invented
 
 
 def test_datasets_page_shows_versions_and_the_validation_report():

@@ -99,6 +99,19 @@ class FeatureDrift(ApiModel):
     score_upper: float | None = Field(None, description="Upper end of that interval.")
 
 
+class WindowRecord(ApiModel):
+    """One evaluated window, as kept in status.history: what a plot of drift and accuracy over
+    time needs, next to the retrainings, promotions and rollouts of the same time axis."""
+
+    time: str = Field(description="When the window was evaluated (RFC 3339).")
+    samples: int = Field(description="Rows in the window.")
+    drift_share: float = Field(description="Share of features that drifted (0 to 1).")
+    dataset_drift: bool = Field(description="Whether the window drifted as a whole.")
+    accuracy: float | None = Field(None, description="The spec.accuracy metric on the window's labelled feedback "
+                                                     "(absent: no labels).")
+    model_version: str | None = Field(None, description="Version whose traffic the window holds.")
+
+
 class DriftMonitorStatus(ApiModel):
     """Observed state of a DriftMonitor, written by the operator: the last evaluation, the window
     being filled, and retraining."""
@@ -118,6 +131,8 @@ class DriftMonitorStatus(ApiModel):
                                                      "feedback.")
     accuracy_trend: list[float] = Field(default_factory=list, description="Last windows' accuracy, newest last.",
                                         json_schema_extra=each("The accuracy metric of one window."))
+    history: list[WindowRecord] = Field(default_factory=list, description="The last evaluated windows, oldest "
+                                                                          "first (at most 48).")
     last_retrain_time: str | None = Field(None, description="When the last retraining started (RFC 3339).")
     last_training_run: str | None = Field(None, description="TrainingRun created by the last retraining.")
     message: str | None = Field(None, description="Summary of the last evaluation, or why there was none.")

@@ -46,6 +46,8 @@ TICK = 2.0
 SCRAPE_CONCURRENCY = 8  # pod stats read at once (each through the API server's pod proxy)
 SCRAPE_TIMEOUT_S = 10.0  # per pod: a stalled pod is reported, not waited on
 TREND = 20
+#: evaluated windows kept in status.history: two days of hourly windows, about 6 kB of status
+HISTORY = 48
 
 SCORE = Gauge("mlops_drift_score", "Drift score of a feature in the last window (p-value or distance)",
               ["namespace", "monitor", "feature", "method"])
@@ -324,8 +326,14 @@ async def _judge(
     trend = list(st.get("accuracyTrend") or [])
     if acc is not None:
         trend = (trend + [round(acc, 4)])[-TREND:]
+    evaluated = now()
+    record = {"time": evaluated, "samples": window.rows, "driftShare": round(result.share, 4),
+              "datasetDrift": result.drifted and not result.insufficient,
+              **({} if acc is None else {"accuracy": round(acc, 4)}),
+              **({"modelVersion": v} if (v := patch.get("servingModelVersion")) else {})}
     patch.update(
-        lastEvaluationTime=now(),
+        lastEvaluationTime=evaluated,
+        history=(list(st.get("history") or []) + [record])[-HISTORY:],
         samples=window.rows,
         features=feats,
         driftShare=round(result.share, 4),

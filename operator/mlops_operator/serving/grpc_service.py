@@ -8,7 +8,9 @@ drift by the same monitor, and in the same Prometheus series (metrics.py: `proto
 the HTTP status REST answers for the same outcome).
 
 RPCs: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata, ModelInfer. Any
-other (Triton's statistics, KServe's repository extension) answers UNIMPLEMENTED.
+other (Triton's statistics, KServe's repository extension) answers UNIMPLEMENTED. A recommender's
+second model, `<name>-topk` (serving/topk.py), answers ModelReady, ModelMetadata and ModelInfer
+as over REST: the same checks (topk.parse_doc), its pairs counted for drift, endpoint `topk`.
 
 Contents: inputs either all in `raw_input_contents` (little-endian; BYTES length-prefixed, as
 tritonclient sends them) or each in the typed `contents` field of its datatype (fp32_contents
@@ -40,6 +42,7 @@ from google.protobuf.message import DecodeError
 
 from mlops_operator import __version__
 
+from . import topk
 from .protocol import ParsedRequest, ServingError, Spec, bad, binary_bytes, model_metadata, parse_v2_doc, \
     server_metadata
 from .proto import grpc_predict_v2_pb2 as pb
@@ -195,8 +198,33 @@ def infer_response(spec: Spec, req: ParsedRequest, result: dict[str, np.ndarray]
     return resp
 
 
+def topk_response(result: dict[str, np.ndarray], spec: Spec, msg: Any, raw: bool) -> Any:
+    """The ModelInferResponse of `<name>-topk`: its three outputs, raw or typed as for infer."""
+    doc = topk.response(result, spec.name, spec.version)
+    resp = pb.ModelInferResponse(model_name=doc["model_name"], model_version=spec.version, id=msg.id)
+    for k, v in msg.parameters.items():
+        resp.parameters[k].CopyFrom(v)
+    for o in doc["outputs"]:
+        dt, data = o["datatype"], o["data"]
+        out = resp.outputs.add(name=o["name"], datatype=dt, shape=o["shape"])
+        if raw:
+            arr = np.array(data, dtype=object if dt == "BYTES" else _NUMPY[dt])
+            resp.raw_output_contents.append(binary_bytes(arr))
+        elif dt == "BYTES":
+            out.contents.bytes_contents.extend(v.encode() for v in data)
+        else:
+            getattr(out.contents, CONTENTS_FIELD[dt]).extend(data)
+    return resp
+
+
+_NUMPY = {"FP32": np.float32, "INT64": np.int64}
+
+
 def metadata_response(spec: Spec) -> Any:
-    doc = model_metadata(spec)
+    return _metadata_pb(model_metadata(spec))
+
+
+def _metadata_pb(doc: dict[str, Any]) -> Any:
     resp = pb.ModelMetadataResponse(name=doc["name"], versions=doc["versions"], platform=doc["platform"])
     for key in ("inputs", "outputs"):
         for t in doc[key]:
@@ -221,6 +249,13 @@ class InferenceService:
     def __init__(self, server: "ModelServer"):
         self.server = server
         self.spec = server.spec
+        #: the recommender's ranking model's name, None when the bundle has no ranking graph
+        self.topk_name = server.spec.name + topk.SUFFIX if server.model.topk is not None else None
+
+    def _check_topk(self, version: str) -> None:
+        if version and version != self.spec.version:
+            raise ServingError(404, f"no version {version!r} of {self.topk_name} here; this server serves version "
+                                    f"{self.spec.version!r}")
 
     @staticmethod
     def _decode(cls: Any, data: bytes) -> Any:
@@ -245,7 +280,10 @@ class InferenceService:
     async def model_ready(self, data: bytes, context: Any) -> Any:
         try:
             msg = self._decode(pb.ModelReadyRequest, data)
-            self.server.check_model(msg.name, msg.version or None)
+            if self.topk_name is not None and msg.name == self.topk_name:
+                self._check_topk(msg.version)
+            else:
+                self.server.check_model(msg.name, msg.version or None)
         except ServingError as e:
             return await self._fail(context, e)
         return pb.ModelReadyResponse(ready=bool(self.server.ready))
@@ -253,6 +291,10 @@ class InferenceService:
     async def model_metadata(self, data: bytes, context: Any) -> Any:
         try:
             msg = self._decode(pb.ModelMetadataRequest, data)
+            if self.topk_name is not None and msg.name == self.topk_name:
+                self._check_topk(msg.version)
+                assert self.server.model.topk is not None
+                return _metadata_pb(topk.model_metadata(self.server.model.topk, self.spec.name, self.spec.version))
             self.server.check_model(msg.name, msg.version or None)
         except ServingError as e:
             return await self._fail(context, e)
@@ -266,9 +308,14 @@ class InferenceService:
         stats.inflight += 1
         rows = 0
         status = 200
+        endpoint = "infer"
         resp = failure = None
         try:
             msg = self._decode(pb.ModelInferRequest, data)
+            if self.topk_name is not None and msg.model_name == self.topk_name:
+                endpoint = "topk"
+                rows, resp = self._topk(msg)
+                return resp
             server.check_model(msg.model_name, msg.model_version or None)
             doc, raw = request_doc(msg)
             req = parse_v2_doc(doc, self.spec, raw)
@@ -284,11 +331,24 @@ class InferenceService:
         finally:
             stats.inflight -= 1
             # a client that went away (asyncio.CancelledError) is 499, as for REST
-            stats.done("infer", status if resp is not None or failure is not None else 499,
+            stats.done(endpoint, status if resp is not None or failure is not None else 499,
                        time.perf_counter() - t0, rows, "grpc")
         if failure is not None:
             await self._fail(context, failure)
         return resp
+
+    def _topk(self, msg: Any) -> tuple[int, Any]:
+        """ModelInfer on `<name>-topk`: (candidates, response). Runs inline, as over REST: one
+        request is one graph run over its candidates, nothing to batch with."""
+        self._check_topk(msg.model_version)
+        model = self.server.model
+        assert model.topk is not None
+        doc, raw = request_doc(msg)
+        feeds, n, _ = topk.parse_doc(doc, model.topk, raw)
+        result = model.topk.run(feeds)
+        self.server.monitor.observe_inputs(*topk.pair_inputs(model.features, feeds, n))
+        binary = raw is not None or doc.get("parameters", {}).get("binary_data_output") is True
+        return n, topk_response(result, self.spec, msg, binary)
 
     def handler(self) -> grpc.GenericRpcHandler:
         rpc = grpc.unary_unary_rpc_method_handler

@@ -185,6 +185,14 @@ def parse(body: bytes, model: TopKModel,
             raise bad(f"Inference-Header-Content-Length {hl} is outside the body of {len(body)} bytes")
         raw, body = memoryview(body)[hl:], body[:hl]
     doc = _loads(body)
+    feeds, n, k = parse_doc(doc, model, raw)
+    return doc, feeds, n, k
+
+
+def parse_doc(doc: Any, model: TopKModel, raw: memoryview | None) -> tuple[dict[str, np.ndarray], int, int]:
+    """The graph's feeds, the number of candidates and k from a request document whose inputs
+    hold their values in ``data`` or, with ``parameters.binary_data_size``, in `raw` (REST's
+    binary extension, or gRPC's raw_input_contents joined): one set of checks for both."""
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
         raise bad("request must be a JSON object with \"inputs\": a non-empty array of tensors")
     values: dict[str, list[Any]] = {}
@@ -248,7 +256,7 @@ def parse(body: bytes, model: TopKModel,
     feeds[ITEM_IDS] = np.array(ids, dtype=object)
     k = _k(doc, values, model.info.k)
     feeds[K] = np.array([k], dtype=np.int64)
-    return doc, feeds, n, k
+    return feeds, n, k
 
 
 def pair_inputs(features: list[Feature], feeds: dict[str, np.ndarray], n: int) -> tuple[np.ndarray, list[list[str]]]:

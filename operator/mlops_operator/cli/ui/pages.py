@@ -290,11 +290,41 @@ def versions_page(ns: str, mvs: Listing, runs: Listing, datasets: Listing, servi
 
 # ------------------------------------------------------------------------------------ monitoring
 
-MISSING_SERIES = ("status.driftShare holds the last evaluated window only (no history), so it is shown as the "
-                  "current value against its threshold; status.accuracyTrend keeps the last windows' accuracy "
-                  "without their times, so it is plotted per window, and retrainings, promotions and rollouts are "
-                  "on the time line below it. A per-window history in status (time, driftShare, accuracy) would "
-                  "put them on one time axis.")
+MISSING_SERIES = ("this DriftMonitor's status has no history (an operator older than status.history): "
+                  "status.driftShare holds the last evaluated window only, so it is shown as the current value "
+                  "against its threshold; status.accuracyTrend keeps the last windows' accuracy without their "
+                  "times, so it is plotted per window, and retrainings, promotions and rollouts are on the time "
+                  "line below it.")
+
+
+def _history_chart(history: list[dict[str, Any]], events: list[charts.Event], acc_policy: dict[str, Any],
+                   share_threshold: float) -> Markup:
+    """status.history on one time axis: each window's drift share and accuracy metric, their
+    thresholds, and the retrainings, promotions and rollouts since the oldest window as marks
+    down the chart (the demo's plot, from status alone)."""
+    metric = str(acc_policy.get("metric") or "accuracy")
+
+    def points(key: str) -> list[tuple[float, float]]:
+        out = []
+        for h in history:
+            t, v = _epoch(h.get("time")), h.get(key)
+            if t is not None and isinstance(v, (int, float)) and not isinstance(v, bool):
+                out.append((t, float(v)))
+        return out
+
+    share, acc = points("driftShare"), points("accuracy")
+    first = min(t for t, _ in share + acc) if share + acc else 0.0
+    rules = [charts.Rule(f"drift share threshold {fmt_value(share_threshold)}", share_threshold,
+                         color=charts.COLORS[1])]
+    if acc_policy.get("threshold") is not None:
+        rules.append(charts.Rule(f"{metric} threshold {fmt_value(acc_policy['threshold'])}",
+                                 float(acc_policy["threshold"]), color=charts.COLORS[0]))
+    rules += [charts.Rule(e.label, e.time, axis="x", color=charts.EVENT_COLORS.get(e.kind, "#555"))
+              for e in events if e.kind != "evaluation" and e.time >= first]
+    return charts.line_chart(
+        f"drift share and {metric} per window (last {len(history)} windows)",
+        [charts.Series(metric, acc, charts.COLORS[0]), charts.Series("drift share", share, charts.COLORS[1])],
+        rules=rules, y_range=(0.0, 1.0), x_label=_clock, x_title="window evaluated (UTC)")
 
 
 def _monitor(dm: dict[str, Any], isvc: dict[str, Any] | None, runs: list[dict[str, Any]],
@@ -327,20 +357,6 @@ def _monitor(dm: dict[str, Any], isvc: dict[str, Any] | None, runs: list[dict[st
         ["retraining now", ((st.get("retrain") or {}).get("phase") or "-")],
         ["message", st.get("message")],
     ]
-    trend = [float(v) for v in st.get("accuracyTrend") or [] if isinstance(v, (int, float))]
-    n = len(trend)
-    rules = [charts.Rule(f"threshold {fmt_value(acc_policy['threshold'])}", float(acc_policy["threshold"]),
-                         color="#d62728")] if acc_policy.get("threshold") is not None else []
-    acc_chart = charts.line_chart(
-        f"{acc_policy.get('metric', 'accuracy')} per window (last {n}, newest right)",
-        [charts.Series("accuracy", [(float(i - n + 1), v) for i, v in enumerate(trend)])],
-        rules=rules, x_label=lambda x: f"{int(x)}" if x else "now", x_title="window (0 = last evaluated)")
-    share = st.get("driftShare")
-    share_chart = charts.bar_chart(
-        "drift share of the last window", [("drift share", float(share), bool(st.get("datasetDrift")))]
-        if isinstance(share, (int, float)) else [],
-        rule=charts.Rule(f"threshold {fmt_value(share_threshold)}", float(share_threshold), color="#d62728"),
-        value_range=(0.0, 1.0), width=420)
     events = []
     own_runs = [r for r in runs if (_meta(r).get("labels") or {}).get("mlops.dev/drift-monitor") == name]
     for r in own_runs:
@@ -367,6 +383,26 @@ def _monitor(dm: dict[str, Any], isvc: dict[str, Any] | None, runs: list[dict[st
     if t is not None:
         events.append(charts.Event(t, "last evaluation", "evaluation"))
     line = charts.timeline("retrainings (red), promotions (green), rollouts (blue)", events, time_label=_clock)
+    history = [h for h in st.get("history") or [] if isinstance(h, dict) and _epoch(h.get("time")) is not None]
+    if history:
+        over_time = _history_chart(history, events, acc_policy, float(share_threshold))
+        shown = [over_time, line]
+    else:  # an operator from before status.history: what status holds, and what it does not
+        trend = [float(v) for v in st.get("accuracyTrend") or [] if isinstance(v, (int, float))]
+        n = len(trend)
+        rules = [charts.Rule(f"threshold {fmt_value(acc_policy['threshold'])}", float(acc_policy["threshold"]),
+                             color="#d62728")] if acc_policy.get("threshold") is not None else []
+        acc_chart = charts.line_chart(
+            f"{acc_policy.get('metric', 'accuracy')} per window (last {n}, newest right)",
+            [charts.Series("accuracy", [(float(i - n + 1), v) for i, v in enumerate(trend)])],
+            rules=rules, x_label=lambda x: f"{int(x)}" if x else "now", x_title="window (0 = last evaluated)")
+        share = st.get("driftShare")
+        share_chart = charts.bar_chart(
+            "drift share of the last window", [("drift share", float(share), bool(st.get("datasetDrift")))]
+            if isinstance(share, (int, float)) else [],
+            rule=charts.Rule(f"threshold {fmt_value(share_threshold)}", float(share_threshold), color="#d62728"),
+            value_range=(0.0, 1.0), width=420)
+        shown = [acc_chart, share_chart, line, message("info", "Not in status: " + MISSING_SERIES)]
     feats = [[f.get("name"), f.get("method"), cell(fmt_value(f.get("score")), "num"),
               cell(fmt_value(f.get("threshold")), "num"),
               badge("drifted", "bad") if f.get("drifted") else badge("ok", "ok")] for f in st.get("features") or []]
@@ -375,8 +411,7 @@ def _monitor(dm: dict[str, Any], isvc: dict[str, Any] | None, runs: list[dict[st
                      "mlops.dev/retrain-reason") or "-", _status(r).get("modelVersion"),
                  ((_status(r).get("promotion") or {}).get("decision") or "-")]
                 for r in sorted(own_runs, key=_created)]
-    return join([head, table([], facts, "facts"), acc_chart, share_chart, line,
-                 message("info", "Not in status: " + MISSING_SERIES),
+    return join([head, table([], facts, "facts"), *shown,
                  tag("h3", "Retraining runs"),
                  table(["run", "created", "phase", "reason", "version", "promotion"], run_rows,
                        empty="no retraining yet"),
