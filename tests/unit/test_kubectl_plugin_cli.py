@@ -35,7 +35,7 @@ class FakeApi:
         self.logs: dict[str, str] = {}
         self.deleted: list[str] = []
         self.conflicts = 0  # answer this many patches with 409 first
-        self.pod_outcome = "run"  # run | pending | corrupt (the proxy flips a byte on the way)
+        self.pod_outcome = "run"  # run | pending | corrupt (the proxy flips a byte) | cut (it drops mid-body)
         self.servers: dict[str, ThreadingHTTPServer] = {}
         self.proxied: list[str] = []
         self.secrets: dict[str, str] | None = {}  # base64 data of the store Secret; None: forbidden
@@ -141,6 +141,10 @@ def _serve(api: FakeApi):
             for k in ("Content-Length", bundle_server.SHA_HEADER):
                 self.send_header(k, r.headers[k])
             self.end_headers()
+            if api.pod_outcome == "cut" and path == "model.onnx":  # the connection drops mid-body
+                self.wfile.write(body[:len(body) // 2])
+                self.close_connection = True
+                return
             self.wfile.write(body)
 
         def do_PATCH(self):
@@ -366,6 +370,11 @@ def test_export_failures_delete_the_pod_and_keep_no_bad_file(env, capsys):
     rc, _, err = cli(capsys, "export", "retail-v2", "-o", str(tmp / "bad"))
     assert rc == 1 and "received bytes with sha256" in err and "the export pod sent" in err
     assert not (tmp / "bad" / "model.onnx").exists() and len(api.deleted) == 1
+    api.pod_outcome = "cut"
+    rc, _, err = cli(capsys, "export", "retail-v2", "-o", str(tmp / "cut"))
+    assert rc == 1 and "model.onnx: the transfer from pod" in err and "broke off" in err, err
+    assert not (tmp / "cut" / "model.onnx").exists() and len(api.deleted) == 2
+    api.deleted.pop()
     api.pod_outcome = "pending"
     rc, _, err = cli(capsys, "export", "retail-v2", "-o", str(tmp / "slow"), "--timeout", "0.5")
     assert rc == 1 and "was not ready within 0.5s" in err and "ImagePullBackOff" in err

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import urllib3
+
 from .export import (
     DEFAULT_CLAIM,
     DEFAULT_STORE_SECRET,
@@ -102,6 +104,9 @@ def _through_pod(kube: Kube, mv_name: str, uri: str, digest: str, stage: Path, c
                 staged[f] = receive(resp.stream(CHUNK), stage / f, f, resp.headers.get(SHA_HEADER),
                                     int(size) if size and size.isdigit() else None,
                                     digest if i == 0 else None)
+            except urllib3.exceptions.HTTPError as e:  # cut off mid-body, or a read timed out
+                raise CliError(f"{f}: the transfer from pod {pname} broke off ({type(e).__name__}: {e}); "
+                               "nothing was written, try again") from None
             finally:
                 resp.release_conn()
         t2 = time.monotonic()
