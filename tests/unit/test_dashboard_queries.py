@@ -42,3 +42,33 @@ def test_a_variable_that_is_not_label_values_is_an_error():
     board = {"templating": {"list": [{"name": "x", "type": "query", "query": "query_result(up)"}]}}
     with pytest.raises(ValueError, match="label_values"):
         dashboard.queries(board, {})
+
+
+def test_the_5xx_share_is_0_without_errors_and_the_share_with_them(tmp_path):
+    """Run by Debian's promtool: the panel's query returned no series while every request succeeded
+    (seen during the e2e loop); it says 0 then, and the share once a 5xx comes."""
+    import shutil
+    import subprocess
+
+    import yaml
+
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: `make system-deps` installs Debian's prometheus package"
+    panel = next(q for q in dashboard.queries(BOARD, {**VALUES, "__rate_interval": "2m"})
+                 if q.where.startswith("panel 'Server errors"))
+    series = 'mlops_serving_requests_total{{namespace="retail",model="propensity",version="1",endpoint="predict",code="{}"}}'
+    (tmp_path / "empty.yml").write_text("groups: []\n")
+    tests = {"rule_files": ["empty.yml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [{"series": series.format("200"), "values": "0+60x10"},
+                         {"series": series.format("503"), "values": "_x6 0+60x4"}],
+        "promql_expr_test": [
+            {"expr": panel.promql, "eval_time": "4m",  # only 200s so far: 0, not nothing
+             "exp_samples": [{"labels": '{namespace="retail",model="propensity",version="1"}', "value": 0}]},
+            {"expr": panel.promql, "eval_time": "10m",  # from 6m on, one request in two failed
+             "exp_samples": [{"labels": '{namespace="retail",model="propensity",version="1"}', "value": 0.5}]},
+        ]}]}
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(tests))
+    r = subprocess.run([promtool, "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
