@@ -15,19 +15,50 @@ from mlops_operator.cli.retail_loop import MODEL, Kubectl, LoopError, RetailLoop
 from mlops_operator.localcluster import binaries
 from tests.conftest import Cluster, OperatorProcess, enable_namespace, wait_for
 from tests.integration.test_inference_service import Forward
+from tests.prometheus_server import PrometheusProcess, firing_times, wait_ready
 
 pytestmark = pytest.mark.cluster
 
+#: The loop's Prometheus scrapes the PodMonitors' jobs every SCRAPE instead of their 30 s, and
+#: loads the PrometheusRule's alerts with every `for:` capped at MAX_FOR (`mlops prometheus
+#: --scrape-interval --max-for`: a copy of the shipped rules where only those durations differ).
+#: The loop's season change lasts about a minute; the shipped alerts wait 5 to 10.
+SCRAPE, MAX_FOR = "2s", "6s"
+#: the alerts the season change must fire, and the rollout resolve, in the loop's namespace.
+#: The accuracy alert is the relative one (0.05 below the day's best window): v1's window accuracy
+#: falls from about 0.81 to 0.74-0.75 on the shifted traffic, so the absolute one (below 0.75, a
+#: threshold marked "tune") fires in some runs and not in others. Both must be resolved at the end.
+LOOP_ALERTS = ("MLOpsDataDriftDetected", "MLOpsAccuracyDropped")
+RESOLVED_AT_END = (*LOOP_ALERTS, "MLOpsAccuracyBelowThreshold")
 
-def test_the_loop_closes_by_itself(local_cluster: Cluster, operator: OperatorProcess, namespace: str, tmp_path):
+
+@pytest.fixture
+def prometheus(local_cluster: Cluster, tmp_path):
+    """A real Prometheus (Debian's, `mlops prometheus`) scraping the operator and the model
+    servers as manifests/monitoring's PodMonitors say, with its PrometheusRule's alerts."""
+    p = PrometheusProcess(local_cluster.cfg.name, tmp_path / "prometheus", "--scrape-interval", SCRAPE,
+                          "--max-for", MAX_FOR)
+    try:
+        wait_ready(p)
+        yield p
+    finally:
+        p.stop()
+
+
+def test_the_loop_closes_by_itself(local_cluster: Cluster, operator: OperatorProcess, namespace: str, tmp_path,
+                                   prometheus: PrometheusProcess):
     """With the operator deployed from manifests/ (its own ServiceAccount and exactly the
     manifest's two ClusterRoles, namespace-scoped: the loop's namespace enabled by the
     RoleBinding of manifests/namespace; 2 replicas, leader election): the loop also proves the
-    RBAC."""
+    RBAC. A real Prometheus watches it: the drift and accuracy alerts fire after the shift and
+    resolve after the rollout, and every query of the Grafana dashboard has data."""
     c, ns = local_cluster, namespace
     operator.stop()  # only the in-cluster replicas act in this test
+    t_start = time.time()
     try:
         _loop_in_cluster(c, ns, tmp_path)
+        check_alerts_fire_and_resolve(prometheus, c, ns, t_start)
+        check_dashboard_has_data(prometheus, ns, t_start)
     finally:
         c.kubectl("delete", "deploy", "mlops-operator", "-n", "mlops-system", "--wait=true", check=False, timeout=120)
         operator.start()
@@ -98,6 +129,67 @@ def _loop_in_cluster(c: Cluster, ns: str, tmp_path, image: str = "mlops-runtime:
     assert "forbidden" not in logs.lower(), [x for x in logs.splitlines() if "orbidden" in x][:3]
     check_rbac_usage(c, ns, started)
     return r
+
+
+def _event_time(e: dict) -> float:
+    stamp = e.get("eventTime") or e.get("lastTimestamp") or e.get("firstTimestamp") or e["metadata"]["creationTimestamp"]
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def check_alerts_fire_and_resolve(prom: PrometheusProcess, c: Cluster, ns: str, since: float) -> None:
+    """Seen from Prometheus' own ALERTS series and alerts API: each of LOOP_ALERTS fired in `ns`,
+    not before the DriftMonitor's drift Event (the shift, as the operator saw it), went on firing
+    until the rollout started (v2's Promoted Event), and is neither firing nor pending once the
+    new model serves. Their rules are the shipped ones (MAX_FOR aside)."""
+    loaded = {r["name"] for r in prom.rules()}
+    assert set(LOOP_ALERTS) <= loaded, loaded
+    events = c.get_json("events", "-n", ns)["items"]
+    drift_at = min(_event_time(e) for e in events if e["reason"] in ("DataDrift", "DataDriftAndAccuracy"))
+    # v2's promotion starts the rollout; its pods take traffic before the rollout completes
+    promoted_at = max(_event_time(e) for e in events if e["reason"] == "Promoted")
+    rolled_at = max(_event_time(e) for e in events if e["reason"] == "RolledOut")
+
+    def resolved() -> bool:
+        return not [a for a in prom.alerts() if a["labels"].get("alertname") in RESOLVED_AT_END
+                    and a["labels"].get("namespace") == ns]
+
+    # the loop ends on a quiet window of the new model: the next evaluations clear the alerts
+    wait_for(resolved, timeout=120, interval=2, what=f"{RESOLVED_AT_END} resolved in {ns}")
+    end = time.time()
+    for name in RESOLVED_AT_END:
+        fired = firing_times(prom.query_range(f'ALERTS{{alertname="{name}",alertstate="firing",namespace="{ns}"}}',
+                                              since, end, 1))
+        if name in LOOP_ALERTS:
+            assert fired, f"{name} never fired in {ns} during the loop"
+            # the old model drifts and errs until the new one serves: still firing when the
+            # rollout started (v2 promoted), resolved after it
+            assert fired[-1] >= promoted_at - 1, (name, fired[-1], promoted_at)
+        if fired:
+            # Event times have whole seconds; a firing alert waited MAX_FOR after the gauge it reads
+            assert fired[0] >= drift_at - 1, (name, fired[0], drift_at)
+            print(f"{name}: fired {fired[0] - drift_at:+.0f} s after the drift Event, last firing "
+                  f"{fired[-1] - promoted_at:+.0f} s from v2's promotion and {fired[-1] - rolled_at:+.0f} s from "
+                  f"the end of its rollout; resolved by {end - rolled_at:.0f} s after it")
+        else:
+            print(f"{name}: did not fire")
+
+
+def check_dashboard_has_data(prom: PrometheusProcess, ns: str, since: float) -> None:
+    """Every PromQL expression of the Grafana dashboard (panels and variables, its variables set to
+    the loop's namespace, model and monitor) returned at least one series during the loop."""
+    import json
+
+    from mlops_operator.cli import dashboard
+    from tests.conftest import REPO
+
+    board = json.loads((REPO / "manifests" / "monitoring" / "mlops-dashboard.json").read_text())
+    values = {"namespace": ns, "model": MODEL, "monitor": MODEL, "datasource": "prometheus",
+              "__rate_interval": dashboard.rate_interval(SCRAPE), "__interval": SCRAPE}
+    end = time.time()
+    empty = [f"{q.where}: {q.promql}" for q in dashboard.queries(board, values)
+             if not prom.query_range(q.promql, since, end, 2)
+             or (q.label and not any(q.label in s["metric"] for s in prom.query_range(q.promql, since, end, 2)))]
+    assert not empty, "dashboard queries without data during the loop:\n" + "\n".join(empty)
 
 
 #: Granted but not exercised by the loop above, and the code path that needs each one.

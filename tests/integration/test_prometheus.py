@@ -1,8 +1,8 @@
 """`mlops prometheus` against the local cluster: Debian's Prometheus, configured from the
 PodMonitors of manifests/monitoring, discovers a model-server pod, scrapes it through the API
 server's pod proxy with the least-privilege ServiceAccount's token, and labels its series as the
-PodMonitor says; the PrometheusRule's alerts are loaded. (The e2e loop's alerts firing and
-resolving is the integrator's: issue 21.)"""
+PodMonitor says; the PrometheusRule's alerts are loaded. The alerts firing and resolving during the
+retail loop, and the dashboard's queries returning data, are checked in tests/e2e/test_retail_loop.py."""
 
 from __future__ import annotations
 

@@ -212,3 +212,47 @@ def test_no_permission_on_a_namespace_is_said_and_nothing_of_it_is_shown(crds: C
             assert "no permission" in page_text(browser).lower()
     finally:
         c.kubectl("delete", "namespace", mine, "--wait=false", check=False)
+
+
+def test_objects_the_operator_has_not_seen_render_as_pending_in_a_real_browser(crds: Cluster, namespace: str,
+                                                                               browser):
+    """One object of every kind, just applied, with no status at all (no operator runs here): each
+    page loads and says pending for each of them, instead of failing on the missing fields."""
+    av = "mlops.dev/v1alpha1"
+    bare = [
+        {"apiVersion": av, "kind": "Dataset", "metadata": {"name": "fresh-data"},
+         "spec": {"source": {"type": "generator", "generator": {"kind": "retail", "rows": 500, "seed": 1}},
+                  "labelColumn": "purchased"}},
+        {"apiVersion": av, "kind": "TrainingRun", "metadata": {"name": "fresh-run"},
+         "spec": {"modelName": "fresh", "dataset": {"name": "fresh-data"},
+                  "estimator": {"type": "LogisticRegression"}}},
+        {"apiVersion": av, "kind": "ModelVersion", "metadata": {"name": "fresh-v1", "labels": {"mlops.dev/model": "fresh"}},
+         "spec": {"model": "fresh", "version": 1,
+                  "artifact": {"uri": "file:///store/models/fresh/" + "a" * 64 + "/", "digest": "a" * 64}}},
+        {"apiVersion": av, "kind": "InferenceService", "metadata": {"name": "fresh"},
+         "spec": {"model": "fresh", "version": 1}},
+        {"apiVersion": av, "kind": "DriftMonitor", "metadata": {"name": "fresh"},
+         "spec": {"inferenceService": "fresh"}},
+    ]
+    crds.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(bare))
+    for o in bare:  # the API server stored them without status
+        assert "status" not in crds.get_json(PLURAL[o["kind"]], o["metadata"]["name"], "-n", namespace)
+    kube = Kube.connect(str(crds.kubeconfig), namespace=namespace)
+    expect = {"runs": ["fresh-run"], "versions": ["fresh-v1"], "datasets": ["fresh-data", "pending: no snapshot yet"],
+              "monitoring": ["InferenceService fresh", "pending: no status yet", "DriftMonitor fresh",
+                             "pending: the operator has not evaluated a window yet"]}
+    with serve(kube) as url:
+        for name, wanted in expect.items():
+            with urllib.request.urlopen(f"{url}/{name}?ns={namespace}", timeout=30) as r:
+                assert r.status == 200, name
+            browser.get(f"{url}/{name}?ns={namespace}")
+            text = page_text(browser)
+            assert f"in namespace {namespace}" in text, name
+            for w in wanted:
+                assert w in text, f"{name}: {w!r} not on the page:\n{text[:2000]}"
+            # the object's own badge says pending
+            from selenium.webdriver.common.by import By
+
+            assert browser.find_elements(By.CSS_SELECTOR, "main .badge.pending"), f"{name}: no pending badge"
+            assert "Traceback" not in text and "error" not in text.lower(), f"{name}:\n{text[:2000]}"
+            screenshot(browser, f"pending-{name}")

@@ -193,3 +193,47 @@ def test_promtool_accepts_the_generated_configuration(tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
         assert "SUCCESS" in r.stdout + r.stderr
     assert yaml.safe_load((tmp_path / "rules.yml").read_text())["groups"]
+
+
+@pytest.mark.parametrize("text, seconds", [("30s", 30), ("5m", 300), ("1h30m", 5400), ("1d", 86400),
+                                           ("500ms", 0.5), ("2m30s", 150)])
+def test_prometheus_durations(text, seconds):
+    assert pc.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "m5", "5 m", "1.5m", "-1s"])
+def test_what_is_not_a_duration_is_an_error(text):
+    with pytest.raises(pc.PodMonitorError, match="not a Prometheus duration"):
+        pc.parse_duration(text)
+
+
+def test_max_for_caps_the_alerts_durations_and_changes_nothing_else():
+    _, rules = pc.load_kustomization(MON)
+    shipped, short = pc.rule_groups(rules), pc.rule_groups(rules, max_for="6s")
+    assert [g["name"] for g in short["groups"]] == [g["name"] for g in shipped["groups"]]
+    fors = []
+    for g0, g1 in zip(shipped["groups"], short["groups"]):
+        assert len(g0["rules"]) == len(g1["rules"])
+        for r0, r1 in zip(g0["rules"], g1["rules"]):
+            # only `for` differs, and only where it was longer than the cap
+            assert {k: v for k, v in r0.items() if k != "for"} == {k: v for k, v in r1.items() if k != "for"}
+            assert ("for" in r0) == ("for" in r1)
+            if "for" in r0:
+                fors.append((r0["for"], r1["for"]))
+                assert r1["for"] == ("6s" if pc.parse_duration(r0["for"]) > 6 else r0["for"])
+    assert ("5m", "6s") in fors and ("10m", "6s") in fors
+    # the shipped rules are not modified in place
+    assert pc.rule_groups(rules) == shipped and any(f == "5m" for f, _ in fors)
+
+
+def test_scrape_interval_replaces_every_podmonitors_interval():
+    monitors, _ = pc.load_kustomization(MON)
+    cfg = pc.prometheus_config(monitors, scrape_interval="2s")
+    assert cfg["global"] == {"scrape_interval": "2s", "evaluation_interval": "2s"}
+    assert {j["scrape_interval"] for j in cfg["scrape_configs"]} == {"2s"}
+    # the jobs are otherwise those of the PodMonitors
+    plain = pc.prometheus_config(monitors)
+    assert [{k: v for k, v in j.items() if k != "scrape_interval"} for j in cfg["scrape_configs"]] == \
+        [{k: v for k, v in j.items() if k != "scrape_interval"} for j in plain["scrape_configs"]]
+    with pytest.raises(pc.PodMonitorError):
+        pc.prometheus_config(monitors, scrape_interval="often")

@@ -208,7 +208,8 @@ def _cmd_prometheus_config(a: argparse.Namespace) -> int:
     from mlops_operator.cli.prometheus import MANIFESTS, write_config
 
     path = write_config(a.name, Path(a.out) if a.out else None, Path(a.manifests) if a.manifests else MANIFESTS,
-                        direct=a.direct, token_seconds=a.token_seconds, http_sd=a.http_sd)
+                        direct=a.direct, token_seconds=a.token_seconds, http_sd=a.http_sd,
+                        scrape_interval=a.scrape_interval, max_for=a.max_for)
     print(f"wrote {path} (and rules.yml, ca.crt, token beside it)\n"
           f"run:   prometheus --config.file={path} --storage.tsdb.path={path.parent / 'data'} "
           f"--web.listen-address=127.0.0.1:9090\ncheck: promtool check config {path}")
@@ -221,7 +222,16 @@ def _cmd_prometheus(a: argparse.Namespace) -> int:
     from mlops_operator.cli.prometheus import MANIFESTS, run_prometheus
 
     return run_prometheus(a.name, a.port, a.sd_port, Path(a.out) if a.out else None,
-                          Path(a.manifests) if a.manifests else MANIFESTS)
+                          Path(a.manifests) if a.manifests else MANIFESTS, a.scrape_interval, a.max_for)
+
+
+def _demo_timing(p: argparse.ArgumentParser) -> None:
+    """The two options that fit Prometheus to the demo's loop, whose seasons change in minutes."""
+    p.add_argument("--scrape-interval", default=None, metavar="DURATION",
+                   help="scrape (and evaluate rules) this often instead of the PodMonitors' interval, e.g. 5s")
+    p.add_argument("--max-for", default=None, metavar="DURATION",
+                   help="cap every alert's `for:` at this duration (a copy of the PrometheusRule's rules where "
+                        "only the durations differ), e.g. 10s")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -331,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--http-sd", default=None, metavar="URL",
                     help="discover pods from this HTTP SD endpoint instead of Kubernetes SD (Debian's prometheus "
                          "has none; `mlops prometheus` serves one)")
+    _demo_timing(pc)
     pc.set_defaults(func=_cmd_prometheus_config)
     pr = named(sub.add_parser("prometheus", help="run Debian's prometheus on loopback, scraping the local cluster "
                                                  "as manifests/monitoring describes, with its alert rules"))
@@ -340,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default=None, help="directory of its configuration and data (default: the cluster's "
                                                 "state directory /prometheus)")
     pr.add_argument("--manifests", default=None, help="the monitoring kustomization (default: manifests/monitoring)")
+    _demo_timing(pr)
     pr.set_defaults(func=_cmd_prometheus)
 
     op = sub.add_parser("operator", help="the operator").add_subparsers(dest="op", required=True)

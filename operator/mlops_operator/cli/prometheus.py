@@ -90,10 +90,13 @@ def _token(kubeconfig: Path, seconds: int) -> str:
 
 
 def write_config(cluster_name: str, out: Path | None = None, manifests: Path = MANIFESTS, direct: bool = False,
-                 token_seconds: int = 86400, http_sd: str | None = None) -> Path:
+                 token_seconds: int = 86400, http_sd: str | None = None, scrape_interval: str | None = None,
+                 max_for: str | None = None) -> Path:
     """Write prometheus.yml, rules.yml, ca.crt and token under `out` (default: the cluster's state
     directory); returns the prometheus.yml path. `http_sd`: discovery from that HTTP SD URL
-    (serve_sd) instead of Kubernetes SD."""
+    (serve_sd) instead of Kubernetes SD. `scrape_interval` replaces the PodMonitors' intervals and
+    `max_for` caps the alerts' `for:` (promconfig.prometheus_config, promconfig.rule_groups): for the
+    demo's loop, whose seasons change in minutes."""
     from ..localcluster.config import ClusterConfig
 
     cfg = ClusterConfig.load(cluster_name)
@@ -110,10 +113,11 @@ def write_config(cluster_name: str, out: Path | None = None, manifests: Path = M
     monitors, rules = promconfig.load_kustomization(manifests)
     try:
         doc = promconfig.prometheus_config(monitors, access, via_proxy=not direct, rule_files=["rules.yml"],
-                                           http_sd=http_sd)
+                                           http_sd=http_sd, scrape_interval=scrape_interval)
+        groups = promconfig.rule_groups(rules, max_for=max_for)
     except promconfig.PodMonitorError as e:
         raise CliError(str(e)) from None
-    _write(out / "rules.yml", promconfig.dump(promconfig.rule_groups(rules)).encode())
+    _write(out / "rules.yml", promconfig.dump(groups).encode())
     return _write(out / "prometheus.yml", promconfig.dump(doc).encode())
 
 
@@ -174,13 +178,14 @@ def serve_sd(api: Any, port: int) -> ThreadingHTTPServer:
 
 
 def run_prometheus(cluster_name: str, port: int = 9090, sd_port: int = 9091, out: Path | None = None,
-                   manifests: Path = MANIFESTS) -> int:
+                   manifests: Path = MANIFESTS, scrape_interval: str | None = None, max_for: str | None = None) -> int:
     """Write the configuration (HTTP SD), serve the SD, and run Debian's prometheus on 127.0.0.1:`port`
     until it exits or Ctrl-C; its data lives beside the configuration."""
     binary = shutil.which("prometheus")
     if binary is None:
         raise CliError("prometheus is not installed (Debian: apt-get install prometheus)")
-    path = write_config(cluster_name, out, manifests, http_sd=f"http://127.0.0.1:{sd_port}/pods")
+    path = write_config(cluster_name, out, manifests, http_sd=f"http://127.0.0.1:{sd_port}/pods",
+                        scrape_interval=scrape_interval, max_for=max_for)
     from ..localcluster.config import ClusterConfig
 
     cfg = ClusterConfig.load(cluster_name)
