@@ -92,6 +92,7 @@ class Capture:
         self.prefix = f"{instance}-{start_id[:8]}"
         self.version, self.target = version, target
         exclude = exclude or set()
+        self.n_numeric, self.n_categorical = len(numeric), len(categorical)
         self.num = [(i, n) for i, n in enumerate(numeric) if n not in exclude]
         self.cat = [(j, n) for j, n in enumerate(categorical) if n not in exclude]
         self.boolean = boolean
@@ -108,10 +109,22 @@ class Capture:
         self.chunks = 0
         self.last_error: str | None = None
         self.seq = 0
+        self._warm_up()
         self.wake = threading.Event()
         self.stopping = False
         self.thread = threading.Thread(target=self._run, name="capture", daemon=True)
         self.thread.start()
+
+    def _warm_up(self) -> None:
+        """Convert and write one made-up row now, at start, not at the first flush: importing
+        pyarrow and its first timestamp and dictionary conversions hold the GIL for about 0.3 s
+        (measured), which the event loop would otherwise wait out in the middle of serving."""
+        x = np.zeros((self.n_numeric, 1))
+        fake = (time.time(), "warm-up", x, [["x"] for _ in range(self.n_categorical)],
+                {"label": np.zeros(1, dtype=np.int64), "probabilities": np.zeros((1, 2), np.float32),
+                 "variable": np.zeros(1)})
+        _parquet(self.requests_table([fake]))
+        _parquet(self.labels_table([(time.time(), "warm-up", [0])]))
 
     def _gap(self) -> int:
         """Requests to skip before the next sampled one: geometric with success probability
@@ -180,12 +193,13 @@ class Capture:
         while True:
             self.wake.wait(self.flush_seconds)
             self.wake.clear()
+            stop = self.stopping  # read before taking the buffer: a stop asked meanwhile writes all
             with self.lock:
                 reqs, labels = self.requests, self.labels
                 self.requests, self.labels, self.pending_rows = [], [], 0
             if reqs or labels:
                 self._write(reqs, labels)
-            if self.stopping:
+            if stop:
                 return
 
     def requests_table(self, reqs: list[tuple[Any, ...]]) -> Any:
