@@ -151,6 +151,10 @@ def test_missing_label_column_fails_validation(local_cluster: Cluster, operator:
     ("  source: {type: file, generator: {rows: 100}}", "source.type file needs source.file"),
     ("  source: {type: generator, generator: {rows: 100}}\n"
      "  schema: {columns: [{name: a, type: numeric}, {name: a, type: numeric}]}", "Duplicate value"),
+    ("  source: {type: capture, capture: {inferenceService: svc, since: '2026-06-01T00:00:00Z', "
+     "until: '2026-06-01T00:00:00Z'}}", "capture.since must be before capture.until"),
+    ("  source: {type: capture, capture: {inferenceService: svc, since: 'yesterday'}}",
+     "spec.source.capture.since in body should match"),
 ])
 def test_bad_specs_are_rejected_at_apply_time(local_cluster: Cluster, operator: OperatorProcess, namespace: str,
                                               spec: str, message: str):
