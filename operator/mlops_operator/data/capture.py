@@ -22,7 +22,6 @@ the model's target (so a retraining TrainingRun finds it where the first one did
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,7 +36,9 @@ from .sources import SourceError
 
 TIME_COLUMN = "captured_at"
 KEYS = ["request_id", "row"]
-_INT = re.compile(r"-?[0-9]+")
+#: the joined label's name until it takes the target's (an input may be called "label")
+_LABEL = "_mlops_label"
+_INT = r"^-?[0-9]+$"
 
 
 class CaptureSourceError(SourceError):
@@ -68,12 +69,12 @@ def read_labels(directory: Path) -> pa.Table:
              for p in sorted(directory.glob("*.labels.parquet"))]
     if not parts:
         return pa.table({"request_id": pa.array([], pa.string()), "row": pa.array([], pa.int32()),
-                         "label": pa.array([], pa.string())})
+                         _LABEL: pa.array([], pa.string())})
     t = pa.concat_tables(parts).sort_by([("labelled_at", "ascending")])
-    t = t.group_by(KEYS, use_threads=False).aggregate([("label", "last")]).rename_columns(KEYS + ["label"])
-    labels = t.column("label")
-    if all(_INT.fullmatch(v) for v in labels.drop_null().to_pylist()):
-        t = t.set_column(2, "label", pc.cast(labels, pa.int64()))
+    t = t.group_by(KEYS, use_threads=False).aggregate([("label", "last")]).rename_columns(KEYS + [_LABEL])
+    labels = t.column(_LABEL)
+    if labels.null_count < len(labels) and pc.all(pc.match_substring_regex(labels.drop_null(), _INT)).as_py():
+        t = t.set_column(2, _LABEL, pc.cast(labels, pa.int64()))
     return t
 
 
@@ -109,7 +110,7 @@ def capture_batches(directory: Path, *, since: str | None = None, until: str | N
                                  "InferenceService, and has it served requests since?")
     inputs, target, in_schema = _schema(paths)
     labels = read_labels(directory)
-    out_schema = pa.schema([*in_schema, pa.field(target, labels.schema.field("label").type),
+    out_schema = pa.schema([*in_schema, pa.field(target, labels.schema.field(_LABEL).type),
                             pa.field(TIME_COLUMN, pa.timestamp("us", tz="UTC"))])
     time_filter = None
     if lo is not None:
@@ -124,13 +125,13 @@ def capture_batches(directory: Path, *, since: str | None = None, until: str | N
         if not t.num_rows:
             continue
         t = t.join(labels, keys=KEYS, join_type="inner" if labelled_only else "left outer")
-        labelled += t.num_rows if labelled_only else t.num_rows - t.column("label").null_count
+        labelled += t.num_rows if labelled_only else t.num_rows - t.column(_LABEL).null_count
         if not t.num_rows:
             continue
         t = t.sort_by([(TIME_COLUMN, "ascending"), ("request_id", "ascending"), ("row", "ascending")])
         cols = [t.column(n).cast(f.type) if n in t.column_names else pa.nulls(t.num_rows, f.type)
                 for n, f in zip(inputs, in_schema)]
-        cols += [t.column("label"), t.column(TIME_COLUMN)]
+        cols += [t.column(_LABEL), t.column(TIME_COLUMN)]
         yield from pa.Table.from_arrays(cols, schema=out_schema).to_batches()
     if labelled_only and not labelled:
         span = f" between {since or 'the start'} and {until or 'now'}" if lo or hi else ""
