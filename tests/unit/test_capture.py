@@ -171,9 +171,20 @@ def test_a_dataset_version_from_captured_traffic(art, tmp_path):  # noqa: F811
     spec = {"source": {"type": "capture", "capture": {"inferenceService": "svc"}}, "labelColumn": "purchased"}
     work = tmp_path / "work"
     work.mkdir()
+    (tmp_path / "work2").mkdir()
     out = snapshot.run({"name": "captured", "spec": spec}, store.as_uri(), store, work)
     assert out["rows"] == 60 and out["validated"], out
     assert {"age", "device", "purchased", dcap.TIME_COLUMN} <= {c["name"] for c in out["schema"]}
+    roles = {c["name"]: c["role"] for c in out["schema"]}
+    assert roles["purchased"] == "label" and roles[dcap.TIME_COLUMN] == "timestamp"  # a time split
+    # profiled like any source: the profile sits next to the version, with the label's distribution
+    import json
+
+    profile = json.loads(next(store.rglob("profile.json")).read_text())
+    assert profile["rows"] == 60 and "age" in json.dumps(profile)
+    assert sum((out["labelDistribution"] or {}).values()) == 60, out["labelDistribution"]
+    again = snapshot.run({"name": "captured", "spec": spec}, store.as_uri(), store, tmp_path / "work2")
+    assert again["digest"] == out["digest"]  # the same captures, the same version
 
 
 def test_an_empty_capture_fails_the_snapshot_clearly(tmp_path):
