@@ -7,10 +7,11 @@ end-to-end test asserts on (the demo is the test).
 2. Traffic from current behaviour, each request with an id, and the purchases sent back later
    as feedback under the same id; the DriftMonitor judges windows and stays quiet. The captured,
    labelled traffic becomes Dataset retail-traffic (source.type capture).
-3. A new season: traffic shifts; drift and accuracy breach, the monitor refreshes
-   retail-traffic (the traffic captured so far, the shifted sessions and their purchases
-   included) and retrains on it, v2 beats v1 on the newest captured traffic (a time split on
-   captured_at), is promoted and rolled out (no failed request), and accuracy recovers.
+3. A new season: traffic shifts, and retail-traffic's range moves to the traffic since the
+   season began (`since`); drift and accuracy breach, the monitor refreshes retail-traffic (the
+   shifted sessions captured so far and their purchases) and retrains on it, v2 beats v1 on the
+   newest captured traffic (a time split on captured_at), is promoted and rolled out (no failed
+   request), and accuracy recovers.
 4. A timeline, a summary table and a PNG of accuracy and drift over time.
 
 Everything goes through the Kubernetes API and the InferenceService's V2 endpoint; nothing
@@ -139,6 +140,12 @@ class RetailLoop(LoopDriver):
         self.mark("a new season: customers' behaviour shifts, and with it the traffic")
         assert self.traffic is not None
         self.traffic.shift = 1.0
+        # the company's calendar says when the season began: the traffic the next model should
+        # learn from starts there (the earlier traffic is the season v1 already knows)
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.k("patch", "dataset", TRAFFIC_DATASET, "--type=merge",
+               "-p", json.dumps({"spec": {"source": {"capture": {"since": since}}}}))
+        self.mark(f"Dataset {TRAFFIC_DATASET} now covers the traffic since the season began ({since})")
 
 
 def summary_table(r: LoopResult) -> str:
