@@ -323,6 +323,20 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process tree has used: per request, the cost of serving
+    that a loaded, shared machine does not blur the way it blurs req/s."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _rss_kb(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -430,6 +444,8 @@ def wrk(url: str, body: Path, connections: int, seconds: float, lua: Path) -> di
         res[f"p{q}_ms"] = _ms(m.group(1)) if m else float("nan")
     m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     res["non2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"(\d+) requests in", out)
+    res["requests"] = int(m.group(1)) if m else 0
     m = re.search(r"Socket errors: (.*)", out)
     res["socket_errors"] = m.group(1).strip() if m else ""
     return res
@@ -450,11 +466,15 @@ def run_server(srv: Server, model: dict[str, Any], kind: str, batches: list[int]
         wrk(url, model["bodies"][1], 8, min(3.0, seconds), lua)  # warm-up
         for b in batches:
             for c in concurrency:
+                cpu0 = _cpu_s(srv.proc.pid)
                 r = wrk(url, model["bodies"][b], c, seconds, lua)
-                r.update(batch=b, connections=c, rows_per_s=r["rps"] * b)
+                cpu = _cpu_s(srv.proc.pid) - cpu0
+                r.update(batch=b, connections=c, rows_per_s=r["rps"] * b,
+                         cpu_us_per_req=cpu / r["requests"] * 1e6 if r["requests"] else float("nan"))
                 out["points"].append(r)
                 print(f"  {srv.label:<45} batch {b:>2} c{c:<3} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:.2f} ms"
-                      f"  p99 {r['p99_ms']:.2f} ms" + (f"  non-2xx {r['non2xx']}" if r["non2xx"] else ""), flush=True)
+                      f"  p99 {r['p99_ms']:.2f} ms  cpu {r['cpu_us_per_req']:.0f} us/req"
+                      + (f"  non-2xx {r['non2xx']}" if r["non2xx"] else ""), flush=True)
         out["rss_mb"] = round(srv.rss_mb(), 1)
         out["processes"] = len(_tree(srv.proc.pid))
     finally:
@@ -478,6 +498,7 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
                        if q["batch"] == p["batch"] and q["connections"] == p["connections"]), key=lambda q: q["rps"])
         mid = dict(same[(len(same) - 1) // 2])
         mid["rounds_rps"] = [q["rps"] for q in same]
+        mid["rounds_cpu_us_per_req"] = [round(q.get("cpu_us_per_req", float("nan")), 1) for q in same]
         out["points"].append(mid)
     out["rss_mb"] = max(r.get("rss_mb", 0.0) for r in runs)
     return out

@@ -22,13 +22,14 @@ RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
  && python3 -m venv /opt/mlops \
  && /opt/mlops/bin/pip install --no-cache-dir --disable-pip-version-check -c constraints.txt -r server-requirements.txt
-COPY pyproject.toml README.md images/slim-venv.sh ./
+COPY pyproject.toml README.md images/slim-venv.sh images/prune-pyarrow.sh ./
 COPY operator ./operator
 RUN --mount=type=secret,id=ca \
     if [ -s /run/secrets/ca ]; then export PIP_CERT=/run/secrets/ca; fi \
  && /opt/mlops/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps . \
+ && sh prune-pyarrow.sh /opt/mlops \
  && sh slim-venv.sh /opt/mlops mlops_operator.serving.run mlops_operator.serving.app \
-    mlops_operator.serving.grpc_service uvloop onnxruntime
+    mlops_operator.serving.grpc_service uvloop onnxruntime pyarrow.parquet pyarrow.compute
 
 FROM ${BASE}
 LABEL org.opencontainers.image.title="mlops-server" \

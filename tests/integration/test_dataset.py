@@ -143,6 +143,26 @@ def test_missing_label_column_fails_validation(local_cluster: Cluster, operator:
     assert "latestValid" not in st
 
 
+def test_a_capture_source_without_captures_says_so_where_the_user_looks(local_cluster: Cluster,
+                                                                        operator: OperatorProcess, namespace: str):
+    """No InferenceService has captured anything under that name yet: the snapshot Job fails
+    with the capture source's own message, in the Dataset's conditions and a Warning Event."""
+    local_cluster.apply("""
+apiVersion: mlops.dev/v1alpha1
+kind: Dataset
+metadata: {name: traffic}
+spec:
+  source: {type: capture, capture: {inferenceService: nobody-serves-this}}
+  labelColumn: purchased
+""", namespace)
+    st = wait_snapshot(local_cluster, namespace, "traffic", timeout=240)
+    assert cond(st, "Ready")["status"] == "False", st
+    where = " ".join(c.get("message") or "" for c in st["conditions"])
+    assert "no captured traffic at captures/nobody-serves-this" in where, st["conditions"]
+    assert any(e["type"] == "Warning" and "no captured traffic" in e.get("message", "")
+               for e in events(local_cluster, namespace, "traffic"))
+
+
 @pytest.mark.parametrize("spec, message", [
     ("  source: {type: ftp}", 'spec.source.type: Unsupported value: "ftp"'),
     ("  source: {type: generator, generator: {rows: 100}}\n  refreshInterval: -5m", "spec.refreshInterval in body should match"),
@@ -151,6 +171,10 @@ def test_missing_label_column_fails_validation(local_cluster: Cluster, operator:
     ("  source: {type: file, generator: {rows: 100}}", "source.type file needs source.file"),
     ("  source: {type: generator, generator: {rows: 100}}\n"
      "  schema: {columns: [{name: a, type: numeric}, {name: a, type: numeric}]}", "Duplicate value"),
+    ("  source: {type: capture, capture: {inferenceService: svc, since: '2026-06-01T00:00:00Z', "
+     "until: '2026-06-01T00:00:00Z'}}", "capture.since must be before capture.until"),
+    ("  source: {type: capture, capture: {inferenceService: svc, since: 'yesterday'}}",
+     "spec.source.capture.since in body should match"),
 ])
 def test_bad_specs_are_rejected_at_apply_time(local_cluster: Cluster, operator: OperatorProcess, namespace: str,
                                               spec: str, message: str):

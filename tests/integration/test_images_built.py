@@ -24,8 +24,10 @@ import pytest
 
 from mlops_operator.localcluster import images as im
 
-#: the model server image's budget, uncompressed
-SERVER_BUDGET = 300 * 1000 * 1000
+#: the model server image's budget, uncompressed: 300 MB before issue 19 (293 MB measured), plus
+#: pyarrow for the Parquet payload capture, pruned to what writing Parquet loads
+#: (images/prune-pyarrow.sh: about 100 MB before stripping)
+SERVER_BUDGET = 400 * 1000 * 1000
 
 
 def _state() -> dict[str, Any]:

@@ -67,7 +67,7 @@ def test_captured_requests_join_their_labels_into_dataset_rows(art, tmp_path):  
     every = pa.Table.from_batches(list(dcap.capture_batches(cap, labelled_only=False)))
     assert every.num_rows == 11 and every.column("purchased").null_count == 5
     # time bounds
-    with pytest.raises(dcap.CaptureSourceError, match="no labelled captured rows"):
+    with pytest.raises(dcap.CaptureSourceError, match="no captured rows in captures/svc between 2999"):
         list(dcap.capture_batches(cap, since="2999-01-01T00:00:00Z"))
 
 
@@ -90,13 +90,13 @@ def test_a_slow_store_drops_rows_past_the_buffer_and_serving_never_waits(art, tm
     import threading
 
     release = threading.Event()
-    real_put = scap.Capture._put
+    real_put = scap.DirectorySink.put
 
-    def put(self, name, lines):
+    def put(self, name, data):
         release.wait(60)
-        real_put(self, name, lines)
+        real_put(self, name, data)
 
-    monkeypatch.setattr(scap.Capture, "_put", put)
+    monkeypatch.setattr(scap.DirectorySink, "put", put)
     cfg = art.cfg(capture_rate=1.0, capture_flush_seconds=0.05, capture_chunk_rows=8, capture_max_rows=8,
                   capture_dir=str(tmp_path / "c"))
     with ServerThread(cfg) as s:
@@ -171,9 +171,20 @@ def test_a_dataset_version_from_captured_traffic(art, tmp_path):  # noqa: F811
     spec = {"source": {"type": "capture", "capture": {"inferenceService": "svc"}}, "labelColumn": "purchased"}
     work = tmp_path / "work"
     work.mkdir()
+    (tmp_path / "work2").mkdir()
     out = snapshot.run({"name": "captured", "spec": spec}, store.as_uri(), store, work)
     assert out["rows"] == 60 and out["validated"], out
     assert {"age", "device", "purchased", dcap.TIME_COLUMN} <= {c["name"] for c in out["schema"]}
+    roles = {c["name"]: c["role"] for c in out["schema"]}
+    assert roles["purchased"] == "label" and roles[dcap.TIME_COLUMN] == "timestamp"  # a time split
+    # profiled like any source: the profile sits next to the version, with the label's distribution
+    import json
+
+    profile = json.loads(next(store.rglob("profile.json")).read_text())
+    assert profile["rows"] == 60 and "age" in json.dumps(profile)
+    assert sum((out["labelDistribution"] or {}).values()) == 60, out["labelDistribution"]
+    again = snapshot.run({"name": "captured", "spec": spec}, store.as_uri(), store, tmp_path / "work2")
+    assert again["digest"] == out["digest"]  # the same captures, the same version
 
 
 def test_an_empty_capture_fails_the_snapshot_clearly(tmp_path):
@@ -182,16 +193,186 @@ def test_an_empty_capture_fails_the_snapshot_clearly(tmp_path):
     with pytest.raises(SourceError, match="no captured traffic"):
         list(open_source({"type": "capture", "capture": {"inferenceService": "svc"}}, tmp_path, tmp_path))
     (tmp_path / "captures" / "svc").mkdir(parents=True)
-    with pytest.raises(SourceError, match="labels join requests by the id"):
+    with pytest.raises(SourceError, match="no captured traffic"):  # the directory, but no chunk yet
         list(open_source({"type": "capture", "capture": {"inferenceService": "svc"}}, tmp_path, tmp_path))
 
 
 def test_capture_writes_complete_chunks_only(tmp_path):
     """A chunk is written under a temporary name and renamed: a reader lists complete files."""
-    c = scap.Capture(tmp_path, rate=1.0, instance="p", start_id="0123456789", version="1", target="y",
-                     numeric=["a"], categorical=[], boolean=set(), classes=None, flush_seconds=3600)
+    sink = scap.DirectorySink(tmp_path / "d")
+    sink.put("x.requests.parquet", b"PAR1")
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["x.requests.parquet"]
+
+
+# -- the writer and the reader without a server --------------------------------------------------
+
+class _Req:
+    def __init__(self, n: int, rid: str | None):
+        self.n, self.id = n, rid
+
+
+def _capture(sink, **kw):
+    base: dict[str, Any] = dict(rate=1.0, instance="pod-a", start_id="0123456789abcdef", version="3",
+                                target="bought", numeric=["age", "member"], categorical=["device"],
+                                boolean={"member"}, classes=["0", "1"], flush_seconds=3600, seed=1)
+    base.update(kw)
+    return scap.Capture(sink, **base)
+
+
+def _run(c, reqs):
+    """One model run of `reqs` [(n, id)] with made-up arrays, as the batcher offers it."""
+    n = sum(k for k, _ in reqs)
+    x = np.vstack([np.arange(n, dtype=np.float64), np.arange(n) % 2]).astype(np.float64)
+    x[0, 0] = np.nan
+    cats = [[f"d{i}" for i in range(n)]]
+    probs = np.column_stack([np.linspace(0, 1, n), 1 - np.linspace(0, 1, n)]).astype(np.float32)
+    result = {"label": np.array([i % 2 for i in range(n)], dtype=np.int64), "probabilities": probs}
+    c.offer([(_Req(k, rid), None) for k, rid in reqs], x, cats, result)
+    return x, result
+
+
+class _MemorySink:
+    def __init__(self):
+        self.chunks: dict[str, bytes] = {}
+
+    def put(self, name, data):
+        self.chunks[name] = data
+
+
+def test_requests_chunk_holds_inputs_outputs_version_and_request_id():
+    sink = _MemorySink()
+    c = _capture(sink)
     try:
-        c._put("x.requests.jsonl.gz", [b'{"t": 1}'])
-        assert sorted(p.name for p in Path(tmp_path).iterdir()) == ["x.requests.jsonl.gz"]
+        x, result = _run(c, [(2, "a"), (3, "b"), (1, None)])
+        c.offer_labels("a", [1, "0"])
     finally:
         c.close()
+    import io
+
+    import pyarrow.parquet as pq
+
+    names = sorted(sink.chunks)
+    assert names == ["pod-a-01234567-000001.labels.parquet", "pod-a-01234567-000001.requests.parquet"]
+    t = pq.read_table(io.BytesIO(sink.chunks[names[1]]))
+    assert t.column("request_id").to_pylist() == ["a", "a", "b", "b", "b", None]
+    assert t.column("row").to_pylist() == [0, 1, 0, 1, 2, 0]
+    assert t.column("model_version").to_pylist() == ["3"] * 6
+    assert t.column("age").to_pylist() == [None, 1.0, 2.0, 3.0, 4.0, 5.0]  # NaN (missing) as null
+    assert t.column("member").to_pylist() == [False, True, False, True, False, True]
+    assert t.column("device").to_pylist() == [f"d{i}" for i in range(6)]
+    assert t.column("output_label").to_pylist() == ["0", "1", "0", "1", "0", "1"]
+    np.testing.assert_allclose(t.column("output_score").to_numpy(), result["probabilities"][:, 1], rtol=1e-6)
+    assert pa.types.is_timestamp(t.schema.field("captured_at").type)
+    assert t.schema.metadata[b"mlops.target"] == b"bought"
+    lab = pq.read_table(io.BytesIO(sink.chunks[names[0]]))
+    assert lab.column("label").to_pylist() == ["1", "0"] and lab.column("row").to_pylist() == [0, 1]
+
+
+def test_excluded_columns_are_never_written():
+    sink = _MemorySink()
+    c = _capture(sink, exclude={"device", "age"})
+    try:
+        _run(c, [(2, "a")])
+    finally:
+        c.close()
+    import io
+
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(io.BytesIO(next(iter(sink.chunks.values()))))
+    assert "device" not in t.column_names and "age" not in t.column_names and "member" in t.column_names
+
+
+def test_an_input_named_like_a_capture_column_is_refused_clearly():
+    with pytest.raises(ValueError, match="request_id.*excludeColumns"):
+        _capture(_MemorySink(), numeric=["request_id"])
+    _capture(_MemorySink(), numeric=["request_id"], exclude={"request_id"}).close()  # the way out
+
+
+def test_sampling_keeps_the_share_asked_for_and_skips_runs_cheaply():
+    """A countdown drawn from the geometric distribution samples each request with probability
+    `rate`: over 20,000 one-request runs (seeded), the share is the rate within sampling error."""
+    c = _capture(_MemorySink(), rate=0.1, max_rows=10**9, chunk_rows=10**9)
+    try:
+        x = np.zeros((2, 1))
+        res = {"label": np.zeros(1, dtype=np.int64)}
+        for _ in range(20_000):
+            c.offer([(_Req(1, "r"), None)], x, [["d"]], res)
+        share = c.sampled / 20_000
+        assert abs(share - 0.1) < 0.01, share  # 4.7 standard errors
+        assert c.pending_rows == c.sampled
+    finally:
+        c.close()
+
+
+def test_a_small_sample_of_a_big_run_does_not_pin_the_run():
+    c = _capture(_MemorySink())
+    try:
+        x, _ = _run(c, [(1, "a"), (99, "b")])
+        kept = c.requests[0][2]
+        assert kept.base is None or kept.base is not x  # copied: the run's arrays can be freed
+        assert c.requests[1][2].base is x  # 99 of 100 rows: a view
+    finally:
+        c.close()
+
+
+def _write_capture(directory: Path, runs, labels, **kw):
+    c = _capture(scap.DirectorySink(directory), **kw)
+    try:
+        for reqs in runs:
+            _run(c, reqs)
+        for rid, vals in labels:
+            c.offer_labels(rid, vals)
+    finally:
+        c.close()
+
+
+def test_dataset_rows_join_labels_by_request_id_and_row_latest_label_wins(tmp_path):
+    d = tmp_path / "svc"
+    _write_capture(d, [[(2, "a"), (2, "b"), (1, None)]], [("a", [1, 0]), ("b", [1, 1])])
+    _write_capture(d, [], [("b", [0, 0])], start_id="fedcba9876543210")  # a later correction, another pod
+    t = pa.Table.from_batches(list(dcap.capture_batches(d)))
+    assert t.column_names == ["age", "member", "device", "bought", dcap.TIME_COLUMN]
+    assert t.column("bought").to_pylist() == [1, 0, 0, 0] and pa.types.is_integer(t.schema.field("bought").type)
+    assert t.column("age").to_pylist() == [None, 1.0, 2.0, 3.0]
+    every = pa.Table.from_batches(list(dcap.capture_batches(d, labelled_only=False)))
+    assert every.num_rows == 5 and every.column("bought").null_count == 1
+    # the same captures give the same rows in the same order (a stable content-addressed version)
+    assert pa.Table.from_batches(list(dcap.capture_batches(d))).equals(t)
+
+
+def test_dataset_over_a_time_range(tmp_path):
+    d = tmp_path / "svc"
+    _write_capture(d, [[(2, "a")]], [("a", [1, 0])])
+    with pytest.raises(dcap.CaptureSourceError, match="no captured rows in captures/svc between 2999"):
+        list(dcap.capture_batches(d, since="2999-01-01T00:00:00Z"))
+    with pytest.raises(dcap.CaptureSourceError, match="no captured rows in captures/svc between the start and 2000"):
+        list(dcap.capture_batches(d, until="2000-01-01T00:00:00Z"))
+    t = pa.Table.from_batches(list(dcap.capture_batches(d, since="2000-01-01T00:00:00Z",
+                                                        until="2999-01-01T00:00:00+00:00")))
+    assert t.num_rows == 2
+    with pytest.raises(dcap.CaptureSourceError, match="since .* must be before until"):
+        list(dcap.capture_batches(d, since="2026-02-01T00:00:00Z", until="2026-01-01T00:00:00Z"))
+
+
+def test_unlabelled_captures_say_how_labels_join(tmp_path):
+    d = tmp_path / "svc"
+    _write_capture(d, [[(2, "a"), (1, None)]], [("zzz", [1])])  # a label for a request never captured
+    with pytest.raises(dcap.CaptureSourceError, match="none of the 3 captured rows .* has a label yet.*\"id\""):
+        list(dcap.capture_batches(d))
+
+
+def test_a_corrupt_chunk_is_named(tmp_path):
+    d = tmp_path / "svc"
+    _write_capture(d, [[(2, "a")]], [("a", [1, 0])])
+    (d / "pod-z-00000000-000001.requests.parquet").write_bytes(b"not parquet")
+    with pytest.raises(dcap.CaptureSourceError, match="pod-z-00000000-000001.requests.parquet cannot be read"):
+        list(dcap.capture_batches(d))
+
+
+def test_chunks_of_models_with_other_inputs_make_one_schema(tmp_path):
+    d = tmp_path / "svc"
+    _write_capture(d, [[(2, "a")]], [("a", [1, 0])])
+    _write_capture(d, [[(1, "b")]], [("b", [1])], exclude={"age"}, start_id="ffff0000")  # a model without age
+    t = pa.Table.from_batches(list(dcap.capture_batches(d)))
+    assert t.num_rows == 3 and sorted(t.column("age").to_pylist(), key=lambda v: (v is None, v)) == [1.0, None, None]

@@ -66,6 +66,11 @@ class CaptureSource(ApiModel):
     back as feedback: the inputs the model saw, the label under the model's target name and
     `captured_at`."""
 
+    model_config = ApiModel.model_config | {"json_schema_extra": validations(
+        cel("!has(self.since) || !has(self.until) || timestamp(self.since) < timestamp(self.until)",
+            "capture.since must be before capture.until"),
+    )}
+
     inference_service: str = Field(pattern=DNS_LABEL_PATTERN, max_length=63,
                                    description="InferenceService in the same namespace whose captured traffic to use.")
     since: str | None = Field(None, description="Only rows captured at or after this time (RFC 3339).",

@@ -2,12 +2,16 @@
 end-to-end test asserts on (the demo is the test).
 
 1. The company's export Job lands 20k sessions of current behaviour; Dataset, TrainingRun
-   (tuned), ModelVersion v1 promoted to production, InferenceService Ready.
-2. Traffic from current behaviour, with delayed purchase labels sent back as feedback; the
-   DriftMonitor judges windows and stays quiet.
-3. A new season: the export lands shifted sessions and traffic shifts; drift and accuracy
-   breach, the monitor refreshes the Dataset and retrains, v2 beats v1 on the newest data,
-   is promoted and rolled out (no failed request), and accuracy recovers.
+   (tuned), ModelVersion v1 promoted to production, InferenceService Ready, capturing its
+   traffic (spec.capture).
+2. Traffic from current behaviour, each request with an id, and the purchases sent back later
+   as feedback under the same id; the DriftMonitor judges windows and stays quiet. The captured,
+   labelled traffic becomes Dataset retail-traffic (source.type capture).
+3. A new season: traffic shifts, and retail-traffic's range moves to the traffic since the
+   season began (`since`); drift and accuracy breach, the monitor refreshes retail-traffic (the
+   shifted sessions captured so far and their purchases) and retrains on it, v2 beats v1 on the
+   newest captured traffic (a time split on captured_at), is promoted and rolled out (no failed
+   request), and accuracy recovers.
 4. A timeline, a summary table and a PNG of accuracy and drift over time.
 
 Everything goes through the Kubernetes API and the InferenceService's V2 endpoint; nothing
@@ -19,6 +23,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+import uuid
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable
@@ -35,45 +40,52 @@ __all__ = ["REPO", "LOOP", "MODEL", "Kubectl", "LoopError", "LoopResult", "Sampl
 LOOP = REPO / "examples" / "retail" / "loop"
 MODEL = "propensity"
 BATCH = 25
+TRAFFIC_DATASET = "retail-traffic"  # the captured, labelled traffic (dataset-traffic.yaml)
 FEEDBACK_DELAY = 4  # labels of a request are sent this many requests later (purchases come later)
 _finished = finished  # the name the tests knew
 
 
 class Traffic(ClientTraffic):
-    """A bounded load generator: V1 `:predict` requests of BATCH sessions from the current
-    behaviour, and the true labels sent back as feedback a few requests later."""
+    """A bounded load generator: V2 infer requests of BATCH sessions from the current
+    behaviour, each with an id, and the true labels sent back as feedback under that id a few
+    requests later (so the captured requests and their labels join)."""
 
-    def __init__(self, base_url: str, features: list[str], interval: float = 0.05, feedback_url: str | None = None):
+    def __init__(self, base_url: str, inputs: list[dict[str, Any]], interval: float = 0.05,
+                 feedback_url: str | None = None):
         super().__init__(base_url, interval, feedback_url)
-        self.features = features
+        self.inputs = inputs  # the model's metadata: name and datatype of each input
         self.seed = 1000
+        self.run_id = uuid.uuid4().hex[:8]
 
     def _batches(self):
         while not self.stop.is_set():
             self.seed += 1
             t = retail.generate(400, seed=self.seed, behaviour_shift=self.shift,
                                 start="2026-06-01" if self.shift else "2026-01-01")
-            cols = {f: t.column(f).to_pylist() for f in self.features}
+            cols = {i["name"]: t.column(i["name"]).to_pylist() for i in self.inputs}
             labels = [int(v) for v in t.column(retail.LABEL).to_pylist()]
             for i in range(0, t.num_rows, BATCH):
-                yield ([{f: cols[f][j] for f in self.features} for j in range(i, min(i + BATCH, t.num_rows))],
-                       labels[i:i + BATCH])
+                j = min(i + BATCH, t.num_rows)
+                yield [{"name": f["name"], "datatype": f["datatype"], "shape": [j - i],
+                        "data": [v if f["datatype"] == "BYTES" or v is None else float(v)
+                                 for v in cols[f["name"]][i:j]]} for f in self.inputs], labels[i:j]
 
     def _run(self) -> None:
-        pending: deque[tuple[list[Any], list[int]]] = deque()
-        for rows, labels in self._batches():
-            code, body = self._post(f"/v1/models/{MODEL}:predict", {"instances": rows})
+        pending: deque[tuple[str, list[Any], list[int]]] = deque()
+        for inputs, labels in self._batches():
+            rid = f"{self.run_id}-{self.requests}"
+            code, body = self._post(f"/v2/models/{MODEL}/infer", {"id": rid, "inputs": inputs})
             self.requests += 1
             if code != 200:
                 self.failed.append(f"{code}: {body.get('error', body)}"[:300])
             else:
-                preds = body["predictions"]
+                preds = next(o for o in body["outputs"] if o["name"] == "label")["data"]
                 self.record(sum(int(p) == y for p, y in zip(preds, labels)), len(labels))
-                pending.append((preds, labels))
+                pending.append((rid, preds, labels))
             if len(pending) > FEEDBACK_DELAY:
-                preds, labels = pending.popleft()
-                code, body = self._post(f"/v2/models/{MODEL}/feedback", {"predictions": preds, "labels": labels},
-                                        self.feedback_base)
+                rid, preds, labels = pending.popleft()
+                code, body = self._post(f"/v2/models/{MODEL}/feedback",
+                                        {"id": rid, "predictions": preds, "labels": labels}, self.feedback_base)
                 if code != 200:
                     self.failed.append(f"feedback {code}: {body.get('error', body)}"[:300])
             time.sleep(self.interval)
@@ -113,17 +125,27 @@ class RetailLoop(LoopDriver):
         self.wait(lambda: (k.get("inferenceservice", MODEL) or {}).get("status", {}).get("modelVersion") ==
                   self.r.versions["v1"] and cond(k.get("inferenceservice", MODEL), "Ready").get("status") == "True",
                   "InferenceService Ready")
-        self.mark(f"InferenceService {MODEL} serves {self.r.versions['v1']} on 2 pods")
+        self.mark(f"InferenceService {MODEL} serves {self.r.versions['v1']} on 2 pods, capturing its traffic")
         base = self.base_url(80)
         meta = json.loads(urllib.request.urlopen(f"{base}/v2/models/{MODEL}", timeout=10).read())
         # feedback goes to the servers' monitor port (apart from inference: serving --monitor-port)
-        return Traffic(base, [i["name"] for i in meta["inputs"]], feedback_url=self.base_url(MONITOR_PORT))
+        return Traffic(base, meta["inputs"], feedback_url=self.base_url(MONITOR_PORT))
 
     def new_season(self) -> None:
-        self.mark("a new season: the export lands shifted sessions, traffic shifts")
-        self.export_sessions(2, seed=2, shift=1.0, start="2026-06-01")
+        # what the model saw, joined with what customers bought: the data retraining will use
+        self.apply("dataset-traffic.yaml")
+        ds = self.wait_dataset(TRAFFIC_DATASET)
+        self.mark(f"Dataset {TRAFFIC_DATASET} version {ds['id']}: {ds['rows']} captured sessions with their "
+                  "purchases, validated")
+        self.mark("a new season: customers' behaviour shifts, and with it the traffic")
         assert self.traffic is not None
         self.traffic.shift = 1.0
+        # the company's calendar says when the season began: the traffic the next model should
+        # learn from starts there (the earlier traffic is the season v1 already knows)
+        since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.k("patch", "dataset", TRAFFIC_DATASET, "--type=merge",
+               "-p", json.dumps({"spec": {"source": {"capture": {"since": since}}}}))
+        self.mark(f"Dataset {TRAFFIC_DATASET} now covers the traffic since the season began ({since})")
 
 
 def summary_table(r: LoopResult) -> str:

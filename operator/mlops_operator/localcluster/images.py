@@ -221,8 +221,8 @@ def input_files(img: Image, repo: Path = REPO_ROOT) -> list[Path]:
     if img.kind == "coredns":
         return []
     assert img.dockerfile
-    files = [repo / img.dockerfile, repo / "pyproject.toml", repo / "constraints.txt", repo / "README.md",
-             repo / "images" / "slim-venv.sh"]
+    files = [repo / img.dockerfile, repo / "pyproject.toml", repo / "constraints.txt", repo / "README.md"]
+    files += sorted((repo / "images").glob("*.sh"))  # slim-venv.sh, prune-pyarrow.sh (the server's)
     files += sorted((repo / "images").glob("*-requirements.txt"))
     return files + _tree_files(repo / "operator")
 
