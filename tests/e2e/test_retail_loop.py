@@ -82,7 +82,7 @@ def _loop_in_cluster(c: Cluster, ns: str, tmp_path, image: str = "mlops-runtime:
     k = Kubectl(str(binaries.binary_path("kubectl")), c.kubeconfig, ns)
     fwd: list[Forward] = []
     base_url = _forwarder(c, ns, fwd)
-    loop = RetailLoop(k, base_url, image=image, rows=12000, timeout=300)
+    loop = RetailLoop(k, base_url, image=image, rows=12000, timeout=600)  # per step; a loaded 2-core machine needs more than 300 s for the first run
 
     # restart the operator once the retraining is under way: the loop must still complete
     # with exactly one retraining run
@@ -238,7 +238,7 @@ def test_a_failing_retraining_leaves_v1_serving(local_cluster: Cluster, operator
     k = Kubectl(str(binaries.binary_path("kubectl")), c.kubeconfig, ns)
     fwd: list[Forward] = []
     base_url = _forwarder(c, ns, fwd)
-    loop = RetailLoop(k, base_url, image="mlops-runtime:test", rows=8000, timeout=240)
+    loop = RetailLoop(k, base_url, image="mlops-runtime:test", rows=8000, timeout=480)
     # the retraining template asks for an impossible parameter value: the run fails
     original = loop.apply
 
