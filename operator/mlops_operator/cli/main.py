@@ -22,7 +22,7 @@ Cluster {cfg.name!r} is up: Kubernetes v{cfg.kubernetes_version} at {cfg.server_
   stop:        mlops down{'' if cfg.name == 'local' else ' --name ' + cfg.name}""")
     if cfg.s3:
         s3 = cluster.s3_info(cfg)
-        print(f"""  S3 (SeaweedFS): {s3['endpoint']} for pods, {s3['hostEndpoint']} from this machine; bucket {s3['bucket']}
+        print(f"""  S3 (SeaweedFS): {s3['endpoint']} (pods), {s3['hostEndpoint']} (this machine), bucket {s3['bucket']}
   s3 store:    kubectl -n NS create secret generic mlops-store-s3 --from-env-file={s3['credentialsFile']}
                and run the operator with MLOPS_STORE='{s3['storeURI']}'""")
     return 0

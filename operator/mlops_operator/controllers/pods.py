@@ -11,6 +11,7 @@ Event; the condition clears once the pod starts. The last good data and model ke
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +20,8 @@ import kopf
 
 from ..api.conditions import get_condition, set_condition
 from ..resources.common import MANAGED_BY
+from ..resources.serving import FETCH_CONTAINER
+from ..store.store import STORE_REASONS, store_reason
 from . import kube
 from .events import emit
 from .namespaces import managed
@@ -41,6 +44,28 @@ OWNER_LABELS = (
 _marked: set[tuple[str, str, str]] = set()
 
 
+def fetch_failure(pod: dict[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) when a serving pod's model fetch (the s3-mode init container) failed:
+    the store's own reason (DigestMismatch, StoreAccessDenied, StoreUnreachable, ...) from the
+    fetch's JSON termination message. The kubelet retries the init container with backoff; until
+    it succeeds the pod is never ready, so the serving version keeps serving."""
+    st = pod.get("status") or {}
+    for cs in st.get("initContainerStatuses") or []:
+        if cs.get("name") != FETCH_CONTAINER:
+            continue
+        term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+        if not term or term.get("exitCode") in (0, None):
+            return None
+        try:
+            doc = json.loads(term.get("message") or "")
+        except ValueError:
+            doc = {}
+        error = doc.get("error") if isinstance(doc, dict) else None
+        error = error or term.get("reason") or f"exit {term.get('exitCode')}"
+        return store_reason(doc, "StoreError"), f"fetching the model failed: {error}"
+    return None
+
+
 def owner_of(labels: dict[str, str]) -> tuple[str, str] | None:
     """(plural, name) of the custom resource a pod works for, from its labels."""
     for label, plural in OWNER_LABELS:
@@ -61,6 +86,11 @@ def register(settings: Settings) -> None:
         plural, oname = owner
         key = (plural, namespace, oname)
         stuck = None if type == "DELETED" else kube.stuck_reason(dict(body))
+        reason = REASON
+        if stuck is None and type != "DELETED":
+            failed = fetch_failure(dict(body))
+            if failed is not None:
+                reason, stuck = failed
         if stuck is None and key not in _marked:
             return
         obj = await kube.get_custom(plural, namespace, oname)
@@ -71,15 +101,15 @@ def register(settings: Settings) -> None:
         gen = obj["metadata"].get("generation")
         if stuck is not None:
             text = f"pod {name}: {stuck}"
-            conds, changed = set_condition(st.get("conditions"), "Degraded", True, REASON, text, gen)
+            conds, changed = set_condition(st.get("conditions"), "Degraded", True, reason, text, gen)
             _marked.add(key)
             if changed:
                 await kube.patch_status(plural, namespace, oname, {"conditions": conds})
-                emit(obj, "Warning", REASON, text)
+                emit(obj, "Warning", reason, text)
             return
         cur = get_condition(st.get("conditions"), "Degraded")
         _marked.discard(key)
-        if cur and cur.get("reason") == REASON and cur.get("status") == "True":
+        if cur and (cur.get("reason") == REASON or cur.get("reason") in STORE_REASONS) and cur.get("status") == "True":
             cleared = set_condition(st.get("conditions"), "Degraded", False, "PodStarted", f"pod {name} started",
                                     gen)[0]
             await kube.patch_status(plural, namespace, oname, {"conditions": cleared})
