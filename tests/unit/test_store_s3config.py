@@ -248,3 +248,18 @@ def test_a_failed_model_fetch_names_the_store_reason():
     assert reason == "DigestMismatch" and "does not match" in text
     ok = {"status": {"initContainerStatuses": [{"name": "fetch-model", "state": {"terminated": {"exitCode": 0}}}]}}
     assert fetch_failure(ok) is None
+
+
+def test_a_pvc_store_that_cannot_follow_a_pod_to_another_node_is_named():
+    from mlops_operator.controllers.pods import store_not_shared
+
+    msg = ("0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, "
+           "1 node(s) had volume node affinity conflict.")
+    pod = {"spec": {"volumes": [{"name": "store", "persistentVolumeClaim": {"claimName": "mlops-store"}}]},
+           "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                      "message": msg}]}}
+    text = store_not_shared(pod, "mlops-store", "ReadWriteOnce")
+    assert "mlops-store (ReadWriteOnce)" in text and "s3://" in text and "volume node affinity conflict" in text
+    assert store_not_shared(pod, "other-claim", "ReadWriteOnce") is None  # not the store's volume
+    pod["status"]["conditions"][0]["message"] = "0/2 nodes are available: 2 Insufficient cpu."
+    assert store_not_shared(pod, "mlops-store", "ReadWriteOnce") is None  # another reason: not ours to explain

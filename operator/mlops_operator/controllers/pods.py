@@ -44,6 +44,29 @@ OWNER_LABELS = (
 _marked: set[tuple[str, str, str]] = set()
 
 
+#: a pod that needs the store's PVC on a node the volume cannot reach
+NOT_SHARED = "StoreNotShared"
+
+
+def store_not_shared(pod: dict[str, Any], claim: str, access_mode: str) -> str | None:
+    """Why a pod that mounts the store PVC cannot be scheduled where it must run, else None.
+
+    A ReadWriteOnce volume (a local or zonal disk) lives on one node; a pod pinned elsewhere
+    (nodeSelector, affinity), e.g. serving on another node than training, waits forever with the
+    scheduler's "volume node affinity conflict". Said on the owner, with the way out."""
+    if not any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim
+               for v in (pod.get("spec") or {}).get("volumes") or []):
+        return None
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable" \
+                and "volume node affinity conflict" in (c.get("message") or ""):
+            return (f"the artifact store PVC {claim} ({access_mode}) lives on another node than the one this pod "
+                    f"must run on ({c.get('message')}); a PVC store cannot be shared by pods on several nodes: "
+                    "run the operator with an s3:// store (MLOPS_STORE), use a ReadWriteMany storage class "
+                    "(MLOPS_STORE_ACCESS_MODE), or place these pods on the volume's node")
+    return None
+
+
 def fetch_failure(pod: dict[str, Any]) -> tuple[str, str] | None:
     """(reason, message) when a serving pod's model fetch (the s3-mode init container) failed:
     the store's own reason (DigestMismatch, StoreAccessDenied, StoreUnreachable, ...) from the
@@ -91,6 +114,9 @@ def register(settings: Settings) -> None:
             failed = fetch_failure(dict(body))
             if failed is not None:
                 reason, stuck = failed
+            elif not settings.store_is_s3:
+                stuck = store_not_shared(dict(body), settings.store_claim, settings.store_access_mode)
+                reason = NOT_SHARED
         if stuck is None and key not in _marked:
             return
         obj = await kube.get_custom(plural, namespace, oname)
@@ -109,7 +135,8 @@ def register(settings: Settings) -> None:
             return
         cur = get_condition(st.get("conditions"), "Degraded")
         _marked.discard(key)
-        if cur and (cur.get("reason") == REASON or cur.get("reason") in STORE_REASONS) and cur.get("status") == "True":
+        if cur and cur.get("status") == "True" and (cur.get("reason") in (REASON, NOT_SHARED)
+                                                    or cur.get("reason") in STORE_REASONS):
             cleared = set_condition(st.get("conditions"), "Degraded", False, "PodStarted", f"pod {name} started",
                                     gen)[0]
             await kube.patch_status(plural, namespace, oname, {"conditions": cleared})
