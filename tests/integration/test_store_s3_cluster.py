@@ -229,13 +229,18 @@ def test_a_corrupted_object_is_refused_and_the_serving_version_keeps_serving(s3_
               json.dumps({"spec": {"aliases": []}}))
 
     def refused():
+        # the serving pod's fetch refuses it (InferenceService Degraded=DigestMismatch), or a
+        # re-verification does first (ModelVersion Ready=False ArtifactInvalid, "does not match")
         isvc = get(c, "inferenceservice", ns, "propensity")
-        mv = get(c, "modelversion", ns, "propensity-v2")
-        reasons = {cond(isvc, "Degraded").get("reason"), cond(mv, "Ready").get("reason")}
-        return reasons if "DigestMismatch" in reasons else None
-    wait_for(refused, 240, interval=1, what="the corrupted v2 refused with reason DigestMismatch")
+        mv = cond(get(c, "modelversion", ns, "propensity-v2"), "Ready")
+        if cond(isvc, "Degraded").get("reason") == "DigestMismatch":
+            return "DigestMismatch"
+        if mv.get("reason") == "ArtifactInvalid" and "does not match" in mv.get("message", ""):
+            return "ArtifactInvalid"
+        return None
+    why = wait_for(refused, 240, interval=1, what="the corrupted v2 refused by its digest")
     events = c.get_json("events", "-n", ns)["items"]
-    assert any(e["reason"] == "DigestMismatch" for e in events), [e["reason"] for e in events]
+    assert any(e["reason"] == why and e["type"] == "Warning" for e in events), [e["reason"] for e in events]
     st = get(c, "inferenceservice", ns, "propensity")["status"]
     assert st["modelVersion"] == "propensity-v1"
     inputs, want = predictions(host_store(c, ns), mv1)

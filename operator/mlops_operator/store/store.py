@@ -70,6 +70,10 @@ STORE_REASONS = frozenset({"StoreError", "DigestMismatch", "ArtifactMissing", "S
                            "StoreAccessDenied", "StoreUnreachable", "StoreConfigInvalid"})
 
 
+#: the store could not be asked (as opposed to: it answered with wrong bytes)
+STORE_ACCESS_REASONS = frozenset({"StoreAccessDenied", "StoreBucketMissing", "StoreUnreachable", "StoreConfigInvalid"})
+
+
 def store_reason(doc: object, default: str) -> str:
     """The store's reason in a Job's JSON result (`{"error": ..., "reason": ...}`), else `default`."""
     reason = doc.get("reason") if isinstance(doc, dict) else None
