@@ -26,10 +26,11 @@ from pathlib import Path
 from .config import NODE_IP, ClusterConfig, daemon_config
 from .seaweedfs import S3Identity, SeaweedServer, local_identity, weed_path
 
-#: the S3 gateway's port on the bridge address; weed's other ports stay off the common ones
-#: (the node agent, kubelet and control-plane health ports share this namespace)
-PORTS = {"s3": 8333, "s3.grpc": 18333, "master": 19333, "master.grpc": 29333, "volume": 18080,
-         "volume.grpc": 28080, "filer": 18888, "filer.grpc": 28888}
+#: the S3 gateway's port on the bridge address (the same in every cluster: each has its own netns)
+S3_PORT = 8333
+#: kept for the host forward (supervisor) and the endpoint; the others are per cluster (ports())
+PORTS = {"s3": S3_PORT}
+_PORT_NAMES = ("s3.grpc", "master", "master.grpc", "volume", "volume.grpc", "filer", "filer.grpc")
 #: the component's health port (answers once the bucket exists)
 HEALTH_PORT = 10262
 #: the bucket the cluster creates (a store URI may use another that the user creates)
@@ -39,6 +40,39 @@ COMPONENT = "seaweedfs"
 
 def data_dir(cfg: ClusterConfig) -> Path:
     return cfg.path("seaweedfs")
+
+
+def ports(cfg: ClusterConfig) -> dict[str, int]:
+    """weed's ports for this cluster, chosen once and kept (`<state>/seaweedfs/ports.json`).
+
+    Not fixed: weed also serves each gRPC port on a Unix socket whose path it hard-codes from the
+    port number (`/tmp/seaweedfs-volume-grpc-<port>.sock`, weed/command/server.go), a path every
+    network namespace shares. Two clusters on one machine with the same ports would talk to each
+    other's volume servers ("volume 8 not found"). So each cluster draws its own from 20000-29999
+    (clear of the control plane's and the nodes' ports), skipping sockets that exist."""
+    import json
+    import random
+
+    path = data_dir(cfg) / "ports.json"
+    try:
+        got = json.loads(path.read_text())
+        if set(_PORT_NAMES) <= set(got):
+            return {**{k: int(got[k]) for k in _PORT_NAMES}, "s3": S3_PORT}
+    except (OSError, ValueError):
+        pass
+    taken = {int(p.stem.rsplit("-", 1)[1]) for p in Path("/tmp").glob("seaweedfs-*.sock")
+             if p.stem.rsplit("-", 1)[1].isdigit()}  # gRPC and the filer's HTTP port both get one
+    rng = random.SystemRandom()
+    chosen: dict[str, int] = {}
+    for name in _PORT_NAMES:
+        while True:
+            port = rng.randrange(20000, 30000)
+            if port not in taken and port not in chosen.values():
+                chosen[name] = port
+                break
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(chosen))
+    return {**chosen, "s3": S3_PORT}
 
 
 def endpoint() -> str:
@@ -81,7 +115,7 @@ class _Health(http.server.BaseHTTPRequestHandler):
 
 def main(argv: list[str] | None = None) -> None:
     cfg = daemon_config(sys.argv[1:] if argv is None else argv)
-    srv = SeaweedServer(data_dir(cfg), [identity(cfg)], ports=PORTS, ip=NODE_IP, bind_ip="0.0.0.0")
+    srv = SeaweedServer(data_dir(cfg), [identity(cfg)], ports=ports(cfg), ip=NODE_IP, bind_ip="0.0.0.0")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
