@@ -263,3 +263,19 @@ def test_a_pvc_store_that_cannot_follow_a_pod_to_another_node_is_named():
     assert store_not_shared(pod, "other-claim", "ReadWriteOnce") is None  # not the store's volume
     pod["status"]["conditions"][0]["message"] = "0/2 nodes are available: 2 Insufficient cpu."
     assert store_not_shared(pod, "mlops-store", "ReadWriteOnce") is None  # another reason: not ours to explain
+
+
+def test_each_cluster_gets_its_own_seaweed_ports_kept_across_restarts(tmp_path, monkeypatch):
+    """weed names its Unix sockets after the port (/tmp/seaweedfs-volume-grpc-<port>.sock, shared by
+    every netns): two clusters with the same ports would reach each other's servers."""
+    from mlops_operator.localcluster import s3cluster
+    from mlops_operator.localcluster.config import ClusterConfig
+
+    monkeypatch.setenv("MLOPS_STATE_DIR", str(tmp_path))
+    a, b = ClusterConfig(name="one"), ClusterConfig(name="two")
+    pa, pb = s3cluster.ports(a), s3cluster.ports(b)
+    assert pa["s3"] == pb["s3"] == 8333  # the bridge port: each cluster has its own netns
+    grpc = [k for k in pa if k != "s3"]
+    assert len({pa[k] for k in grpc}) == len(grpc)
+    assert {pa[k] for k in grpc} != {pb[k] for k in grpc}
+    assert s3cluster.ports(a) == pa  # kept: a restarted server finds the same ports
