@@ -7,7 +7,7 @@ it, and builders must not import from the controller layer above them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .store.s3config import parse_s3_uri
 
@@ -34,7 +34,7 @@ class Settings:
     http_source_allow_private: bool = False
     #: the artifact store: "" for the per-namespace PVC (file://<store_mount>, one node), or an
     #: s3:// URI (store/s3config.py: s3://bucket/prefix?endpoint=...&region=...&pathStyle=...),
-    #: shared by every namespace, each under its own prefix <prefix>/<namespace>/ (next slice).
+    #: shared by every namespace, each under its own prefix <prefix>/<namespace>/ (store_uri).
     #: Holds no credential: the URI reaches Job arguments and pod specs as it is.
     store: str = ""
     #: s3 mode: the Secret, in each workload namespace, whose keys AWS_ACCESS_KEY_ID and
@@ -66,7 +66,11 @@ class Settings:
     def store_is_s3(self) -> bool:
         return self.store.startswith("s3://")
 
-    @property
-    def store_uri(self) -> str:
-        """The root URI workloads open the store with (`--store`)."""
-        return self.store if self.store_is_s3 else f"file://{self.store_mount}"
+    def store_uri(self, namespace: str) -> str:
+        """The root URI workloads of `namespace` open the store with (`--store`): the namespace's
+        PVC mounted at store_mount, or the shared s3:// store under <prefix>/<namespace>/ (so one
+        namespace's names never meet another's, and a bucket policy can fence each prefix)."""
+        if not self.store_is_s3:
+            return f"file://{self.store_mount}"
+        c = parse_s3_uri(self.store)
+        return replace(c, prefix="/".join(p for p in (c.prefix, namespace) if p)).root_uri

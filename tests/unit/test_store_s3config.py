@@ -137,26 +137,145 @@ def test_operator_settings_select_the_store(monkeypatch):
     for k in ("MLOPS_STORE", "MLOPS_STORE_SECRET"):
         monkeypatch.delenv(k, raising=False)
     s = Settings.from_env()
-    assert not s.store_is_s3 and s.store_uri == "file:///store" and store_env(s) == []
+    assert not s.store_is_s3 and s.store_uri("team-a") == "file:///store" and store_env(s) == []
 
     monkeypatch.setenv("MLOPS_STORE", "s3://mlops/prod?endpoint=http://seaweedfs.mlops-system:8333")
     monkeypatch.setenv("MLOPS_STORE_SECRET", "team-s3")
     s = Settings.from_env()
-    assert s.store_is_s3 and s.store_uri == "s3://mlops/prod?endpoint=http://seaweedfs.mlops-system:8333"
-    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in store_env(s)}
+    # each namespace under its own prefix, the rest of the URI as given
+    assert s.store_is_s3 and s.store_uri("team-a") == "s3://mlops/prod/team-a?endpoint=http://seaweedfs.mlops-system:8333"
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in store_env(s) if "valueFrom" in e}
     assert env["AWS_ACCESS_KEY_ID"] == {"name": "team-s3", "key": "AWS_ACCESS_KEY_ID", "optional": False}
     assert env["AWS_SECRET_ACCESS_KEY"]["optional"] is False and env["AWS_SESSION_TOKEN"]["optional"] is True
-    assert all("value" not in e for e in store_env(s))  # by reference only, never a value
+    # credentials by reference only, never a value; the download cache under the pod's /tmp
+    assert all("value" not in e for e in store_env(s) if e["name"].startswith("AWS_"))
 
     monkeypatch.setenv("MLOPS_STORE", "s3://Bad_Bucket")
     with pytest.raises(S3ConfigError, match="invalid bucket name"):
         Settings.from_env()
 
 
-def test_the_operator_refuses_an_s3_store_until_the_workloads_use_it(monkeypatch):
-    from mlops_operator.controllers.handlers import register_all
+def _s3_settings(monkeypatch):
     from mlops_operator.settings import Settings
 
-    monkeypatch.setenv("MLOPS_STORE", "s3://mlops/prod?endpoint=http://seaweedfs:8333")
-    with pytest.raises(RuntimeError, match="do not use the s3:// store yet"):
-        register_all(Settings.from_env())
+    monkeypatch.setenv("MLOPS_STORE", "s3://mlops/prod?endpoint=http://10.240.0.1:8333")
+    monkeypatch.setenv("MLOPS_STORE_SECRET", "team-s3")
+    return Settings.from_env()
+
+
+RUN = {"apiVersion": "mlops.dev/v1alpha1", "kind": "TrainingRun",
+       "metadata": {"name": "r1", "namespace": "team-a", "uid": "u1"},
+       "spec": {"modelName": "churn", "dataset": {"name": "retail"}, "estimator": {"type": "LogisticRegression"}}}
+MV = {"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelVersion",
+      "metadata": {"name": "churn-v1", "namespace": "team-a", "uid": "u2"},
+      "spec": {"model": "churn", "version": 1, "artifact": {
+          "uri": "s3://mlops/prod/team-a/models/churn/" + "ab" * 32 + "/", "digest": "ab" * 32, "format": "onnx"}}}
+ISVC = {"apiVersion": "mlops.dev/v1alpha1", "kind": "InferenceService",
+        "metadata": {"name": "churn", "namespace": "team-a", "uid": "u3"},
+        "spec": {"model": "churn", "alias": "production"}}
+DS = {"apiVersion": "mlops.dev/v1alpha1", "kind": "Dataset", "metadata": {"name": "retail", "namespace": "team-a",
+                                                                          "uid": "u4", "generation": 1},
+      "spec": {"source": {"type": "generator", "generator": {"kind": "retail", "rows": 100}}}}
+
+
+def _pod(obj: dict) -> dict:
+    return obj["spec"]["template"]["spec"] if obj["kind"] != "Job" else obj["spec"]["template"]["spec"]
+
+
+def test_s3_mode_workloads_use_no_pvc_and_get_credentials_by_reference(monkeypatch):
+    """In s3 mode no workload mounts a PVC: Jobs write and read the bucket with the Secret's
+    credentials; serving pods fetch their version in an init container into an emptyDir."""
+    from mlops_operator.resources import model_version, serving, snapshot_job, training_job
+    from mlops_operator.resources.store import needs_claim
+
+    s = _s3_settings(monkeypatch)
+    assert not needs_claim(s)
+    root = "s3://mlops/prod/team-a?endpoint=http://10.240.0.1:8333"
+    jobs = {"train": training_job.training_job(RUN, s), "verify": model_version.verify_job(MV, "t", s),
+            "snapshot": snapshot_job.snapshot_job(DS, "t", None, s)}
+    dep = serving.deployment(ISVC, MV, s)
+    for what, obj in [*jobs.items(), ("serving", dep)]:
+        pod = _pod(obj)
+        assert not [v for v in pod["volumes"] if "persistentVolumeClaim" in v], what
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            if what != "serving" or c["name"] == serving.FETCH_CONTAINER:
+                refs = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in c["env"] if "valueFrom" in e
+                        and "secretKeyRef" in e["valueFrom"]}
+                assert refs.get("AWS_SECRET_ACCESS_KEY") == "team-s3", (what, c["name"])
+                assert root in c["command"], (what, c["command"])
+    pod = _pod(dep)
+    (fetch,) = pod["initContainers"]
+    assert fetch["command"][fetch["command"].index("--digest") + 1] == "ab" * 32
+    assert {"name": "models", "emptyDir": {}} in pod["volumes"]
+    server = pod["containers"][0]["command"]
+    assert server[server.index("--store-uri") + 1] == "file:///models"
+    assert server[server.index("--model-uri") + 1] == "file:///models/models/churn/" + "ab" * 32 + "/"
+    assert server[server.index("--digest") + 1] == "ab" * 32  # the server checks the copy again
+
+
+def test_file_mode_workloads_keep_the_pvc(monkeypatch):
+    from mlops_operator.resources import serving, training_job
+    from mlops_operator.settings import Settings
+
+    monkeypatch.delenv("MLOPS_STORE", raising=False)
+    s = Settings.from_env()
+    mv = {**MV, "spec": {**MV["spec"], "artifact": {"uri": "file:///store/models/churn/x/", "digest": "ab" * 32}}}
+    dep = serving.deployment(ISVC, mv, s)
+    assert "initContainers" not in _pod(dep)
+    assert {"name": "store", "persistentVolumeClaim": {"claimName": s.store_claim}} in _pod(dep)["volumes"]
+    assert [v for v in _pod(training_job.training_job(RUN, s))["volumes"] if "persistentVolumeClaim" in v]
+
+
+def test_s3_mode_refuses_what_needs_the_pvc_with_a_reason(monkeypatch):
+    from mlops_operator.resources import serving, snapshot_job
+    from mlops_operator.resources.store import StoreModeUnsupported
+
+    s = _s3_settings(monkeypatch)
+    with pytest.raises(StoreModeUnsupported, match="capture"):
+        serving.deployment({**ISVC, "spec": {**ISVC["spec"], "capture": {"sampleRate": 0.5}}}, MV, s)
+    ds = {**DS, "spec": {"source": {"type": "file", "file": {"path": "x.csv"}}}}
+    with pytest.raises(StoreModeUnsupported, match="claimName"):
+        snapshot_job.snapshot_job(ds, "t", None, s)
+
+
+def test_a_failed_model_fetch_names_the_store_reason():
+    from mlops_operator.controllers.pods import fetch_failure
+
+    msg = '{"ok": false, "error": "s3://b/k: sha256 00 does not match", "reason": "DigestMismatch"}'
+    pod = {"status": {"initContainerStatuses": [{"name": "fetch-model", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                                                  "lastState": {"terminated": {"exitCode": 1, "message": msg}}}]}}
+    reason, text = fetch_failure(pod)
+    assert reason == "DigestMismatch" and "does not match" in text
+    ok = {"status": {"initContainerStatuses": [{"name": "fetch-model", "state": {"terminated": {"exitCode": 0}}}]}}
+    assert fetch_failure(ok) is None
+
+
+def test_a_pvc_store_that_cannot_follow_a_pod_to_another_node_is_named():
+    from mlops_operator.controllers.pods import store_not_shared
+
+    msg = ("0/2 nodes are available: 1 node(s) didn't match Pod's node affinity/selector, "
+           "1 node(s) had volume node affinity conflict.")
+    pod = {"spec": {"volumes": [{"name": "store", "persistentVolumeClaim": {"claimName": "mlops-store"}}]},
+           "status": {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                      "message": msg}]}}
+    text = store_not_shared(pod, "mlops-store", "ReadWriteOnce")
+    assert "mlops-store (ReadWriteOnce)" in text and "s3://" in text and "volume node affinity conflict" in text
+    assert store_not_shared(pod, "other-claim", "ReadWriteOnce") is None  # not the store's volume
+    pod["status"]["conditions"][0]["message"] = "0/2 nodes are available: 2 Insufficient cpu."
+    assert store_not_shared(pod, "mlops-store", "ReadWriteOnce") is None  # another reason: not ours to explain
+
+
+def test_each_cluster_gets_its_own_seaweed_ports_kept_across_restarts(tmp_path, monkeypatch):
+    """weed names its Unix sockets after the port (/tmp/seaweedfs-volume-grpc-<port>.sock, shared by
+    every netns): two clusters with the same ports would reach each other's servers."""
+    from mlops_operator.localcluster import s3cluster
+    from mlops_operator.localcluster.config import ClusterConfig
+
+    monkeypatch.setenv("MLOPS_STATE_DIR", str(tmp_path))
+    a, b = ClusterConfig(name="one"), ClusterConfig(name="two")
+    pa, pb = s3cluster.ports(a), s3cluster.ports(b)
+    assert pa["s3"] == pb["s3"] == 8333  # the bridge port: each cluster has its own netns
+    grpc = [k for k in pa if k != "s3"]
+    assert len({pa[k] for k in grpc}) == len(grpc)
+    assert {pa[k] for k in grpc} != {pb[k] for k in grpc}
+    assert s3cluster.ports(a) == pa  # kept: a restarted server finds the same ports

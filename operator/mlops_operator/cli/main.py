@@ -12,7 +12,7 @@ def _cmd_up(a: argparse.Namespace) -> int:
     from mlops_operator.localcluster import cluster
 
     nodes = [k.strip() for k in a.nodes.split(",") if k.strip()] if a.nodes else None
-    cfg = cluster.up(a.name, port=a.port, timeout=a.timeout, nodes=nodes)
+    cfg = cluster.up(a.name, port=a.port, timeout=a.timeout, nodes=nodes, s3=a.s3)
     kc = cfg.kubeconfig_path
     print(f"""
 Cluster {cfg.name!r} is up: Kubernetes v{cfg.kubernetes_version} at {cfg.server_url}
@@ -20,6 +20,11 @@ Cluster {cfg.name!r} is up: Kubernetes v{cfg.kubernetes_version} at {cfg.server_
   try:         kubectl --kubeconfig {kc} get --raw /version
                export KUBECONFIG={kc}; kubectl get namespaces
   stop:        mlops down{'' if cfg.name == 'local' else ' --name ' + cfg.name}""")
+    if cfg.s3:
+        s3 = cluster.s3_info(cfg)
+        print(f"""  S3 (SeaweedFS): {s3['endpoint']} (pods), {s3['hostEndpoint']} (this machine), bucket {s3['bucket']}
+  s3 store:    kubectl -n NS create secret generic mlops-store-s3 --from-env-file={s3['credentialsFile']}
+               and run the operator with MLOPS_STORE='{s3['storeURI']}'""")
     return 0
 
 
@@ -47,6 +52,10 @@ def _cmd_status(a: argparse.Namespace) -> int:
         rn = st["realNode"]
         print(f"real node {rn['name']} at {rn['internalIP']}: containerd {rn['containerdSocket']}, "
               f"pod cgroups under {rn['cgroupRoot']}, cgroups {rn['cgroups']}")
+    if "s3" in st:
+        s3 = st["s3"]
+        print(f"S3: {s3['endpoint']} (pods), {s3['hostEndpoint']} (this machine), store {s3['storeURI']}, "
+              f"key pair in {s3['credentialsFile']}")
     for n, c in st["components"].items():
         state = "healthy" if c["healthy"] else c["state"]
         detail = f"  {c['detail']}" if c["detail"] and not c["healthy"] else ""
@@ -248,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", default=None,
                     help="kinds of node: process (pods as host processes, the fast default), real "
                          "(upstream kubelet + containerd running the built images), or process,real")
+    up.add_argument("--s3", action="store_true",
+                    help="also run SeaweedFS' S3 gateway in the cluster, where pods reach it, for an s3:// "
+                         "store (builds `weed` once, minutes)")
     up.set_defaults(func=_cmd_up)
     down = named(sub.add_parser("down", help="stop the local cluster; no process or namespace is left"))
     down.add_argument("--purge", action="store_true", help="also delete its state (etcd data, certificates)")

@@ -24,7 +24,7 @@ from ..api.dataset import DatasetSpec
 from ..api.durations import parse_duration
 from ..data.versions import record_snapshot
 from ..resources.snapshot_job import GENERATION_ANNOTATION, job_name, snapshot_job
-from ..resources.store import store_claim
+from ..resources.store import StoreModeUnsupported, needs_claim, store_claim
 from . import kube
 from .events import emit
 from .namespaces import managed
@@ -132,9 +132,20 @@ async def _step(namespace: str, name: str, settings: Settings) -> bool:
             )
         return False
     spec = DatasetSpec.model_validate(ds["spec"])
-    await kube.create_or_adopt(store_claim(namespace, settings))
+    if needs_claim(settings):
+        await kube.create_or_adopt(store_claim(namespace, settings))
     frozen = None if spec.schema_ is not None and spec.schema_.columns else (status.get("schema") or {}).get("columns")
-    job, created = await kube.create_or_adopt(snapshot_job(ds, trigger, frozen, settings))
+    try:
+        want = snapshot_job(ds, trigger, frozen, settings)
+    except StoreModeUnsupported as e:  # the source needs the PVC store: say so, keep the last good version
+        new, events = record_snapshot(status, {"error": str(e), "reason": "StoreConfigInvalid"}, gen or 0,
+                                      spec.version_history_limit, trigger)
+        new["conditions"] = observe(new.get("conditions"), gen, stalled=stalled(new))
+        await kube.patch_status(PLURAL, namespace, name, new)
+        for ev in events:
+            _event(ds, *ev)
+        return False
+    job, created = await kube.create_or_adopt(want)
     text = f"snapshot Job {job['metadata']['name']} is running"
     conds, _ = set_condition(status.get("conditions"), "Progressing", True, "Snapshotting", text, gen)
     if not status.get("latestValid"):

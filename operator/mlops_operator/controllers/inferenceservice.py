@@ -27,7 +27,7 @@ from ..registry import aliases as reg
 from ..resources.serving import (PORT, autoscaler, canary_deployment, canary_name, deployment, service,
                                  url)
 from ..rollout import canary as canary_rules
-from ..resources.store import store_claim
+from ..resources.store import StoreModeUnsupported, needs_claim, store_claim
 from . import kube
 from .events import emit
 from .namespaces import managed
@@ -73,8 +73,11 @@ def why_pods_fail(pods: list[dict[str, Any]], version: str) -> str:
     for p in pods:
         if p["metadata"].get("labels", {}).get("mlops.dev/model-version") != version:
             continue
-        for cs in (p.get("status") or {}).get("containerStatuses") or []:
+        st = p.get("status") or {}
+        for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
             term = (cs.get("lastState") or {}).get("terminated") or (cs.get("state") or {}).get("terminated")
+            if term and term.get("exitCode") == 0 and cs in (st.get("initContainerStatuses") or []):
+                continue  # the model was fetched: what went wrong is further on
             if term and term.get("message"):
                 return term["message"].strip()[-800:]
             waiting = (cs.get("state") or {}).get("waiting")
@@ -93,6 +96,13 @@ async def reconcile(namespace: str, name: str, settings: Settings) -> None:
                 await _reconcile(isvc, settings)
             except kube.Blocked as e:
                 await blocked(PLURAL, isvc, e)
+            except StoreModeUnsupported as e:  # the spec needs the PVC store; nothing serves a half-made pod
+                gen = isvc["metadata"].get("generation")
+                conds, changed = set_condition((isvc.get("status") or {}).get("conditions"), "Ready", False,
+                                               "StoreModeUnsupported", str(e), gen)
+                await _write(isvc, {}, conds, stalled=("StoreModeUnsupported", str(e)))
+                if changed:
+                    _event(isvc, "Warning", "StoreModeUnsupported", str(e))
 
 
 async def _write(isvc: dict[str, Any], patch: dict[str, Any], conds: list[dict[str, Any]] | None, *,
@@ -131,7 +141,8 @@ async def _reconcile(isvc: dict[str, Any], settings: Settings) -> None:
         if changed:
             _event(isvc, "Warning", "NoModel", why)
         return
-    await kube.create_or_adopt(store_claim(ns, settings))
+    if needs_claim(settings):
+        await kube.create_or_adopt(store_claim(ns, settings))
     await kube.create_or_adopt(service(isvc))
     if spec.autoscaling:
         await kube.ensure_hpa(autoscaler(isvc))

@@ -26,6 +26,7 @@ from .namespaces import managed
 from .conflicts import blocked
 from .metrics import measured
 from ..settings import Settings
+from ..store.store import STORE_ACCESS_REASONS, store_reason
 from .trainingrun import model_locks
 
 log = logging.getLogger("mlops.controllers.modelversion")
@@ -166,10 +167,14 @@ async def _verify(namespace: str, name: str, settings: Settings) -> bool:
                 _event(mv, "Normal", "Verified", f"artifact sha256 {digest[:12]} verified")
         else:
             err = str(result.get("error"))
-            conds, changed = set_condition(st.get("conditions"), "Ready", False, "ArtifactInvalid", err, gen)
-            conds, _ = set_condition(conds, "Degraded", True, "ArtifactInvalid", err, gen)
+            # the bytes are wrong (digest, manifest): ArtifactInvalid; the store could not be
+            # asked (credentials, bucket, endpoint): its own reason, since the artifact may be fine
+            why = store_reason(result, "ArtifactInvalid")
+            why = why if why in STORE_ACCESS_REASONS else "ArtifactInvalid"
+            conds, changed = set_condition(st.get("conditions"), "Ready", False, why, err, gen)
+            conds, _ = set_condition(conds, "Degraded", True, why, err, gen)
             if changed:
-                _event(mv, "Warning", "ArtifactInvalid", err)
+                _event(mv, "Warning", why, err)
         new = {"conditions": conds, "verifyJob": None}
         await kube.patch_status(PLURAL, namespace, name, {
             **new, "conditions": observe(conds, gen, **kstatus(new)), "verifiedAt": now(), "observedGeneration": gen,

@@ -11,6 +11,7 @@ Event; the condition clears once the pod starts. The last good data and model ke
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +20,8 @@ import kopf
 
 from ..api.conditions import get_condition, set_condition
 from ..resources.common import MANAGED_BY
+from ..resources.serving import FETCH_CONTAINER
+from ..store.store import STORE_REASONS, store_reason
 from . import kube
 from .events import emit
 from .namespaces import managed
@@ -41,6 +44,51 @@ OWNER_LABELS = (
 _marked: set[tuple[str, str, str]] = set()
 
 
+#: a pod that needs the store's PVC on a node the volume cannot reach
+NOT_SHARED = "StoreNotShared"
+
+
+def store_not_shared(pod: dict[str, Any], claim: str, access_mode: str) -> str | None:
+    """Why a pod that mounts the store PVC cannot be scheduled where it must run, else None.
+
+    A ReadWriteOnce volume (a local or zonal disk) lives on one node; a pod pinned elsewhere
+    (nodeSelector, affinity), e.g. serving on another node than training, waits forever with the
+    scheduler's "volume node affinity conflict". Said on the owner, with the way out."""
+    if not any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim
+               for v in (pod.get("spec") or {}).get("volumes") or []):
+        return None
+    for c in (pod.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable" \
+                and "volume node affinity conflict" in (c.get("message") or ""):
+            return (f"the artifact store PVC {claim} ({access_mode}) lives on another node than the one this pod "
+                    f"must run on ({c.get('message')}); a PVC store cannot be shared by pods on several nodes: "
+                    "run the operator with an s3:// store (MLOPS_STORE), use a ReadWriteMany storage class "
+                    "(MLOPS_STORE_ACCESS_MODE), or place these pods on the volume's node")
+    return None
+
+
+def fetch_failure(pod: dict[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) when a serving pod's model fetch (the s3-mode init container) failed:
+    the store's own reason (DigestMismatch, StoreAccessDenied, StoreUnreachable, ...) from the
+    fetch's JSON termination message. The kubelet retries the init container with backoff; until
+    it succeeds the pod is never ready, so the serving version keeps serving."""
+    st = pod.get("status") or {}
+    for cs in st.get("initContainerStatuses") or []:
+        if cs.get("name") != FETCH_CONTAINER:
+            continue
+        term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+        if not term or term.get("exitCode") in (0, None):
+            return None
+        try:
+            doc = json.loads(term.get("message") or "")
+        except ValueError:
+            doc = {}
+        error = doc.get("error") if isinstance(doc, dict) else None
+        error = error or term.get("reason") or f"exit {term.get('exitCode')}"
+        return store_reason(doc, "StoreError"), f"fetching the model failed: {error}"
+    return None
+
+
 def owner_of(labels: dict[str, str]) -> tuple[str, str] | None:
     """(plural, name) of the custom resource a pod works for, from its labels."""
     for label, plural in OWNER_LABELS:
@@ -61,6 +109,14 @@ def register(settings: Settings) -> None:
         plural, oname = owner
         key = (plural, namespace, oname)
         stuck = None if type == "DELETED" else kube.stuck_reason(dict(body))
+        reason = REASON
+        if stuck is None and type != "DELETED":
+            failed = fetch_failure(dict(body))
+            if failed is not None:
+                reason, stuck = failed
+            elif not settings.store_is_s3:
+                stuck = store_not_shared(dict(body), settings.store_claim, settings.store_access_mode)
+                reason = NOT_SHARED
         if stuck is None and key not in _marked:
             return
         obj = await kube.get_custom(plural, namespace, oname)
@@ -71,15 +127,16 @@ def register(settings: Settings) -> None:
         gen = obj["metadata"].get("generation")
         if stuck is not None:
             text = f"pod {name}: {stuck}"
-            conds, changed = set_condition(st.get("conditions"), "Degraded", True, REASON, text, gen)
+            conds, changed = set_condition(st.get("conditions"), "Degraded", True, reason, text, gen)
             _marked.add(key)
             if changed:
                 await kube.patch_status(plural, namespace, oname, {"conditions": conds})
-                emit(obj, "Warning", REASON, text)
+                emit(obj, "Warning", reason, text)
             return
         cur = get_condition(st.get("conditions"), "Degraded")
         _marked.discard(key)
-        if cur and cur.get("reason") == REASON and cur.get("status") == "True":
+        if cur and cur.get("status") == "True" and (cur.get("reason") in (REASON, NOT_SHARED)
+                                                    or cur.get("reason") in STORE_REASONS):
             cleared = set_condition(st.get("conditions"), "Degraded", False, "PodStarted", f"pod {name} started",
                                     gen)[0]
             await kube.patch_status(plural, namespace, oname, {"conditions": cleared})

@@ -25,7 +25,8 @@ from ..data.versions import describe_failures
 from ..registry import aliases as reg
 from ..registry.promotion import decide
 from ..resources.model_version import model_version
-from ..resources.store import store_claim
+from ..resources.store import needs_claim, store_claim
+from ..store.store import store_reason
 from ..resources.training_job import job_name, spec_configmap, training_job
 from . import kube
 from .events import emit
@@ -106,7 +107,8 @@ async def _start(run: dict[str, Any], status: dict[str, Any], settings: Settings
         raise kopf.TemporaryError(str(w), delay=10) from None
     doc = {"name": name, "namespace": ns, "modelName": spec["modelName"], "spec": spec, "dataset": dsin,
            "champion": await _champion(ns, run)}
-    await kube.create_or_adopt(store_claim(ns, settings))
+    if needs_claim(settings):
+        await kube.create_or_adopt(store_claim(ns, settings))
     await kube.create_or_adopt(spec_configmap(run, doc))
     job, created = await kube.create_or_adopt(training_job(run, settings))
     text = f"Job {job['metadata']['name']} is training on {dsin['name']}@{dsin['digest'][:12]}"
@@ -121,6 +123,13 @@ async def _start(run: dict[str, Any], status: dict[str, Any], settings: Settings
                f"training Job {job['metadata']['name']} on {dsin['name']}@{dsin['digest'][:12]}")
     if kube.job_state(job) != "Running":
         await _finish(run, dict(status, jobName=job["metadata"]["name"], conditions=conds), job)
+
+
+def _json(msg: str | None) -> Any:
+    try:
+        return json.loads(msg) if msg else None
+    except ValueError:
+        return None
 
 
 def _job_failure(job: dict[str, Any] | None, msg: str | None, tail: str) -> str:
@@ -210,12 +219,13 @@ async def _finish(run: dict[str, Any], status: dict[str, Any], job: dict[str, An
     if not ok:
         reason = _job_failure(job, msg, tail) if job is None or kube.job_state(job) == "Failed" or not msg else \
             f"the training Job reported no result: {(msg or tail)[-1000:]}"
-        conds, _ = set_condition(status.get("conditions"), "Ready", False, "TrainingFailed", reason, gen)
-        conds, _ = set_condition(conds, "Succeeded", False, "TrainingFailed", reason, gen)
+        why = store_reason(_json(msg), "TrainingFailed")  # StoreUnreachable etc.: the store failed, not the model
+        conds, _ = set_condition(status.get("conditions"), "Ready", False, why, reason, gen)
+        conds, _ = set_condition(conds, "Succeeded", False, why, reason, gen)
         await kube.patch_status(PLURAL, ns, name, {
-            "phase": "Failed", "conditions": observe(conds, gen, stalled=("TrainingFailed", reason)),
+            "phase": "Failed", "conditions": observe(conds, gen, stalled=(why, reason)),
             "observedGeneration": gen, "message": reason, "completionTime": finished})
-        _event(run, "Warning", "Failed", reason)
+        _event(run, "Warning", "Failed" if why == "TrainingFailed" else why, reason)
         TRAINING_RUNS.labels(ns, run["spec"]["modelName"], "failed").inc()
         return
     mv_name = await _register(run, summary)

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..store import open_store
+from ..store.store import StoreError
 from . import columns, sources
 from .profile import Profiler
 from .validate import Validator
@@ -187,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
             summary = run(spec_doc, a.store, a.source_root, Path(tmp), allow_private_http=a.allow_private_http)
         except Exception as e:  # any failure becomes a readable result, never a bare traceback
             msg = {"error": f"{type(e).__name__}: {e}"[:3000]}
+            if isinstance(e, StoreError):  # the store's own words and reason (never a credential)
+                msg = {"error": str(e)[:3000], "reason": e.reason}
             traceback.print_exc()
             a.termination_log.write_text(json.dumps(msg))
             return 2

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.conditions import now, set_condition
+from ..store.store import store_reason
 
 Event = tuple[str, str, str]  # (type Normal|Warning, reason, message)
 
@@ -35,15 +36,16 @@ def record_snapshot(status: dict[str, Any], summary: dict[str, Any], generation:
     st["observedGeneration"] = generation
     if "error" in summary:
         msg = f"snapshot failed: {summary['error']}"
-        conds, _ = set_condition(conds, "Progressing", False, "SnapshotFailed", msg, generation)
+        failed = store_reason(summary, "SnapshotFailed")  # e.g. StoreAccessDenied: the store, not the data
+        conds, _ = set_condition(conds, "Progressing", False, failed, msg, generation)
         has_valid = bool(st.get("latestValid"))
-        reason = "PreviousVersionAvailable" if has_valid else "SnapshotFailed"
+        reason = "PreviousVersionAvailable" if has_valid else failed
         conds, _ = set_condition(conds, "Ready", has_valid, reason,
                                  (f"latest valid version {st['latestValid']['id']} stays in use; " if has_valid else "")
                                  + msg, generation)
         st["conditions"] = conds
         st["phase"] = "Ready" if has_valid else "Failed"
-        events.append(("Warning", "SnapshotFailed", msg[:1000]))
+        events.append(("Warning", failed, msg[:1000]))
         return st, events
 
     digest = summary["digest"]

@@ -144,17 +144,21 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 def up(name: str = "local", port: int | None = None, timeout: float = 180.0, say: Say = _say,
-       nodes: list[str] | None = None) -> ClusterConfig:
+       nodes: list[str] | None = None, s3: bool = False) -> ClusterConfig:
     """Start cluster `name` (or reuse it if it is running) and return its config.
 
     `nodes` picks the kinds of node ("process", "real" or both; default: what the cluster had,
-    else the process node)."""
+    else the process node). `s3` also runs SeaweedFS' S3 gateway where pods reach it
+    (s3cluster.py); a cluster started with it keeps it on later `up`s."""
     netns.require_root()
     cfg = ClusterConfig.load(name)
     if cfg is not None and supervisor_pid(cfg) is not None:
         if nodes and sorted(nodes) != sorted(cfg.node_kinds):
             raise ClusterError(f"cluster {name} is running with {'+'.join(cfg.node_kinds)} nodes; "
                                f"`mlops down{'' if name == 'local' else ' --name ' + name}` first to change them")
+        if s3 and not cfg.s3:
+            raise ClusterError(f"cluster {name} is running without its S3 server; "
+                               f"`mlops down{'' if name == 'local' else ' --name ' + name}` first, then `up --s3`")
         _wait_healthy(cfg, timeout, say)
         say(f"cluster {name} is already running at {cfg.server_url}; reusing it")
         return cfg
@@ -175,8 +179,17 @@ def up(name: str = "local", port: int | None = None, timeout: float = 180.0, say
         if port:
             raise ClusterError(f"port {port} on 127.0.0.1 is in use; choose another with --port")
         cfg.api_host_port = free_port()
+    if s3:
+        cfg.s3 = True
+    if cfg.s3 and (not cfg.s3_host_port or not _port_free(cfg.s3_host_port)):
+        cfg.s3_host_port = free_port()
     cfg.save()
     bins = binaries.ensure_binaries(progress=say)
+    if cfg.s3:
+        from . import s3cluster, seaweedfs
+
+        seaweedfs.ensure_weed(progress=say)  # built once from its Go module (minutes), then cached
+        s3cluster.identity(cfg)  # the admin key pair, before the server reads it
     if cfg.has_real_node:
         bins.update(nodebins.ensure_node_binaries(progress=say))
         from . import images  # building images needs buildah and mmdebstrap: only for a real node
@@ -253,7 +266,17 @@ def status(name: str = "local") -> dict:
         "nodeKinds": cfg.node_kinds,
         "components": st.get("components", {}),
         **({"realNode": realnode.describe(cfg)} if cfg.has_real_node else {}),
+        **({"s3": s3_info(cfg)} if cfg.s3 else {}),
     }
+
+
+def s3_info(cfg: ClusterConfig) -> dict:
+    """Where the cluster's S3 server is, for pods and for the host; never the key pair itself."""
+    from . import s3cluster
+
+    return {"endpoint": s3cluster.endpoint(), "bucket": s3cluster.BUCKET, "storeURI": s3cluster.store_uri(),
+            "hostEndpoint": f"http://127.0.0.1:{cfg.s3_host_port}",
+            "credentialsFile": str(s3cluster.credentials_file(cfg))}
 
 
 def load_images(name: str) -> list[str]:

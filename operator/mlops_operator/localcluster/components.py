@@ -171,5 +171,12 @@ def control_plane(cfg: ClusterConfig, bins: dict[str, Path]) -> list[Component]:
     nodes = [agent] if cfg.has_process_node else []
     if cfg.has_real_node:
         nodes += realnode.components(cfg, bins)
-    return [etcd, apiserver, cm, scheduler, *nodes, proxy, storage]
+    extra: list[Component] = []
+    if cfg.s3:
+        from . import s3cluster
+
+        extra.append(Component(s3cluster.COMPONENT,
+                               [sys.executable, "-m", "mlops_operator.localcluster.s3cluster", cfg.name],
+                               f"http://127.0.0.1:{s3cluster.HEALTH_PORT}/healthz"))
+    return [etcd, apiserver, cm, scheduler, *nodes, proxy, storage, *extra]
 

@@ -65,6 +65,10 @@ class ClusterConfig:
     #: (upstream kubelet + containerd running the project's images; see realnode.py)
     node_kinds: list[str] = field(default_factory=lambda: ["process"])
     extra: dict[str, str] = field(default_factory=dict)
+    #: run SeaweedFS' S3 gateway in the cluster (`mlops up --s3`, s3cluster.py) on the bridge
+    #: address pods reach, and forward `s3_host_port` on the host's loopback to it
+    s3: bool = False
+    s3_host_port: int = 0
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):

@@ -77,15 +77,22 @@ class SeaweedServer:
     """
 
     def __init__(self, data_dir: Path | str, identities: list[S3Identity], binary: Path | None = None,
-                 volume_size_mb: int = 64, s3_port: int = 0):
+                 volume_size_mb: int = 64, s3_port: int = 0, ports: dict[str, int] | None = None,
+                 ip: str = "127.0.0.1", bind_ip: str = "127.0.0.1"):
         self.data_dir = Path(data_dir)
+        #: the address weed advertises (the master hands it to the filer and the gateway) and the
+        #: one it listens on; the in-cluster server (s3cluster.py) advertises the cluster bridge
+        self.ip, self.bind_ip = ip, bind_ip
         self.identities = identities
         self.binary = binary
         self.volume_size_mb = volume_size_mb
         self.proc: subprocess.Popen[bytes] | None = None
         #: 0: a free port, chosen on the first start
         self.s3_port = s3_port
-        self._ports: dict[str, int] = {}
+        #: fixed ports (the in-cluster server: pods and restarts must find the same ones)
+        self._ports: dict[str, int] = dict(ports or {})
+        if self._ports:
+            self.s3_port = self._ports["s3"]
 
     @property
     def endpoint(self) -> str:
@@ -116,7 +123,7 @@ class SeaweedServer:
         p = self._ports
         binary = self.binary or weed_path()
         return [
-            str(binary), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.data_dir / 'data'}",
+            str(binary), "server", f"-ip={self.ip}", f"-ip.bind={self.bind_ip}", f"-dir={self.data_dir / 'data'}",
             f"-master.port={p['master']}", f"-master.port.grpc={p['master.grpc']}",
             f"-master.volumeSizeLimitMB={self.volume_size_mb}", "-master.telemetry=false",
             f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume.grpc']}", "-volume.preStopSeconds=0",

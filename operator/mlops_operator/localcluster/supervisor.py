@@ -183,12 +183,19 @@ class Supervisor:
         if self.cfg.has_real_node:  # the real node's own address, beside the control plane's
             netns.ip("-n", self.cfg.netns, "addr", "replace", f"{realnode.REAL_NODE_IP}/32", "dev", BRIDGE)
         server = await start_forward(self.cfg.netns, self.cfg.api_host_port, (NODE_IP, API_PORT))
+        s3_forward = None
+        if self.cfg.s3 and self.cfg.s3_host_port:  # the host's way to the in-cluster S3 gateway
+            from .s3cluster import PORTS
+
+            s3_forward = await start_forward(self.cfg.netns, self.cfg.s3_host_port, (NODE_IP, PORTS["s3"]))
         for r in self.procs.values():
             r.task = asyncio.create_task(self._keep_running(r))
         health_task = asyncio.create_task(self._health_loop())
         await self.stopping.wait()
         log.info("stopping")
         server.close()
+        if s3_forward is not None:
+            s3_forward.close()
         await self._stop_all()
         for r in self.procs.values():
             if r.task:

@@ -7,7 +7,7 @@ from typing import Any
 from ..settings import Settings
 from .names import child_name
 from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference
-from .store import store_volume
+from .store import store_env, store_volumes
 
 
 def version_name(model: str, version: int) -> str:
@@ -40,13 +40,13 @@ def verify_job(mv: dict[str, Any], trigger: str, s: Settings) -> dict[str, Any]:
     meta, spec = mv["metadata"], mv["spec"]
     name = child_name(mv, f"verify-{trigger}")
     lab = labels("model-verify", "verifier", meta["name"], {"mlops.dev/model-version": meta["name"]})
-    vol, mount = store_volume(s)
-    mount = dict(mount, readOnly=True)
+    vols, mounts = store_volumes(s, read_only=True)
     container = {
         "name": "verify", "image": s.runtime_image,
-        "command": ["python", "-m", "mlops_operator.store.verify", "--store", s.store_uri,
+        "command": ["python", "-m", "mlops_operator.store.verify", "--store", s.store_uri(meta["namespace"]),
                     "--uri", spec["artifact"]["uri"], "--file", "model.onnx", "--digest", spec["artifact"]["digest"]],
-        "volumeMounts": [mount], "securityContext": CONTAINER_SECURITY,
+        "env": store_env(s),
+        "volumeMounts": [*mounts, {"name": "tmp", "mountPath": "/tmp"}], "securityContext": CONTAINER_SECURITY,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     return {"apiVersion": "batch/v1", "kind": "Job",
@@ -55,5 +55,6 @@ def verify_job(mv: dict[str, Any], trigger: str, s: Settings) -> dict[str, Any]:
             "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 600,
                      "template": {"metadata": {"labels": lab},
                                   "spec": {"restartPolicy": "Never", "securityContext": POD_SECURITY,
-                                           "volumes": [vol], "containers": [container],
+                                           "volumes": [*vols, {"name": "tmp", "emptyDir": {}}],
+                                           "containers": [container],
                                            "automountServiceAccountToken": False}}}}

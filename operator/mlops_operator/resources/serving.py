@@ -8,7 +8,7 @@ from ..api.inferenceservice import InferenceServiceSpec
 from ..settings import Settings
 from .names import child_name
 from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, pod_options
-from .store import store_volume
+from .store import StoreModeUnsupported, store_env, store_volumes
 
 PORT = 8080
 #: the Open Inference Protocol over gRPC (serving --grpc-port), Service port `grpc` (appProtocol
@@ -19,6 +19,33 @@ GRPC_PORT = 8081
 MONITOR_PORT = 8082
 #: a new version that never becomes ready is reported (and never takes traffic) after this
 PROGRESS_DEADLINE = 120
+#: s3 mode: the init container copies the served version here (an emptyDir), verified, and the
+#: server opens it as a file store (like KServe's storage initializer and /mnt/models)
+MODELS_MOUNT = "/models"
+FETCH_CONTAINER = "fetch-model"
+
+
+def model_source(mv: dict[str, Any], s: Settings, namespace: str) -> tuple[str, str, list[dict[str, Any]]]:
+    """(store URI, model URI) the server loads from, and the init containers that put the model
+    there: the PVC as it is in file mode; in s3 mode a verified copy in the pod's emptyDir, made
+    by `mlops_operator.store.fetch` before the server starts (a fetch that fails, e.g. a digest
+    mismatch, keeps the pod from ever becoming ready: the old version keeps serving)."""
+    art = mv["spec"]["artifact"]
+    if not s.store_is_s3:
+        return s.store_uri(namespace), art["uri"], []
+    model, digest = mv["spec"]["model"], art["digest"]
+    fetch = {
+        "name": FETCH_CONTAINER, "image": s.runtime_image,
+        "command": ["python", "-m", "mlops_operator.store.fetch", "--store", s.store_uri(namespace),
+                    "--kind", "models", "--name", model, "--digest", digest, "--extra", "model.json",
+                    "--dest", MODELS_MOUNT],
+        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"}, *store_env(s)],
+        "volumeMounts": [{"name": "models", "mountPath": MODELS_MOUNT}, {"name": "tmp", "mountPath": "/tmp"}],
+        "securityContext": CONTAINER_SECURITY,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    local = f"file://{MODELS_MOUNT}/models/{model}/{digest}/"  # where FileStore(MODELS_MOUNT) puts it
+    return f"file://{MODELS_MOUNT}", local, [fetch]
 
 
 def deployment_name(isvc: dict[str, Any]) -> str:
@@ -36,21 +63,31 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
     server, roll = spec.server, spec.rollout
     lab = labels("model-server", "predictor", name, {**selector(name), "mlops.dev/model": mvspec["model"]})
     pod_lab = {**lab, "mlops.dev/model-version": mv["metadata"]["name"], "mlops.dev/track": "stable"}
-    vol, mount = store_volume(s)
+    if s.store_is_s3 and spec.capture is not None:
+        raise StoreModeUnsupported("spec.capture writes into the PVC store; with an s3:// store payload capture "
+                                   "is not available yet (remove spec.capture)")
+    vols, mounts = store_volumes(s, read_only=spec.capture is None)
+    store_uri, model_uri, init = model_source(mv, s, meta["namespace"])
+    if init:
+        vols = [{"name": "models", "emptyDir": {}}]
+        mounts = [{"name": "models", "mountPath": MODELS_MOUNT, "readOnly": True}]
     pod_extra, resources = pod_options(isvc["spec"].get("pod"))
     probe = {"httpGet": {"path": "/v2/health/ready", "port": PORT}, "periodSeconds": 2, "failureThreshold": 2}
     container = {
         "name": "server", "image": s.server_image,
         "command": ["python", "-m", "mlops_operator.serving",
-                    "--store-uri", s.store_uri, "--model-uri", mvspec["artifact"]["uri"],
+                    "--store-uri", store_uri, "--model-uri", model_uri,
                     "--digest", mvspec["artifact"]["digest"], "--name", mvspec["model"],
                     "--version", str(mvspec["version"]), "--port", str(PORT), "--monitor-port", str(MONITOR_PORT),
                     "--grpc-port", str(GRPC_PORT),
                     "--threads", str(server.threads),
                     "--max-batch-size", str(server.max_batch_size),
-                    "--max-body-bytes", str(server.max_body_bytes)],
+                    "--max-body-bytes", str(server.max_body_bytes)]
+                   # s3 mode: other Dataset versions (a DriftMonitor's reference) from the shared store
+                   + (["--reference-store-uri", s.store_uri(meta["namespace"])] if init else []),
         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
-                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                *(store_env(s) if init else [])],
         "ports": [{"name": "http", "containerPort": PORT}, {"name": "grpc", "containerPort": GRPC_PORT},
                   {"name": "monitor", "containerPort": MONITOR_PORT}],
         "readinessProbe": probe,
@@ -59,7 +96,7 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
         "startupProbe": {"httpGet": {"path": "/v2/health/live", "port": PORT}, "periodSeconds": 1,
                          "failureThreshold": 120},
         # read-only, unless the pods capture traffic into the store (their own directory there)
-        "volumeMounts": [dict(mount, readOnly=spec.capture is None), {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [*mounts, {"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": CONTAINER_SECURITY,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -91,7 +128,8 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
                                              "prometheus.io/path": "/metrics"}},
                 "spec": {"securityContext": POD_SECURITY, "automountServiceAccountToken": False,
                          "terminationGracePeriodSeconds": 30,
-                         "volumes": [vol, {"name": "tmp", "emptyDir": {}}], "containers": [container], **pod_extra},
+                         "volumes": [*vols, {"name": "tmp", "emptyDir": {}}],
+                         **({"initContainers": init} if init else {}), "containers": [container], **pod_extra},
             },
         },
     }

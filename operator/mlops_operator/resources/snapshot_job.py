@@ -9,7 +9,7 @@ from ..api.dataset import DatasetSpec
 from ..settings import Settings
 from .names import child_name
 from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, pod_options
-from .store import store_volume
+from .store import StoreModeUnsupported, store_env, store_volumes
 
 SOURCE_MOUNT = "/source"
 GENERATION_ANNOTATION = "mlops.dev/generation"
@@ -27,19 +27,26 @@ def snapshot_job(dataset: dict[str, Any], trigger: str, frozen_schema: list[dict
     doc = {"name": meta["name"], "spec": spec, "frozenSchema": frozen_schema}
     lab = labels("dataset-snapshot", "snapshot", meta["name"], {"mlops.dev/dataset": meta["name"],
                                                                  "mlops.dev/trigger": trigger})
-    vol, mount = store_volume(s)
-    volumes = [vol, {"name": "tmp", "emptyDir": {}}]
-    mounts = [mount, {"name": "tmp", "mountPath": "/tmp"}]
+    vols, smounts = store_volumes(s)
+    volumes = [*vols, {"name": "tmp", "emptyDir": {}}]
+    mounts = [*smounts, {"name": "tmp", "mountPath": "/tmp"}]
     src = spec["source"]
     if src["type"] == "file":
         claim = (src.get("file") or {}).get("claimName")
-        if claim and claim != s.store_claim:
+        if claim and (claim != s.store_claim or s.store_is_s3):
             volumes.append({"name": "source", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
             mounts.append({"name": "source", "mountPath": SOURCE_MOUNT, "readOnly": True})
             source_root = SOURCE_MOUNT
+        elif s.store_is_s3:
+            raise StoreModeUnsupported(
+                "a file source without spec.source.file.claimName reads the artifact store's volume, which "
+                "an s3:// store does not have: name the PVC that holds the file in claimName")
         else:
             source_root = s.store_mount
     elif src["type"] == "capture":
+        if s.store_is_s3:
+            raise StoreModeUnsupported("capture sources read the serving pods' captures from the PVC store; "
+                                       "with an s3:// store capture is not available yet")
         source_root = s.store_mount  # the captures live in the artifact store (captures/<service>/)
     else:
         source_root = SOURCE_MOUNT
@@ -48,11 +55,11 @@ def snapshot_job(dataset: dict[str, Any], trigger: str, frozen_schema: list[dict
         "name": "snapshot",
         "image": s.runtime_image,
         "command": ["python", "-m", "mlops_operator.data.snapshot", "--spec-env", "MLOPS_SNAPSHOT_SPEC",
-                    "--store", s.store_uri, "--source-root", source_root]
+                    "--store", s.store_uri(meta["namespace"]), "--source-root", source_root]
                    # the operator's setting (MLOPS_HTTP_SOURCE_ALLOW_PRIVATE), never the Dataset's
                    + (["--allow-private-http"] if s.http_source_allow_private else []),
         "env": [{"name": "MLOPS_SNAPSHOT_SPEC", "value": json.dumps(doc, separators=(",", ":"))},
-                {"name": "PYTHONUNBUFFERED", "value": "1"}],
+                {"name": "PYTHONUNBUFFERED", "value": "1"}, *store_env(s)],
         "volumeMounts": mounts,
         "securityContext": CONTAINER_SECURITY,
         "terminationMessagePolicy": "FallbackToLogsOnError",

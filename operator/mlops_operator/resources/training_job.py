@@ -9,7 +9,7 @@ from ..api.trainingrun import TrainingRunSpec
 from ..settings import Settings
 from .names import child_name
 from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, pod_options
-from .store import store_volume
+from .store import store_env, store_volumes
 
 SPEC_MOUNT = "/etc/mlops/run"
 
@@ -36,18 +36,18 @@ def training_job(run: dict[str, Any], s: Settings) -> dict[str, Any]:
     lab = labels("training", "trainer", meta["name"], {"mlops.dev/training-run": meta["name"],
                                                         "mlops.dev/model": spec["modelName"]})
     typed = TrainingRunSpec.model_validate(spec)  # the API's defaults, from one place
-    vol, mount = store_volume(s)
+    vols, mounts = store_volumes(s)
     pod_extra, resources = pod_options(spec.get("job"))
     container = {
         "name": "trainer",
         "image": s.runtime_image,
         "command": ["python", "-m", "mlops_operator.training", "--spec", f"{SPEC_MOUNT}/spec.json",
-                    "--store", s.store_uri],
+                    "--store", s.store_uri(meta["namespace"])],
         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
                 # joblib/loky and BLAS write temp files; the root filesystem is read-only
                 {"name": "JOBLIB_TEMP_FOLDER", "value": "/tmp"},
-                {"name": "OMP_NUM_THREADS", "value": str(typed.tuning.parallelism)}],
-        "volumeMounts": [mount, {"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
+                {"name": "OMP_NUM_THREADS", "value": str(typed.tuning.parallelism)}, *store_env(s)],
+        "volumeMounts": [*mounts, {"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
                          {"name": "tmp", "mountPath": "/tmp"}],
         "securityContext": CONTAINER_SECURITY,
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -60,7 +60,7 @@ def training_job(run: dict[str, Any], s: Settings) -> dict[str, Any]:
         "template": {
             "metadata": {"labels": lab},
             "spec": {"restartPolicy": "Never", "securityContext": POD_SECURITY,
-                     "volumes": [vol, {"name": "spec", "configMap": {"name": name + "-spec"}},
+                     "volumes": [*vols, {"name": "spec", "configMap": {"name": name + "-spec"}},
                                  {"name": "tmp", "emptyDir": {}}],
                      "containers": [container], "automountServiceAccountToken": False, **pod_extra},
         },

@@ -404,8 +404,8 @@ class ModelServer:
             # profile from the store, on this model's features
             try:
                 counting = {n: h._edges() for n, h in zip(self.monitor.numeric.features, self.monitor.numeric.hists)}
-                ref = _reference_from_store(self.cfg.store_uri, self.model.manifest, q.get("dataset"), q.get("digest"),
-                                            counting)
+                ref = _reference_from_store(self.cfg.reference_store_uri or self.cfg.store_uri, self.model.manifest,
+                                            q.get("dataset"), q.get("digest"), counting)
             except ValueError as e:
                 return _error(404, str(e))
         if ref is None:

@@ -46,6 +46,10 @@ class ServeConfig:
     capture_chunk_rows: int = 5_000
     capture_flush_seconds: float = 30.0
     uvloop: bool = True
+    #: where other Dataset versions (a DriftMonitor's reference) are read; "" means store_uri.
+    #: In s3 mode the model comes from the init container's local copy (store_uri file:///models)
+    #: while datasets stay in the shared s3:// store
+    reference_store_uri: str = ""
 
 
 # flag -> (type, default, help); None default = required
@@ -88,6 +92,9 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
     ("capture-max-rows", int, 20_000, "rows buffered for capture at most; more are dropped and counted"),
     ("capture-chunk-rows", int, 5_000, "write a chunk as soon as this many rows wait"),
     ("capture-flush-seconds", float, 30.0, "write what waits at least this often"),
+    ("reference-store-uri", str, "", "root of the store other Dataset versions (a DriftMonitor's reference) are "
+                                     "read from (default: --store-uri; in s3 mode the shared s3:// store while "
+                                     "--store-uri is the init container's local copy of the model)"),
 ]
 
 

@@ -63,6 +63,23 @@ class StoreUnreachable(StoreError):
     reason = "StoreUnreachable"
 
 
+#: every reason a StoreError carries (s3config's StoreConfigInvalid included): a Job's
+#: termination message naming one of these becomes the condition reason and Event reason of the
+#: resource that needed the store, so `kubectl get` says "the store", not "the Job failed"
+STORE_REASONS = frozenset({"StoreError", "DigestMismatch", "ArtifactMissing", "StoreBucketMissing",
+                           "StoreAccessDenied", "StoreUnreachable", "StoreConfigInvalid"})
+
+
+#: the store could not be asked (as opposed to: it answered with wrong bytes)
+STORE_ACCESS_REASONS = frozenset({"StoreAccessDenied", "StoreBucketMissing", "StoreUnreachable", "StoreConfigInvalid"})
+
+
+def store_reason(doc: object, default: str) -> str:
+    """The store's reason in a Job's JSON result (`{"error": ..., "reason": ...}`), else `default`."""
+    reason = doc.get("reason") if isinstance(doc, dict) else None
+    return reason if reason in STORE_REASONS else default
+
+
 def sha256_file(path: Path | str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

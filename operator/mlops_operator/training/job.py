@@ -26,7 +26,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ..store.model_manifest import ModelManifest, read_manifest
-from ..store.store import open_store
+from ..store.store import StoreError, open_store
 from . import artifact, convert, estimators, evaluate, pipeline, search
 from .split import split_rows
 
@@ -287,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     doc = json.loads(a.spec.read_text())
     try:
         summary = train(doc, a.store)
+    except StoreError as e:  # the store's reason (StoreUnreachable, ...) names the store in the run's condition
+        log.error("the artifact store failed: %s", e)
+        a.termination_log.write_text(json.dumps({"error": f"artifact store: {e}"[:3500], "reason": e.reason}))
+        return 2
     except (TrainingError, estimators.EstimatorError, convert.ParityError) as e:
         log.error("training failed: %s", e)
         a.termination_log.write_text(json.dumps({"error": str(e)[:3500]}))

@@ -1,0 +1,109 @@
+"""Training on one node and serving on another, with the store on S3: the multi-node path a
+real cluster takes. The local cluster runs both kinds of node (the process node and a real node:
+upstream kubelet, containerd, runc and the images built from this checkout) and SeaweedFS in its
+network namespace (`mlops up --s3 --nodes process,real`).
+
+Placement is the user's, in the specs: `TrainingRun.spec.job.nodeSelector` (and the Dataset's
+`spec.job`) for the Jobs, `InferenceService.spec.pod.nodeSelector` for the serving pods.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from mlops_operator.localcluster import cluster, realnode, s3cluster
+from mlops_operator.localcluster.forward import free_port
+from tests.conftest import REPO, Cluster, wait_for
+from tests.integration.test_inference_service import ISVC, Forward, serving
+from tests.integration.test_store_s3_cluster import PREFIX, _credentials, host_store, predictions
+from tests.integration.test_training import retail_dataset, run, wait_mv_ready, wait_phase
+
+pytestmark = pytest.mark.cluster
+
+TWO_NODE_CLUSTER = os.environ.get("MLOPS_S3_REAL_TEST_CLUSTER", "pytest-s3real")
+
+
+@pytest.fixture(scope="module")
+def two_nodes() -> Cluster:
+    cfg = cluster.up(TWO_NODE_CLUSTER, timeout=600, nodes=["process", "real"], s3=True)
+    c = Cluster(cfg)
+    wait_for(lambda: c.kubectl("rollout", "status", "deploy/coredns", "-n", "kube-system", "--timeout=5s",
+                               check=False).returncode == 0, 180, interval=1, what="CoreDNS on the real node")
+    yield c
+    if not os.environ.get("MLOPS_KEEP_TEST_CLUSTER"):
+        cluster.down(TWO_NODE_CLUSTER, purge=True)
+
+
+@pytest.fixture(scope="module")
+def s3_operator_two_nodes(two_nodes: Cluster, tmp_path_factory):
+    """The operator as a local process in s3 mode; the real node runs the built images (their
+    default names), the process node runs the same names as processes."""
+    c = two_nodes
+    c.kubectl("apply", "-k", str(REPO / "crds"))
+    for crd in (REPO / "crds").glob("*.mlops.dev.yaml"):
+        c.kubectl("wait", "--for=condition=Established", f"crd/{crd.stem}", "--timeout=60s")
+    log = tmp_path_factory.mktemp("op2") / "operator.log"
+    env = dict(os.environ, KUBECONFIG=str(c.kubeconfig), MLOPS_STORE=s3cluster.store_uri(PREFIX))
+    proc = subprocess.Popen([sys.executable, "-m", "mlops_operator.cli.main", "operator", "run", "--standalone",
+                             "--liveness", f"http://127.0.0.1:{free_port()}/healthz", "--metrics-port", "0"],
+                            env=env, stdout=open(log, "a"), stderr=subprocess.STDOUT)
+    yield log
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _pods_on(c: Cluster, ns: str, selector: str) -> set[str]:
+    return {p["spec"].get("nodeName") for p in c.pods(ns, selector)}
+
+
+def test_training_on_the_process_node_and_serving_on_the_real_node(two_nodes: Cluster, s3_operator_two_nodes,
+                                                                   request):
+    c = two_nodes
+    process_node, real_node = c.cfg.node_name, realnode.node_name(c.cfg)
+    ns = f"s-two-nodes-{uuid.uuid4().hex[:6]}"
+    c.apply(json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": ns, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}))
+    request.addfinalizer(lambda: c.kubectl("delete", "namespace", ns, "--wait=false", check=False))
+    c.apply(json.dumps({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mlops-store-s3"},
+                        "stringData": _credentials(c)}), ns)
+    on_process = {"nodeSelector": {"kubernetes.io/hostname": process_node}}
+    ds = yaml.safe_load(retail_dataset(rows=2000))
+    ds["spec"]["job"] = on_process
+    c.apply(yaml.safe_dump(ds), ns)
+    tr = yaml.safe_load(run("v1", "  estimator: {type: LogisticRegression}\n  promotion: {policy: always}"))
+    tr["spec"]["job"] = on_process
+    c.apply(yaml.safe_dump(tr), ns)
+    st = wait_phase(c, ns, "v1", timeout=420)
+    assert st["phase"] == "Succeeded", st
+    assert _pods_on(c, ns, "mlops.dev/training-run=v1") == {process_node}
+    mv = wait_mv_ready(c, ns, "propensity-v1", timeout=240)
+
+    isvc = yaml.safe_load(ISVC)
+    isvc["spec"]["pod"] = {"nodeSelector": dict([realnode.NODE_KIND_LABEL])}
+    c.apply(yaml.safe_dump(isvc), ns)
+    serving(c, ns, "propensity-v1", timeout=420)
+    assert _pods_on(c, ns, "mlops.dev/inference-service=propensity") == {real_node}
+    assert c.get_json("pvc", "-n", ns)["items"] == []
+    inputs, want = predictions(host_store(c, ns), mv)
+    fwd = Forward(c, ns)
+    try:
+        code, body = fwd.post("/v2/models/propensity/infer", {"inputs": inputs})
+        assert code == 200, body
+        outs = {o["name"]: o for o in body["outputs"]}
+        np.testing.assert_allclose(np.array(outs["probabilities"]["data"]).reshape(-1, 2), want["probabilities"],
+                                   atol=1e-6)
+    finally:
+        fwd.close()
+    assert Path(s3_operator_two_nodes).exists()
