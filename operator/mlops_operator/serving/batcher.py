@@ -6,7 +6,10 @@ parsed in between (under load: all connections that had data in the same poll) j
 flush converts all their columns at once, runs ONNX Runtime once, counts the rows for the
 monitor once, and hands each request its slice of the outputs. One request alone waits one
 loop iteration (microseconds); under concurrency the per-request cost of the model run, the
-numpy conversions and the drift counting is shared. The answers are the same as one run per
+numpy conversions and the drift counting is shared. A request that nothing can join (the
+server has one open client connection: app.ModelServer.infer decides) skips the queue:
+`answer_now` runs it in its handler's own turn, which saves the flush's turn and the
+handler's wake-up. The answers are the same as one run per
 request: the graph computes each row independently.
 
 With `--thread-rows N` (off by default: on a 2-core machine shared with the load generator it

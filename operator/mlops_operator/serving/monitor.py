@@ -28,7 +28,7 @@ counted when full or when someone reads the counts, with a fixed number of numpy
 feature (no per-row Python), so the cost per row is small and independent of how the rows
 arrived. Copying at each run (about 2.5 µs for a one-row run), not keeping each run's arrays
 and concatenating 2,048 of them at count time, is what keeps the count short: concatenating
-them was most of the count, which took 3-9 ms of CPU every 2,048 one-row requests (a 15-37 ms
+them was most of the count, which took 3-9 ms of CPU every 2,048 one-row requests (a 13-38 ms
 stall of one request on a busy machine); now the count is about 1 ms (benchmarks/README.md,
 "serving": the tail).
 
