@@ -100,7 +100,7 @@ def test_a_category_longer_than_the_limit_waits_to_be_counted_as_its_digest(art)
     x = np.zeros((n_num, n))
     mon.observe(x, cats, {"label": np.zeros(n, dtype=np.int64), "probabilities": np.full((n, 2), 0.5, np.float32)})
     assert cats == sent  # what the batcher gave the model is left alone
-    held = mon.pending[-1][1][0]  # what waits to be counted
+    held = mon.pending_cats[0]  # what waits to be counted
     # JSON bytes: 64, 65, 11 x 6 (\u0001), 10 x 6, 32 x 2 (UTF-8), 33 x 2, 32 x 2 (\"), 33 x 2
     want = ["a" * 64, category_token("a" * 65), category_token("\x01" * 11), "\x01" * 10, "é" * 32,
             category_token("é" * 33), '"' * 32, category_token('"' * 33), ref0, ""]

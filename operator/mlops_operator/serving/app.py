@@ -148,6 +148,9 @@ class ModelServer:
         self._expired: set[asyncio.Task] = set()
         self._sweeper: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: the HTTP server of the inference routes (http_server): its open connections tell
+        #: whether a request can be joined by another (infer)
+        self._infer_server: web.Server | None = None
 
     # -- helpers ---------------------------------------------------------------------------------
     def _check_model(self, mi: dict[str, str]) -> None:
@@ -216,7 +219,11 @@ class ModelServer:
             body = await self._body(request)
             req = parse_v2(body, self.spec, request.headers.get(_HEADER_LEN))
             rows = req.n
-            result = await self.batcher.submit(req)
+            b = self.batcher
+            if self._infer_server is not None and len(self._infer_server.connections) == 1 and b.idle_for(req):
+                result = b.answer_now(req)  # one client connection: no other request can join a batch
+            else:
+                result = await b.submit(req)
             out, headers = v2_response(self.spec, req, result)
             resp = web.Response(body=out, headers=headers)
         except ServingError as e:
@@ -289,7 +296,11 @@ class ModelServer:
             body = await self._body(request)
             req = parse_v1(body, self.spec)
             rows = req.n
-            result = await self.batcher.submit(req)
+            b = self.batcher
+            if self._infer_server is not None and len(self._infer_server.connections) == 1 and b.idle_for(req):
+                result = b.answer_now(req)  # as in infer
+            else:
+                result = await b.submit(req)
             resp = web.Response(body=v1_response(self.spec, result), headers=JSON_HEADERS)
         except ServingError as e:
             resp = _error(e.status, e.message)
@@ -528,8 +539,11 @@ class ModelServer:
         # until the next request head is complete, so it closes idle connections and stalled or
         # dripping heads alike (its own default, 3630 s, let a stalled head hold a connection
         # for an hour); the body has --read-timeout-seconds (_body)
-        return web.Server(handle, request_factory=request_factory, access_log=None,
-                          keepalive_timeout=self.cfg.idle_timeout_seconds)
+        srv = web.Server(handle, request_factory=request_factory, access_log=None,
+                         keepalive_timeout=self.cfg.idle_timeout_seconds)
+        if part != "monitor":
+            self._infer_server = srv
+        return srv
 
 
 class Router:

@@ -6,7 +6,10 @@ parsed in between (under load: all connections that had data in the same poll) j
 flush converts all their columns at once, runs ONNX Runtime once, counts the rows for the
 monitor once, and hands each request its slice of the outputs. One request alone waits one
 loop iteration (microseconds); under concurrency the per-request cost of the model run, the
-numpy conversions and the drift counting is shared. The answers are the same as one run per
+numpy conversions and the drift counting is shared. A request that nothing can join (the
+server has one open client connection: app.ModelServer.infer decides) skips the queue:
+`answer_now` runs it in its handler's own turn, which saves the flush's turn and the
+handler's wake-up. The answers are the same as one run per
 request: the graph computes each row independently.
 
 With `--thread-rows N` (off by default: on a 2-core machine shared with the load generator it
@@ -71,6 +74,30 @@ class Batcher:
             self.scheduled = True
             loop.call_soon(self.flush)
         return fut
+
+    def answer_now(self, req: ParsedRequest) -> dict[str, np.ndarray]:
+        """Run `req` alone, in the caller's turn of the event loop, and return its outputs (or
+        raise its ServingError). For a request that nothing can join: the caller knows no other
+        request can arrive before it is answered (one client connection: app.ModelServer.infer).
+        A submit costs two more turns of the event loop (the flush, then the handler's wake-up),
+        which at one connection are a few per cent of a one-row request. Nothing else is
+        different: the same conversion, run, counting and capture as a flush of one request.
+        Only when the batcher is idle and the run stays on the event loop's thread (smaller than
+        offload_rows); else the caller submits."""
+        loop = self.loop
+        if loop is None:
+            loop = self.loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        chunk = [(req, fut)]
+        try:
+            self._run(chunk)
+        except Exception as e:  # as flush: a bug is a 500, logged
+            self._fail(chunk, e)
+        return fut.result()
+
+    def idle_for(self, req: ParsedRequest) -> bool:
+        """answer_now may take `req`: nothing waits, nothing runs, and its run stays inline."""
+        return not self.pending and not self.busy and req.n < self.offload_rows
 
     def flush(self) -> None:
         self.scheduled = False

@@ -21,10 +21,16 @@ are kept, the oldest dropped first. A cursor of
 another process (a restart) or one no longer kept gets the counters since the process started,
 marked ``"since": null``.
 
-Counting is deferred and done in bulk: a model run only appends references to its arrays to a
-bounded buffer (at most `FLUSH_ROWS` rows, or until someone reads the counts), and the buffer
-is counted with a fixed number of numpy calls per feature (no per-row Python), so the cost per
-row is small and independent of how the rows arrived.
+Counting is deferred and done in bulk: a model run copies its rows into preallocated buffers
+(one float64 [F_num, FLUSH_ROWS] array, one list per categorical feature, one array of
+prediction values: a slice assignment and a few list extends per run), and the buffers are
+counted when full or when someone reads the counts, with a fixed number of numpy calls per
+feature (no per-row Python), so the cost per row is small and independent of how the rows
+arrived. Copying at each run (about 2.5 µs for a one-row run), not keeping each run's arrays
+and concatenating 2,048 of them at count time, is what keeps the count short: concatenating
+them was most of the count, which took 3-9 ms of CPU every 2,048 one-row requests (a 13-38 ms
+stall of one request on a busy machine); now the count is about 1 ms (benchmarks/README.md,
+"serving": the tail).
 
 Bounded whatever clients send:
 
@@ -290,10 +296,16 @@ class Monitor:
         self.rows = 0
         self.batches = 0
         self.clock = clock
-        self.pending: list[tuple[np.ndarray, list[list[str]], dict[str, np.ndarray]]] = []
+        #: the rows buffered until sync (module docstring): numeric values, categorical columns
+        #: (values too long already replaced by their token), prediction values; the first
+        #: pending_rows of each
+        self.pending_x = np.empty((len(self.numeric.features), FLUSH_ROWS))
+        self.pending_cats: list[list[str]] = [[] for _ in self.categorical]
+        self.pending_pred = np.empty(FLUSH_ROWS)
         self.pending_rows = 0
         #: rows without predictions (observe_inputs), counted with the others at sync
         self.pending_inputs: list[tuple[np.ndarray, list[list[str]]]] = []
+        self.pending_input_rows = 0
         self.readings: OrderedDict[int, _Reading] = OrderedDict()
         self.cursor_seq = 0
 
@@ -306,11 +318,22 @@ class Monitor:
         cap = self.max_category_bytes
         if cats and max(map(len, chain.from_iterable(cats))) * _WORST_ESCAPE > cap:  # one pass, in C
             cats = [cap_column(col, cap, keep) for col, keep in zip(cats, self.keep)]
-        self.pending.append((x, cats, result))
-        self.pending_rows += n
         self.rows += n
         self.batches += 1
-        if self.pending_rows >= FLUSH_ROWS:
+        k = self.pending_rows
+        if k + n > FLUSH_ROWS:  # no room: count what is buffered first
+            self.sync()
+            k = 0
+        if n >= FLUSH_ROWS:  # a run as big as the buffer is counted at once, without a copy
+            self._count(x, cats, self.prediction.values(result))
+            return
+        end = k + n
+        self.pending_x[:, k:end] = x
+        for buf, col in zip(self.pending_cats, cats):
+            buf.extend(col)
+        self.pending_pred[k:end] = self.prediction.values(result)
+        self.pending_rows = end
+        if end == FLUSH_ROWS:
             self.sync()
 
     def observe_inputs(self, x: np.ndarray, cats: list[list[str]]) -> None:
@@ -325,33 +348,32 @@ class Monitor:
         if cats and max(map(len, chain.from_iterable(cats))) * _WORST_ESCAPE > cap:
             cats = [cap_column(col, cap, keep) for col, keep in zip(cats, self.keep)]
         self.pending_inputs.append((x, cats))
-        self.pending_rows += n
+        self.pending_input_rows += n
         self.rows += n
-        if self.pending_rows >= FLUSH_ROWS:
+        if self.pending_input_rows >= FLUSH_ROWS:
             self.sync()
 
     def sync(self) -> None:
         """Count the buffered rows."""
         if self.pending_inputs:
-            inputs, self.pending_inputs = self.pending_inputs, []
+            inputs, self.pending_inputs, self.pending_input_rows = self.pending_inputs, [], 0
             x = inputs[0][0] if len(inputs) == 1 else np.concatenate([p[0] for p in inputs], axis=1)
             self.numeric.observe(x)
             for j, c in enumerate(self.categorical):
                 c.observe(list(chain.from_iterable(p[1][j] for p in inputs)))
-        if not self.pending:
-            self.pending_rows = 0
+        k = self.pending_rows
+        if not k:
             return
-        pend, self.pending, self.pending_rows = self.pending, [], 0
-        if len(pend) == 1:
-            x, cats, result = pend[0]
-        else:
-            x = np.concatenate([p[0] for p in pend], axis=1)
-            cats = [list(chain.from_iterable(p[1][j] for p in pend)) for j in range(len(self.categorical))]
-            result = {k: np.concatenate([p[2][k] for p in pend]) for k in pend[0][2]}
+        self.pending_rows = 0
+        self._count(self.pending_x[:, :k], self.pending_cats, self.pending_pred[:k])
+        for buf in self.pending_cats:
+            buf.clear()  # nothing a client sent is held once counted
+
+    def _count(self, x: np.ndarray, cats: list[list[str]], pred: np.ndarray) -> None:
         self.numeric.observe(x)
         for c, col in zip(self.categorical, cats):
             c.observe(col)
-        self.prediction.observe(self.prediction.values(result))
+        self.prediction.observe(pred)
 
     def features_doc(self) -> dict[str, Any]:
         """Cumulative counts per feature on the reference's decile bins or categories."""

@@ -12,6 +12,7 @@ exits 0.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -100,6 +101,23 @@ async def serve(server: Any, cfg: config.ServeConfig, started: Any = None) -> in
     return 0
 
 
+def freeze_heap() -> int:
+    """Move every object alive now (modules, ONNX Runtime's session, the app: about 58,000) out of
+    the cyclic garbage collector's reach, and return how many. The collections that the traffic's
+    short-lived garbage triggers then never traverse them: a full collection of the started
+    server took about 30 ms of CPU before and under 0.1 ms after (measured with
+    time.thread_time around gc.collect(2)), and whichever request comes while one runs waits
+    that long. How often one runs depends on the traffic: one-row requests leave almost
+    nothing behind now (30,000 of them: 8 young collections, no full one), stats reads and
+    scrapes leave more. Called
+    once, after the model is loaded and warmed up, before the first request. What is frozen is
+    still freed by reference counting; only cycles among it are never collected, and the startup
+    objects live as long as the process anyway."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def _loop_factory(cfg: config.ServeConfig):
     if not cfg.uvloop:
         return None
@@ -122,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     from .app import ModelServer
 
     server = ModelServer(model, cfg)
+    freeze_heap()
     with asyncio.Runner(loop_factory=_loop_factory(cfg)) as runner:
         try:
             return runner.run(serve(server, cfg))
