@@ -149,12 +149,19 @@ def check_alerts_fire_and_resolve(prom: PrometheusProcess, c: Cluster, ns: str, 
     promoted_at = max(_event_time(e) for e in events if e["reason"] == "Promoted")
     rolled_at = max(_event_time(e) for e in events if e["reason"] == "RolledOut")
 
+    active: list[dict] = []
+
     def resolved() -> bool:
-        return not [a for a in prom.alerts() if a["labels"].get("alertname") in RESOLVED_AT_END
-                    and a["labels"].get("namespace") == ns]
+        active[:] = [a for a in prom.alerts() if a["labels"].get("alertname") in RESOLVED_AT_END
+                     and a["labels"].get("namespace") == ns]
+        return not active
 
     # the loop ends on a quiet window of the new model: the next evaluations clear the alerts
-    wait_for(resolved, timeout=120, interval=2, what=f"{RESOLVED_AT_END} resolved in {ns}")
+    try:
+        wait_for(resolved, timeout=120, interval=2, what=f"{RESOLVED_AT_END} resolved in {ns}")
+    except AssertionError as e:
+        raise AssertionError(f"{e}; still active: {[(a['labels'], a.get('state'), a.get('value')) for a in active]}"
+                             ) from None
     end = time.time()
     for name in RESOLVED_AT_END:
         fired = firing_times(prom.query_range(f'ALERTS{{alertname="{name}",alertstate="firing",namespace="{ns}"}}',
