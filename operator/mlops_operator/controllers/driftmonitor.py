@@ -20,7 +20,6 @@ from typing import Any
 import kopf
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from prometheus_client import Gauge
 
 from ..api.base import API_VERSION, GROUP, VERSION
 from ..api.conditions import epoch, now, observe, set_condition
@@ -38,6 +37,7 @@ from .events import emit
 from .namespaces import managed
 from .dataset import trigger_of
 from .metrics import measured
+from .monitor_gauges import GAUGES
 from ..settings import Settings
 
 log = logging.getLogger("mlops.controllers.driftmonitor")
@@ -49,15 +49,6 @@ TREND = 20
 #: evaluated windows kept in status.history: two days of hourly windows, about 6 kB of status
 HISTORY = 48
 
-SCORE = Gauge("mlops_drift_score", "Drift score of a feature in the last window (p-value or distance)",
-              ["namespace", "monitor", "feature", "method"])
-DRIFTED = Gauge("mlops_drift_feature_drifted", "1 when the feature drifted in the last window",
-                ["namespace", "monitor", "feature"])
-SHARE = Gauge("mlops_drift_share", "Share of drifted features in the last window", ["namespace", "monitor"])
-DATASET = Gauge("mlops_drift_detected", "1 when the last window drifted (dataset level)", ["namespace", "monitor"])
-ACCURACY = Gauge("mlops_window_accuracy", "Accuracy (or error) of the model on labelled feedback in the last window",
-                 ["namespace", "monitor", "metric"])
-SAMPLES = Gauge("mlops_window_rows", "Rows in the last evaluated window", ["namespace", "monitor"])
 
 
 _event = emit
@@ -182,6 +173,9 @@ async def tick(dm: dict[str, Any], settings: Settings) -> None:
     meta, spec = dm["metadata"], DriftMonitorSpec.model_validate(dm["spec"])
     ns, name, gen = meta["namespace"], meta["name"], meta.get("generation")
     st = dict(dm.get("status") or {})
+    # this replica ticks the monitor: it exports the last judged window's series (again), so a
+    # replica that just became leader reports at once (monitor_gauges.py)
+    GAUGES.export(ns, name, st, _metric(spec))
     interval = parse_duration(spec.interval) or 60.0
     last = epoch(st.get("lastScrapeTime"))
     if last is not None and time.time() - last < interval - TICK / 2 and st.get("observedGeneration") == gen:
@@ -312,17 +306,8 @@ async def _judge(
         for f in result.features
         if f.status == "ok"
     ]
-    for f in result.features:
-        if f.status == "ok":
-            SCORE.labels(ns, name, f.name, f.method).set(f.score)
-            DRIFTED.labels(ns, name, f.name).set(1 if f.drifted else 0)
-    SHARE.labels(ns, name).set(result.share)
-    DATASET.labels(ns, name).set(1 if result.drifted else 0)
-    SAMPLES.labels(ns, name).set(window.rows)
     verdict = judge_window(result, spec.accuracy, window.feedback)
     acc = verdict.accuracy
-    if acc is not None:
-        ACCURACY.labels(ns, name, verdict.metric).set(acc)
     trend = list(st.get("accuracyTrend") or [])
     if acc is not None:
         trend = (trend + [round(acc, 4)])[-TREND:]
@@ -343,12 +328,17 @@ async def _judge(
         labelledSamples=int(labelled_count(verdict.metric, window.feedback)),
         message=result.message,
     )
+    GAUGES.export(ns, name, {**st, **patch}, verdict.metric)
     status, reason, text = verdict.condition
     conds, changed = set_condition(conds, "Drifted", status, reason, text, gen)
     if changed and status != "Unknown":
         _event(dm, "Warning" if verdict.breached else "Normal", reason, text)
     await _maybe_retrain(dm, st, patch, verdict)  # the gate decides, from the verdict's breach
     return conds
+
+
+def _metric(spec: DriftMonitorSpec) -> str:
+    return spec.accuracy.metric if spec.accuracy is not None else "accuracy"
 
 
 def _num(x: float) -> float:
@@ -491,6 +481,8 @@ async def _follow_retrain(dm: dict[str, Any], st: dict[str, Any]) -> None:
 
 
 def register(settings: Settings) -> None:
+    GAUGES.start_sweeping()
+
     @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK, initial_delay=1, when=managed)
     async def driftmonitor_tick(body: kopf.Body, **_: Any) -> None:
         with measured("DriftMonitor"):
