@@ -305,21 +305,30 @@ def test_bundle_server_verifies_then_serves_with_the_token(tmp_path, monkeypatch
     bundle = bundle_server.prepare(root, uri, ["model.onnx", "model.json"], digest)
     assert bundle["model.onnx"].sha256 == digest and bundle["model.onnx"].size == 10000
     assert bundle["model.json"].sha256 == hashlib.sha256(b'{"onnxSha256": "x"}').hexdigest()
-    srv = bundle_server.make_server(bundle, "t0ken", host="127.0.0.1", port=0)
+    srv = bundle_server.make_server(bundle, bundle_server.token_sha256("t0ken"), host="127.0.0.1", port=0)
     t = threading.Thread(target=srv.serve_forever, daemon=True)
     t.start()
     base = f"http://127.0.0.1:{srv.server_address[1]}"
-    assert urllib.request.urlopen(base + "/healthz").read() == b"ok\n"
-    for bad in ("/model.onnx", "/model.onnx?token=wrong"):
+
+    def get(path: str, token: str | None = "t0ken"):  # noqa: ANN202
+        head = {bundle_server.TOKEN_HEADER: token} if token is not None else {}
+        return urllib.request.urlopen(urllib.request.Request(base + path, headers=head))
+
+    assert get("/healthz", None).read() == b"ok\n"
+    # no token, a wrong one, the token's hash (what the pod spec shows), the token in the query
+    for path, token in (("/model.onnx", None), ("/model.onnx", "wrong"),
+                        ("/model.onnx", bundle_server.token_sha256("t0ken")), ("/model.onnx?token=t0ken", None)):
         with pytest.raises(urllib.error.HTTPError) as e:
-            urllib.request.urlopen(base + bad)
+            get(path, token)
         assert e.value.code == 403
     with pytest.raises(urllib.error.HTTPError) as e:
-        urllib.request.urlopen(base + "/other.bin?token=t0ken")
+        get("/other.bin")
     assert e.value.code == 404
-    r = urllib.request.urlopen(base + "/model.onnx?token=t0ken")
+    r = get("/model.onnx")
     assert r.headers[bundle_server.SHA_HEADER] == digest and r.read() == b"onnx-bytes" * 1000
-    assert urllib.request.urlopen(base + "/done?token=t0ken").read() == b"bye\n"
+    # an idle client is dropped after the idle timeout, not held forever by a thread
+    assert srv.RequestHandlerClass.timeout == bundle_server.IDLE_TIMEOUT_S  # type: ignore[attr-defined]
+    assert get("/done").read() == b"bye\n"
     t.join(5)
     assert not t.is_alive() and srv.done.is_set()  # type: ignore[attr-defined]
     srv.server_close()
@@ -359,7 +368,7 @@ def test_export_pod_is_locked_down():
     assert c["command"] == ["python", "-m", "mlops_operator.store.bundle_server", "--uri",
                             f"file:///store/models/retail/{ART1}/", "--file", "model.onnx", "--file", "model.json",
                             "--digest", ART1, "--store-root", "/store", "--port", str(exp.PORT)]
-    assert {"name": exp.TOKEN_ENV, "value": "tok"} in c["env"]
+    assert {"name": exp.TOKEN_ENV, "value": hashlib.sha256(b"tok").hexdigest()} in c["env"]  # never the token
     assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": exp.PORT}
     vol = next(v for v in spec["volumes"] if v["name"] == "store")
     assert vol["persistentVolumeClaim"] == {"claimName": "my-store", "readOnly": True}
@@ -398,6 +407,11 @@ def test_s3_version_takes_the_endpoint_from_the_store_and_the_prefix_from_the_ar
         exp.s3_version(root, f"s3://models-bkt/datasets/retail/{ART1}/", ART1)
     with pytest.raises(exp.ExportError, match="does not end in its digest"):
         exp.s3_version(root, f"s3://models-bkt/models/retail/{ART2}/", ART1)
+    # a ModelVersion anyone may edit must not steer the download out of the local cache directory
+    for hostile in (f"s3://models-bkt/../../../../home/u/x/models/retail/{ART1}/",
+                    f"s3://models-bkt/ops/./models/retail/{ART1}/", f"s3://models-bkt/ops/models/../{ART1}/"):
+        with pytest.raises(exp.ExportError, match="not a store path|not a model version"):
+            exp.s3_version(root, hostile, ART1)
 
 
 def test_receive_checks_length_and_both_digests(tmp_path):

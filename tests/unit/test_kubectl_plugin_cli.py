@@ -55,7 +55,7 @@ class FakeApi:
         args[args.index("--store-root") + 1] = str(self.store_root)
         i = args.index("--uri") + 1
         args[i] = args[i].replace("file:///store/", self.store_root.resolve().as_uri() + "/")
-        token = next(e["value"] for e in c["env"] if e["name"] == bundle_server.TOKEN_ENV)
+        token_hash = next(e["value"] for e in c["env"] if e["name"] == bundle_server.TOKEN_ENV)
         a = dict(zip(args[::2], args[1::2]))
         files = [args[j + 1] for j, x in enumerate(args) if x == "--file"]
         try:
@@ -64,7 +64,7 @@ class FakeApi:
             pod["status"] = {"phase": "Failed", "containerStatuses": [{"name": "serve", "state": {
                 "terminated": {"exitCode": 1, "message": f"export refused: {e}"}}}]}
             return
-        srv = bundle_server.make_server(bundle, token, host="127.0.0.1", port=0)
+        srv = bundle_server.make_server(bundle, token_hash, host="127.0.0.1", port=0)
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         self.servers[name] = srv
         pod["status"] = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
@@ -131,7 +131,9 @@ def _serve(api: FakeApi):
                 return self._status(503, f"pod {pod} has no server")
             api.proxied.append(path)
             try:
-                r = urllib.request.urlopen(f"http://127.0.0.1:{srv.server_address[1]}/{path}?{query}")
+                fwd = {k: v for k, v in self.headers.items() if k.lower() == bundle_server.TOKEN_HEADER.lower()}
+                r = urllib.request.urlopen(urllib.request.Request(  # the proxy passes request headers on
+                    f"http://127.0.0.1:{srv.server_address[1]}/{path}?{query}", headers=fwd))
             except urllib.error.HTTPError as e:
                 return self._send(e.code, e.read(), "text/plain")
             body = r.read()

@@ -213,6 +213,24 @@ def test_s3_mode_workloads_use_no_pvc_and_get_credentials_by_reference(monkeypat
     assert server[server.index("--digest") + 1] == "ab" * 32  # the server checks the copy again
 
 
+def test_s3_fetch_container_takes_the_servers_resources_and_the_name_of_the_verified_uri(monkeypatch):
+    """A namespace ResourceQuota refuses a container without requests/limits: the init container
+    gets the server's. It fetches the object the verify Job checked (the name in the artifact
+    URI), even when the version's spec.model names another model."""
+    from mlops_operator.resources import serving
+
+    s = _s3_settings(monkeypatch)
+    res = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}}
+    isvc = {**ISVC, "spec": {**ISVC["spec"], "pod": {"resources": res}}}
+    mv = {**MV, "spec": {**MV["spec"], "model": "churn-copy"}}
+    pod = _pod(serving.deployment(isvc, mv, s))
+    (fetch,) = pod["initContainers"]
+    assert fetch["resources"] == pod["containers"][0]["resources"] == res
+    assert fetch["command"][fetch["command"].index("--name") + 1] == "churn"
+    server = pod["containers"][0]["command"]
+    assert server[server.index("--model-uri") + 1] == "file:///models/models/churn/" + "ab" * 32 + "/"
+
+
 def test_file_mode_workloads_keep_the_pvc(monkeypatch):
     from mlops_operator.resources import serving, training_job
     from mlops_operator.settings import Settings
@@ -279,3 +297,48 @@ def test_each_cluster_gets_its_own_seaweed_ports_kept_across_restarts(tmp_path, 
     assert len({pa[k] for k in grpc}) == len(grpc)
     assert {pa[k] for k in grpc} != {pb[k] for k in grpc}
     assert s3cluster.ports(a) == pa  # kept: a restarted server finds the same ports
+
+
+def test_degraded_from_a_failing_fetch_is_cleared_only_by_that_pod(fake, monkeypatch):
+    """The new version's pod keeps failing its fetch while the old version's pod of the same
+    InferenceService goes on serving: the old pod's events leave Degraded as it is (no flapping,
+    one Warning Event); the failing pod's start (or deletion) clears it."""
+    import asyncio
+
+    import kopf
+
+    from mlops_operator.controllers import pods
+    from mlops_operator.settings import Settings
+
+    monkeypatch.setattr(pods, "_marked", {})
+    registry = kopf.OperatorRegistry()
+    previous = kopf.get_default_registry()
+    kopf.set_default_registry(registry)
+    try:
+        pods.register(Settings.from_env())
+    finally:
+        kopf.set_default_registry(previous)
+    (handler,) = [h for h in registry._watching._handlers if h.fn.__name__ == "managed_pod_event"]
+    fake.add("inferenceservices", {"apiVersion": "mlops.dev/v1alpha1", "kind": "InferenceService",
+                                   "metadata": {"name": "churn", "generation": 1}, "spec": {}, "status": {}})
+    labels = {"mlops.dev/inference-service": "churn"}
+    msg = '{"ok": false, "error": "sha256 00 does not match", "reason": "DigestMismatch"}'
+    failing = {"metadata": {"name": "new-pod", "labels": labels}, "status": {"initContainerStatuses": [
+        {"name": "fetch-model", "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+         "lastState": {"terminated": {"exitCode": 1, "message": msg}}}]}}
+    healthy = {"metadata": {"name": "old-pod", "labels": labels},
+               "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+
+    def event(pod: dict, type: str = "MODIFIED") -> dict:
+        asyncio.run(handler.fn(type=type, body=pod, namespace="ns", name=pod["metadata"]["name"],
+                               labels=pod["metadata"]["labels"]))
+        conds = fake.get("inferenceservices", "churn").get("status", {}).get("conditions") or []
+        return next((c for c in conds if c["type"] == "Degraded"), {})
+
+    assert event(failing)["reason"] == "DigestMismatch"
+    for _ in range(3):  # the old version's pod keeps reporting; the failing one keeps failing
+        assert event(healthy)["status"] == "True"
+        assert event(failing)["status"] == "True"
+    assert [e for e in fake.events if e[1] == "DigestMismatch"] == [("Warning", "DigestMismatch", fake.events[0][2])]
+    started = {"metadata": failing["metadata"], "status": healthy["status"]}
+    assert event(started)["status"] == "False"

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..store.bundle_server import DEFAULT_PORT, SHA_HEADER, TOKEN_ENV
-from ..store.s3config import S3Config
+from ..store.bundle_server import DEFAULT_PORT, SHA_HEADER, TOKEN_ENV, token_sha256
+from ..store.s3config import S3Config, S3ConfigError, parse_s3_uri
 
 DEFAULT_IMAGE = "ghcr.io/mlops-dev/mlops-runtime:0.1.0"
 DEFAULT_CLAIM = "mlops-store"
@@ -89,6 +89,10 @@ def s3_version(root: S3Config, uri: str, digest: str) -> tuple[S3Config, str]:
         raise ExportError(f"{uri} is not a model version (s3://<bucket>/<prefix>/models/<name>/<sha256>/)")
     if parts[-1] != digest:
         raise ExportError(f"{uri} does not end in its digest {digest}: refusing it")
+    try:  # every element as a store URI's: no "..", nothing that leaves the local cache directory
+        parse_s3_uri(f"s3://{root.bucket}/{'/'.join(parts)}")
+    except S3ConfigError as e:
+        raise ExportError(f"the artifact URI of this version is not a store path: {e}") from None
     config = S3Config(bucket=root.bucket, prefix="/".join(parts[:-3]), endpoint=root.endpoint,
                       region=root.region, path_style=root.path_style)
     return config, parts[-2]
@@ -134,7 +138,7 @@ def export_pod(name: str, namespace: str, mv_name: str, uri: str, digest: str, t
                 "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
                         {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
                         {"name": "PYTHONWARNINGS", "value": "ignore"},
-                        {"name": TOKEN_ENV, "value": token}],
+                        {"name": TOKEN_ENV, "value": token_sha256(token)}],
                 "volumeMounts": [{"name": "store", "mountPath": STORE_MOUNT, "readOnly": True},
                                  {"name": "tmp", "mountPath": "/tmp"}],
                 "resources": {"requests": {"cpu": "10m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},

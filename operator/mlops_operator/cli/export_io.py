@@ -45,6 +45,7 @@ from .export import (
     staging_dir,
     termination_message,
 )
+from ..store.bundle_server import TOKEN_HEADER
 from .kubeapi import CliError, Forbidden, Kube, NotFound
 
 CHUNK = 1 << 20
@@ -98,7 +99,7 @@ def _through_pod(kube: Kube, mv_name: str, uri: str, digest: str, stage: Path, c
             raise CliError(f"export pod {pname} ended ({pod_phase(ready)}) before serving: {reason}")
         staged = {}
         for i, f in enumerate(FILES):
-            resp = kube.pod_proxy_stream(pname, PORT, f, {"token": token}, timeout=timeout)
+            resp = kube.pod_proxy_stream(pname, PORT, f, headers={TOKEN_HEADER: token}, timeout=timeout)
             try:
                 size = resp.headers.get("Content-Length")
                 staged[f] = receive(resp.stream(CHUNK), stage / f, f, resp.headers.get(SHA_HEADER),
@@ -111,7 +112,7 @@ def _through_pod(kube: Kube, mv_name: str, uri: str, digest: str, stage: Path, c
                 resp.release_conn()
         t2 = time.monotonic()
         try:  # let the server end cleanly; the pod is deleted below either way
-            kube.pod_proxy_stream(pname, PORT, "done", {"token": token}, timeout=10).release_conn()
+            kube.pod_proxy_stream(pname, PORT, "done", headers={TOKEN_HEADER: token}, timeout=10).release_conn()
         except CliError:
             pass
     finally:

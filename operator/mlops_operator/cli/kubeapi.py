@@ -217,18 +217,19 @@ class Kube:
             time.sleep(poll)
 
     def pod_proxy_stream(self, name: str, port: int, path: str, query: dict[str, str] | None = None,
-                         timeout: float = 60.0) -> Any:
+                         timeout: float = 60.0, headers: dict[str, str] | None = None) -> Any:
         """GET `path` of a pod through the API server's pod proxy (needs `pods/proxy` get), unread:
         the caller streams the urllib3 response (`.stream()`, `.headers`) and releases it.
 
-        The query goes as the request's own parameters (the API server forwards them to the pod);
+        The query goes as the request's own parameters (the API server forwards them to the pod), as
+        do `headers` (a secret belongs in a header: the audit log records the URL with its query);
         the generated `connect_get_namespaced_pod_proxy_with_path` would percent-encode a `?` into
         the path. `timeout` bounds the connect and each socket read, not the whole body."""
         ac = self._api
         req = ac.param_serialize(
             method="GET", resource_path="/api/v1/namespaces/{namespace}/pods/{name}/proxy/{path}",
             path_params={"namespace": self.namespace, "name": f"{name}:{port}", "path": path.lstrip("/")},
-            query_params=list((query or {}).items()), header_params={"Accept": "*/*"},
+            query_params=list((query or {}).items()), header_params={"Accept": "*/*", **(headers or {})},
             auth_settings=["BearerToken"])
         what = f'pod "{name}" port {port} /{path.lstrip("/")} (through the pod proxy)'
         resp = self._call(what, ac.call_api, *req, _request_timeout=timeout)

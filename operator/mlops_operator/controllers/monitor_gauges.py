@@ -49,6 +49,7 @@ class MonitorGauges:
         self._series: dict[tuple[str, str], set[Series]] = {}
         self._ticked: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
+        self._sweeping = False
 
     def export(self, ns: str, name: str, status: Mapping[str, Any], metric: str) -> None:
         """Set the monitor's series from its status (the last judged window) and drop those the
@@ -88,7 +89,12 @@ class MonitorGauges:
 
     def start_sweeping(self) -> None:
         """A daemon thread that sweeps every SWEEP_EVERY_S: not a kopf timer, which stops while
-        the replica is paused, exactly when its series must go."""
+        the replica is paused, exactly when its series must go. Once per process."""
+        with self._lock:
+            if self._sweeping:
+                return
+            self._sweeping = True
+
         def loop() -> None:
             while True:
                 time.sleep(SWEEP_EVERY_S)

@@ -40,8 +40,10 @@ OWNER_LABELS = (
     ("mlops.dev/model-version", "modelversions"),
 )
 
-#: owners this process marked Degraded, so a pod that starts later clears only those
-_marked: set[tuple[str, str, str]] = set()
+#: owner (plural, namespace, name) -> the pod whose trouble marked it Degraded: only that pod's
+#: start or deletion clears it (another pod of the owner starting, e.g. the old version's while
+#: the new one's fetch keeps failing, says nothing about the trouble)
+_marked: dict[tuple[str, str, str], str] = {}
 
 
 #: a pod that needs the store's PVC on a node the volume cannot reach
@@ -117,24 +119,24 @@ def register(settings: Settings) -> None:
             elif not settings.store_is_s3:
                 stuck = store_not_shared(dict(body), settings.store_claim, settings.store_access_mode)
                 reason = NOT_SHARED
-        if stuck is None and key not in _marked:
+        if stuck is None and _marked.get(key) != name:
             return
         obj = await kube.get_custom(plural, namespace, oname)
         if obj is None:
-            _marked.discard(key)
+            _marked.pop(key, None)
             return
         st = obj.get("status") or {}
         gen = obj["metadata"].get("generation")
         if stuck is not None:
             text = f"pod {name}: {stuck}"
             conds, changed = set_condition(st.get("conditions"), "Degraded", True, reason, text, gen)
-            _marked.add(key)
+            _marked[key] = name
             if changed:
                 await kube.patch_status(plural, namespace, oname, {"conditions": conds})
                 emit(obj, "Warning", reason, text)
             return
         cur = get_condition(st.get("conditions"), "Degraded")
-        _marked.discard(key)
+        _marked.pop(key, None)
         if cur and cur.get("status") == "True" and (cur.get("reason") in (REASON, NOT_SHARED)
                                                     or cur.get("reason") in STORE_REASONS):
             cleared = set_condition(st.get("conditions"), "Degraded", False, "PodStarted", f"pod {name} started",

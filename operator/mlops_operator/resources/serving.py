@@ -33,7 +33,11 @@ def model_source(mv: dict[str, Any], s: Settings, namespace: str) -> tuple[str, 
     art = mv["spec"]["artifact"]
     if not s.store_is_s3:
         return s.store_uri(namespace), art["uri"], []
-    model, digest = mv["spec"]["model"], art["digest"]
+    digest = art["digest"]
+    # the name the artifact is stored under, from the URI the verify Job checked (it need not be
+    # spec.model: a version registered from another model's run keeps its path)
+    parts = art["uri"].rstrip("/").split("/")
+    model = parts[-2] if len(parts) >= 3 and parts[-1] == digest and parts[-3] == "models" else mv["spec"]["model"]
     fetch = {
         "name": FETCH_CONTAINER, "image": s.runtime_image,
         "command": ["python", "-m", "mlops_operator.store.fetch", "--store", s.store_uri(namespace),
@@ -111,6 +115,8 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
             command += ["--capture-exclude", ",".join(c.exclude_columns)]
     if resources:
         container["resources"] = resources
+        for ic in init:  # a namespace's ResourceQuota refuses a container without them; the
+            ic["resources"] = resources  # scheduler counts max(init, app): nothing extra
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": deployment_name(isvc), "namespace": meta["namespace"], "labels": lab,

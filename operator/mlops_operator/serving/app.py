@@ -415,8 +415,11 @@ class ModelServer:
             # profile from the store, on this model's features
             try:
                 counting = {n: h._edges() for n, h in zip(self.monitor.numeric.features, self.monitor.numeric.hists)}
-                ref = _reference_from_store(self.cfg.reference_store_uri or self.cfg.store_uri, self.model.manifest,
-                                            q.get("dataset"), q.get("digest"), counting)
+                # off the event loop: on an s3:// store the read may take its retries' worth of
+                # seconds, and inference, probes and stats must not wait on it
+                ref = await asyncio.to_thread(_reference_from_store,
+                                              self.cfg.reference_store_uri or self.cfg.store_uri, self.model.manifest,
+                                              q.get("dataset"), q.get("digest"), counting)
             except ValueError as e:
                 return _error(404, str(e))
         if ref is None:
@@ -629,10 +632,10 @@ def _reference_from_store(store_uri: str, manifest: Any, dataset: str | None, di
     digest = digest or (ref.dataset_digest if ref else None)
     if not dataset or not digest or not re.fullmatch(r"[a-f0-9]{64}", digest):
         raise ValueError("a reference needs a dataset name and a 64-hex sha256 digest")
-    store = open_store(store_uri)
-    try:
+    try:  # ImportError: an image without the s3 client; StoreError: also a bad store configuration
+        store = open_store(store_uri)
         profile = _json_mod.loads(store.local_path(store.uri("datasets", dataset, digest), "profile.json").read_text())
-    except (StoreError, OSError, ValueError) as e:
+    except (StoreError, OSError, ValueError, ImportError) as e:
         raise ValueError(f"no profile of dataset {dataset}@{digest[:12]} in the store: {e}") from e
     feats = [{"name": f.name, "type": f.type} for f in manifest.inputs]
     ref = reference_of(profile, feats, None, manifest.target, dataset, digest)

@@ -13,14 +13,17 @@ answer carries the sha256 and the length of its bytes (`X-Mlops-Sha256`, `Conten
 plugin hashes what arrives. A store whose bytes do not match makes the pod fail before anything is
 served, with the reason in its termination message.
 
-Requests need the pod's one-off token (`?token=`, from the environment variable MLOPS_EXPORT_TOKEN
-that the plugin sets): other pods on the pod network reach this port too. `GET /healthz` (no token)
-is the readiness probe; `GET /done?token=` ends the server with exit code 0.
+Requests need the plugin's one-off token in the `X-Mlops-Token` header: other pods on the pod network
+reach this port too. The pod holds only the token's sha256 (MLOPS_EXPORT_TOKEN_SHA256), so whoever
+may read the pod spec (the `view` role) cannot use it, and the header keeps it out of the URL, which
+the API server's audit log records. `GET /healthz` (no token) is the readiness probe; `GET /done`
+ends the server with exit code 0. A connection idle for IDLE_TIMEOUT_S is closed.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import hmac
 import os
 import sys
@@ -32,8 +35,11 @@ from pathlib import Path
 
 from .store import CHUNK, FileStore, StoreError, _check_part, sha256_file
 
-TOKEN_ENV = "MLOPS_EXPORT_TOKEN"
+TOKEN_ENV = "MLOPS_EXPORT_TOKEN_SHA256"
+TOKEN_HEADER = "X-Mlops-Token"
 SHA_HEADER = "X-Mlops-Sha256"
+#: a connection that sends nothing for this long is closed (no thread held by an idle client)
+IDLE_TIMEOUT_S = 30.0
 DEFAULT_PORT = 8080
 
 
@@ -60,19 +66,25 @@ def prepare(store_root: Path | str, uri: str, files: list[str], digest: str) -> 
     return out
 
 
-def make_server(bundle: dict[str, Served], token: str, host: str = "0.0.0.0",  # noqa: S104 (the pod's own netns)
+def token_sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def make_server(bundle: dict[str, Served], token_hash: str, host: str = "0.0.0.0",  # noqa: S104 (pod's netns)
                 port: int = DEFAULT_PORT) -> ThreadingHTTPServer:
-    """An HTTP server (not yet serving) for `bundle`; `server.done` is set once /done was asked."""
-    if not token:
-        raise ValueError(f"no token: set {TOKEN_ENV}")
+    """An HTTP server (not yet serving) for `bundle`, answering whoever sends the token whose
+    sha256 is `token_hash`; `server.done` is set once /done was asked."""
+    if len(token_hash) != 64:
+        raise ValueError(f"no token: set {TOKEN_ENV} to the sha256 of the plugin's token")
     done = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "mlops-bundle"
         protocol_version = "HTTP/1.1"
+        timeout = IDLE_TIMEOUT_S
 
         def log_message(self, fmt: str, *args: object) -> None:
-            pass  # the request line holds the token; log_request below says what matters
+            pass  # what matters is printed once a file was served
 
         def _plain(self, code: int, text: str) -> None:
             body = (text + "\n").encode()
@@ -87,9 +99,9 @@ def make_server(bundle: dict[str, Served], token: str, host: str = "0.0.0.0",  #
             name = u.path.strip("/")
             if name == "healthz":
                 return self._plain(200, "ok")
-            given = (urllib.parse.parse_qs(u.query).get("token") or [""])[0]
-            if not hmac.compare_digest(given.encode(), token.encode()):
-                return self._plain(403, "wrong or missing token")
+            given = self.headers.get(TOKEN_HEADER) or ""
+            if not hmac.compare_digest(token_sha256(given), token_hash):
+                return self._plain(403, f"wrong or missing token ({TOKEN_HEADER})")
             if name == "done":
                 self._plain(200, "bye")
                 done.set()
