@@ -362,7 +362,9 @@ def test_5xx_answers_are_retried_with_backoff_then_reported(tmp_path, failures, 
 
 
 def test_credentials_appear_in_no_log_record_and_no_error(seaweed, tmp_path, caplog):
-    caplog.set_level(logging.DEBUG)  # everything, from every logger (urllib3's included)
+    caplog.set_level(logging.DEBUG)  # everything, from every logger
+    # urllib3's own level too: a CLI test earlier in the session (Kube.connect) sets it to ERROR
+    caplog.set_level(logging.DEBUG, logger="urllib3")
     secrets = (ADMIN.secret_key, READER.secret_key, "wrong-secret-Mn5bV8")
     texts: list[str] = []
     store = _store(seaweed)
