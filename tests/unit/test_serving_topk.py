@@ -120,30 +120,36 @@ def test_topk_model_answers_v2_with_the_scorers_ranking(srv, bundle):
     assert 'endpoint="topk"' in stats
 
 
+def _triton_inputs(triton: Any, b: dict[str, Any], cust, k: int) -> list[Any]:
+    """One customer's candidates as tritonclient InferInputs (`triton`: its http or grpc module,
+    whose InferInput is the same shape): the customer's features once, the candidates', item_ids, k."""
+    man = b["man"]
+    ctx = set(man.ranking.context_features)
+    ins = []
+    for f in man.inputs:
+        col = cust[f.name].to_numpy()[:1] if f.name in ctx else cust[f.name].to_numpy()
+        if f.type == "categorical":
+            t = triton.InferInput(f.name, [len(col), 1], "BYTES")
+            t.set_data_from_numpy(col.astype(object).reshape(-1, 1))
+        else:
+            t = triton.InferInput(f.name, [len(col), 1], "FP32")
+            t.set_data_from_numpy(col.astype(np.float32).reshape(-1, 1))
+        ins.append(t)
+    ids = triton.InferInput("item_ids", [len(cust)], "BYTES")
+    ids.set_data_from_numpy(cust.item_id.to_numpy().astype(object))
+    kk = triton.InferInput("k", [1], "INT64")
+    kk.set_data_from_numpy(np.array([k], dtype=np.int64))
+    return [*ins, ids, kk]
+
+
 def test_tritonclient_calls_topk_with_binary_tensors(srv, bundle):
     import tritonclient.http as triton
 
     cust = _customer(bundle)
-    man = bundle["man"]
-    ctx = set(man.ranking.context_features)
     tc = triton.InferenceServerClient(url=srv.url.removeprefix("http://"))
     try:
         assert tc.is_model_ready("recommender-topk")
-        ins = []
-        for f in man.inputs:
-            col = cust[f.name].to_numpy()[:1] if f.name in ctx else cust[f.name].to_numpy()
-            if f.type == "categorical":
-                t = triton.InferInput(f.name, [len(col), 1], "BYTES")
-                t.set_data_from_numpy(col.astype(object).reshape(-1, 1))
-            else:
-                t = triton.InferInput(f.name, [len(col), 1], "FP32")
-                t.set_data_from_numpy(col.astype(np.float32).reshape(-1, 1))
-            ins.append(t)
-        ids = triton.InferInput("item_ids", [len(cust)], "BYTES")
-        ids.set_data_from_numpy(cust.item_id.to_numpy().astype(object))
-        k = triton.InferInput("k", [1], "INT64")
-        k.set_data_from_numpy(np.array([3], dtype=np.int64))
-        res = tc.infer("recommender-topk", ins + [ids, k])
+        res = tc.infer("recommender-topk", _triton_inputs(triton, bundle, cust, k=3))
         got = [x.decode() if isinstance(x, bytes) else str(x) for x in res.as_numpy("topk_items")]
         assert got == _scorer_ranking(srv, bundle, cust)[:3]
     finally:
@@ -323,25 +329,9 @@ def test_topk_over_grpc_typed_and_with_tritonclient(grpc_srv, bundle):
             call(ch, "ModelReady", pb.ModelReadyRequest(name="recommender-topk", version="9"), pb.ModelReadyResponse)
         assert e.value.code() == grpc.StatusCode.NOT_FOUND
 
-    man = bundle["man"]
-    ctx = set(man.ranking.context_features)
     client = tg.InferenceServerClient(url=f"127.0.0.1:{grpc_srv.server.grpc_port}")
     try:
-        ins = []
-        for f in man.inputs:
-            col = cust[f.name].to_numpy()[:1] if f.name in ctx else cust[f.name].to_numpy()
-            if f.type == "categorical":
-                t = tg.InferInput(f.name, [len(col), 1], "BYTES")
-                t.set_data_from_numpy(col.astype(object).reshape(-1, 1))
-            else:
-                t = tg.InferInput(f.name, [len(col), 1], "FP32")
-                t.set_data_from_numpy(col.astype(np.float32).reshape(-1, 1))
-            ins.append(t)
-        ids = tg.InferInput("item_ids", [len(cust)], "BYTES")
-        ids.set_data_from_numpy(cust.item_id.to_numpy().astype(object))
-        k = tg.InferInput("k", [1], "INT64")
-        k.set_data_from_numpy(np.array([3], dtype=np.int64))
-        res = client.infer("recommender-topk", ins + [ids, k])
+        res = client.infer("recommender-topk", _triton_inputs(tg, bundle, cust, k=3))
         assert [x.decode() for x in res.as_numpy("topk_items")] == want[:3]
         scores = res.as_numpy("topk_scores")
         assert scores.dtype == np.float32 and list(scores) == sorted(scores, reverse=True)
