@@ -54,6 +54,17 @@ def pod_object(name: str) -> dict[str, Any]:
             "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
 
 
+def add_monitor(fake, window: str, min_samples: int) -> None:
+    """The InferenceService `svc` serving m-v1 and the DriftMonitor `dm` watching it."""
+    fake.add("inferenceservices", {"metadata": {"name": "svc"}, "spec": {"model": "m"},
+                                   "status": {"modelVersion": "m-v1"}})
+    fake.add("modelversions", {"metadata": {"name": "m-v1"}, "spec": {"model": "m", "version": 1}})
+    fake.add("driftmonitors", {"apiVersion": "mlops.dev/v1alpha1", "kind": "DriftMonitor",
+                               "metadata": {"name": "dm", "uid": "u1"},
+                               "spec": {"inferenceService": "svc", "interval": "30s",
+                                        "window": {"duration": window, "minSamples": min_samples}}})
+
+
 def test_tick_reads_pods_through_cursors_and_judges_the_histograms(fake, monkeypatch):
     clock = [time.time()]  # status times are real (conditions.now): the clock starts at the real time
     monkeypatch.setattr(dmc.time, "time", lambda: clock[0])
@@ -76,13 +87,7 @@ def test_tick_reads_pods_through_cursors_and_judges_the_histograms(fake, monkeyp
 
     monkeypatch.setattr(kube, "pod_proxy_get", proxy)
     fake.pods = [pod_object(n) for n in pods]
-    fake.add("inferenceservices", {"metadata": {"name": "svc"}, "spec": {"model": "m"},
-                                   "status": {"modelVersion": "m-v1"}})
-    fake.add("modelversions", {"metadata": {"name": "m-v1"}, "spec": {"model": "m", "version": 1}})
-    fake.add("driftmonitors", {"apiVersion": "mlops.dev/v1alpha1", "kind": "DriftMonitor",
-                               "metadata": {"name": "dm", "uid": "u1"},
-                               "spec": {"inferenceService": "svc", "interval": "30s",
-                                        "window": {"duration": "2m", "minSamples": 100}}})
+    add_monitor(fake, "2m", 100)
     g = np.random.default_rng(0)
     counted: list[tuple[float, str]] = []
 
@@ -221,13 +226,7 @@ def test_judged_windows_are_kept_in_status_history_bounded(fake, monkeypatch):
     monkeypatch.setattr(kube, "pod_proxy_get", proxy)
     monkeypatch.setattr(dmc, "HISTORY", 3)
     fake.pods = [pod_object("pod-a")]
-    fake.add("inferenceservices", {"metadata": {"name": "svc"}, "spec": {"model": "m"},
-                                   "status": {"modelVersion": "m-v1"}})
-    fake.add("modelversions", {"metadata": {"name": "m-v1"}, "spec": {"model": "m", "version": 1}})
-    fake.add("driftmonitors", {"apiVersion": "mlops.dev/v1alpha1", "kind": "DriftMonitor",
-                               "metadata": {"name": "dm", "uid": "u1"},
-                               "spec": {"inferenceService": "svc", "interval": "30s",
-                                        "window": {"duration": "1m", "minSamples": 50}}})
+    add_monitor(fake, "1m", 50)
     g = np.random.default_rng(1)
     shares = []
     for shift in (0.0, 0.0, 1.0, 1.0):
