@@ -5,7 +5,6 @@ that id, so the captured traffic joins its labels and becomes the rows the loop 
 
 from __future__ import annotations
 
-import time
 
 import pyarrow as pa
 import pytest
@@ -14,21 +13,13 @@ import requests
 from mlops_operator.cli import retail_loop
 from mlops_operator.data import capture as dcap
 
+from .test_capture import _wait
 from .test_serving import ServerThread, build_artifact
 
 
 @pytest.fixture(scope="module")
 def propensity(tmp_path_factory):
     return build_artifact(tmp_path_factory.mktemp("propensity"), name=retail_loop.MODEL)
-
-
-def _until(pred, timeout=20.0):
-    t = time.time() + timeout
-    while time.time() < t:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_the_loops_traffic_is_captured_with_its_labels(propensity, tmp_path):
@@ -38,14 +29,14 @@ def test_the_loops_traffic_is_captured_with_its_labels(propensity, tmp_path):
         meta = requests.get(f"{s.url}/v2/models/{retail_loop.MODEL}", timeout=5).json()
         tr = retail_loop.Traffic(s.url, meta["inputs"], interval=0.0)
         tr.thread.start()
-        assert _until(lambda: tr.requests >= 12)
+        assert _wait(lambda: tr.requests >= 12, 20.0)
         tr.stop.set()
         tr.thread.join(20)
         assert not tr.failed, tr.failed[:3]
         sent = tr.requests
         labelled = (sent - retail_loop.FEEDBACK_DELAY) * retail_loop.BATCH  # feedback lags FEEDBACK_DELAY requests
         stats = lambda: requests.get(f"{s.url}/mlops/v1/models/{retail_loop.MODEL}/stats", timeout=5).json()["capture"]  # noqa: E731
-        assert _until(lambda: stats()["labels"] >= labelled and stats()["rows"] == sent * retail_loop.BATCH)
+        assert _wait(lambda: stats()["labels"] >= labelled and stats()["rows"] == sent * retail_loop.BATCH, 20.0)
     t = pa.Table.from_batches(list(dcap.capture_batches(cap)))
     assert t.num_rows == labelled
     assert set(t.column("purchased").to_pylist()) == {0, 1}

@@ -30,6 +30,7 @@ from typing import Any
 from .. import __version__
 from ..store.bundle_server import DEFAULT_PORT, SHA_HEADER, TOKEN_ENV, token_sha256
 from ..store.s3config import S3Config, S3ConfigError, parse_s3_uri
+from ..store.store import sha256_file
 
 DEFAULT_IMAGE = "ghcr.io/mlops-dev/mlops-runtime:0.1.0"
 DEFAULT_CLAIM = "mlops-store"
@@ -193,14 +194,6 @@ def describe_pod(pod: dict[str, Any], events: list[dict[str, Any]] | None = None
     return "; ".join(parts)
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def receive(chunks: Iterable[bytes], dest: Path, name: str, sent_sha256: str | None, sent_size: int | None,
             digest: str | None = None) -> Path:
     """Write a streamed file to `dest`, hashing it on the way; ExportError (and no file) when the
@@ -263,7 +256,7 @@ def install(staged: dict[str, Path], out_dir: Path | str, digest: str) -> list[P
         os.replace(staged[name], final)
         written.append(final)
     onnx = out / "model.onnx"
-    got = sha256_of(onnx)
+    got = sha256_file(onnx)
     if got != digest:
         onnx.unlink(missing_ok=True)
         raise ExportError(f"{onnx}: sha256 {got} on disk does not match {digest}; deleted it")
