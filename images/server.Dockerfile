@@ -29,7 +29,8 @@ RUN --mount=type=secret,id=ca \
  && /opt/mlops/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps . \
  && sh prune-pyarrow.sh /opt/mlops \
  && sh slim-venv.sh /opt/mlops mlops_operator.serving.run mlops_operator.serving.app \
-    mlops_operator.serving.grpc_service uvloop onnxruntime pyarrow.parquet pyarrow.compute
+    mlops_operator.serving.grpc_service mlops_operator.store.s3 uvloop onnxruntime pyarrow.parquet \
+    pyarrow.compute
 
 FROM ${BASE}
 LABEL org.opencontainers.image.title="mlops-server" \

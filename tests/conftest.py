@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import pytest
 
 from mlops_operator.localcluster.forward import free_port
 
-from mlops_operator.localcluster import binaries, cluster, realnode
+from mlops_operator.localcluster import binaries, cluster, realnode, s3cluster
 from mlops_operator.localcluster.config import ClusterConfig
 
 #: tests/<dir>/... gets the marker <dir> (registered in pyproject.toml): `pytest -m unit` runs the unit tests alone
@@ -205,3 +206,49 @@ def real_namespace(real_cluster: Cluster, request) -> str:
     name = make_namespace(real_cluster, request)
     yield name
     real_cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+#: The cluster of the two-node s3 tests: the process node, a real node and SeaweedFS in the
+#: cluster's network (`mlops up --s3 --nodes process,real`): training on one node, serving on
+#: the other, artifacts on S3 (tests/integration/test_store_s3_two_nodes.py and the e2e loop).
+S3_TWO_NODE_CLUSTER = os.environ.get("MLOPS_S3_REAL_TEST_CLUSTER", "pytest-s3real")
+#: the operator's store prefix in the s3 test clusters' bucket (namespaces below it)
+S3_PREFIX = "it"
+
+
+def credentials(c: Cluster) -> dict[str, str]:
+    """The S3 keys `mlops up --s3` made for the cluster (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)."""
+    text = s3cluster.credentials_file(c.cfg).read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+@pytest.fixture(scope="session")
+def s3_two_nodes() -> Cluster:
+    cfg = cluster.up(S3_TWO_NODE_CLUSTER, timeout=600, nodes=["process", "real"], s3=True)
+    c = Cluster(cfg)
+    wait_for(lambda: c.kubectl("rollout", "status", "deploy/coredns", "-n", "kube-system", "--timeout=5s",
+                               check=False).returncode == 0, 180, interval=1, what="CoreDNS on the real node")
+    yield c
+    if not os.environ.get("MLOPS_KEEP_TEST_CLUSTER"):
+        cluster.down(S3_TWO_NODE_CLUSTER, purge=True)
+
+
+@pytest.fixture(scope="session")
+def s3_operator_two_nodes(s3_two_nodes: Cluster, tmp_path_factory) -> Path:
+    """The operator as a local process in s3 mode (its log's path); the real node runs the built
+    images (their default names), the process node runs the same names as processes."""
+    c = s3_two_nodes
+    c.kubectl("apply", "-k", str(REPO / "crds"))
+    for crd in (REPO / "crds").glob("*.mlops.dev.yaml"):
+        c.kubectl("wait", "--for=condition=Established", f"crd/{crd.stem}", "--timeout=60s")
+    log = tmp_path_factory.mktemp("op2") / "operator.log"
+    env = dict(os.environ, KUBECONFIG=str(c.kubeconfig), MLOPS_STORE=s3cluster.store_uri(S3_PREFIX))
+    proc = subprocess.Popen([sys.executable, "-m", "mlops_operator.cli.main", "operator", "run", "--standalone",
+                             "--liveness", f"http://127.0.0.1:{free_port()}/healthz", "--metrics-port", "0"],
+                            env=env, stdout=open(log, "a"), stderr=subprocess.STDOUT)
+    yield log
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()

@@ -532,3 +532,76 @@ def test_a_server_that_never_answers_times_out_within_the_budget(tmp_path):
             store.exists("models", "m", "0" * 64)
         elapsed = time.monotonic() - started
     assert (retry.retries + 1) * retry.read_timeout_s - 0.1 <= elapsed <= retry.worst_case_s(), elapsed
+
+
+def test_a_server_captures_into_the_bucket_and_a_capture_dataset_reads_it_back(seaweed, tmp_path, monkeypatch):
+    """Payload capture in s3 mode, the whole path with no PVC: the model server (--capture-store)
+    writes its chunks as objects, the capture Dataset's snapshot (data.snapshot --store s3://)
+    downloads and joins them; a tampered chunk is refused by the sha256 it was written with."""
+    import requests
+
+    from mlops_operator.data.snapshot import run as snapshot
+    from tests.unit.test_serving import ServerThread, build_artifact, v2_inputs
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ADMIN.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", ADMIN.secret_key)
+    monkeypatch.setenv("MLOPS_STORE_CACHE", str(tmp_path / "cache"))
+    store = _store(seaweed)
+    root = store.config.root_uri
+    a = build_artifact(tmp_path / "model")
+    rows = a.test.head(6)
+    cfg = a.cfg(capture_rate=1.0, capture_flush_seconds=0.2, capture_store=root, capture_service="retail")
+    with ServerThread(cfg) as s:
+        for i, rid in enumerate(["a", "b"]):
+            doc = {"id": rid, "inputs": v2_inputs(rows.iloc[i * 3:(i + 1) * 3], a.feats)}
+            r = requests.post(s.url + "/v2/models/retail/infer", json=doc, timeout=10)
+            assert r.status_code == 200, r.text
+            preds = [str(v) for v in next(o for o in r.json()["outputs"] if o["name"] == "label")["data"]]
+            r = requests.post(s.url + "/v2/models/retail/feedback",
+                              json={"id": rid, "predictions": preds, "labels": [1, 0, 1]}, timeout=10)
+            assert r.status_code == 200, r.text
+
+        def captured() -> dict:
+            return requests.get(s.url + "/mlops/v1/models/retail/stats", timeout=5).json()["capture"]
+        deadline = time.time() + 20
+        while captured()["labels"] < 6 and time.time() < deadline:
+            time.sleep(0.1)
+        stats = captured()
+        assert (stats["rows"], stats["labels"], stats["failed"], stats["dropped"]) == (6, 6, 0, 0), stats
+    keys = store._list(store.config.key("captures", "retail") + "/")
+    assert keys and all(k.endswith((".requests.parquet", ".labels.parquet")) for k in keys), keys
+    assert all(store._recorded_sha256(k) for k in keys)  # each chunk carries its digest
+
+    spec = {"name": "traffic", "spec": {"source": {"type": "capture", "capture": {"inferenceService": "retail"}}}}
+    work = tmp_path / "snap"
+    work.mkdir()
+    out = snapshot(spec, root, tmp_path / "unused", work)
+    assert out["rows"] == 6 and out["uri"].startswith("s3://"), out
+    data = open_store(root).local_path(out["uri"], "data.parquet", out["digest"])
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(data)
+    assert t.column("purchased").to_pylist() == [1, 0, 1, 1, 0, 1]
+
+    # a chunk overwritten in the bucket (its recorded sha256 kept): refused, named
+    import io
+
+    req = next(k for k in keys if k.endswith(".requests.parquet"))
+    st = store._client.stat_object(BUCKET, req)
+    meta = {"sha256": store._recorded_sha256(req)}
+    store._client.put_object(BUCKET, req, io.BytesIO(b"PAR1 not really PAR1"), 20, metadata=meta)
+    assert st.size != 20
+    work2 = tmp_path / "snap2"
+    work2.mkdir()
+    with pytest.raises(IntegrityError, match="does not match"):
+        snapshot(spec, root, tmp_path / "unused", work2)
+
+
+def test_capture_into_a_missing_bucket_is_counted_not_raised(seaweed, tmp_path):
+    """A capture area whose bucket is gone: put raises BucketMissing, which the capture writer
+    counts (failed rows, lastError) instead of failing a request."""
+    area = _store(seaweed, bucket="no-such-bucket-for-capture").captures("svc")
+    with pytest.raises(BucketMissing):
+        area.put("x.requests.parquet", b"PAR1")
+    with pytest.raises(BucketMissing):
+        area.local_dir(tmp_path)

@@ -23,7 +23,7 @@ from mlops_operator.localcluster import cluster, s3cluster
 from mlops_operator.localcluster.forward import free_port
 from mlops_operator.store.s3 import S3Store
 from mlops_operator.store.s3config import Credentials, parse_s3_uri
-from tests.conftest import REPO, Cluster, wait_for
+from tests.conftest import REPO, S3_PREFIX, Cluster, credentials, wait_for
 from tests.integration.test_inference_service import ISVC, Forward, serving
 from tests.integration.test_training import cond, get, retail_dataset, run, wait_mv_ready, wait_phase
 
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.cluster
 
 S3_TEST_CLUSTER = os.environ.get("MLOPS_S3_TEST_CLUSTER", "pytest-s3")
 #: every namespace's objects live under <PREFIX>/<namespace>/ in the cluster's bucket
-PREFIX = "it"
+PREFIX = S3_PREFIX
 
 
 @pytest.fixture(scope="session")
@@ -79,16 +79,11 @@ def s3_operator(s3_cluster: Cluster, tmp_path_factory) -> S3Operator:
     op.stop()
 
 
-def _credentials(c: Cluster) -> dict[str, str]:
-    text = s3cluster.credentials_file(c.cfg).read_text()
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-
-
 def _namespace(c: Cluster, request, secret: dict[str, str] | None = None) -> str:
     base = "".join(ch if ch.isalnum() else "-" for ch in request.node.originalname.lower())[:30].strip("-")
     ns = f"s-{base}-{uuid.uuid4().hex[:6]}"
     c.kubectl("create", "namespace", ns)
-    creds = secret if secret is not None else _credentials(c)
+    creds = secret if secret is not None else credentials(c)
     c.apply(json.dumps({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mlops-store-s3"},
                         "stringData": creds}), ns)
     request.addfinalizer(lambda: c.kubectl("delete", "namespace", ns, "--wait=false", check=False))
@@ -98,7 +93,7 @@ def _namespace(c: Cluster, request, secret: dict[str, str] | None = None) -> str
 def host_store(c: Cluster, ns: str) -> S3Store:
     """The namespace's part of the bucket, as this machine reaches it (the loopback forward)."""
     info = cluster.s3_info(c.cfg)
-    creds = _credentials(c)
+    creds = credentials(c)
     cfg = parse_s3_uri(f"s3://{info['bucket']}/{PREFIX}/{ns}?endpoint={info['hostEndpoint']}")
     return S3Store(cfg, Credentials(creds["AWS_ACCESS_KEY_ID"], creds["AWS_SECRET_ACCESS_KEY"]),
                    cache_dir=Path(f"/tmp/s3-test-cache-{uuid.uuid4().hex[:6]}"))
@@ -181,7 +176,7 @@ def _all_text(c: Cluster, ns: str) -> str:
 def test_wrong_credentials_give_a_readable_reason_and_leak_nothing(s3_cluster: Cluster, s3_operator: S3Operator,
                                                                    request):
     c = s3_cluster
-    good = _credentials(c)
+    good = credentials(c)
     bad = {"AWS_ACCESS_KEY_ID": good["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": "wrong-" + uuid.uuid4().hex}
     ns = _namespace(c, request, secret=bad)
     c.apply(retail_dataset(rows=500), ns)

@@ -10,9 +10,6 @@ Placement is the user's, in the specs: `TrainingRun.spec.job.nodeSelector` (and 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -20,64 +17,28 @@ import numpy as np
 import pytest
 import yaml
 
-from mlops_operator.localcluster import cluster, realnode, s3cluster
-from mlops_operator.localcluster.forward import free_port
-from tests.conftest import REPO, Cluster, wait_for
+from mlops_operator.localcluster import realnode
+from tests.conftest import Cluster, credentials
 from tests.integration.test_inference_service import ISVC, Forward, serving
-from tests.integration.test_store_s3_cluster import PREFIX, _credentials, host_store, predictions
+from tests.integration.test_store_s3_cluster import host_store, predictions
 from tests.integration.test_training import retail_dataset, run, wait_mv_ready, wait_phase
 
 pytestmark = pytest.mark.cluster
-
-TWO_NODE_CLUSTER = os.environ.get("MLOPS_S3_REAL_TEST_CLUSTER", "pytest-s3real")
-
-
-@pytest.fixture(scope="module")
-def two_nodes() -> Cluster:
-    cfg = cluster.up(TWO_NODE_CLUSTER, timeout=600, nodes=["process", "real"], s3=True)
-    c = Cluster(cfg)
-    wait_for(lambda: c.kubectl("rollout", "status", "deploy/coredns", "-n", "kube-system", "--timeout=5s",
-                               check=False).returncode == 0, 180, interval=1, what="CoreDNS on the real node")
-    yield c
-    if not os.environ.get("MLOPS_KEEP_TEST_CLUSTER"):
-        cluster.down(TWO_NODE_CLUSTER, purge=True)
-
-
-@pytest.fixture(scope="module")
-def s3_operator_two_nodes(two_nodes: Cluster, tmp_path_factory):
-    """The operator as a local process in s3 mode; the real node runs the built images (their
-    default names), the process node runs the same names as processes."""
-    c = two_nodes
-    c.kubectl("apply", "-k", str(REPO / "crds"))
-    for crd in (REPO / "crds").glob("*.mlops.dev.yaml"):
-        c.kubectl("wait", "--for=condition=Established", f"crd/{crd.stem}", "--timeout=60s")
-    log = tmp_path_factory.mktemp("op2") / "operator.log"
-    env = dict(os.environ, KUBECONFIG=str(c.kubeconfig), MLOPS_STORE=s3cluster.store_uri(PREFIX))
-    proc = subprocess.Popen([sys.executable, "-m", "mlops_operator.cli.main", "operator", "run", "--standalone",
-                             "--liveness", f"http://127.0.0.1:{free_port()}/healthz", "--metrics-port", "0"],
-                            env=env, stdout=open(log, "a"), stderr=subprocess.STDOUT)
-    yield log
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
 
 def _pods_on(c: Cluster, ns: str, selector: str) -> set[str]:
     return {p["spec"].get("nodeName") for p in c.pods(ns, selector)}
 
 
-def test_training_on_the_process_node_and_serving_on_the_real_node(two_nodes: Cluster, s3_operator_two_nodes,
+def test_training_on_the_process_node_and_serving_on_the_real_node(s3_two_nodes: Cluster, s3_operator_two_nodes,
                                                                    request):
-    c = two_nodes
+    c = s3_two_nodes
     process_node, real_node = c.cfg.node_name, realnode.node_name(c.cfg)
     ns = f"s-two-nodes-{uuid.uuid4().hex[:6]}"
     c.apply(json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {
         "name": ns, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}))
     request.addfinalizer(lambda: c.kubectl("delete", "namespace", ns, "--wait=false", check=False))
     c.apply(json.dumps({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mlops-store-s3"},
-                        "stringData": _credentials(c)}), ns)
+                        "stringData": credentials(c)}), ns)
     on_process = {"nodeSelector": {"kubernetes.io/hostname": process_node}}
     ds = yaml.safe_load(retail_dataset(rows=2000))
     ds["spec"]["job"] = on_process

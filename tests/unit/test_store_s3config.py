@@ -244,13 +244,32 @@ def test_file_mode_workloads_keep_the_pvc(monkeypatch):
     assert [v for v in _pod(training_job.training_job(RUN, s))["volumes"] if "persistentVolumeClaim" in v]
 
 
-def test_s3_mode_refuses_what_needs_the_pvc_with_a_reason(monkeypatch):
+def test_s3_mode_captures_into_the_bucket_with_the_store_credentials(monkeypatch):
+    """Payload capture in s3 mode: the server writes to the namespace's store (no PVC, no
+    read-write mount), and a capture Dataset's snapshot reads from the same store."""
     from mlops_operator.resources import serving, snapshot_job
+
+    s = _s3_settings(monkeypatch)
+    dep = serving.deployment({**ISVC, "spec": {**ISVC["spec"], "capture": {"sampleRate": 0.5}}}, MV, s)
+    server = _pod(dep)["containers"][0]
+    cmd = server["command"]
+    assert cmd[cmd.index("--capture-store") + 1] == s.store_uri(ISVC["metadata"]["namespace"])
+    assert cmd[cmd.index("--capture-service") + 1] == ISVC["metadata"]["name"]
+    assert "--capture-dir" not in cmd
+    assert not [v for v in _pod(dep)["volumes"] if "persistentVolumeClaim" in v]
+    assert {e["name"] for e in server["env"]} >= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    ds = {**DS, "spec": {"source": {"type": "capture", "capture": {"inferenceService": "svc"}}}}
+    job = snapshot_job.snapshot_job(ds, "t", None, s)
+    snap = _pod(job)["containers"][0]
+    assert snap["command"][snap["command"].index("--store") + 1] == s.store_uri(DS["metadata"]["namespace"])
+    assert not [v for v in _pod(job)["volumes"] if "persistentVolumeClaim" in v]
+
+
+def test_s3_mode_refuses_what_needs_the_pvc_with_a_reason(monkeypatch):
+    from mlops_operator.resources import snapshot_job
     from mlops_operator.resources.store import StoreModeUnsupported
 
     s = _s3_settings(monkeypatch)
-    with pytest.raises(StoreModeUnsupported, match="capture"):
-        serving.deployment({**ISVC, "spec": {**ISVC["spec"], "capture": {"sampleRate": 0.5}}}, MV, s)
     ds = {**DS, "spec": {"source": {"type": "file", "file": {"path": "x.csv"}}}}
     with pytest.raises(StoreModeUnsupported, match="claimName"):
         snapshot_job.snapshot_job(ds, "t", None, s)

@@ -152,6 +152,8 @@ class LoopDriver:
                  timeout: float = 600):
         self.k, self.base_url, self.say, self.timeout = kubectl, base_url, say, timeout
         self.image = image  # the runtime image, for the export Jobs
+        #: more of the export Jobs' pod spec (e.g. a nodeSelector: the landing volume's node)
+        self.export_pod: dict[str, Any] = {}
         self.r = LoopResult()
         self.t0 = time.time()
         self.phase = "setup"
@@ -184,7 +186,7 @@ class LoopDriver:
         manifest = {
             "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": job},
             "spec": {"backoffLimit": 0, "template": {"spec": {
-                "restartPolicy": "Never",
+                "restartPolicy": "Never", **self.export_pod,
                 "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000,
                                     "seccompProfile": {"type": "RuntimeDefault"}},
                 "volumes": [{"name": "landing", "persistentVolumeClaim": {"claimName": self.landing}}],

@@ -27,7 +27,7 @@ from ..registry import aliases as reg
 from ..resources.serving import (PORT, autoscaler, canary_deployment, canary_name, deployment, service,
                                  url)
 from ..rollout import canary as canary_rules
-from ..resources.store import StoreModeUnsupported, needs_claim, store_claim
+from ..resources.store import needs_claim, store_claim
 from . import kube
 from .events import emit
 from .namespaces import managed
@@ -96,13 +96,6 @@ async def reconcile(namespace: str, name: str, settings: Settings) -> None:
                 await _reconcile(isvc, settings)
             except kube.Blocked as e:
                 await blocked(PLURAL, isvc, e)
-            except StoreModeUnsupported as e:  # the spec needs the PVC store; nothing serves a half-made pod
-                gen = isvc["metadata"].get("generation")
-                conds, changed = set_condition((isvc.get("status") or {}).get("conditions"), "Ready", False,
-                                               "StoreModeUnsupported", str(e), gen)
-                await _write(isvc, {}, conds, stalled=("StoreModeUnsupported", str(e)))
-                if changed:
-                    _event(isvc, "Warning", "StoreModeUnsupported", str(e))
 
 
 async def _write(isvc: dict[str, Any], patch: dict[str, Any], conds: list[dict[str, Any]] | None, *,

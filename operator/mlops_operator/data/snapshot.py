@@ -63,7 +63,8 @@ def run(spec_doc: dict[str, Any], store_uri: str, source_root: Path, workdir: Pa
     allow_extra = bool((spec.get("schema") or {}).get("allowExtraColumns", False))
     rules = spec.get("validation") or {}
     started = time.time()
-    batches = iter(sources.open_source(spec["source"], source_root, workdir, allow_private_http=allow_private_http))
+    batches = iter(sources.open_source(spec["source"], source_root, workdir, allow_private_http=allow_private_http,
+                                       store_uri=store_uri))
     first = next(batches, None)
     if first is None:
         raise sources.SourceError("the source holds no rows")

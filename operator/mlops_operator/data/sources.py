@@ -306,9 +306,10 @@ def download(url: str, dest: Path, sha256: str | None = None, timeout: float = 6
 
 
 def open_source(source: dict[str, Any], source_root: Path, workdir: Path, *,
-                allow_private_http: bool = False) -> Iterator[pa.RecordBatch]:
+                allow_private_http: bool = False, store_uri: str | None = None) -> Iterator[pa.RecordBatch]:
     """Record batches of a Dataset's `spec.source` (wire form, camelCase). `allow_private_http`
-    is the operator's setting, never the Dataset's: see download()."""
+    is the operator's setting, never the Dataset's: see download(). `store_uri`: the artifact
+    store a capture source reads (default: a file store at `source_root`)."""
     kind = source["type"]
     if kind == "file":
         rel = source["file"]["path"].lstrip("/")
@@ -335,8 +336,11 @@ def open_source(source: dict[str, Any], source_root: Path, workdir: Path, *,
     if kind == "capture":
         from .capture import capture_batches
 
+        from ..store.store import open_store
+
         c = source["capture"]
-        return capture_batches(source_root / "captures" / c["inferenceService"], since=c.get("since"),
+        area = open_store(store_uri or source_root.resolve().as_uri()).captures(c["inferenceService"])
+        return capture_batches(area.local_dir(workdir), since=c.get("since"),
                                until=c.get("until"), labelled_only=bool(c.get("labelledOnly", True)))
     raise SourceError(f"unknown source type {kind!r}")
 

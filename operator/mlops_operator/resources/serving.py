@@ -8,7 +8,7 @@ from ..api.inferenceservice import InferenceServiceSpec
 from ..settings import Settings
 from .names import child_name
 from .common import CONTAINER_SECURITY, POD_SECURITY, labels, owner_reference, pod_options
-from .store import StoreModeUnsupported, store_env, store_volumes
+from .store import store_env, store_volumes
 
 PORT = 8080
 #: the Open Inference Protocol over gRPC (serving --grpc-port), Service port `grpc` (appProtocol
@@ -67,9 +67,6 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
     server, roll = spec.server, spec.rollout
     lab = labels("model-server", "predictor", name, {**selector(name), "mlops.dev/model": mvspec["model"]})
     pod_lab = {**lab, "mlops.dev/model-version": mv["metadata"]["name"], "mlops.dev/track": "stable"}
-    if s.store_is_s3 and spec.capture is not None:
-        raise StoreModeUnsupported("spec.capture writes into the PVC store; with an s3:// store payload capture "
-                                   "is not available yet (remove spec.capture)")
     vols, mounts = store_volumes(s, read_only=spec.capture is None)
     store_uri, model_uri, init = model_source(mv, s, meta["namespace"])
     if init:
@@ -91,6 +88,7 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
                    + (["--reference-store-uri", s.store_uri(meta["namespace"])] if init else []),
         "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                # s3 mode: the reference lookup and payload capture speak to the bucket
                 *(store_env(s) if init else [])],
         "ports": [{"name": "http", "containerPort": PORT}, {"name": "grpc", "containerPort": GRPC_PORT},
                   {"name": "monitor", "containerPort": MONITOR_PORT}],
@@ -108,9 +106,11 @@ def deployment(isvc: dict[str, Any], mv: dict[str, Any], s: Settings) -> dict[st
         c = spec.capture
         command: list[str] = container["command"]  # type: ignore[assignment]
         command += ["--capture-rate", repr(c.sample_rate),
-                                 "--capture-dir", f"{s.store_mount}/captures/{name}",
-                                 "--capture-max-rows", str(c.max_buffer_rows),
-                                 "--capture-flush-seconds", str(c.flush_seconds)]
+                    # s3 mode: objects under captures/<name>/ in the bucket; else the PVC's directory
+                    *(["--capture-store", s.store_uri(meta["namespace"]), "--capture-service", name] if init
+                      else ["--capture-dir", f"{s.store_mount}/captures/{name}"]),
+                    "--capture-max-rows", str(c.max_buffer_rows),
+                    "--capture-flush-seconds", str(c.flush_seconds)]
         if c.exclude_columns:
             command += ["--capture-exclude", ",".join(c.exclude_columns)]
     if resources:

@@ -44,10 +44,8 @@ def snapshot_job(dataset: dict[str, Any], trigger: str, frozen_schema: list[dict
         else:
             source_root = s.store_mount
     elif src["type"] == "capture":
-        if s.store_is_s3:
-            raise StoreModeUnsupported("capture sources read the serving pods' captures from the PVC store; "
-                                       "with an s3:// store capture is not available yet")
-        source_root = s.store_mount  # the captures live in the artifact store (captures/<service>/)
+        # the captures live in the artifact store (captures/<service>/), read through --store
+        source_root = s.store_mount
     else:
         source_root = SOURCE_MOUNT
     pod_extra, resources = pod_options(spec.get("job"))

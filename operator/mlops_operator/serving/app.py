@@ -92,7 +92,7 @@ from mlops_operator import __version__
 
 from .batcher import Batcher
 from .config import ServeConfig
-from .capture import Capture
+from .capture import Capture, ChunkSink
 from .feedback import Feedback
 from .ranking_feedback import RankingFeedback
 from .metrics import RequestStats, registry
@@ -446,8 +446,16 @@ class ModelServer:
         }
 
     def _capture(self) -> Capture:
+        """The capture, into a directory (PVC store) or the store's capture area (s3:// store).
+        A store that cannot even be opened (bad URI, missing S3 client) fails the start: the
+        pod's log says why, and the old version keeps serving."""
         m = self.model
-        return Capture(self.cfg.capture_dir, rate=self.cfg.capture_rate, instance=self.instance,
+        sink: ChunkSink | str = self.cfg.capture_dir
+        if self.cfg.capture_store:
+            from mlops_operator.store.store import open_store
+
+            sink = open_store(self.cfg.capture_store).captures(self.cfg.capture_service)
+        return Capture(sink, rate=self.cfg.capture_rate, instance=self.instance,
                        start_id=self.start_id, version=self.spec.version, target=m.manifest.target,
                        numeric=[f.name for f in m.num_features], categorical=[f.name for f in m.cat_features],
                        boolean={f.name for f in m.num_features if f.type == "boolean"},

@@ -16,13 +16,14 @@ answered, with the arrays it already converted; the event loop then does almost 
 A writer thread turns the buffer into a chunk every `--capture-flush-seconds` (sooner when
 `--capture-chunk-rows` wait): one numpy concatenation per column, an Arrow table, Parquet
 (zstd) written by Arrow's C++ code, which releases the GIL that serving needs. The bytes go to a
-`ChunkSink` (a directory in the store's volume today, written under a temporary name and renamed
-so a reader sees whole chunks only; an object store can follow with the same two-call
-interface). When the store is slow or failing the buffer fills and rows are dropped and counted
+`ChunkSink`, the store's capture area (store/store.py CaptureArea): in a PVC store a file written
+under a temporary name and renamed, in an s3:// store one PUT (S3 shows an object only once its
+PUT completed) with the chunk's sha256 as metadata, checked when the Dataset reads it back; a
+reader sees whole chunks only. When the store is slow or failing the buffer fills and rows are dropped and counted
 (`dropped`, `failed`, `lastError` in the stats document and `mlops_serving_capture_rows_total`):
 serving never waits on capture and capture never fails a request.
 
-Chunks, both Parquet, in `<dir>/`::
+Chunks, both Parquet, in `<store>/captures/<service>/`::
 
     <instance>-<startId[:8]>-<seq>.requests.parquet
         request_id (string, null without an id), row (int32, the row in its request),
@@ -41,7 +42,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import threading
 import time
@@ -50,6 +50,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import orjson
+
+from ..store.store import DirectoryCaptureArea
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +62,14 @@ _COPY_FACTOR = 4
 
 
 class ChunkSink(Protocol):
-    """Where finished chunks go. `put` either stores the whole chunk under `name` or raises."""
+    """Where finished chunks go. `put` either stores the whole chunk under `name` or raises
+    (a store's CaptureArea: a directory in the PVC store, objects in an s3:// store)."""
 
     def put(self, name: str, data: bytes) -> None: ...
 
 
-class DirectorySink:
-    """Chunks as files in a directory (the store's volume, mounted read-write when capturing)."""
-
-    def __init__(self, directory: Path | str):
-        self.dir = Path(directory)
-
-    def put(self, name: str, data: bytes) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / f".{name}.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, self.dir / name)  # complete or absent, never half a chunk
+#: chunks as files in a directory (the PVC store's volume, or any directory)
+DirectorySink = DirectoryCaptureArea
 
 
 class Capture:

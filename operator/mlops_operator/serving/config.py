@@ -41,6 +41,8 @@ class ServeConfig:
     log_level: str = "INFO"
     capture_rate: float = 0.0
     capture_dir: str = ""
+    capture_store: str = ""
+    capture_service: str = ""
     capture_exclude: str = ""
     capture_max_rows: int = 20_000
     capture_chunk_rows: int = 5_000
@@ -88,6 +90,9 @@ _OPTIONS: list[tuple[str, type, object, str]] = [
     ("capture-rate", float, 0.0, "payload capture: the share of requests whose inputs, outputs and later labels "
                                  "are written to --capture-dir (0: off; serving/capture.py)"),
     ("capture-dir", str, "", "directory of the capture chunks (in the artifact store's volume)"),
+    ("capture-store", str, "", "or: the artifact store's root URI (s3://...; credentials from AWS_* variables), "
+                               "chunks under captures/<--capture-service>/ there"),
+    ("capture-service", str, "", "the InferenceService whose captures these are (with --capture-store)"),
     ("capture-exclude", str, "", "comma-separated input columns never captured (privacy)"),
     ("capture-max-rows", int, 20_000, "rows buffered for capture at most; more are dropped and counted"),
     ("capture-chunk-rows", int, 5_000, "write a chunk as soon as this many rows wait"),
@@ -144,8 +149,10 @@ def parse(argv: list[str] | None = None) -> ServeConfig:
             problems.append(f"--{field.replace('_', '-')} must be > 0")
     if not 0.0 <= cfg.capture_rate <= 1.0:
         problems.append("--capture-rate must be between 0 and 1")
-    if cfg.capture_rate > 0 and not cfg.capture_dir:
-        problems.append("--capture-rate > 0 needs --capture-dir")
+    if cfg.capture_rate > 0 and not cfg.capture_dir and not (cfg.capture_store and cfg.capture_service):
+        problems.append("--capture-rate > 0 needs --capture-dir, or --capture-store and --capture-service")
+    if cfg.capture_dir and cfg.capture_store:
+        problems.append("--capture-dir and --capture-store are exclusive")
     if cfg.capture_max_rows < 1 or cfg.capture_chunk_rows < 1 or not cfg.capture_flush_seconds > 0:
         problems.append("--capture-max-rows and --capture-chunk-rows must be >= 1, --capture-flush-seconds > 0")
     if cfg.reservoir_size < 0:

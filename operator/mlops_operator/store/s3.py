@@ -2,6 +2,7 @@
 
     s3://<bucket>/<prefix>/datasets/<name>/<sha256>/data.parquet   profile.json ...
     s3://<bucket>/<prefix>/models/<name>/<sha256>/model.onnx       model.json
+    s3://<bucket>/<prefix>/captures/<service>/<chunk>.parquet       (S3CaptureArea: captured traffic)
 
 Client: the MinIO Python client (Apache-2.0; the MinIO *server* is AGPL and is not used). Chosen by
 measurement (benchmarks/s3_client.py, benchmarks/README.md): boto3 cannot be installed beside the
@@ -41,6 +42,7 @@ Semantics, and why:
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 import time
@@ -61,6 +63,7 @@ from .store import (
     AccessDenied,
     ArtifactMissing,
     ArtifactStore,
+    CaptureArea,
     BucketMissing,
     FileStore,
     IntegrityError,
@@ -166,6 +169,9 @@ class S3Store(ArtifactStore):
     def uri(self, kind: str, name: str, digest: str) -> str:
         return f"s3://{self.config.bucket}/{self._key(kind, name, digest)}/"
 
+    def captures(self, service: str) -> CaptureArea:
+        return S3CaptureArea(self, service)
+
     def _key_of(self, uri: str, filename: str) -> str:
         """The object key of `filename` in the version at `uri`, which must lie in this store."""
         u = urllib.parse.urlsplit(uri)
@@ -251,6 +257,25 @@ class S3Store(ArtifactStore):
                                         part_size=self.part_size, num_parallel_uploads=self.concurrency)
         self._call(put, key)
 
+    def _put_bytes(self, key: str, data: bytes) -> None:
+        """One PUT of a small object (a capture chunk) with its sha256 as metadata: S3 shows it
+        only once the PUT completed, so a reader never sees part of it."""
+        meta = {SHA_META: hashlib.sha256(data).hexdigest()}
+        self._call(lambda: self._client.put_object(self.config.bucket, key, io.BytesIO(data), len(data),
+                                                   metadata=meta), key)  # type: ignore[arg-type]
+
+    def _list(self, prefix: str) -> list[str]:
+        """The keys under `prefix` (every page; a missing bucket is BucketMissing)."""
+        return self._call(lambda: [o.object_name for o in self._client.list_objects(
+            self.config.bucket, prefix=prefix, recursive=True) if o.object_name], prefix)
+
+    def _recorded_sha256(self, key: str) -> str | None:
+        st = self._stat(key)
+        if st is None:
+            raise ArtifactMissing(f"{self._where(key)} is missing from the store")
+        meta = {k.lower(): v for k, v in (st.metadata or {}).items()}
+        return meta.get(f"x-amz-meta-{SHA_META}")
+
     def _download(self, key: str, dest: Path, digest: str | None) -> None:
         """GET `key` into `dest` through a temporary file, hashed on the fly; a stream broken
         mid-way is restarted until the retry budget is spent."""
@@ -333,3 +358,28 @@ class S3Store(ArtifactStore):
             return StoreUnreachable(f"{self._where(key)}: the server keeps failing ({code} HTTP {status}: "
                                     f"{msg[:200]}) after {self.retry.retries} retries")
         return StoreError(f"{self._where(key)}: S3 error {code}: {msg[:300]}")
+
+
+class S3CaptureArea(CaptureArea):
+    """Capture chunks as objects ``<prefix>/captures/<service>/<chunk>``, each written with one PUT
+    and its sha256 as metadata; read back by downloading every chunk, each checked against that
+    sha256 (a chunk without it, e.g. copied in by hand, is taken as it is: Parquet checks its own
+    footer)."""
+
+    def __init__(self, store: S3Store, service: str):
+        self.store = store
+        self.prefix = store.config.key("captures", _check_part(service)) + "/"
+        self.service = service
+
+    def put(self, name: str, data: bytes) -> None:
+        self.store._put_bytes(self.prefix + _check_part(name), data)
+
+    def local_dir(self, workdir: Path) -> Path:
+        dest = workdir / "captures" / self.service
+        dest.mkdir(parents=True, exist_ok=True)
+        for key in sorted(self.store._list(self.prefix)):
+            name = key[len(self.prefix):]
+            if "/" in name or name.startswith(".") or not name.endswith(".parquet"):
+                continue
+            self.store._download(key, dest / name, self.store._recorded_sha256(key))
+        return dest

@@ -4,6 +4,7 @@ Layout (content-addressed, write-once):
 
     datasets/<dataset>/<sha256>/data.parquet   profile.json   validation.json
     models/<model>/<sha256>/model.onnx         model.json
+    captures/<service>/<chunk>.parquet         (CaptureArea: an InferenceService's captured traffic)
 
 The digest is the sha256 of the primary file (data.parquet, model.onnx). Writers stage into a
 temporary directory on the same volume and rename it into place, so a reader never sees a
@@ -94,8 +95,44 @@ def _check_part(part: str) -> str:
     return part
 
 
+class CaptureArea(abc.ABC):
+    """An InferenceService's captured traffic in a store (``captures/<service>/``): Parquet chunks
+    the serving pods write (serving/capture.py) and a capture Dataset's snapshot reads back
+    (data/capture.py). Not content-addressed (a chunk is named by pod, start and sequence), but
+    written whole or not at all, and checked on the way back where the backend can."""
+
+    @abc.abstractmethod
+    def put(self, name: str, data: bytes) -> None:
+        """Store the whole chunk `data` under `name`, or raise; a reader never sees part of it."""
+
+    @abc.abstractmethod
+    def local_dir(self, workdir: Path) -> Path:
+        """A local directory holding every chunk written so far (downloaded into `workdir` when
+        the store is remote, each verified), for the reader to glob."""
+
+
+class DirectoryCaptureArea(CaptureArea):
+    """Chunks as files in a directory (the store's volume, mounted read-write when capturing)."""
+
+    def __init__(self, directory: Path | str):
+        self.dir = Path(directory)
+
+    def put(self, name: str, data: bytes) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / f".{_check_part(name)}.tmp"
+        tmp.write_bytes(data)
+        os.replace(tmp, self.dir / name)  # complete or absent, never half a chunk
+
+    def local_dir(self, workdir: Path) -> Path:
+        return self.dir
+
+
 class ArtifactStore(abc.ABC):
     """What controllers, Jobs and servers need from a store, whatever the backend."""
+
+    @abc.abstractmethod
+    def captures(self, service: str) -> CaptureArea:
+        """Where the InferenceService `service` captures its traffic in this store."""
 
     @abc.abstractmethod
     def put_version(self, kind: str, name: str, primary: Path,
@@ -128,6 +165,9 @@ class FileStore(ArtifactStore):
 
     def uri(self, kind: str, name: str, digest: str) -> str:
         return self._dir(kind, name, digest).resolve().as_uri() + "/"
+
+    def captures(self, service: str) -> CaptureArea:
+        return DirectoryCaptureArea(self.root / "captures" / _check_part(service))
 
     def exists(self, kind: str, name: str, digest: str) -> bool:
         return (self._dir(kind, name, digest) / self.PRIMARY[kind]).exists()
