@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=20000)
     a = ap.parse_args(argv)
     cfg = cluster.up(a.cluster, timeout=600, s3=True)
-    k = Kube(cfg.kubeconfig)
+    k = Kube(cfg.kubeconfig_path)
     k("apply", "-k", str(REPO / "crds"))
     for crd in (REPO / "crds").glob("*.mlops.dev.yaml"):
         k("wait", "--for=condition=Established", f"crd/{crd.stem}", "--timeout=60s")
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             if mode == "s3":
                 k("apply", "-n", ns, "-f", "-", stdin=json.dumps({
                     "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mlops-store-s3"}, "stringData": keys}))
-            op = start_operator(cfg.kubeconfig, s3cluster.store_uri(PREFIX) if mode == "s3" else None, log)
+            op = start_operator(cfg.kubeconfig_path, s3cluster.store_uri(PREFIX) if mode == "s3" else None, log)
             try:
                 got = one_round(k, ns, a.rows)
             finally:
