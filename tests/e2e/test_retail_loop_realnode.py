@@ -10,9 +10,10 @@ import json
 import time
 
 import pytest
+import yaml
 
 from mlops_operator.cli.retail_loop import MODEL, cond
-from mlops_operator.localcluster import cluster
+from mlops_operator.localcluster import cluster, realnode
 from tests.conftest import REAL_NODE_SELECTOR, REPO, Cluster, make_namespace, wait_for
 from tests.e2e.test_retail_loop import _loop_in_cluster
 from tests.integration.test_training import retail_dataset, run, wait_phase
@@ -166,3 +167,41 @@ def _only_operators_with(c: Cluster, runtime_image: str) -> None:
         return bool(pods) and all(not p["metadata"].get("deletionTimestamp") for p in pods) and \
             all(e.get("MLOPS_RUNTIME_IMAGE") == runtime_image for e in envs)
     wait_for(settled, 120, interval=1, what=f"only operator pods with {runtime_image}")
+
+
+def test_a_pvc_store_on_another_node_is_named_on_the_dataset(operator_on_real_node: Cluster, request, tmp_path):
+    """The multi-node trap of the PVC store, on the real scheduler: the namespace's store claim
+    is bound to a volume that lives on the real node (as a local or zonal disk lives on one node),
+    and the Dataset's snapshot Job must run on the process node. The scheduler says "volume node
+    affinity conflict"; the Dataset says why, with the way out, instead of waiting silently."""
+    from mlops_operator.controllers.pods import NOT_SHARED
+
+    c = operator_on_real_node
+    ns = make_namespace(c, request, pin_real=False, managed=True)
+    pv = f"store-{ns}"[:63]
+    try:
+        c.apply(json.dumps({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv}, "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
+            "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(tmp_path / "vol")},
+            "claimRef": {"namespace": ns, "name": "mlops-store"},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": [realnode.node_name(c.cfg)]}]}]}}}}))
+        # the admin made the store claim on that volume (the operator adopts an existing claim as it is)
+        c.apply(json.dumps({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "mlops-store"},
+                            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": pv,
+                                     "resources": {"requests": {"storage": "1Gi"}}}}), ns)
+        ds = yaml.safe_load(retail_dataset(rows=500, name="elsewhere"))
+        ds["spec"]["job"] = {"nodeSelector": {"kubernetes.io/hostname": c.cfg.node_name}}
+        c.apply(yaml.safe_dump(ds), ns)
+
+        def degraded():
+            d = cond(c.get_json("dataset", "elsewhere", "-n", ns), "Degraded")
+            return d if d.get("status") == "True" else None
+        d = wait_for(degraded, 180, interval=1, what="the Dataset Degraded by the store's node")
+        assert d["reason"] == NOT_SHARED, d
+        assert "mlops-store" in d["message"] and "volume node affinity conflict" in d["message"], d
+        assert "s3://" in d["message"] and "ReadWriteMany" in d["message"], d  # the ways out
+        assert any(e["reason"] == NOT_SHARED for e in c.get_json("events", "-n", ns)["items"])
+    finally:
+        c.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        c.kubectl("delete", "pv", pv, "--wait=false", check=False)
