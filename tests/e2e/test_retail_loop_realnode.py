@@ -172,8 +172,9 @@ def _only_operators_with(c: Cluster, runtime_image: str) -> None:
 def test_a_pvc_store_on_another_node_is_named_on_the_dataset(operator_on_real_node: Cluster, request, tmp_path):
     """The multi-node trap of the PVC store, on the real scheduler: the namespace's store claim
     is bound to a volume that lives on the real node (as a local or zonal disk lives on one node),
-    and the Dataset's snapshot Job must run on the process node. The scheduler says "volume node
-    affinity conflict"; the Dataset says why, with the way out, instead of waiting silently."""
+    and the Dataset's snapshot Job must run on the process node. The scheduler says the node
+    "didn't match PersistentVolume's node affinity"; the Dataset says why, with the way out,
+    instead of waiting silently."""
     from mlops_operator.controllers.pods import NOT_SHARED
 
     c = operator_on_real_node
@@ -199,7 +200,7 @@ def test_a_pvc_store_on_another_node_is_named_on_the_dataset(operator_on_real_no
             return d if d.get("status") == "True" else None
         d = wait_for(degraded, 180, interval=1, what="the Dataset Degraded by the store's node")
         assert d["reason"] == NOT_SHARED, d
-        assert "mlops-store" in d["message"] and "volume node affinity conflict" in d["message"], d
+        assert "mlops-store" in d["message"] and "PersistentVolume's node affinity" in d["message"], d
         assert "s3://" in d["message"] and "ReadWriteMany" in d["message"], d  # the ways out
         assert any(e["reason"] == NOT_SHARED for e in c.get_json("events", "-n", ns)["items"])
     finally:

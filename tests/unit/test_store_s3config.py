@@ -298,6 +298,12 @@ def test_a_pvc_store_that_cannot_follow_a_pod_to_another_node_is_named():
     text = store_not_shared(pod, "mlops-store", "ReadWriteOnce")
     assert "mlops-store (ReadWriteOnce)" in text and "s3://" in text and "volume node affinity conflict" in text
     assert store_not_shared(pod, "other-claim", "ReadWriteOnce") is None  # not the store's volume
+    # Kubernetes 1.36's wording (the local cluster's scheduler, tests/e2e/test_retail_loop_realnode.py)
+    pod["status"]["conditions"][0]["message"] = (
+        "0/2 nodes are available: 1 node(s) didn't match PersistentVolume's node affinity, 1 node(s) didn't "
+        "match Pod's node affinity/selector. no new claims to deallocate, preemption: 0/2 nodes are available: "
+        "2 Preemption is not helpful for scheduling.")
+    assert "didn't match PersistentVolume's node affinity" in store_not_shared(pod, "mlops-store", "ReadWriteOnce")
     pod["status"]["conditions"][0]["message"] = "0/2 nodes are available: 2 Insufficient cpu."
     assert store_not_shared(pod, "mlops-store", "ReadWriteOnce") is None  # another reason: not ours to explain
 

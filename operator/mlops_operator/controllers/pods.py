@@ -48,6 +48,10 @@ _marked: dict[tuple[str, str, str], str] = {}
 
 #: a pod that needs the store's PVC on a node the volume cannot reach
 NOT_SHARED = "StoreNotShared"
+#: what the scheduler's volume binding says of a node the pod's volume cannot reach:
+#: "node(s) didn't match PersistentVolume's node affinity" (Kubernetes 1.36, seen on the local
+#: cluster's real scheduler), "node(s) had volume node affinity conflict" (older releases)
+_NODE_CONFLICT = ("didn't match PersistentVolume's node affinity", "volume node affinity conflict")
 
 
 def store_not_shared(pod: dict[str, Any], claim: str, access_mode: str) -> str | None:
@@ -55,13 +59,13 @@ def store_not_shared(pod: dict[str, Any], claim: str, access_mode: str) -> str |
 
     A ReadWriteOnce volume (a local or zonal disk) lives on one node; a pod pinned elsewhere
     (nodeSelector, affinity), e.g. serving on another node than training, waits forever with the
-    scheduler's "volume node affinity conflict". Said on the owner, with the way out."""
+    scheduler's volume node affinity conflict. Said on the owner, with the way out."""
     if not any((v.get("persistentVolumeClaim") or {}).get("claimName") == claim
                for v in (pod.get("spec") or {}).get("volumes") or []):
         return None
     for c in (pod.get("status") or {}).get("conditions") or []:
         if c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable" \
-                and "volume node affinity conflict" in (c.get("message") or ""):
+                and any(text in (c.get("message") or "") for text in _NODE_CONFLICT):
             return (f"the artifact store PVC {claim} ({access_mode}) lives on another node than the one this pod "
                     f"must run on ({c.get('message')}); a PVC store cannot be shared by pods on several nodes: "
                     "run the operator with an s3:// store (MLOPS_STORE), use a ReadWriteMany storage class "
