@@ -222,6 +222,19 @@ def credentials(c: Cluster) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
+def s3_namespace(c: Cluster, request, prefix: str) -> str:
+    """A fresh namespace under Pod Security "restricted" holding the store Secret with the
+    cluster's keys (what an admin gives each namespace of an s3-mode operator), deleted after
+    the test."""
+    ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    c.apply(json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+        "name": ns, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}))
+    request.addfinalizer(lambda: c.kubectl("delete", "namespace", ns, "--wait=false", check=False))
+    c.apply(json.dumps({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mlops-store-s3"},
+                        "stringData": credentials(c)}), ns)
+    return ns
+
+
 @pytest.fixture(scope="session")
 def s3_two_nodes() -> Cluster:
     cfg = cluster.up(S3_TWO_NODE_CLUSTER, timeout=600, nodes=["process", "real"], s3=True)

@@ -13,16 +13,14 @@ traffic, the better model promoted and rolled out, no failed request.
 
 from __future__ import annotations
 
-import json
 import shutil
-import uuid
 
 import pytest
 import yaml
 
 from mlops_operator.cli.retail_loop import LOOP, MODEL, Kubectl, RetailLoop, summary_table
 from mlops_operator.localcluster import binaries, realnode
-from tests.conftest import S3_PREFIX, Cluster, credentials
+from tests.conftest import S3_PREFIX, Cluster, s3_namespace
 from tests.e2e.test_retail_loop import _forwarder
 from tests.integration.test_inference_service import Forward
 from tests.integration.test_store_s3_cluster import host_store
@@ -55,12 +53,7 @@ def test_the_loop_closes_with_the_store_on_s3_across_two_nodes(s3_two_nodes: Clu
                                                                 request, tmp_path):
     c = s3_two_nodes
     process_node, real_node = c.cfg.node_name, realnode.node_name(c.cfg)
-    ns = f"s-loop-{uuid.uuid4().hex[:6]}"
-    c.apply(json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": ns, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}))
-    request.addfinalizer(lambda: c.kubectl("delete", "namespace", ns, "--wait=false", check=False))
-    c.apply(json.dumps({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mlops-store-s3"},
-                        "stringData": credentials(c)}), ns)
+    ns = s3_namespace(c, request, "s-loop")
     on_process = {"nodeSelector": {"kubernetes.io/hostname": process_node}}
     on_real = {"nodeSelector": dict([realnode.NODE_KIND_LABEL])}
     k = Kubectl(str(binaries.binary_path("kubectl")), c.kubeconfig, ns)

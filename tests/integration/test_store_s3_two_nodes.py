@@ -9,8 +9,6 @@ Placement is the user's, in the specs: `TrainingRun.spec.job.nodeSelector` (and 
 
 from __future__ import annotations
 
-import json
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ import pytest
 import yaml
 
 from mlops_operator.localcluster import realnode
-from tests.conftest import Cluster, credentials
+from tests.conftest import Cluster, s3_namespace
 from tests.integration.test_inference_service import ISVC, Forward, serving
 from tests.integration.test_store_s3_cluster import host_store, predictions
 from tests.integration.test_training import retail_dataset, run, wait_mv_ready, wait_phase
@@ -33,12 +31,7 @@ def test_training_on_the_process_node_and_serving_on_the_real_node(s3_two_nodes:
                                                                    request):
     c = s3_two_nodes
     process_node, real_node = c.cfg.node_name, realnode.node_name(c.cfg)
-    ns = f"s-two-nodes-{uuid.uuid4().hex[:6]}"
-    c.apply(json.dumps({"apiVersion": "v1", "kind": "Namespace", "metadata": {
-        "name": ns, "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}))
-    request.addfinalizer(lambda: c.kubectl("delete", "namespace", ns, "--wait=false", check=False))
-    c.apply(json.dumps({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "mlops-store-s3"},
-                        "stringData": credentials(c)}), ns)
+    ns = s3_namespace(c, request, "s-two-nodes")
     on_process = {"nodeSelector": {"kubernetes.io/hostname": process_node}}
     ds = yaml.safe_load(retail_dataset(rows=2000))
     ds["spec"]["job"] = on_process
