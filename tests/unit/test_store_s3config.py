@@ -367,3 +367,30 @@ def test_degraded_from_a_failing_fetch_is_cleared_only_by_that_pod(fake, monkeyp
     assert [e for e in fake.events if e[1] == "DigestMismatch"] == [("Warning", "DigestMismatch", fake.events[0][2])]
     started = {"metadata": failing["metadata"], "status": healthy["status"]}
     assert event(started)["status"] == "False"
+
+
+def test_a_degraded_condition_of_a_stuck_pod_survives_the_owners_own_status_writes():
+    """The pod handler marks the owner Degraded; a controller's write computed from an older
+    read (without it) must not drop it, while the pod stays stuck; its own Degraded=True stands;
+    once released, writes go through as they are."""
+    from mlops_operator.controllers import kube
+
+    key = ("datasets", "ns", "d")
+    held = {"type": "Degraded", "status": "True", "reason": "StoreNotShared", "message": "pod p: ...",
+            "observedGeneration": 1}
+    stale = {"activeJob": "j", "conditions": [{"type": "Ready", "status": "False", "observedGeneration": 2}]}
+    try:
+        kube.hold_degraded(*key, held)
+        out = kube._keep_held(*key, stale)
+        assert out["activeJob"] == "j"
+        assert [c["type"] for c in out["conditions"]] == ["Ready", "Degraded"]
+        assert out["conditions"][1] == {**held, "observedGeneration": 2}  # at the generation the writer saw
+        cleared = {"conditions": [{"type": "Degraded", "status": "False", "reason": "Serving"}]}
+        assert kube._keep_held(*key, cleared)["conditions"] == [held]  # not cleared while the pod is stuck
+        own = {"conditions": [{"type": "Degraded", "status": "True", "reason": "RolloutFailed"}]}
+        assert kube._keep_held(*key, own) == own
+        assert kube._keep_held(*key, {"phase": "x"}) == {"phase": "x"}  # no conditions written: nothing to keep
+        assert kube._keep_held("datasets", "ns", "other", stale) == stale
+    finally:
+        kube.hold_degraded(*key, None)
+    assert kube._keep_held(*key, stale) == stale

@@ -142,9 +142,38 @@ async def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] |
         raise
 
 
+#: (plural, namespace, name) -> the Degraded=True condition a pod of that object that cannot
+#: start put there (controllers/pods.py), while that pod is stuck. A controller's status write
+#: computed from a read made before the pod handler wrote (e.g. a Dataset's right after creating
+#: its Job, whose pod the scheduler refuses at once) would otherwise drop it, and an
+#: unschedulable pod sends no further event to put it back (seen on the real scheduler).
+_held_degraded: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+
+def hold_degraded(plural: str, namespace: str, name: str, condition: dict[str, Any] | None) -> None:
+    """Keep `condition` (Degraded=True) in every status write of the object until released (None)."""
+    if condition is None:
+        _held_degraded.pop((plural, namespace, name), None)
+    else:
+        _held_degraded[(plural, namespace, name)] = condition
+
+
+def _keep_held(plural: str, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    held = _held_degraded.get((plural, namespace, name))
+    conds = status.get("conditions")
+    if held is None or conds is None:
+        return status
+    if any(c.get("type") == "Degraded" and c.get("status") == "True" for c in conds):
+        return status  # the writer has its own reason for Degraded=True: its word stands
+    # observed at the generation the writer observed (its conditions say which)
+    gen = max((c["observedGeneration"] for c in conds if isinstance(c.get("observedGeneration"), int)), default=None)
+    kept = held if gen is None else {**held, "observedGeneration": gen}
+    return {**status, "conditions": [c for c in conds if c.get("type") != "Degraded"] + [kept]}
+
+
 async def patch_status(plural: str, namespace: str, name: str, status: dict[str, Any]) -> None:
     await call(client.CustomObjectsApi(_api()).patch_namespaced_custom_object_status,
-               GROUP, VERSION, namespace, plural, name, {"status": status})
+               GROUP, VERSION, namespace, plural, name, {"status": _keep_held(plural, namespace, name, status)})
 
 
 async def read_job(namespace: str, name: str) -> dict[str, Any] | None:

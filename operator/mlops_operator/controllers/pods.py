@@ -128,6 +128,7 @@ def register(settings: Settings) -> None:
         obj = await kube.get_custom(plural, namespace, oname)
         if obj is None:
             _marked.pop(key, None)
+            kube.hold_degraded(*key, None)
             return
         st = obj.get("status") or {}
         gen = obj["metadata"].get("generation")
@@ -135,12 +136,14 @@ def register(settings: Settings) -> None:
             text = f"pod {name}: {stuck}"
             conds, changed = set_condition(st.get("conditions"), "Degraded", True, reason, text, gen)
             _marked[key] = name
+            kube.hold_degraded(*key, get_condition(conds, "Degraded"))  # the owner's own writes keep it
             if changed:
                 await kube.patch_status(plural, namespace, oname, {"conditions": conds})
                 emit(obj, "Warning", reason, text)
             return
         cur = get_condition(st.get("conditions"), "Degraded")
         _marked.pop(key, None)
+        kube.hold_degraded(*key, None)
         if cur and cur.get("status") == "True" and (cur.get("reason") in (REASON, NOT_SHARED)
                                                     or cur.get("reason") in STORE_REASONS):
             cleared = set_condition(st.get("conditions"), "Degraded", False, "PodStarted", f"pod {name} started",
