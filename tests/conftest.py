@@ -169,15 +169,20 @@ REAL_TEST_CLUSTER = os.environ.get("MLOPS_REAL_TEST_CLUSTER", "pytest-real")
 REAL_NODE_SELECTOR = dict([realnode.PIN_ANNOTATION])
 
 
-@pytest.fixture(scope="session")
-def real_cluster() -> Cluster:
-    cfg = cluster.up(REAL_TEST_CLUSTER, timeout=420, nodes=["process", "real"])
-    c = Cluster(cfg)
+def _with_real_node(name: str, timeout: float, **kw: Any):
+    """A session's cluster of both kinds of node, up once CoreDNS runs on the real node; taken
+    down at the end unless MLOPS_KEEP_TEST_CLUSTER is set."""
+    c = Cluster(cluster.up(name, timeout=timeout, nodes=["process", "real"], **kw))
     wait_for(lambda: c.kubectl("rollout", "status", "deploy/coredns", "-n", "kube-system", "--timeout=5s",
                                check=False).returncode == 0, 180, interval=1, what="CoreDNS on the real node")
     yield c
     if not os.environ.get("MLOPS_KEEP_TEST_CLUSTER"):
-        cluster.down(REAL_TEST_CLUSTER, purge=True)
+        cluster.down(name, purge=True)
+
+
+@pytest.fixture(scope="session")
+def real_cluster() -> Cluster:
+    yield from _with_real_node(REAL_TEST_CLUSTER, 420)
 
 
 def enable_namespace(c: Cluster, namespace: str) -> None:
@@ -237,13 +242,7 @@ def s3_namespace(c: Cluster, request, prefix: str) -> str:
 
 @pytest.fixture(scope="session")
 def s3_two_nodes() -> Cluster:
-    cfg = cluster.up(S3_TWO_NODE_CLUSTER, timeout=600, nodes=["process", "real"], s3=True)
-    c = Cluster(cfg)
-    wait_for(lambda: c.kubectl("rollout", "status", "deploy/coredns", "-n", "kube-system", "--timeout=5s",
-                               check=False).returncode == 0, 180, interval=1, what="CoreDNS on the real node")
-    yield c
-    if not os.environ.get("MLOPS_KEEP_TEST_CLUSTER"):
-        cluster.down(S3_TWO_NODE_CLUSTER, purge=True)
+    yield from _with_real_node(S3_TWO_NODE_CLUSTER, 600, s3=True)
 
 
 @pytest.fixture(scope="session")
