@@ -225,8 +225,7 @@ class S3Store(ArtifactStore):
         st = self._stat(key)
         if st is None:
             return False
-        meta = {k.lower(): v for k, v in (st.metadata or {}).items()}
-        stored = meta.get(f"x-amz-meta-{SHA_META}")
+        stored = _sha256_of(st)
         if st.size != size or (stored is not None and stored != digest):
             raise IntegrityError(f"{self._where(key)} exists but is not the content of sha256 {digest} "
                                  f"(size {st.size}, recorded sha256 {stored}); refusing to trust it")
@@ -273,8 +272,7 @@ class S3Store(ArtifactStore):
         st = self._stat(key)
         if st is None:
             raise ArtifactMissing(f"{self._where(key)} is missing from the store")
-        meta = {k.lower(): v for k, v in (st.metadata or {}).items()}
-        return meta.get(f"x-amz-meta-{SHA_META}")
+        return _sha256_of(st)
 
     def _download(self, key: str, dest: Path, digest: str | None) -> None:
         """GET `key` into `dest` through a temporary file, hashed on the fly; a stream broken
@@ -358,6 +356,12 @@ class S3Store(ArtifactStore):
             return StoreUnreachable(f"{self._where(key)}: the server keeps failing ({code} HTTP {status}: "
                                     f"{msg[:200]}) after {self.retry.retries} retries")
         return StoreError(f"{self._where(key)}: S3 error {code}: {msg[:300]}")
+
+
+def _sha256_of(stat: Any) -> str | None:
+    """The sha256 an object was written with (x-amz-meta-sha256; header names in any case)."""
+    meta = {k.lower(): v for k, v in (stat.metadata or {}).items()}
+    return meta.get(f"x-amz-meta-{SHA_META}")
 
 
 class S3CaptureArea(CaptureArea):
